@@ -1,0 +1,86 @@
+# kura — one entry point: make, make test, make run, make bench, make deps
+#   make SAN=1          AddressSanitizer + UndefinedBehaviorSanitizer build (into build-san/)
+#   make install PREFIX=/usr/local
+
+PREFIX ?= /usr/local
+CC ?= cc
+SAN ?=
+DATA ?= ./data
+
+ifeq ($(SAN),)
+BUILD ?= build
+SANFLAGS :=
+else
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -MMD -MP $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LIBS := -luring -lisal -lrocksdb -luuid -lpthread
+
+COMMON_SRC := $(wildcard common/*.c)
+METADATA_SRC := $(wildcard metadata/*.c)
+STORE_SRC := $(filter-out blockd/main.c blockd/server.c,$(wildcard blockd/*.c))
+LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+
+BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-bench-store $(BUILD)/unit-tests
+
+.PHONY: all deps test unit crash integration run bench install clean help
+all: $(BINS)
+
+help:
+	@echo "make            build into $(BUILD)/"
+	@echo "make run        install packages if missing, build, run one node on $(DATA)"
+	@echo "make test       install packages if missing, build, run every test"
+	@echo "make bench      compare the store with fio on the same file"
+	@echo "make deps       install the Debian packages kura needs"
+	@echo "make SAN=1      build with AddressSanitizer and UBSan"
+	@echo "make install PREFIX=DIR"
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libkura.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/blockd: $(BUILD)/blockd/main.o $(BUILD)/blockd/server.o $(BUILD)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-crashtest: $(BUILD)/tests/integration/crashtest.o $(BUILD)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-bench-store: $(BUILD)/bench/store_bench.o $(BUILD)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+deps:
+	@sh tools/deps.sh
+
+run: deps all
+	@mkdir -p $(DATA)
+	$(BUILD)/blockd --data $(DATA)
+
+test: deps all
+	@sh tests/run.sh $(BUILD)
+
+bench: deps all
+	@sh bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/blockd $(DESTDIR)$(PREFIX)/bin/blockd
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

@@ -1,0 +1,207 @@
+/* Disks that are files or block devices, driven through io_uring with O_DIRECT. */
+#include "blockd/disk.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct file_disk {
+	struct kura_disk d;
+	int fd;
+};
+
+struct rw_req {
+	struct kura_op op;
+	struct kura_op *user;
+	size_t expect;
+};
+
+static void rw_done(struct kura_op *op, int res)
+{
+	struct rw_req *r = KURA_CONTAINER_OF(op, struct rw_req, op);
+	struct kura_op *user = r->user;
+
+	if (res >= 0 && (size_t)res != r->expect)
+		res = -EIO;
+	free(r);
+	user->fn(user, res);
+}
+
+static void file_rw(struct kura_disk *d, int write, const struct iovec *iov, int iovcnt,
+		    uint64_t off, unsigned flags, struct kura_op *op)
+{
+	struct file_disk *fd = KURA_CONTAINER_OF(d, struct file_disk, d);
+	struct rw_req *r = malloc(sizeof(*r));
+	struct io_uring_sqe *sqe;
+	size_t len = 0;
+
+	if (!r) {
+		kura_loop_defer(d->loop, op, -ENOMEM);
+		return;
+	}
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	r->op.fn = rw_done;
+	r->user = op;
+	r->expect = len;
+	sqe = kura_loop_sqe(d->loop, &r->op);
+	if (write)
+		io_uring_prep_writev2(sqe, fd->fd, iov, (unsigned)iovcnt, off,
+				      (flags & KURA_DISK_FUA) ? RWF_DSYNC : 0);
+	else
+		io_uring_prep_readv(sqe, fd->fd, iov, (unsigned)iovcnt, off);
+}
+
+static void file_flush(struct kura_disk *d, struct kura_op *op)
+{
+	struct file_disk *fd = KURA_CONTAINER_OF(d, struct file_disk, d);
+	struct io_uring_sqe *sqe = kura_loop_sqe(d->loop, op);
+
+	io_uring_prep_fsync(sqe, fd->fd, IORING_FSYNC_DATASYNC);
+}
+
+static void file_close(struct kura_disk *d)
+{
+	struct file_disk *fd = KURA_CONTAINER_OF(d, struct file_disk, d);
+
+	close(fd->fd); /* drops the flock too */
+	free(fd);
+}
+
+static const struct kura_disk_ops file_ops = {
+	.rw = file_rw,
+	.flush = file_flush,
+	.close = file_close,
+};
+
+int kura_disk_file_open(struct kura_loop *loop, const char *path, uint64_t size,
+			struct kura_disk **out, int *created, char *errbuf, size_t errlen)
+{
+	struct file_disk *fd;
+	struct stat st;
+	int err, f;
+
+	*created = 0;
+	f = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (f < 0 && errno == ENOENT) {
+		if (!size) {
+			snprintf(errbuf, errlen, "disk %s does not exist; give its size with --disk %s,size=SIZE",
+				 path, path);
+			return -ENOENT;
+		}
+		f = open(path, O_RDWR | O_DIRECT | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
+		if (f >= 0)
+			*created = 1;
+	}
+	if (f < 0) {
+		err = -errno;
+		snprintf(errbuf, errlen, "cannot open disk %s: %s", path, strerror(errno));
+		return err;
+	}
+	if (flock(f, LOCK_EX | LOCK_NB)) {
+		err = -errno;
+		snprintf(errbuf, errlen, "disk %s is in use by another process (another blockd?)",
+			 path);
+		close(f);
+		return err == -EWOULDBLOCK ? -EBUSY : err;
+	}
+	if (fstat(f, &st)) {
+		err = -errno;
+		snprintf(errbuf, errlen, "cannot stat disk %s: %s", path, strerror(errno));
+		goto close_fd;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t bytes = 0;
+		if (ioctl(f, BLKGETSIZE64, &bytes)) {
+			err = -errno;
+			snprintf(errbuf, errlen, "cannot size block device %s: %s", path,
+				 strerror(errno));
+			goto close_fd;
+		}
+		st.st_size = (off_t)bytes;
+	} else if (!S_ISREG(st.st_mode)) {
+		err = -EINVAL;
+		snprintf(errbuf, errlen, "disk %s is neither a regular file nor a block device",
+			 path);
+		goto close_fd;
+	} else if (*created) {
+		/* Allocate now so that a full host filesystem is an error here,
+		 * never a failed write after the store has acknowledged it. */
+		err = posix_fallocate(f, 0, (off_t)size);
+		if (err) {
+			char sz[32];
+			snprintf(errbuf, errlen, "cannot allocate %s for disk %s: %s",
+				 kura_fmt_size(size, sz, sizeof(sz)), path, strerror(err));
+			err = -err;
+			unlink(path);
+			goto close_fd;
+		}
+		st.st_size = (off_t)size;
+	}
+	fd = calloc(1, sizeof(*fd));
+	if (!fd) {
+		err = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		goto close_fd;
+	}
+	fd->fd = f;
+	fd->d.ops = &file_ops;
+	fd->d.loop = loop;
+	fd->d.size = (uint64_t)st.st_size;
+	snprintf(fd->d.path, sizeof(fd->d.path), "%s", path);
+	*out = &fd->d;
+	return 0;
+
+close_fd:
+	close(f);
+	return err;
+}
+
+struct sync_op {
+	struct kura_op op;
+	int done, res;
+};
+
+static void sync_done(struct kura_op *op, int res)
+{
+	struct sync_op *s = KURA_CONTAINER_OF(op, struct sync_op, op);
+
+	s->done = 1;
+	s->res = res;
+}
+
+static int sync_wait(struct kura_disk *d, struct sync_op *s)
+{
+	while (!s->done)
+		kura_loop_run_once(d->loop, 1000000000ULL);
+	return s->res;
+}
+
+int kura_disk_rw_sync(struct kura_disk *d, int write, void *buf, size_t len, uint64_t off,
+		      unsigned flags)
+{
+	struct sync_op s = { .op.fn = sync_done };
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	int res;
+
+	d->ops->rw(d, write, &iov, 1, off, flags, &s.op);
+	res = sync_wait(d, &s);
+	return res < 0 ? res : 0;
+}
+
+int kura_disk_flush_sync(struct kura_disk *d)
+{
+	struct sync_op s = { .op.fn = sync_done };
+
+	d->ops->flush(d, &s.op);
+	return sync_wait(d, &s);
+}

@@ -1,0 +1,801 @@
+/* The data path: reads, writes and the metadata operations of the store.
+ *
+ * A write copies its data, computes the block checksums, updates the in-memory
+ * index at once (so later submissions see it), and joins the journal's open
+ * batch. When the batch is durable the write is acknowledged and then applied:
+ * its checksums go into the checksum page and its data is written in place.
+ * Writes waiting to be applied are queued per physical extent (struct xstate);
+ * reads that overlap them wait, so a read never sees a block whose data and
+ * checksum disagree. */
+#include "blockd/store_int.h"
+#include "common/crc.h"
+#include "common/err.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XS_BUCKETS 4096u
+
+struct wreq;
+struct rreq;
+
+struct xstate {
+	uint32_t loc;
+	struct xstate *hnext;
+	struct wreq *head, *tail;
+	struct rreq *waiters;
+};
+
+struct wreq {
+	struct jreq j;
+	struct pend pend;
+	struct kura_blk_store *s;
+	struct jbatch *batch;
+	uint64_t layer, ext, version;
+	uint32_t loc;
+	uint16_t blk, nblk;
+	uint8_t acked, applying;
+	void *buf;
+	kura_blk_cb cb;
+	void *arg;
+	struct wreq *xnext;
+	struct kura_op op;
+	struct iovec iov;
+	uint32_t crc[];
+};
+
+struct rreq {
+	struct kura_blk_store *s;
+	uint64_t layer, ext, gen;
+	uint16_t blk, nblk, first, last;
+	int tries;
+	uint8_t *buf;
+	kura_blk_cb cb;
+	void *arg;
+	struct rreq *next;
+	uint32_t loc;
+	struct kura_op op;
+	struct iovec iov;
+	struct kura_blk_bitmap bm;
+	uint32_t crc[KURA_EXT_BLOCKS];
+};
+
+struct mreq {
+	struct jreq j;
+	struct pend pend;
+	struct kura_blk_store *s;
+	struct kura_jrec rec;
+	kura_blk_cb cb;
+	void *arg;
+	struct kura_op op;
+	int ndisks;
+};
+
+const char *kura_io_class_name(enum kura_io_class c)
+{
+	static const char *const names[] = { "guest", "clone", "rebuild", "scrub", "merge" };
+	return (unsigned)c < KURA_IO_NCLASS ? names[c] : "unknown";
+}
+
+/* ---- errors ---- */
+
+void store_io_error(struct kura_blk_store *s, struct pool_disk *pd, uint64_t off, int err,
+		    const char *what)
+{
+	uint64_t held = 0;
+
+	s->st.io_errors++;
+	if (pd)
+		pd->io_errors++;
+	if (pd && kura_ratelimit_ok(&pd->rl, &held))
+		kura_log(ERR, "disk %s: %s failed at offset %llu: %s (%llu similar lines held back)",
+			 pd->disk->path, what, (unsigned long long)off, kura_strerror(err),
+			 (unsigned long long)held);
+}
+
+static void crc_error(struct kura_blk_store *s, struct pool_disk *pd, uint64_t off,
+		      const struct rreq *r, unsigned blk)
+{
+	uint64_t held = 0;
+
+	s->st.crc_errors++;
+	pd->crc_errors++;
+	if (kura_ratelimit_ok(&pd->rl, &held))
+		kura_log(ERR,
+			 "disk %s: checksum mismatch at offset %llu (layer %llu extent %llu block %u) "
+			 "(%llu similar lines held back)",
+			 pd->disk->path, (unsigned long long)off, (unsigned long long)r->layer,
+			 (unsigned long long)r->ext, blk, (unsigned long long)held);
+}
+
+/* ---- per physical extent queues ---- */
+
+static struct xstate **xs_bucket(struct kura_blk_store *s, uint32_t loc)
+{
+	return &s->xs[kura_hash64(loc) & (XS_BUCKETS - 1)];
+}
+
+static struct xstate *xs_find(struct kura_blk_store *s, uint32_t loc)
+{
+	struct xstate *x = *xs_bucket(s, loc);
+
+	while (x && x->loc != loc)
+		x = x->hnext;
+	return x;
+}
+
+static struct xstate *xs_get(struct kura_blk_store *s, uint32_t loc)
+{
+	struct xstate *x = xs_find(s, loc);
+
+	if (x)
+		return x;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	x->loc = loc;
+	x->hnext = *xs_bucket(s, loc);
+	*xs_bucket(s, loc) = x;
+	s->xs_count++;
+	return x;
+}
+
+static void xs_put(struct kura_blk_store *s, struct xstate *x)
+{
+	struct xstate **pp;
+
+	if (x->head || x->waiters)
+		return;
+	for (pp = xs_bucket(s, x->loc); *pp != x; pp = &(*pp)->hnext)
+		;
+	*pp = x->hnext;
+	s->xs_count--;
+	free(x);
+}
+
+static int overlaps(unsigned a, unsigned an, unsigned b, unsigned bn)
+{
+	return a < b + bn && b < a + an;
+}
+
+static int x_overlaps(const struct xstate *x, unsigned blk, unsigned n)
+{
+	for (const struct wreq *w = x->head; w; w = w->xnext)
+		if (overlaps(w->blk, w->nblk, blk, n))
+			return 1;
+	return 0;
+}
+
+int io_pending(struct kura_blk_store *s)
+{
+	return s->xs_count != 0;
+}
+
+/* ---- blocked submissions (journal full) ---- */
+
+void store_block(struct kura_blk_store *s, struct pend *p)
+{
+	p->next = NULL;
+	if (s->blocked_tail)
+		s->blocked_tail->next = p;
+	else
+		s->blocked_head = p;
+	s->blocked_tail = p;
+	ckpt_request(s);
+}
+
+void store_unblock(struct kura_blk_store *s)
+{
+	struct pend *p;
+
+	while ((p = s->blocked_head)) {
+		int still;
+
+		s->unblocking = p;
+		still = p->retry(p);
+		s->unblocking = NULL;
+		if (still) {
+			ckpt_request(s);
+			return;
+		}
+		s->blocked_head = p->next;
+		if (!s->blocked_head)
+			s->blocked_tail = NULL;
+	}
+}
+
+/* Keeps submissions in order: once one waits for journal room, all wait. */
+static int must_wait(struct kura_blk_store *s, struct pend *p, uint32_t rec_bytes,
+		     uint32_t data_bytes)
+{
+	int room = journal_has_room(&s->journal, rec_bytes, data_bytes);
+
+	if (s->unblocking == p)
+		return !room;
+	if (!s->blocked_head && room)
+		return 0;
+	store_block(s, p);
+	return 1;
+}
+
+/* ---- writes ---- */
+
+static void wreq_free(struct wreq *w)
+{
+	free(w->buf);
+	free(w);
+}
+
+static void x_try_apply(struct kura_blk_store *s, struct xstate *x);
+
+static void finish_deferred(struct kura_op *op, int res)
+{
+	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
+
+	w->cb(w->arg, res);
+	wreq_free(w);
+}
+
+static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w)
+{
+	struct wreq **pp = &x->head, *prev = NULL;
+	struct rreq *waiters;
+
+	while (*pp != w) {
+		prev = *pp;
+		pp = &(*pp)->xnext;
+	}
+	*pp = w->xnext;
+	if (x->tail == w)
+		x->tail = prev;
+	journal_batch_apply_done(&s->journal, w->batch);
+	/* let waiting reads look again */
+	waiters = x->waiters;
+	x->waiters = NULL;
+	while (waiters) {
+		struct rreq *r = waiters;
+		waiters = r->next;
+		kura_loop_defer(s->loop, &r->op, 0);
+	}
+	x_try_apply(s, x);
+	xs_put(s, x);
+}
+
+static void apply_done(struct kura_op *op, int res)
+{
+	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
+	struct kura_blk_store *s = w->s;
+
+	if (res < 0) {
+		struct pool_disk *pd = pool_disk_of(&s->pool, w->loc);
+		store_io_error(s, pd, pool_data_off(pd, w->loc, w->blk), res, "data write");
+		store_fail(s, "a write could not be applied in place", res);
+	}
+	x_remove(s, xs_find(s, w->loc), w);
+	wreq_free(w);
+	ckpt_progress(s);
+}
+
+static void apply_go(struct wreq *w)
+{
+	struct kura_blk_store *s = w->s;
+	struct pool_disk *pd = pool_disk_of(&s->pool, w->loc);
+
+	crc_update(&s->crc, w->loc, w->blk, w->nblk, w->crc);
+	s->apply_gen++;
+	w->iov.iov_base = w->buf;
+	w->iov.iov_len = (size_t)w->nblk * KURA_BLK_SIZE;
+	w->op.fn = apply_done;
+	pd->disk->ops->rw(pd->disk, 1, &w->iov, 1, pool_data_off(pd, w->loc, w->blk), 0, &w->op);
+}
+
+static void apply_crc_ready(struct kura_op *op, int res)
+{
+	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
+	uint32_t *crcs;
+
+	if (res >= 0 && crc_get(&w->s->crc, w->loc, &w->op, &crcs) == 1) {
+		apply_go(w);
+		return;
+	}
+	if (res >= 0)
+		return; /* queued again behind a reload */
+	store_fail(w->s, "a checksum page could not be read", res);
+	apply_done(&w->op, 0);
+}
+
+static void apply_start(struct kura_blk_store *s, struct wreq *w)
+{
+	uint32_t *crcs;
+	int r;
+
+	w->applying = 1;
+	w->op.fn = apply_crc_ready;
+	r = crc_get(&s->crc, w->loc, &w->op, &crcs);
+	if (r == 1)
+		apply_go(w);
+	else if (r < 0)
+		kura_loop_defer(s->loop, &w->op, r);
+}
+
+static void x_try_apply(struct kura_blk_store *s, struct xstate *x)
+{
+	for (struct wreq *w = x->head; w; w = w->xnext) {
+		int blocked = 0;
+
+		if (!w->acked || w->applying || s->dead)
+			continue;
+		for (struct wreq *e = x->head; e != w; e = e->xnext)
+			if (overlaps(e->blk, e->nblk, w->blk, w->nblk))
+				blocked = 1;
+		if (!blocked)
+			apply_start(s, w);
+	}
+}
+
+static void write_durable(struct jreq *j, int err)
+{
+	struct wreq *w = KURA_CONTAINER_OF(j, struct wreq, j);
+	struct kura_blk_store *s = w->s;
+	struct xstate *x = xs_find(s, w->loc);
+
+	w->acked = 1;
+	if (!err) {
+		s->st.writes++;
+		s->st.write_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
+	}
+	w->cb(w->arg, err);
+	if (err) {
+		x_remove(s, x, w);
+		wreq_free(w);
+		return;
+	}
+	x_try_apply(s, x);
+}
+
+static int write_submit(struct kura_blk_store *s, struct wreq *w)
+{
+	struct kura_jrec rec = { 0 };
+	struct idx_entry *e;
+	struct xstate *x;
+	int err;
+
+	if (s->dead) {
+		err = KURA_E_DEAD;
+		goto fail;
+	}
+	if (must_wait(s, &w->pend, (uint32_t)(sizeof(rec) + 4u * w->nblk),
+		      (uint32_t)w->nblk * KURA_BLK_SIZE))
+		return 1;
+	e = idx_find(&s->idx, w->layer, w->ext);
+	if (!e) {
+		uint32_t loc;
+		err = pool_alloc(&s->pool, &loc);
+		if (err) {
+			if (err == -ENOSPC)
+				s->st.enospc++;
+			goto fail;
+		}
+		err = idx_add(&s->idx, w->layer, w->ext, loc);
+		if (err) {
+			pool_release(&s->pool, loc);
+			goto fail;
+		}
+		e = idx_find(&s->idx, w->layer, w->ext);
+	}
+	x = xs_get(s, e->loc);
+	if (!x) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	w->loc = e->loc;
+	rec.type = KURA_JREC_WRITE;
+	rec.blk = w->blk;
+	rec.nblk = w->nblk;
+	rec.loc = w->loc;
+	rec.layer = w->layer;
+	rec.ext = w->ext;
+	rec.version = w->version;
+	w->j.durable = write_durable;
+	w->batch = journal_append(&s->journal, &rec, w->crc, w->buf, &w->j);
+	if (!w->batch) {
+		xs_put(s, x);
+		err = -ENOMEM;
+		goto fail;
+	}
+	journal_batch_apply_start(w->batch);
+	idx_set_bits(&s->idx, e, w->blk, w->nblk);
+	if (w->version > e->version)
+		e->version = w->version;
+	idx_mark_dirty(&s->idx, w->layer, w->ext);
+	w->xnext = NULL;
+	if (x->tail)
+		x->tail->xnext = w;
+	else
+		x->head = w;
+	x->tail = w;
+	return 0;
+fail:
+	w->op.fn = finish_deferred;
+	kura_loop_defer(s->loop, &w->op, err);
+	return 0;
+}
+
+static int write_retry(struct pend *p)
+{
+	struct wreq *w = KURA_CONTAINER_OF(p, struct wreq, pend);
+
+	return write_submit(w->s, w);
+}
+
+static int check_range(uint64_t ext, unsigned blk, unsigned nblk)
+{
+	if (ext >= KURA_EXT_MAX || !nblk || blk >= KURA_EXT_BLOCKS || nblk > KURA_EXT_BLOCKS ||
+	    blk + nblk > KURA_EXT_BLOCKS)
+		return -EINVAL;
+	return 0;
+}
+
+int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
+		   kura_blk_cb cb, void *arg)
+{
+	struct wreq *w;
+	int err = check_range(ext, blk, nblk);
+
+	if (err)
+		return err;
+	if ((unsigned)cls >= KURA_IO_NCLASS || !buf)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w) + 4u * nblk);
+	if (!w)
+		return -ENOMEM;
+	w->buf = kura_aligned_alloc((size_t)nblk * KURA_BLK_SIZE);
+	if (!w->buf) {
+		free(w);
+		return -ENOMEM;
+	}
+	memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
+	for (unsigned i = 0; i < nblk; i++)
+		w->crc[i] = kura_crc32c(0, (uint8_t *)w->buf + (size_t)i * KURA_BLK_SIZE,
+					KURA_BLK_SIZE);
+	w->s = s;
+	w->layer = layer;
+	w->ext = ext;
+	w->blk = (uint16_t)blk;
+	w->nblk = (uint16_t)nblk;
+	w->version = version;
+	w->cb = cb;
+	w->arg = arg;
+	w->pend.retry = write_retry;
+	write_submit(s, w);
+	return 0;
+}
+
+/* ---- reads ---- */
+
+static void read_start(struct kura_op *op, int res);
+
+static void read_finish(struct rreq *r, int err)
+{
+	if (!err) {
+		r->s->st.reads++;
+		r->s->st.read_bytes += (uint64_t)r->nblk * KURA_BLK_SIZE;
+	}
+	r->cb(r->arg, err);
+	free(r);
+}
+
+static void zero_absent(struct rreq *r)
+{
+	for (unsigned i = 0; i < r->nblk; i++)
+		if (!bm_test(&r->bm, r->blk + i))
+			memset(r->buf + (size_t)i * KURA_BLK_SIZE, 0, KURA_BLK_SIZE);
+}
+
+static void read_done(struct kura_op *op, int res)
+{
+	struct rreq *r = KURA_CONTAINER_OF(op, struct rreq, op);
+	struct kura_blk_store *s = r->s;
+	struct pool_disk *pd = pool_disk_of(&s->pool, r->loc);
+
+	if (res < 0) {
+		store_io_error(s, pd, pool_data_off(pd, r->loc, r->first), res, "data read");
+		read_finish(r, -EIO);
+		return;
+	}
+	for (unsigned b = r->first; b <= r->last; b++) {
+		uint8_t *p = r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE;
+		if (!bm_test(&r->bm, b) || kura_crc32c(0, p, KURA_BLK_SIZE) == r->crc[b])
+			continue;
+		if (s->apply_gen != r->gen && r->tries < 8) {
+			/* a write was applied while we read: look again */
+			r->tries++;
+			read_start(&r->op, 0);
+			return;
+		}
+		crc_error(s, pd, pool_data_off(pd, r->loc, b), r, b);
+		read_finish(r, -EIO);
+		return;
+	}
+	zero_absent(r);
+	read_finish(r, 0);
+}
+
+static void read_start(struct kura_op *op, int res)
+{
+	struct rreq *r = KURA_CONTAINER_OF(op, struct rreq, op);
+	struct kura_blk_store *s = r->s;
+	struct idx_entry *e;
+	struct xstate *x;
+	struct pool_disk *pd;
+	uint32_t *crcs;
+	int got;
+
+	if (s->dead || res < 0) {
+		read_finish(r, s->dead ? KURA_E_DEAD : -EIO);
+		return;
+	}
+	e = idx_find(&s->idx, r->layer, r->ext);
+	if (e)
+		idx_bitmap(&s->idx, e, &r->bm);
+	if (!e || !bm_any_range(&r->bm, r->blk, r->nblk)) {
+		memset(r->buf, 0, (size_t)r->nblk * KURA_BLK_SIZE);
+		read_finish(r, 0);
+		return;
+	}
+	r->loc = e->loc;
+	x = xs_find(s, r->loc);
+	if (x && x_overlaps(x, r->blk, r->nblk)) {
+		r->op.fn = read_start;
+		r->next = x->waiters;
+		x->waiters = r;
+		return;
+	}
+	r->op.fn = read_start;
+	got = crc_get(&s->crc, r->loc, &r->op, &crcs);
+	if (got == 0)
+		return;
+	if (got < 0) {
+		read_finish(r, got);
+		return;
+	}
+	r->first = r->blk;
+	while (!bm_test(&r->bm, r->first))
+		r->first++;
+	r->last = (uint16_t)(r->blk + r->nblk - 1);
+	while (!bm_test(&r->bm, r->last))
+		r->last--;
+	memcpy(&r->crc[r->first], &crcs[r->first], 4u * (r->last - r->first + 1u));
+	r->gen = s->apply_gen;
+	pd = pool_disk_of(&s->pool, r->loc);
+	r->iov.iov_base = r->buf + (size_t)(r->first - r->blk) * KURA_BLK_SIZE;
+	r->iov.iov_len = (size_t)(r->last - r->first + 1u) * KURA_BLK_SIZE;
+	r->op.fn = read_done;
+	pd->disk->ops->rw(pd->disk, 0, &r->iov, 1, pool_data_off(pd, r->loc, r->first), 0, &r->op);
+}
+
+int kura_blk_read(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	struct rreq *r;
+	int err = check_range(ext, blk, nblk);
+
+	if (err)
+		return err;
+	if ((unsigned)cls >= KURA_IO_NCLASS || !buf || ((uintptr_t)buf % KURA_BLK_SIZE))
+		return -EINVAL;
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->s = s;
+	r->layer = layer;
+	r->ext = ext;
+	r->blk = (uint16_t)blk;
+	r->nblk = (uint16_t)nblk;
+	r->buf = buf;
+	r->cb = cb;
+	r->arg = arg;
+	r->tries = 0;
+	r->op.fn = read_start;
+	kura_loop_defer(s->loop, &r->op, 0);
+	return 0;
+}
+
+/* ---- trim, free, move, flush ---- */
+
+static void meta_durable(struct jreq *j, int err)
+{
+	struct mreq *m = KURA_CONTAINER_OF(j, struct mreq, j);
+
+	m->cb(m->arg, err);
+	free(m);
+}
+
+static void meta_finish_deferred(struct kura_op *op, int res)
+{
+	struct mreq *m = KURA_CONTAINER_OF(op, struct mreq, op);
+
+	m->cb(m->arg, res);
+	free(m);
+}
+
+/* Applies a trim, free or move to the index and the allocator (at submission,
+ * and again at replay). */
+int io_meta_apply(struct kura_blk_store *s, const struct kura_jrec *rec)
+{
+	struct idx_entry *e = idx_find(&s->idx, rec->layer, rec->ext);
+	uint32_t loc;
+
+	switch (rec->type) {
+	case KURA_JREC_TRIM:
+		if (!e)
+			return 0;
+		if (idx_clear_bits(&s->idx, e, rec->blk, rec->nblk) == 0) {
+			loc = e->loc;
+			idx_del(&s->idx, rec->layer, rec->ext);
+			pool_release(&s->pool, loc);
+		} else {
+			idx_mark_dirty(&s->idx, rec->layer, rec->ext);
+		}
+		return 0;
+	case KURA_JREC_FREE:
+		if (!e)
+			return -ENOENT;
+		loc = e->loc;
+		idx_del(&s->idx, rec->layer, rec->ext);
+		pool_release(&s->pool, loc);
+		return 0;
+	case KURA_JREC_MOVE:
+		return idx_move(&s->idx, rec->layer, rec->ext, rec->arg_layer, rec->arg_ext);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int meta_submit(struct kura_blk_store *s, struct mreq *m)
+{
+	int err;
+
+	if (s->dead) {
+		err = KURA_E_DEAD;
+		goto fail;
+	}
+	if (must_wait(s, &m->pend, sizeof(m->rec), 0))
+		return 1;
+	err = io_meta_apply(s, &m->rec);
+	if (err)
+		goto fail;
+	m->j.durable = meta_durable;
+	if (!journal_append(&s->journal, &m->rec, NULL, NULL, &m->j)) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	return 0;
+fail:
+	m->op.fn = meta_finish_deferred;
+	kura_loop_defer(s->loop, &m->op, err);
+	return 0;
+}
+
+static int meta_retry(struct pend *p)
+{
+	struct mreq *m = KURA_CONTAINER_OF(p, struct mreq, pend);
+
+	return meta_submit(m->s, m);
+}
+
+static int meta_op(struct kura_blk_store *s, const struct kura_jrec *rec, kura_blk_cb cb,
+		   void *arg)
+{
+	struct mreq *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->s = s;
+	m->rec = *rec;
+	m->cb = cb;
+	m->arg = arg;
+	m->pend.retry = meta_retry;
+	meta_submit(s, m);
+	return 0;
+}
+
+int kura_blk_trim(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		  unsigned nblk, kura_blk_cb cb, void *arg)
+{
+	struct kura_jrec rec = { .type = KURA_JREC_TRIM, .layer = layer, .ext = ext };
+	int err = check_range(ext, blk, nblk);
+
+	if (err)
+		return err;
+	rec.blk = (uint16_t)blk;
+	rec.nblk = (uint16_t)nblk;
+	return meta_op(s, &rec, cb, arg);
+}
+
+int kura_blk_free(struct kura_blk_store *s, uint64_t layer, uint64_t ext, kura_blk_cb cb,
+		  void *arg)
+{
+	struct kura_jrec rec = { .type = KURA_JREC_FREE, .layer = layer, .ext = ext };
+
+	if (ext >= KURA_EXT_MAX)
+		return -EINVAL;
+	return meta_op(s, &rec, cb, arg);
+}
+
+int kura_blk_move(struct kura_blk_store *s, uint64_t layer, uint64_t ext, uint64_t new_layer,
+		  uint64_t new_ext, kura_blk_cb cb, void *arg)
+{
+	struct kura_jrec rec = { .type = KURA_JREC_MOVE, .layer = layer, .ext = ext,
+				 .arg_layer = new_layer, .arg_ext = new_ext };
+
+	if (ext >= KURA_EXT_MAX || new_ext >= KURA_EXT_MAX)
+		return -EINVAL;
+	return meta_op(s, &rec, cb, arg);
+}
+
+int kura_blk_flush(struct kura_blk_store *s, kura_blk_cb cb, void *arg)
+{
+	struct mreq *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->s = s;
+	m->cb = cb;
+	m->arg = arg;
+	m->j.durable = meta_durable;
+	if (s->dead) {
+		m->op.fn = meta_finish_deferred;
+		kura_loop_defer(s->loop, &m->op, KURA_E_DEAD);
+		return 0;
+	}
+	journal_barrier(&s->journal, &m->j);
+	return 0;
+}
+
+void io_batch_durable(struct kura_blk_store *s)
+{
+	ckpt_progress(s);
+}
+
+int io_init(struct kura_blk_store *s)
+{
+	s->xs = calloc(XS_BUCKETS, sizeof(*s->xs));
+	return s->xs ? 0 : -ENOMEM;
+}
+
+void io_destroy(struct kura_blk_store *s)
+{
+	if (!s->xs)
+		return;
+	for (unsigned i = 0; i < XS_BUCKETS; i++) {
+		struct xstate *x = s->xs[i];
+		while (x) {
+			struct xstate *n = x->hnext;
+			struct wreq *w = x->head;
+			while (w) {
+				struct wreq *wn = w->xnext;
+				wreq_free(w);
+				w = wn;
+			}
+			free(x);
+			x = n;
+		}
+	}
+	free(s->xs);
+	s->xs = NULL;
+}
+
+void store_fail(struct kura_blk_store *s, const char *what, int err)
+{
+	if (s->dead)
+		return;
+	s->dead = 1;
+	kura_log(ERR, "store stopped: %s (%s); writes now fail; restart blockd to recover "
+		 "from the journal", what, kura_strerror(err));
+	journal_fail_all(&s->journal, KURA_E_DEAD);
+	store_unblock(s); /* every waiting submission fails at once now */
+}

@@ -1,0 +1,463 @@
+/* The journal: a ring of batches on the first disk. Every change to the store
+ * (block data with its checksums, trims, frees, moves) is appended to the open
+ * batch; one batch is written at a time with FUA, so everything appended while
+ * a batch is in flight is committed together by the next one (group commit).
+ * A request is acknowledged when its batch is durable. Batches stay until a
+ * checkpoint has made their effects durable elsewhere (data in place,
+ * checksum pages, RocksDB index). */
+#include "blockd/store_int.h"
+#include "common/crc.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct jbatch {
+	uint64_t seq, lpos, size;
+	uint8_t *hdr;
+	uint32_t hdr_used, nrec, data_pages;
+	struct iovec *iov;
+	int iovcnt, iovcap;
+	struct jreq *reqs_head, *reqs_tail;
+	unsigned unapplied;
+	int durable, sealed;
+	struct jbatch *next;
+	struct kura_op op;
+	struct kura_journal *j;
+};
+
+#define BATCH_SLACK ((uint64_t)KURA_MAX_BATCH_DATA + KURA_MAX_BATCH_HDR)
+
+static void kick(struct kura_op *op, int res);
+
+int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
+		 uint64_t seq, uint64_t lpos)
+{
+	memset(j, 0, sizeof(*j));
+	j->s = s;
+	j->pd = pd;
+	j->off = pd->sb.journal_off;
+	j->len = pd->sb.journal_len;
+	j->nonce = pd->sb.journal_nonce;
+	j->next_seq = seq;
+	j->tail_seq = seq;
+	j->head = j->tail = lpos;
+	j->durable_seq = seq - 1;
+	j->kick.fn = kick;
+	return 0;
+}
+
+static void batch_free(struct jbatch *b)
+{
+	free(b->hdr);
+	free(b->iov);
+	free(b);
+}
+
+void journal_destroy(struct kura_journal *j)
+{
+	struct jbatch *b = j->first;
+
+	while (b) {
+		struct jbatch *n = b->next;
+		batch_free(b);
+		b = n;
+	}
+	if (j->open)
+		batch_free(j->open);
+	j->first = j->last = j->open = NULL;
+}
+
+static uint64_t batch_bytes(const struct jbatch *b)
+{
+	return KURA_ALIGN_UP((uint64_t)b->hdr_used, KURA_BLK_SIZE) +
+	       (uint64_t)b->data_pages * KURA_BLK_SIZE;
+}
+
+int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_bytes)
+{
+	uint64_t need = j->head + (j->open ? batch_bytes(j->open) : 0) +
+			KURA_ALIGN_UP(rec_bytes + sizeof(struct kura_jhdr), KURA_BLK_SIZE) +
+			data_bytes + BATCH_SLACK;
+
+	return need <= j->tail + j->len;
+}
+
+uint64_t journal_used(const struct kura_journal *j)
+{
+	return j->head - j->tail + (j->open ? batch_bytes(j->open) : 0);
+}
+
+static struct jbatch *batch_new(struct kura_journal *j)
+{
+	struct jbatch *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->hdr = kura_aligned_alloc(KURA_MAX_BATCH_HDR);
+	b->iovcap = 16;
+	b->iov = malloc(sizeof(*b->iov) * (size_t)b->iovcap);
+	if (!b->hdr || !b->iov) {
+		batch_free(b);
+		return NULL;
+	}
+	b->hdr_used = sizeof(struct kura_jhdr);
+	b->iovcnt = 1; /* iov[0] is the header */
+	b->j = j;
+	return b;
+}
+
+static void seal_open(struct kura_journal *j)
+{
+	struct jbatch *b = j->open;
+	struct kura_jhdr *h;
+
+	if (!b)
+		return;
+	j->open = NULL;
+	b->sealed = 1;
+	if (b->nrec) {
+		uint64_t phys;
+		h = (struct kura_jhdr *)b->hdr;
+		h->magic = KURA_JHDR_MAGIC;
+		h->nonce = j->nonce;
+		h->seq = b->seq = j->next_seq++;
+		h->hdr_pages = (uint32_t)(KURA_ALIGN_UP(b->hdr_used, KURA_BLK_SIZE) / KURA_BLK_SIZE);
+		h->data_pages = b->data_pages;
+		h->nrec = b->nrec;
+		h->hdr_bytes = b->hdr_used;
+		h->hdr_crc = 0;
+		h->hdr_crc = kura_crc32c(0, b->hdr, (size_t)h->hdr_pages * KURA_BLK_SIZE);
+		b->size = batch_bytes(b);
+		phys = j->head % j->len;
+		if (phys + b->size > j->len)
+			j->head += j->len - phys; /* never straddle the end of the ring */
+		b->lpos = j->head;
+		j->head += b->size;
+		b->iov[0].iov_base = b->hdr;
+		b->iov[0].iov_len = (size_t)h->hdr_pages * KURA_BLK_SIZE;
+	}
+	if (j->last)
+		j->last->next = b;
+	else
+		j->first = b;
+	j->last = b;
+}
+
+static void complete_reqs(struct jbatch *b, int err)
+{
+	struct jreq *r = b->reqs_head;
+
+	b->reqs_head = b->reqs_tail = NULL;
+	while (r) {
+		struct jreq *n = r->next;
+		r->durable(r, err);
+		r = n;
+	}
+}
+
+static void unlink_batch(struct kura_journal *j, struct jbatch *b)
+{
+	struct jbatch **pp = &j->first, *prev = NULL;
+
+	while (*pp != b) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	*pp = b->next;
+	if (j->last == b)
+		j->last = prev;
+}
+
+static void submit_next(struct kura_journal *j);
+
+static void batch_written(struct kura_op *op, int res)
+{
+	struct jbatch *b = KURA_CONTAINER_OF(op, struct jbatch, op);
+	struct kura_journal *j = b->j;
+
+	j->inflight = NULL;
+	if (res < 0) {
+		store_io_error(j->s, j->pd, j->off + b->lpos % j->len, res, "journal write");
+		complete_reqs(b, -EIO); /* these writes get the disk's error */
+		store_fail(j->s, "journal write failed", res);
+		return;
+	}
+	b->durable = 1;
+	j->durable_seq = b->seq;
+	free(b->hdr);
+	b->hdr = NULL;
+	free(b->iov);
+	b->iov = NULL;
+	complete_reqs(b, 0);
+	io_batch_durable(j->s);
+	if (j->open && !j->inflight)
+		seal_open(j);
+	submit_next(j);
+}
+
+static void submit_next(struct kura_journal *j)
+{
+	struct jbatch *b;
+
+	while (!j->inflight && !j->s->dead) {
+		for (b = j->first; b && b->durable; b = b->next)
+			;
+		if (!b)
+			return;
+		if (!b->nrec) {
+			/* a barrier with nothing of its own: durable once all before it are */
+			unlink_batch(j, b);
+			complete_reqs(b, 0);
+			batch_free(b);
+			continue;
+		}
+		j->inflight = b;
+		b->op.fn = batch_written;
+		j->pd->disk->ops->rw(j->pd->disk, 1, b->iov, b->iovcnt, j->off + b->lpos % j->len,
+				     KURA_DISK_FUA, &b->op);
+	}
+}
+
+static void kick(struct kura_op *op, int res)
+{
+	struct kura_journal *j = KURA_CONTAINER_OF(op, struct kura_journal, kick);
+
+	(void)res;
+	j->kick_pending = 0;
+	if (j->inflight || j->s->dead)
+		return;
+	seal_open(j);
+	submit_next(j);
+}
+
+static void schedule_kick(struct kura_journal *j)
+{
+	if (!j->kick_pending) {
+		j->kick_pending = 1;
+		kura_loop_defer(j->s->loop, &j->kick, 0);
+	}
+}
+
+static void add_req(struct jbatch *b, struct jreq *jr)
+{
+	if (!jr)
+		return;
+	jr->next = NULL;
+	jr->batch = b;
+	if (b->reqs_tail)
+		b->reqs_tail->next = jr;
+	else
+		b->reqs_head = jr;
+	b->reqs_tail = jr;
+}
+
+struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *rec,
+			      const uint32_t *crcs, void *data, struct jreq *jr)
+{
+	uint32_t rsize = kura_jrec_size(rec);
+	unsigned npages = rec->type == KURA_JREC_WRITE ? rec->nblk : 0;
+	struct jbatch *b = j->open;
+	struct kura_jrec *dst;
+
+	if (b && (b->hdr_used + rsize > KURA_MAX_BATCH_HDR ||
+		  (uint64_t)(b->data_pages + npages) * KURA_BLK_SIZE > KURA_MAX_BATCH_DATA ||
+		  b->iovcnt + 1 > 1024))
+		seal_open(j);
+	if (!j->open && !(j->open = batch_new(j)))
+		return NULL;
+	b = j->open;
+	if (npages && b->iovcnt == b->iovcap) {
+		struct iovec *n = realloc(b->iov, sizeof(*n) * (size_t)b->iovcap * 2);
+		if (!n)
+			return NULL;
+		b->iov = n;
+		b->iovcap *= 2;
+	}
+	dst = (struct kura_jrec *)(b->hdr + b->hdr_used);
+	*dst = *rec;
+	if (npages) {
+		dst->data_page = b->data_pages;
+		memcpy(dst + 1, crcs, 4u * npages);
+		b->iov[b->iovcnt].iov_base = data;
+		b->iov[b->iovcnt].iov_len = (size_t)npages * KURA_BLK_SIZE;
+		b->iovcnt++;
+		b->data_pages += npages;
+	}
+	b->hdr_used += rsize;
+	b->nrec++;
+	add_req(b, jr);
+	schedule_kick(j);
+	return b;
+}
+
+void journal_barrier(struct kura_journal *j, struct jreq *jr)
+{
+	if (!j->open && !(j->open = batch_new(j))) {
+		jr->durable(jr, -ENOMEM);
+		return;
+	}
+	add_req(j->open, jr);
+	schedule_kick(j);
+}
+
+void journal_batch_apply_start(struct jbatch *b)
+{
+	b->unapplied++;
+}
+
+void journal_batch_apply_done(struct kura_journal *j, struct jbatch *b)
+{
+	(void)j;
+	b->unapplied--;
+}
+
+uint64_t journal_seal(struct kura_journal *j)
+{
+	if (j->open && j->open->nrec)
+		seal_open(j);
+	schedule_kick(j);
+	return j->next_seq - 1;
+}
+
+int journal_done_through(struct kura_journal *j, uint64_t seq, uint64_t *end_lpos)
+{
+	*end_lpos = j->tail;
+	for (struct jbatch *b = j->first; b && (b->seq <= seq || !b->nrec); b = b->next) {
+		if (!b->nrec)
+			continue;
+		if (!b->durable || b->unapplied)
+			return 0;
+		*end_lpos = b->lpos + b->size;
+	}
+	return j->durable_seq >= seq;
+}
+
+void journal_trim(struct kura_journal *j, uint64_t seq, uint64_t end_lpos)
+{
+	while (j->first && j->first->nrec && j->first->seq <= seq) {
+		struct jbatch *b = j->first;
+		j->first = b->next;
+		if (!j->first)
+			j->last = NULL;
+		batch_free(b);
+	}
+	j->tail = end_lpos;
+	j->tail_seq = seq + 1;
+}
+
+void journal_fail_all(struct kura_journal *j, int err)
+{
+	for (struct jbatch *b = j->first; b; b = b->next)
+		if (!b->durable)
+			complete_reqs(b, err);
+	if (j->open)
+		complete_reqs(j->open, err);
+}
+
+/* ---- replay ---- */
+
+static int read_batch(struct kura_journal *j, uint64_t seq, uint64_t lpos, uint8_t *hdr,
+		      uint8_t *data, uint64_t *size)
+{
+	struct kura_disk *d = j->pd->disk;
+	struct kura_jhdr *h = (struct kura_jhdr *)hdr;
+	uint64_t phys = lpos % j->len, off = j->off + phys, dlen;
+	uint32_t crc, pos;
+
+	if (phys + KURA_BLK_SIZE > j->len)
+		return -1;
+	if (kura_disk_rw_sync(d, 0, hdr, KURA_BLK_SIZE, off, 0) < 0)
+		return -EIO;
+	if (h->magic != KURA_JHDR_MAGIC || h->nonce != j->nonce || h->seq != seq ||
+	    !h->hdr_pages || (uint64_t)h->hdr_pages * KURA_BLK_SIZE > KURA_MAX_BATCH_HDR ||
+	    (uint64_t)h->data_pages * KURA_BLK_SIZE > KURA_MAX_BATCH_DATA ||
+	    h->hdr_bytes > (uint64_t)h->hdr_pages * KURA_BLK_SIZE)
+		return -1;
+	*size = ((uint64_t)h->hdr_pages + h->data_pages) * KURA_BLK_SIZE;
+	if (phys + *size > j->len)
+		return -1;
+	if (h->hdr_pages > 1 &&
+	    kura_disk_rw_sync(d, 0, hdr + KURA_BLK_SIZE, (size_t)(h->hdr_pages - 1) * KURA_BLK_SIZE,
+			      off + KURA_BLK_SIZE, 0) < 0)
+		return -EIO;
+	crc = h->hdr_crc;
+	h->hdr_crc = 0;
+	if (kura_crc32c(0, hdr, (size_t)h->hdr_pages * KURA_BLK_SIZE) != crc)
+		return -1;
+	h->hdr_crc = crc;
+	dlen = (uint64_t)h->data_pages * KURA_BLK_SIZE;
+	if (dlen && kura_disk_rw_sync(d, 0, data, dlen, off + (uint64_t)h->hdr_pages * KURA_BLK_SIZE,
+				      0) < 0)
+		return -EIO;
+	/* every record must be well formed and every block must match its crc */
+	pos = sizeof(*h);
+	for (uint32_t i = 0; i < h->nrec; i++) {
+		const struct kura_jrec *r = (const struct kura_jrec *)(hdr + pos);
+		const uint32_t *crcs = (const uint32_t *)(r + 1);
+
+		if (pos + sizeof(*r) > h->hdr_bytes || pos + kura_jrec_size(r) > h->hdr_bytes)
+			return -1;
+		if (r->type == KURA_JREC_WRITE) {
+			if (!r->nblk || r->blk + r->nblk > KURA_EXT_BLOCKS ||
+			    (uint64_t)r->data_page + r->nblk > h->data_pages)
+				return -1;
+			for (unsigned k = 0; k < r->nblk; k++)
+				if (kura_crc32c(0, data + ((size_t)r->data_page + k) * KURA_BLK_SIZE,
+						KURA_BLK_SIZE) != crcs[k])
+					return -1;
+		}
+		pos += kura_jrec_size(r);
+	}
+	return 0;
+}
+
+int journal_replay(struct kura_journal *j, uint64_t seq, uint64_t lpos, journal_replay_fn fn,
+		   void *arg, uint64_t *end_seq, uint64_t *end_lpos, uint64_t *nbatches)
+{
+	uint8_t *hdr = kura_aligned_alloc(KURA_MAX_BATCH_HDR);
+	uint8_t *data = kura_aligned_alloc(KURA_MAX_BATCH_DATA);
+	int err = 0;
+
+	*nbatches = 0;
+	if (!hdr || !data) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		uint64_t size = 0, at = lpos;
+		int r = read_batch(j, seq, at, hdr, data, &size);
+		const struct kura_jhdr *h = (const struct kura_jhdr *)hdr;
+		uint32_t pos;
+
+		if (r == -1 && at % j->len) {
+			at = KURA_ALIGN_UP(at, j->len); /* the writer wrapped here */
+			r = read_batch(j, seq, at, hdr, data, &size);
+		}
+		if (r == -EIO) {
+			err = -EIO;
+			goto out;
+		}
+		if (r)
+			break;
+		pos = sizeof(*h);
+		for (uint32_t i = 0; i < h->nrec; i++) {
+			const struct kura_jrec *rec = (const struct kura_jrec *)(hdr + pos);
+			err = fn(arg, rec, (const uint32_t *)(rec + 1),
+				 data + (size_t)rec->data_page * KURA_BLK_SIZE);
+			if (err)
+				goto out;
+			pos += kura_jrec_size(rec);
+		}
+		lpos = at + size;
+		seq++;
+		(*nbatches)++;
+	}
+out:
+	*end_seq = seq;
+	*end_lpos = lpos;
+	free(hdr);
+	free(data);
+	return err;
+}

@@ -1,0 +1,140 @@
+/* The pool: the disks of a store and one allocator of extents over them.
+ * Extents are numbered globally; disk i owns [base, base + nextents). Which
+ * extents are used is not stored anywhere: it is rebuilt from the index at
+ * open, so space can never leak across a crash. */
+#include "blockd/store_int.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int pool_add(struct kura_pool *p, struct kura_disk *disk, const struct kura_sb *sb)
+{
+	struct pool_disk *nd = realloc(p->d, sizeof(*nd) * (p->n + 1));
+	struct pool_disk *pd;
+	uint64_t base = 0;
+
+	if (!nd)
+		return -ENOMEM;
+	p->d = nd;
+	if (p->n) {
+		struct pool_disk *last = &p->d[p->n - 1];
+		base = KURA_ALIGN_UP((uint64_t)last->base + last->sb.nextents,
+				     KURA_CRC_PER_PAGE_EXTENTS);
+	}
+	if (base + sb->nextents >= LOC_NONE)
+		return -EFBIG;
+	pd = &p->d[p->n];
+	memset(pd, 0, sizeof(*pd));
+	pd->used = calloc((sb->nextents + 63) / 64, sizeof(uint64_t));
+	if (!pd->used)
+		return -ENOMEM;
+	pd->disk = disk;
+	pd->sb = *sb;
+	pd->base = (uint32_t)base;
+	pd->nfree = (uint32_t)sb->nextents;
+	kura_ratelimit_init(&pd->rl, 5000000000ULL, 5);
+	p->n++;
+	p->capacity += sb->nextents;
+	p->nfree += sb->nextents;
+	return 0;
+}
+
+void pool_destroy(struct kura_pool *p)
+{
+	for (unsigned i = 0; i < p->n; i++) {
+		free(p->d[i].used);
+		if (p->d[i].disk)
+			p->d[i].disk->ops->close(p->d[i].disk);
+	}
+	free(p->d);
+	memset(p, 0, sizeof(*p));
+}
+
+struct pool_disk *pool_disk_of(struct kura_pool *p, uint32_t loc)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (loc >= p->d[i].base && loc - p->d[i].base < p->d[i].sb.nextents)
+			return &p->d[i];
+	return NULL;
+}
+
+uint64_t pool_data_off(struct pool_disk *pd, uint32_t loc, unsigned blk)
+{
+	return pd->sb.data_off + (uint64_t)(loc - pd->base) * KURA_EXT_SIZE +
+	       (uint64_t)blk * KURA_BLK_SIZE;
+}
+
+static int bit_test(const uint64_t *b, uint32_t i)
+{
+	return (int)((b[i / 64] >> (i % 64)) & 1);
+}
+
+int pool_take(struct kura_pool *p, uint32_t loc)
+{
+	struct pool_disk *pd = pool_disk_of(p, loc);
+	uint32_t i;
+
+	if (!pd)
+		return -ERANGE;
+	i = loc - pd->base;
+	if (bit_test(pd->used, i))
+		return -EEXIST;
+	pd->used[i / 64] |= 1ull << (i % 64);
+	pd->nfree--;
+	p->nfree--;
+	return 0;
+}
+
+void pool_release(struct kura_pool *p, uint32_t loc)
+{
+	struct pool_disk *pd = pool_disk_of(p, loc);
+	uint32_t i;
+
+	if (!pd)
+		return;
+	i = loc - pd->base;
+	if (!bit_test(pd->used, i))
+		return;
+	pd->used[i / 64] &= ~(1ull << (i % 64));
+	pd->nfree++;
+	p->nfree++;
+}
+
+/* The disk with the most free extents takes the next one, so disks fill evenly. */
+int pool_alloc(struct kura_pool *p, uint32_t *loc)
+{
+	struct pool_disk *best = NULL;
+	uint32_t n, i;
+
+	for (unsigned d = 0; d < p->n; d++)
+		if (p->d[d].nfree && (!best || p->d[d].nfree > best->nfree))
+			best = &p->d[d];
+	if (!best)
+		return -ENOSPC;
+	n = (uint32_t)best->sb.nextents;
+	for (uint32_t k = 0; k < (n + 63) / 64; k++) {
+		uint32_t w = (best->hint / 64 + k) % ((n + 63) / 64);
+		uint64_t free_bits = ~best->used[w];
+		if (!free_bits)
+			continue;
+		i = w * 64 + (uint32_t)__builtin_ctzll(free_bits);
+		if (i >= n)
+			continue;
+		best->hint = i + 1 < n ? i + 1 : 0;
+		*loc = best->base + i;
+		return pool_take(p, *loc);
+	}
+	return -ENOSPC;
+}
+
+void pool_reset(struct kura_pool *p)
+{
+	p->nfree = 0;
+	for (unsigned d = 0; d < p->n; d++) {
+		memset(p->d[d].used, 0, (p->d[d].sb.nextents + 63) / 64 * sizeof(uint64_t));
+		p->d[d].nfree = (uint32_t)p->d[d].sb.nextents;
+		p->nfree += p->d[d].nfree;
+	}
+}

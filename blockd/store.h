@@ -1,0 +1,153 @@
+/* kura node-local block store: the API every upper layer builds on.
+ *
+ * A store pools one or more disks (files or block devices) into one allocator
+ * of 1 MiB extents made of 256 blocks of 4 KiB. Data is addressed as
+ * (layer id, extent number, block range): a layer is a sparse map of extents
+ * (a vdisk layer, a snapshot, a replica's copy); an extent records which of
+ * its blocks are present (bitmap) and a version number for resync.
+ *
+ * Durability: a write completes (cb with 0) only once it is durable: it has
+ * reached the disk's journal in one flushed write, together with its
+ * metadata. It survives kill -9 and power loss from then on. A write that had
+ * not completed reads back, per 4 KiB block, as wholly old or wholly new.
+ * Every block carries a crc32c that every read verifies; a mismatch or a disk
+ * read error gives -EIO, never wrong data.
+ *
+ * Thread rule: a store is owned by the thread that runs its loop (the loop
+ * passed in opts). Every kura_blk_* call must be made on that thread, and
+ * every callback runs there. Callbacks never run from inside the call that
+ * submitted them. kura_blk_store_open() and kura_blk_store_close() block
+ * (they run the loop themselves) and must not be called from a callback.
+ *
+ * Errors: 0 or -errno (and kura codes from common/err.h):
+ *   -EINVAL  bad range, unaligned buffer, extent number too large
+ *   -ENOSPC  no free extent (other writes, reads and frees keep working)
+ *   -ENOENT  extent absent (info/move/free)
+ *   -EEXIST  move target already exists
+ *   -EIO     disk error or checksum mismatch (logged, rate-limited, counted)
+ *   KURA_E_DEAD  the store stopped after a journal or apply write failed;
+ *            restart blockd to recover from the journal.
+ * Buffers passed to read/write must be 4 KiB aligned (O_DIRECT); the store
+ * copies write data before kura_blk_write() returns.
+ */
+#ifndef KURA_BLOCKD_STORE_H
+#define KURA_BLOCKD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/loop.h"
+
+#define KURA_BLK_SIZE 4096u
+#define KURA_EXT_BLOCKS 256u
+#define KURA_EXT_SIZE (KURA_BLK_SIZE * KURA_EXT_BLOCKS)
+#define KURA_EXT_MAX 0xffffffffull /* extent numbers are below this */
+
+/* I/O classes, for the QoS scheduler. */
+enum kura_io_class {
+	KURA_IO_GUEST = 0,
+	KURA_IO_CLONE,
+	KURA_IO_REBUILD,
+	KURA_IO_SCRUB,
+	KURA_IO_MERGE,
+	KURA_IO_NCLASS
+};
+const char *kura_io_class_name(enum kura_io_class c);
+
+typedef void (*kura_blk_cb)(void *arg, int err);
+
+struct kura_blk_bitmap {
+	uint64_t w[KURA_EXT_BLOCKS / 64];
+};
+
+struct kura_blk_extent_info {
+	uint64_t layer, ext;
+	uint64_t version;       /* highest version written to this extent */
+	uint32_t disk;          /* index of the disk holding it */
+	uint32_t nblocks;       /* blocks present */
+	struct kura_blk_bitmap present;
+};
+
+struct kura_disk; /* blockd/disk.h */
+
+struct kura_blk_disk_spec {
+	const char *path;     /* file (created if missing) or block device */
+	uint64_t size;        /* for a new file; 0 = the default */
+	struct kura_disk *disk; /* already opened (tests' fake disks); overrides path */
+};
+
+struct kura_blk_opts {
+	const char *dir;            /* data dir: holds meta/ (RocksDB) and LOCK */
+	struct kura_loop *loop;     /* the owner thread's loop */
+	const struct kura_blk_disk_spec *disks;
+	unsigned ndisks;            /* 0: use recorded disks; a new store gets one default file disk */
+	uint64_t default_disk_size; /* 0: 8 GiB */
+	uint64_t journal_size;      /* per disk, for newly formatted disks; 0: 1/16 of the disk, 16-256 MiB */
+	uint64_t crc_cache_bytes;   /* 0: 64 MiB (covers 256 GiB of hot data) */
+	uint64_t checkpoint_ns;     /* idle checkpoint interval; 0: 1 s */
+	int create;                 /* create a new store when dir holds none */
+};
+
+struct kura_blk_store;
+
+/* Opens or creates the store: locks dir, opens RocksDB and every disk, replays
+ * the journals and checkpoints. On error returns -errno with a one-line
+ * explanation in errbuf. */
+int kura_blk_store_open(const struct kura_blk_opts *opts, struct kura_blk_store **out,
+			char *errbuf, size_t errlen);
+/* Waits for in-flight work, checkpoints, closes. */
+void kura_blk_store_close(struct kura_blk_store *s);
+/* Frees memory without writing anything: what a crash leaves (tests). */
+void kura_blk_store_abandon(struct kura_blk_store *s);
+
+/* Reads nblk blocks from block blk of (layer, ext) into buf. Absent blocks
+ * read as zeros. */
+int kura_blk_read(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+
+/* Writes nblk blocks at block blk of (layer, ext), allocating the extent if
+ * needed; the extent's version becomes max(version, its current version). */
+int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
+		   kura_blk_cb cb, void *arg);
+
+/* Drops blocks (they read as zeros and no longer count as present); an
+ * extent left with no blocks is freed. Durable when cb runs. */
+int kura_blk_trim(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		  unsigned nblk, kura_blk_cb cb, void *arg);
+
+/* Frees a whole extent. Durable when cb runs. */
+int kura_blk_free(struct kura_blk_store *s, uint64_t layer, uint64_t ext, kura_blk_cb cb,
+		  void *arg);
+
+/* Moves a whole extent to (new_layer, new_ext) without copying data. */
+int kura_blk_move(struct kura_blk_store *s, uint64_t layer, uint64_t ext, uint64_t new_layer,
+		  uint64_t new_ext, kura_blk_cb cb, void *arg);
+
+/* Completes once everything submitted before it is durable. */
+int kura_blk_flush(struct kura_blk_store *s, kura_blk_cb cb, void *arg);
+
+/* Synchronous, from memory: -ENOENT when the extent is absent. */
+int kura_blk_extent_info(struct kura_blk_store *s, uint64_t layer, uint64_t ext,
+			 struct kura_blk_extent_info *out);
+
+/* Synchronous: the extent numbers of a layer in ascending order, into a
+ * malloc'd array the caller frees. */
+int kura_blk_list(struct kura_blk_store *s, uint64_t layer, uint64_t **exts, size_t *n);
+
+struct kura_blk_stats {
+	uint64_t capacity_extents, used_extents;
+	uint64_t reads, writes, read_bytes, write_bytes;
+	uint64_t io_errors, crc_errors, enospc;
+	uint64_t journal_bytes, journal_used;
+	uint64_t checkpoints;
+	uint64_t index_bytes, crc_cache_bytes; /* RAM */
+	unsigned ndisks;
+	int dead;
+};
+void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out);
+
+/* Path and size of disk i (for status lines); NULL past the last disk. */
+const char *kura_blk_disk_path(struct kura_blk_store *s, unsigned i, uint64_t *size);
+
+#endif

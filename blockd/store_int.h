@@ -1,0 +1,262 @@
+/* Internals of the block store, shared by the files of blockd/ only.
+ * Everything here belongs to the store's loop thread. */
+#ifndef KURA_BLOCKD_STORE_INT_H
+#define KURA_BLOCKD_STORE_INT_H
+
+#include "blockd/disk.h"
+#include "blockd/layout.h"
+#include "blockd/store.h"
+#include "common/log.h"
+#include "common/worker.h"
+#include "metadata/md.h"
+
+#define LOC_NONE UINT32_MAX
+#define BM_FULL UINT32_MAX
+#define BM_EMPTY (UINT32_MAX - 1)
+
+/* ---- index.c: the in-memory extent index (24 bytes an extent) ---- */
+
+struct idx_entry {
+	uint32_t ext;
+	uint32_t loc;     /* LOC_NONE marks an empty slot */
+	uint64_t version;
+	uint32_t bm;      /* BM_FULL, BM_EMPTY or an index into the bitmap pool */
+	uint32_t dirty;   /* changed since the last checkpoint */
+};
+
+struct idx_layer {
+	uint64_t id;
+	uint32_t cap, count; /* open addressing, linear probing, cap a power of two */
+	struct idx_entry *slots;
+};
+
+struct idx_key {
+	uint64_t layer, ext;
+};
+
+struct kura_idx {
+	struct idx_layer **layers; /* open addressing by id; NULL empty */
+	uint32_t lcap, lcount;
+	struct kura_blk_bitmap *bms; /* bitmaps of partly filled extents */
+	uint32_t bm_cap, bm_used, bm_free;
+	struct idx_key *dirty;
+	size_t ndirty, dirty_cap;
+	uint64_t nextents;
+};
+
+int idx_init(struct kura_idx *x);
+void idx_destroy(struct kura_idx *x);
+struct idx_entry *idx_find(struct kura_idx *x, uint64_t layer, uint64_t ext);
+/* Adds an empty extent at loc; -EEXIST, -ENOMEM. Pointers into the index are
+ * valid only until the next idx_add/idx_del. */
+int idx_add(struct kura_idx *x, uint64_t layer, uint64_t ext, uint32_t loc);
+void idx_del(struct kura_idx *x, uint64_t layer, uint64_t ext);
+int idx_move(struct kura_idx *x, uint64_t layer, uint64_t ext, uint64_t nlayer, uint64_t next);
+void idx_bitmap(const struct kura_idx *x, const struct idx_entry *e, struct kura_blk_bitmap *out);
+int idx_set_bits(struct kura_idx *x, struct idx_entry *e, unsigned blk, unsigned n);
+/* Returns how many blocks remain present. */
+unsigned idx_clear_bits(struct kura_idx *x, struct idx_entry *e, unsigned blk, unsigned n);
+void idx_set_bitmap(struct kura_idx *x, struct idx_entry *e, const struct kura_blk_bitmap *bm);
+int idx_mark_dirty(struct kura_idx *x, uint64_t layer, uint64_t ext);
+typedef int (*idx_fn)(void *arg, uint64_t layer, const struct idx_entry *e);
+int idx_for_layer(struct kura_idx *x, uint64_t layer, idx_fn fn, void *arg);
+int idx_for_each(struct kura_idx *x, idx_fn fn, void *arg);
+uint64_t idx_mem_bytes(const struct kura_idx *x);
+
+static inline int bm_test(const struct kura_blk_bitmap *b, unsigned i)
+{
+	return (int)((b->w[i / 64] >> (i % 64)) & 1);
+}
+unsigned bm_count(const struct kura_blk_bitmap *b);
+int bm_any_range(const struct kura_blk_bitmap *b, unsigned blk, unsigned n);
+
+/* 'E' record in RocksDB */
+struct md_extent {
+	uint32_t loc;
+	uint32_t pad;
+	uint64_t version;
+	struct kura_blk_bitmap present;
+};
+void md_extent_key(uint8_t key[17], uint64_t layer, uint64_t ext);
+
+/* 'J' record: where the live journal starts */
+struct md_journal {
+	uint64_t seq, lpos;
+};
+
+/* ---- pool.c: disks and extent allocation ---- */
+
+struct pool_disk {
+	struct kura_disk *disk;
+	struct kura_sb sb;
+	uint32_t base;    /* first global extent number (a multiple of 4) */
+	uint32_t nfree;
+	uint64_t *used;   /* one bit per extent */
+	uint32_t hint;
+	struct kura_ratelimit rl;
+	uint64_t io_errors, crc_errors;
+};
+
+struct kura_pool {
+	struct pool_disk *d;
+	unsigned n;
+	uint64_t capacity, nfree;
+};
+
+int pool_add(struct kura_pool *p, struct kura_disk *disk, const struct kura_sb *sb);
+void pool_destroy(struct kura_pool *p);
+struct pool_disk *pool_disk_of(struct kura_pool *p, uint32_t loc);
+/* Byte offset of block blk of global extent loc on its disk. */
+uint64_t pool_data_off(struct pool_disk *pd, uint32_t loc, unsigned blk);
+int pool_alloc(struct kura_pool *p, uint32_t *loc);
+/* Marks loc used; -EEXIST if it already was, -ERANGE if no disk holds it. */
+int pool_take(struct kura_pool *p, uint32_t loc);
+void pool_release(struct kura_pool *p, uint32_t loc);
+void pool_reset(struct kura_pool *p);
+
+/* ---- crcpage.c: cache of checksum pages ---- */
+
+struct crcpage;
+struct kura_crccache {
+	struct kura_blk_store *s;
+	struct crcpage **buckets;
+	uint32_t nbuckets, count, cap;
+	struct crcpage *lru_head, *lru_tail; /* clean, ready pages, oldest first */
+	uint32_t ndirty;
+	uint64_t writeback_pending;
+	struct kura_op *wb_done;
+	int wb_err;
+};
+
+int crc_init(struct kura_crccache *c, struct kura_blk_store *s, uint64_t bytes);
+void crc_destroy(struct kura_crccache *c);
+/* 1 and *crcs = the 256 checksums of extent loc when the page is in memory
+ * (valid until the loop turns); 0 when it is being loaded: waiter->fn runs
+ * with 0 or -EIO once it is; -errno on failure. */
+int crc_get(struct kura_crccache *c, uint32_t loc, struct kura_op *waiter, uint32_t **crcs);
+/* Page must be in memory (crc_get returned 1 this turn). */
+void crc_update(struct kura_crccache *c, uint32_t loc, unsigned blk, unsigned n,
+		const uint32_t *crcs);
+/* Writes every dirty page; done->fn(done, 0 or -EIO) when all are written. */
+void crc_writeback(struct kura_crccache *c, struct kura_op *done);
+uint64_t crc_mem_bytes(const struct kura_crccache *c);
+
+/* ---- journal.c ---- */
+
+struct jbatch;
+
+/* A request that waits for the journal: durable() runs once its batch (and
+ * every batch before it) is durable, or with an error. */
+struct jreq {
+	struct jreq *next;
+	void (*durable)(struct jreq *j, int err);
+	struct jbatch *batch;
+};
+
+struct kura_journal {
+	struct kura_blk_store *s;
+	struct pool_disk *pd;
+	uint64_t off, len, nonce;
+	uint64_t next_seq;       /* seq of the next batch to seal */
+	uint64_t head;           /* logical end of the last sealed batch */
+	uint64_t tail, tail_seq; /* start of the live journal (last checkpoint) */
+	struct jbatch *open;     /* batch taking records */
+	struct jbatch *first, *last; /* sealed batches not yet checkpointed, oldest first */
+	struct jbatch *inflight;
+	struct kura_op kick;
+	int kick_pending;
+	uint64_t durable_seq;    /* every batch up to this one is durable */
+};
+
+int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
+		 uint64_t seq, uint64_t lpos);
+void journal_destroy(struct kura_journal *j);
+/* Whether a record of rec_bytes header bytes and data_bytes more fits now. */
+int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_bytes);
+/* Appends a record (and its data pages, which must stay valid until durable)
+ * to the open batch; rec is copied. jr (may be NULL) is completed when the
+ * batch is durable. Caller checked journal_has_room(). Returns the batch. */
+struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *rec,
+			      const uint32_t *crcs, void *data, struct jreq *jr);
+/* Adds a completion that fires once everything appended so far is durable. */
+void journal_barrier(struct kura_journal *j, struct jreq *jr);
+void journal_batch_apply_start(struct jbatch *b);
+void journal_batch_apply_done(struct kura_journal *j, struct jbatch *b);
+/* Seals the open batch; returns the seq of the last sealed batch (0 if none). */
+uint64_t journal_seal(struct kura_journal *j);
+/* 1 when every batch up to seq is durable and applied. */
+int journal_done_through(struct kura_journal *j, uint64_t seq, uint64_t *end_lpos);
+/* Forgets batches up to seq: their space is free again. */
+void journal_trim(struct kura_journal *j, uint64_t seq, uint64_t end_lpos);
+uint64_t journal_used(const struct kura_journal *j);
+/* Fails every batch not yet durable (the store is stopping after an error). */
+void journal_fail_all(struct kura_journal *j, int err);
+/* Replays batches from (seq, lpos): calls fn for every record of every valid
+ * batch; end_seq and end_lpos get where the next batch goes. Synchronous. */
+typedef int (*journal_replay_fn)(void *arg, const struct kura_jrec *rec, const uint32_t *crcs,
+				 const uint8_t *data);
+int journal_replay(struct kura_journal *j, uint64_t seq, uint64_t lpos, journal_replay_fn fn,
+		   void *arg, uint64_t *end_seq, uint64_t *end_lpos, uint64_t *nbatches);
+
+/* ---- io.c / ckpt.c ---- */
+
+struct xstate;
+struct kura_blk_store {
+	struct kura_loop *loop;
+	struct kura_worker *worker;
+	struct kura_md *md;
+	int dir_lock_fd;
+	char dir[4096];
+	uint8_t store_uuid[16];
+
+	struct kura_pool pool;
+	struct kura_idx idx;
+	struct kura_crccache crc;
+	struct kura_journal journal;
+
+	struct xstate **xs;    /* physical extents with writes not yet applied */
+	uint32_t xs_cap, xs_count;
+	uint64_t apply_gen;    /* bumps on every apply, for read retries */
+
+	struct pend *blocked_head, *blocked_tail; /* waiting for journal room */
+	struct pend *unblocking;
+	int dead;
+
+	/* checkpoint */
+	struct ckpt *ck;
+	uint64_t checkpoint_ns;
+	struct kura_timer ck_timer;
+	int ck_timer_armed;
+	int closing;
+
+	struct kura_blk_stats st;
+};
+
+/* A submission waiting for journal room. retry() returns 1 while it must
+ * keep waiting (it stays first in line) and 0 once it went through or failed. */
+struct pend {
+	struct pend *next;
+	int (*retry)(struct pend *p);
+};
+
+void store_block(struct kura_blk_store *s, struct pend *p);
+void store_unblock(struct kura_blk_store *s);
+void store_fail(struct kura_blk_store *s, const char *what, int err);
+void store_io_error(struct kura_blk_store *s, struct pool_disk *pd, uint64_t off, int err,
+		    const char *what);
+void io_batch_durable(struct kura_blk_store *s); /* after a journal batch completes */
+int io_init(struct kura_blk_store *s);
+void io_destroy(struct kura_blk_store *s);
+int io_meta_apply(struct kura_blk_store *s, const struct kura_jrec *rec);
+int io_pending(struct kura_blk_store *s);
+
+int ckpt_init(struct kura_blk_store *s);
+void ckpt_destroy(struct kura_blk_store *s);
+void ckpt_poke(struct kura_blk_store *s);   /* start one if worthwhile */
+void ckpt_request(struct kura_blk_store *s); /* start one as soon as possible */
+void ckpt_progress(struct kura_blk_store *s);
+int ckpt_active(struct kura_blk_store *s);
+int ckpt_sync(struct kura_blk_store *s);  /* blocking full checkpoint (open/close) */
+void ckpt_start_timer(struct kura_blk_store *s);
+
+#endif

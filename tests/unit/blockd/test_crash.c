@@ -1,0 +1,277 @@
+/* Crash consistency at many cut points: a workload of writes, trims and frees
+ * runs against a fake disk that loses power at the Nth write (dropping or
+ * randomly keeping what was not flushed, tearing the write in progress); after
+ * recovery every block must hold the value of a prefix of the submitted
+ * operations that includes every acknowledged one, no block may be torn or
+ * fail its checksum, and no extent may leak. */
+#include "blockd/store_int.h"
+#include "common/util.h"
+#include "tests/unit/harness.h"
+#include "tests/unit/tstore.h"
+
+#include <errno.h>
+
+#define LAYERS 2
+#define EXTS 6
+#define BLKS 64
+#define NOPS 400
+#define QD 8
+#define SALT 0x5eed
+#define MEDIA (48ull << 20)
+
+enum { OP_WRITE, OP_TRIM, OP_FREE };
+
+struct op {
+	int kind;
+	uint64_t layer, ext;
+	unsigned blk, n;
+	uint64_t tag; /* data tag (writes) */
+	int done, err;
+};
+
+struct run {
+	struct tstore t;
+	struct op ops[NOPS];
+	unsigned submitted, inflight;
+	int last_acked; /* highest op index acknowledged with success */
+	uint64_t rng;
+};
+
+static uint64_t next_rand(uint64_t *r)
+{
+	*r = *r * 6364136223846793005ULL + 1442695040888963407ULL;
+	return *r >> 33;
+}
+
+static void plan(struct run *r, uint64_t seed)
+{
+	r->rng = seed;
+	for (unsigned i = 0; i < NOPS; i++) {
+		struct op *o = &r->ops[i];
+		uint64_t x = next_rand(&r->rng) % 100;
+
+		o->kind = x < 85 ? OP_WRITE : x < 95 ? OP_TRIM : OP_FREE;
+		o->layer = 1 + next_rand(&r->rng) % LAYERS;
+		o->ext = next_rand(&r->rng) % EXTS;
+		o->n = 1 + (unsigned)(next_rand(&r->rng) % 16);
+		o->blk = (unsigned)(next_rand(&r->rng) % (BLKS - o->n + 1));
+		o->tag = i + 1;
+	}
+}
+
+static void op_done(void *arg, int err)
+{
+	struct op *o = arg;
+	struct run *r = (struct run *)((char *)(o - (o - (struct op *)o)) - 0);
+
+	(void)r;
+	o->done = 1;
+	o->err = err;
+}
+
+static void submit(struct run *r, unsigned i, uint8_t *buf)
+{
+	struct op *o = &r->ops[i];
+	int err = 0;
+
+	switch (o->kind) {
+	case OP_WRITE:
+		for (unsigned b = 0; b < o->n; b++)
+			ts_fill(buf + (size_t)b * KURA_BLK_SIZE, o->tag, SALT);
+		err = kura_blk_write(r->t.s, o->layer, o->ext, o->blk, o->n, buf, o->tag,
+				     KURA_IO_GUEST, op_done, o);
+		break;
+	case OP_TRIM:
+		err = kura_blk_trim(r->t.s, o->layer, o->ext, o->blk, o->n, op_done, o);
+		break;
+	case OP_FREE:
+		err = kura_blk_free(r->t.s, o->layer, o->ext, op_done, o);
+		break;
+	}
+	CHECK_EQ(err, 0);
+}
+
+/* Runs the workload until it ends or the disk loses power. */
+static void workload(struct run *r)
+{
+	uint8_t *buf = kura_aligned_alloc(16 * KURA_BLK_SIZE);
+	unsigned reaped = 0;
+
+	r->submitted = 0;
+	r->last_acked = -1;
+	for (unsigned i = 0; i < NOPS; i++)
+		r->ops[i].done = 0;
+	while (reaped < NOPS && !r->t.m->lost) {
+		while (r->submitted < NOPS && r->submitted - reaped < QD)
+			submit(r, r->submitted++, buf);
+		kura_loop_run_once(r->t.loop, 10000000ULL);
+		while (reaped < r->submitted && r->ops[reaped].done) {
+			struct op *o = &r->ops[reaped];
+			if (!o->err)
+				r->last_acked = (int)reaped;
+			else
+				CHECK(o->err == -ENOSPC || r->t.m->lost || r->t.s->dead ||
+				      (o->kind == OP_FREE && o->err == -ENOENT));
+			reaped++;
+		}
+	}
+	/* ops acknowledged after the last in-order one count too */
+	for (unsigned i = reaped; i < r->submitted; i++)
+		if (r->ops[i].done && !r->ops[i].err)
+			r->last_acked = (int)i;
+	free(buf);
+}
+
+/* The expected tag of every block if exactly ops [0, p) took effect. */
+static void expected(const struct run *r, unsigned p, uint64_t *exp)
+{
+	memset(exp, 0, sizeof(uint64_t) * LAYERS * EXTS * BLKS);
+	for (unsigned i = 0; i < p; i++) {
+		const struct op *o = &r->ops[i];
+		uint64_t *e = exp + ((o->layer - 1) * EXTS + o->ext) * BLKS;
+
+		if (o->done && o->err)
+			continue; /* refused (ENOSPC/ENOENT): no effect */
+		if (o->kind == OP_FREE)
+			memset(e, 0, sizeof(*e) * BLKS);
+		else
+			for (unsigned b = o->blk; b < o->blk + o->n; b++)
+				e[b] = o->kind == OP_WRITE ? o->tag : 0;
+	}
+}
+
+static void verify(struct run *r)
+{
+	static uint64_t got[LAYERS * EXTS * BLKS], exp[LAYERS * EXTS * BLKS];
+	uint8_t *buf = kura_aligned_alloc(BLKS * KURA_BLK_SIZE);
+	struct kura_blk_stats st;
+	uint64_t listed = 0;
+	int match = 0;
+
+	for (uint64_t l = 1; l <= LAYERS; l++) {
+		uint64_t *exts;
+		size_t n;
+
+		for (uint64_t e = 0; e < EXTS; e++) {
+			CHECK_EQ(ts_read(&r->t, l, e, 0, BLKS, buf), 0); /* no checksum failure */
+			for (unsigned b = 0; b < BLKS; b++) {
+				uint64_t tag = ts_tag(buf + (size_t)b * KURA_BLK_SIZE, SALT);
+				if (tag == UINT64_MAX)
+					fprintf(stderr, "  torn block: layer %llu ext %llu blk %u\n",
+						(unsigned long long)l, (unsigned long long)e, b);
+				CHECK(tag != UINT64_MAX);
+				got[((l - 1) * EXTS + e) * BLKS + b] = tag;
+			}
+		}
+		CHECK_EQ(kura_blk_list(r->t.s, l, &exts, &n), 0);
+		listed += n;
+		free(exts);
+	}
+	/* some prefix that includes every acknowledged op */
+	for (unsigned p = (unsigned)(r->last_acked + 1); p <= r->submitted && !match; p++) {
+		expected(r, p, exp);
+		match = !memcmp(got, exp, sizeof(got));
+	}
+	if (!match)
+		fprintf(stderr, "  no prefix matches: last acked %d, submitted %u\n", r->last_acked,
+			r->submitted);
+	CHECK(match);
+	kura_blk_stats(r->t.s, &st);
+	CHECK_EQ(st.used_extents, listed); /* nothing leaked */
+	free(buf);
+}
+
+/* After recovery the store takes new writes and returns them. */
+static void still_works(struct run *r)
+{
+	uint8_t *w = kura_aligned_alloc(KURA_BLK_SIZE), *rb = kura_aligned_alloc(KURA_BLK_SIZE);
+
+	ts_fill(w, 424242, SALT);
+	CHECK_EQ(ts_write(&r->t, 1, 0, 200, 1, w, 1), 0);
+	CHECK_EQ(ts_read(&r->t, 1, 0, 200, 1, rb), 0);
+	CHECK(!memcmp(w, rb, KURA_BLK_SIZE));
+	free(w);
+	free(rb);
+}
+
+static void one_cut(uint64_t seed, uint64_t cut, enum fake_cut_mode mode, unsigned recovery_cut)
+{
+	static struct run r;
+	struct fake_media *m = fake_media_create(MEDIA);
+	char name[64];
+
+	memset(&r, 0, sizeof(r));
+	plan(&r, seed);
+	snprintf(name, sizeof(name), "c%llu-%d", (unsigned long long)cut, (int)mode);
+	CHECK_EQ(ts_open(&r.t, m, name), 0);
+	m->cut_at = m->writes + cut;
+	m->cut_mode = mode;
+	m->seed = (unsigned)(seed + cut);
+	workload(&r);
+	ts_crash(&r.t);
+	fake_power_on(m);
+	if (recovery_cut) {
+		/* power fails again while recovering */
+		m->cut_at = m->writes + recovery_cut;
+		m->cut_mode = mode;
+		if (ts_open(&r.t, m, name) == 0)
+			ts_crash(&r.t);
+		fake_power_on(m);
+	}
+	CHECK_EQ(ts_open(&r.t, m, name), 0);
+	verify(&r);
+	still_works(&r);
+	ts_close(&r.t);
+	fake_media_destroy(m);
+}
+
+static uint64_t count_writes(uint64_t seed)
+{
+	static struct run r;
+	struct fake_media *m = fake_media_create(MEDIA);
+	uint64_t base, n;
+
+	memset(&r, 0, sizeof(r));
+	plan(&r, seed);
+	CHECK_EQ(ts_open(&r.t, m, "dry"), 0);
+	base = m->writes;
+	workload(&r);
+	verify(&r);
+	n = m->writes - base;
+	ts_close(&r.t);
+	fake_media_destroy(m);
+	return n;
+}
+
+static unsigned points(void)
+{
+	const char *e = getenv("KURA_CRASH_POINTS");
+	return e ? (unsigned)strtoul(e, NULL, 10) : 40;
+}
+
+static void cut_series(enum fake_cut_mode mode, uint64_t seed, int in_recovery)
+{
+	uint64_t total = count_writes(seed);
+	unsigned np = points();
+
+	CHECK(total > 50);
+	for (unsigned i = 0; i < np; i++) {
+		uint64_t cut = 1 + (total * i) / np + (i % 3);
+		one_cut(seed + i, cut, mode, in_recovery ? 1 + i % 6 : 0);
+	}
+}
+
+TEST_T(test_crash_power_cut_drops_unflushed_writes, 600)
+{
+	cut_series(CUT_DROP, 1000, 0);
+}
+
+TEST_T(test_crash_power_cut_keeps_random_sectors, 600)
+{
+	cut_series(CUT_RANDOM, 2000, 0);
+}
+
+TEST_T(test_crash_power_cut_during_recovery, 600)
+{
+	cut_series(CUT_RANDOM, 3000, 1);
+}

@@ -1,0 +1,37 @@
+/* A fake disk for unit tests: memory with a volatile write cache.
+ *
+ * Writes land in `current` (what reads see); a flush, or a FUA write, makes
+ * them durable. Faults: fail the Nth read or write with EIO, fail reads of a
+ * byte range, or lose power at the Nth write: that write is torn (a random
+ * prefix of its 512-byte sectors reaches the media) and every write not yet
+ * flushed is dropped (CUT_DROP) or, sector by sector, randomly kept
+ * (CUT_RANDOM); from then on every operation fails until fake_power_on(). */
+#ifndef KURA_TESTS_FAKEDISK_H
+#define KURA_TESTS_FAKEDISK_H
+
+#include "blockd/disk.h"
+
+enum fake_cut_mode { CUT_DROP, CUT_RANDOM };
+
+struct fake_write;
+
+struct fake_media {
+	uint8_t *durable, *current;
+	uint64_t size;
+	struct fake_write *unflushed, *unflushed_tail;
+	uint64_t writes, reads, flushes;
+	uint64_t fail_write_at, fail_read_at; /* 1-based op count, 0 = never */
+	uint64_t bad_off, bad_len;            /* reads touching this range fail */
+	uint64_t cut_at;                      /* lose power at this write */
+	enum fake_cut_mode cut_mode;
+	unsigned seed;
+	int lost;
+};
+
+struct fake_media *fake_media_create(uint64_t size);
+void fake_media_destroy(struct fake_media *m);
+/* Power back on: what reads see is what was durable; faults are cleared. */
+void fake_power_on(struct fake_media *m);
+struct kura_disk *fake_disk_open(struct kura_loop *loop, struct fake_media *m, const char *name);
+
+#endif

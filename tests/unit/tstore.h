@@ -1,0 +1,38 @@
+/* Helpers for tests that drive a store on fake disks. */
+#ifndef KURA_TESTS_TSTORE_H
+#define KURA_TESTS_TSTORE_H
+
+#include "blockd/store.h"
+#include "tests/unit/fakedisk.h"
+
+struct tstore {
+	struct kura_loop *loop;
+	struct kura_blk_store *s;
+	struct fake_media *m;
+	char dir[300];
+	uint64_t journal_size;
+	int err; /* of the last open */
+	char errbuf[512];
+};
+
+/* Opens (creating if needed) a store in test_tmpdir()/name on media m. */
+int ts_open(struct tstore *t, struct fake_media *m, const char *name);
+void ts_close(struct tstore *t);
+/* What a crash leaves: drops the store without writing anything. */
+void ts_crash(struct tstore *t);
+
+int ts_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+	     const void *buf, uint64_t version);
+int ts_read(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n, void *buf);
+int ts_trim(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n);
+int ts_free(struct tstore *t, uint64_t layer, uint64_t ext);
+int ts_move(struct tstore *t, uint64_t layer, uint64_t ext, uint64_t nl, uint64_t ne);
+
+/* Fills a block with a recognizable pattern for (tag, block); every 512-byte
+ * sector carries the tag, so a torn block is visible. */
+void ts_fill(void *blk, uint64_t tag, uint64_t salt);
+/* The tag of a block filled by ts_fill; 0 for zeros; UINT64_MAX if the block
+ * is torn or foreign. */
+uint64_t ts_tag(const void *blk, uint64_t salt);
+
+#endif
