@@ -22,12 +22,13 @@ LIBS := -luring -lisal -lrocksdb -luuid -lpthread
 
 COMMON_SRC := $(wildcard common/*.c)
 METADATA_SRC := $(wildcard metadata/*.c)
-STORE_SRC := $(filter-out blockd/main.c blockd/server.c,$(wildcard blockd/*.c))
+STORE_SRC := $(filter-out blockd/main.c,$(wildcard blockd/*.c))
 LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+OBJ := $(BUILD)/obj
+LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
-UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-bench-store $(BUILD)/unit-tests
 
@@ -43,24 +44,24 @@ help:
 	@echo "make SAN=1      build with AddressSanitizer and UBSan"
 	@echo "make install PREFIX=DIR"
 
-$(BUILD)/%.o: %.c
+$(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/libkura.a: $(LIB_OBJ)
+$(OBJ)/libkura.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/blockd: $(BUILD)/blockd/main.o $(BUILD)/blockd/server.o $(BUILD)/libkura.a
+$(BUILD)/blockd: $(OBJ)/blockd/main.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libkura.a
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/kura-crashtest: $(BUILD)/tests/integration/crashtest.o $(BUILD)/libkura.a
+$(BUILD)/kura-crashtest: $(OBJ)/tests/integration/crashtest.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/kura-bench-store: $(BUILD)/bench/store_bench.o $(BUILD)/libkura.a
+$(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 deps:
@@ -83,4 +84,4 @@ install: all
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

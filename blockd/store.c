@@ -189,6 +189,23 @@ static int is_zero(const void *p, size_t n)
 	return 1;
 }
 
+/* Reads or writes (durably) the superblock through an aligned buffer. */
+static int sb_io(struct kura_disk *d, int write, struct kura_sb *sb)
+{
+	struct kura_sb *buf = kura_aligned_alloc(sizeof(*buf));
+	int err;
+
+	if (!buf)
+		return -ENOMEM;
+	if (write)
+		memcpy(buf, sb, sizeof(*buf));
+	err = kura_disk_rw_sync(d, write, buf, sizeof(*buf), 0, write ? KURA_DISK_FUA : 0);
+	if (!err && !write)
+		memcpy(sb, buf, sizeof(*sb));
+	free(buf);
+	return err;
+}
+
 static uint64_t journal_default(uint64_t size)
 {
 	uint64_t j = size / 16;
@@ -277,7 +294,7 @@ static int disk_format(struct kura_blk_store *s, const struct kura_blk_opts *o,
 	 * unwritten space; the journal and checksum table are rewritten often */
 	err = zero_range(d, sb->journal_off, sb->journal_len + sb->crc_len);
 	if (!err)
-		err = kura_disk_rw_sync(d, 1, sb, sizeof(*sb), 0, KURA_DISK_FUA);
+		err = sb_io(d, 1, sb);
 	if (!err)
 		err = kura_disk_flush_sync(d);
 	if (err < 0) {
@@ -324,7 +341,7 @@ static int disk_open(struct kura_blk_store *s, const struct kura_blk_opts *o,
 		if (err)
 			return err;
 	}
-	err = kura_disk_rw_sync(d, 0, sb, sizeof(*sb), 0, 0);
+	err = sb_io(d, 0, sb);
 	if (err < 0) {
 		ERR("cannot read disk %s: %s", d->path, kura_strerror(err));
 		goto close;

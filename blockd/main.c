@@ -1,0 +1,232 @@
+/* blockd: the kura node daemon. Today it serves its local store on a unix
+ * socket; frontends (iSCSI, vhost-user-blk, FUSE) and the cluster join it. */
+#include "blockd/server.h"
+#include "blockd/store.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define MAX_DISKS 64
+
+static const char usage[] =
+	"usage: blockd --data DIR [--disk PATH[,size=SIZE]]... [options]\n"
+	"\n"
+	"Runs one kura node: pools the disks into one store kept in DIR and serves it.\n"
+	"\n"
+	"  --data DIR            data dir: metadata, lock, socket (created if missing)\n"
+	"  --disk PATH[,size=S]  a disk of the pool: a block device, or a file created\n"
+	"                        at size S (like 10G) if missing; repeat for more disks.\n"
+	"                        Without --disk a new store gets DIR/disk0.img of 8G;\n"
+	"                        a store remembers its disks, so later starts need none.\n"
+	"  --socket PATH         store socket (default DIR/blockd.sock)\n"
+	"  --journal-size SIZE   journal on the first disk, for a new store\n"
+	"                        (default 1/16 of the disk, 16M to 256M)\n"
+	"  --crc-cache SIZE      memory for checksum pages (default 64M)\n"
+	"  --log-level LEVEL     error, warn, info (default) or debug\n"
+	"  -h, --help            this text\n"
+	"  --version             print the version\n"
+	"\n"
+	"Stop it with Ctrl-C or SIGTERM: it finishes in-flight I/O and checkpoints.\n";
+
+struct args {
+	const char *data;
+	const char *socket;
+	struct kura_blk_disk_spec disks[MAX_DISKS];
+	char disk_paths[MAX_DISKS][PATH_MAX];
+	unsigned ndisks;
+	uint64_t journal_size, crc_cache;
+};
+
+static int fail(const char *fmt, const char *a)
+{
+	fprintf(stderr, "blockd: ");
+	fprintf(stderr, fmt, a);
+	fprintf(stderr, "\n");
+	return 2;
+}
+
+static int parse_disk(struct args *a, const char *arg)
+{
+	const char *comma = strchr(arg, ',');
+	size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
+	struct kura_blk_disk_spec *d;
+
+	if (a->ndisks == MAX_DISKS)
+		return fail("at most %s disks", "64");
+	if (!len || len >= PATH_MAX)
+		return fail("--disk %s: give a path", arg);
+	d = &a->disks[a->ndisks];
+	memcpy(a->disk_paths[a->ndisks], arg, len);
+	a->disk_paths[a->ndisks][len] = '\0';
+	d->path = a->disk_paths[a->ndisks];
+	if (comma) {
+		if (strncmp(comma + 1, "size=", 5) || kura_parse_size(comma + 6, &d->size) ||
+		    !d->size)
+			return fail("--disk %s: expected PATH or PATH,size=SIZE (like 10G)", arg);
+	}
+	a->ndisks++;
+	return 0;
+}
+
+static int parse(int argc, char **argv, struct args *a)
+{
+	static const struct option opts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "disk", required_argument, NULL, 'k' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "journal-size", required_argument, NULL, 'j' },
+		{ "crc-cache", required_argument, NULL, 'c' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	int c, err;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd': a->data = optarg; break;
+		case 's': a->socket = optarg; break;
+		case 'k':
+			if ((err = parse_disk(a, optarg)))
+				return err;
+			break;
+		case 'j':
+			if (kura_parse_size(optarg, &a->journal_size))
+				return fail("--journal-size %s: expected a size like 64M", optarg);
+			break;
+		case 'c':
+			if (kura_parse_size(optarg, &a->crc_cache))
+				return fail("--crc-cache %s: expected a size like 64M", optarg);
+			break;
+		case 'l':
+			if (!strcmp(optarg, "error")) kura_log_set_level(KURA_LOG_ERR);
+			else if (!strcmp(optarg, "warn")) kura_log_set_level(KURA_LOG_WARN);
+			else if (!strcmp(optarg, "info")) kura_log_set_level(KURA_LOG_INFO);
+			else if (!strcmp(optarg, "debug")) kura_log_set_level(KURA_LOG_DEBUG);
+			else return fail("--log-level %s: use error, warn, info or debug", optarg);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(0);
+		case 'V':
+			puts("blockd (kura) format 1");
+			exit(0);
+		case ':':
+			return fail("%s needs a value; see blockd --help", argv[optind - 1]);
+		default:
+			return fail("unknown option %s; see blockd --help", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return fail("unexpected argument %s; see blockd --help", argv[optind]);
+	if (!a->data)
+		return fail("%s", "--data DIR is required; see blockd --help");
+	return 0;
+}
+
+struct sigwatch {
+	struct kura_op op;
+	int fd;
+	struct signalfd_siginfo si;
+	struct kura_loop *loop;
+	int signo;
+};
+
+static void sig_arm(struct sigwatch *w);
+
+static void sig_done(struct kura_op *op, int res)
+{
+	struct sigwatch *w = KURA_CONTAINER_OF(op, struct sigwatch, op);
+
+	if (res == (int)sizeof(w->si)) {
+		w->signo = (int)w->si.ssi_signo;
+		kura_loop_stop(w->loop);
+		return;
+	}
+	sig_arm(w);
+}
+
+static void sig_arm(struct sigwatch *w)
+{
+	struct io_uring_sqe *sqe = kura_loop_sqe(w->loop, &w->op);
+	io_uring_prep_read(sqe, w->fd, &w->si, sizeof(w->si), 0);
+}
+
+int main(int argc, char **argv)
+{
+	struct args a = { 0 };
+	struct kura_blk_opts o = { 0 };
+	struct kura_loop *loop;
+	struct kura_blk_store *s;
+	struct kura_server *srv;
+	struct sigwatch sw = { 0 };
+	char errbuf[1024], sock[PATH_MAX], sz[32];
+	sigset_t mask;
+	uint64_t size;
+	const char *p;
+	int err;
+
+	if ((err = parse(argc, argv, &a)))
+		return err;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((err = kura_loop_create(&loop, 1024))) {
+		fprintf(stderr, "blockd: cannot set up io_uring: %s\n", kura_strerror(err));
+		return 1;
+	}
+	o.dir = a.data;
+	o.loop = loop;
+	o.disks = a.disks;
+	o.ndisks = a.ndisks;
+	o.journal_size = a.journal_size;
+	o.crc_cache_bytes = a.crc_cache;
+	o.create = 1;
+	err = kura_blk_store_open(&o, &s, errbuf, sizeof(errbuf));
+	if (err) {
+		fprintf(stderr, "blockd: %s\n", errbuf[0] ? errbuf : kura_strerror(err));
+		kura_loop_destroy(loop);
+		return 1;
+	}
+	snprintf(sock, sizeof(sock), "%s", a.socket ? a.socket : "");
+	if (!a.socket)
+		snprintf(sock, sizeof(sock), "%s/blockd.sock", a.data);
+	err = kura_server_start(loop, s, sock, !a.socket, &srv, errbuf, sizeof(errbuf));
+	if (err) {
+		fprintf(stderr, "blockd: %s\n", errbuf);
+		kura_blk_store_close(s);
+		kura_loop_destroy(loop);
+		return 1;
+	}
+	sw.fd = signalfd(-1, &mask, SFD_CLOEXEC);
+	sw.loop = loop;
+	sw.op.fn = sig_done;
+	sig_arm(&sw);
+	for (unsigned i = 0; (p = kura_blk_disk_path(s, i, &size)); i++)
+		fprintf(stderr, "blockd: disk %u: %s (%s)\n", i, p, kura_fmt_size(size, sz, sizeof(sz)));
+	fprintf(stderr, "blockd: store %s ready; listening on unix:%s (pid %d); "
+		"stop with Ctrl-C or kill -TERM %d\n", a.data, sock, (int)getpid(), (int)getpid());
+	kura_loop_run(loop);
+	fprintf(stderr, "blockd: %s received; finishing in-flight I/O and checkpointing\n",
+		sw.signo == SIGINT ? "SIGINT" : "SIGTERM");
+	kura_server_stop(srv);
+	kura_blk_store_close(s);
+	close(sw.fd);
+	kura_loop_destroy(loop);
+	fprintf(stderr, "blockd: stopped cleanly\n");
+	return 0;
+}

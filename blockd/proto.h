@@ -1,0 +1,72 @@
+/* The store protocol: the store's API over a stream socket (blockd's unix
+ * socket today; node-to-node links later). Little-endian, fixed headers.
+ *
+ * A client sends requests and may pipeline them; each carries a tag that the
+ * response echoes. Responses may come in any order. A request is 64 bytes,
+ * followed by data_len bytes (WRITE only: nblk * 4096). A response is 24
+ * bytes, followed by data_len bytes (READ: the blocks; INFO: a
+ * struct kura_proto_info; LIST: uint64 extent numbers; STATS: JSON text).
+ *
+ * Validation: a request with a bad magic, unknown op, non-zero flags or a
+ * data_len that does not match its op is a framing error: the server logs it
+ * and closes that connection. A well-framed request with bad fields (range,
+ * class) is answered with status -EINVAL. Status is 0 or -errno (kura codes
+ * from common/err.h included).
+ */
+#ifndef KURA_BLOCKD_PROTO_H
+#define KURA_BLOCKD_PROTO_H
+
+#include <stdint.h>
+
+#define KURA_PROTO_MAGIC 0x3152554bu /* "KUR1" */
+#define KURA_PROTO_RESP_MAGIC 0x3153554bu /* "KUS1" */
+
+enum kura_proto_op {
+	KURA_OP_READ = 1,
+	KURA_OP_WRITE = 2,
+	KURA_OP_TRIM = 3,
+	KURA_OP_FREE = 4,
+	KURA_OP_MOVE = 5,
+	KURA_OP_FLUSH = 6,
+	KURA_OP_INFO = 7,
+	KURA_OP_LIST = 8,
+	KURA_OP_STATS = 9,
+	KURA_OP_MAX = 9
+};
+
+struct kura_proto_req {
+	uint32_t magic;
+	uint16_t op;
+	uint8_t cls;
+	uint8_t flags;
+	uint64_t tag;
+	uint64_t layer;
+	uint64_t ext;
+	uint16_t blk;
+	uint16_t nblk;
+	uint32_t data_len;
+	uint64_t version;
+	uint64_t arg_layer; /* MOVE: destination */
+	uint64_t arg_ext;
+};
+_Static_assert(sizeof(struct kura_proto_req) == 64, "request header is 64 bytes");
+
+struct kura_proto_resp {
+	uint32_t magic;
+	int32_t status;
+	uint64_t tag;
+	uint32_t data_len;
+	uint32_t pad;
+};
+_Static_assert(sizeof(struct kura_proto_resp) == 24, "response header is 24 bytes");
+
+struct kura_proto_info {
+	uint64_t version;
+	uint32_t disk, nblocks;
+	uint64_t present[4];
+};
+
+/* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
+int kura_proto_check(const struct kura_proto_req *r, const char **why);
+
+#endif

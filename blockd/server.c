@@ -1,0 +1,528 @@
+/* The store protocol server (see server.h and proto.h). */
+#include "blockd/server.h"
+#include "blockd/proto.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_INFLIGHT 128u
+#define MAX_INFLIGHT_BYTES (32u << 20)
+
+struct conn;
+
+struct sreq {
+	struct conn *c;
+	struct kura_proto_req req;
+	struct kura_proto_resp resp;
+	uint8_t *data;     /* READ buffer or response payload */
+	size_t out_len;
+	struct sreq *next;
+	int store_done;
+};
+
+struct conn {
+	struct kura_server *srv;
+	int fd;
+	struct kura_op rx_op, tx_op;
+	struct kura_proto_req hdr;
+	size_t hdr_got;
+	uint8_t *payload;
+	size_t payload_got;
+	int rx_armed, tx_armed, closing;
+	unsigned inflight;
+	uint64_t inflight_bytes;
+	struct sreq *txq_head, *txq_tail;
+	size_t tx_off;
+	struct msghdr msg;
+	struct iovec iov[2];
+	struct conn *next, *prev;
+	unsigned id;
+};
+
+struct kura_server {
+	struct kura_loop *loop;
+	struct kura_blk_store *s;
+	int lfd;
+	char path[108];
+	struct kura_op accept_op;
+	int accept_armed, stopping;
+	struct conn *conns;
+	unsigned next_id;
+};
+
+int kura_proto_check(const struct kura_proto_req *r, const char **why)
+{
+	if (r->magic != KURA_PROTO_MAGIC)
+		*why = "bad magic";
+	else if (!r->op || r->op > KURA_OP_MAX)
+		*why = "unknown op";
+	else if (r->flags)
+		*why = "unknown flags";
+	else if (r->op == KURA_OP_WRITE && (!r->nblk || r->nblk > KURA_EXT_BLOCKS ||
+					    r->data_len != (uint32_t)r->nblk * KURA_BLK_SIZE))
+		*why = "write data length does not match its block count";
+	else if (r->op != KURA_OP_WRITE && r->data_len)
+		*why = "data on a request that takes none";
+	else
+		return 0;
+	return KURA_E_PROTO;
+}
+
+static void arm_rx(struct conn *c);
+static void arm_tx(struct conn *c);
+
+static void conn_maybe_free(struct conn *c)
+{
+	struct kura_server *srv = c->srv;
+
+	if (!c->closing || c->inflight || c->rx_armed || c->tx_armed)
+		return;
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->payload);
+	free(c);
+}
+
+static void sreq_free(struct sreq *r)
+{
+	struct conn *c = r->c;
+
+	c->inflight--;
+	c->inflight_bytes -= r->out_len + r->req.data_len;
+	free(r->data);
+	free(r);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	if (!c->closing && why)
+		kura_log(WARN, "connection %u closed: %s", c->id, why);
+	c->closing = 1;
+	/* queued responses will never be sent */
+	while (c->txq_head && !c->tx_armed) {
+		struct sreq *r = c->txq_head;
+		c->txq_head = r->next;
+		sreq_free(r);
+	}
+	if (!c->txq_head)
+		c->txq_tail = NULL;
+	shutdown(c->fd, SHUT_RDWR); /* wakes a pending recv */
+	conn_maybe_free(c);
+}
+
+static void respond(struct sreq *r, int status, size_t out_len)
+{
+	struct conn *c = r->c;
+
+	r->store_done = 1;
+	if (c->closing) {
+		sreq_free(r);
+		conn_maybe_free(c);
+		return;
+	}
+	r->resp.magic = KURA_PROTO_RESP_MAGIC;
+	r->resp.status = status;
+	r->resp.tag = r->req.tag;
+	r->resp.data_len = status ? 0 : (uint32_t)out_len;
+	r->out_len = status ? 0 : out_len;
+	c->inflight_bytes += r->out_len;
+	r->next = NULL;
+	if (c->txq_tail)
+		c->txq_tail->next = r;
+	else
+		c->txq_head = r;
+	c->txq_tail = r;
+	arm_tx(c);
+}
+
+static void tx_done(struct kura_op *op, int res)
+{
+	struct conn *c = KURA_CONTAINER_OF(op, struct conn, tx_op);
+	struct sreq *r = c->txq_head;
+
+	c->tx_armed = 0;
+	if (res <= 0) {
+		conn_close(c, res < 0 ? "send failed" : NULL);
+		return;
+	}
+	c->tx_off += (size_t)res;
+	if (c->tx_off >= sizeof(r->resp) + r->out_len) {
+		c->txq_head = r->next;
+		if (!c->txq_head)
+			c->txq_tail = NULL;
+		c->tx_off = 0;
+		sreq_free(r);
+	}
+	if (c->closing) {
+		conn_close(c, NULL);
+		return;
+	}
+	arm_tx(c);
+	arm_rx(c);
+}
+
+static void arm_tx(struct conn *c)
+{
+	struct sreq *r = c->txq_head;
+	struct io_uring_sqe *sqe;
+	size_t off = c->tx_off;
+	int n = 0;
+
+	if (c->tx_armed || !r || c->closing)
+		return;
+	if (off < sizeof(r->resp)) {
+		c->iov[n].iov_base = (uint8_t *)&r->resp + off;
+		c->iov[n++].iov_len = sizeof(r->resp) - off;
+		off = 0;
+	} else {
+		off -= sizeof(r->resp);
+	}
+	if (r->out_len > off) {
+		c->iov[n].iov_base = r->data + off;
+		c->iov[n++].iov_len = r->out_len - off;
+	}
+	memset(&c->msg, 0, sizeof(c->msg));
+	c->msg.msg_iov = c->iov;
+	c->msg.msg_iovlen = (size_t)n;
+	c->tx_armed = 1;
+	sqe = kura_loop_sqe(c->srv->loop, &c->tx_op);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+}
+
+static void store_done(void *arg, int err)
+{
+	struct sreq *r = arg;
+
+	respond(r, err, r->req.op == KURA_OP_READ ? (size_t)r->req.nblk * KURA_BLK_SIZE : 0);
+}
+
+static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
+{
+	struct kura_blk_stats st;
+	size_t n;
+	const char *p;
+	uint64_t size;
+
+	kura_blk_stats(s, &st);
+	n = (size_t)snprintf(buf, len,
+		"{\"capacity_bytes\":%llu,\"used_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
+		"\"read_bytes\":%llu,\"write_bytes\":%llu,\"io_errors\":%llu,\"crc_errors\":%llu,"
+		"\"enospc\":%llu,\"journal_bytes\":%llu,\"journal_used\":%llu,\"checkpoints\":%llu,"
+		"\"index_ram_bytes\":%llu,\"crc_cache_ram_bytes\":%llu,\"stopped\":%s,\"disks\":[",
+		(unsigned long long)st.capacity_extents * KURA_EXT_SIZE,
+		(unsigned long long)st.used_extents * KURA_EXT_SIZE, (unsigned long long)st.reads,
+		(unsigned long long)st.writes, (unsigned long long)st.read_bytes,
+		(unsigned long long)st.write_bytes, (unsigned long long)st.io_errors,
+		(unsigned long long)st.crc_errors, (unsigned long long)st.enospc,
+		(unsigned long long)st.journal_bytes, (unsigned long long)st.journal_used,
+		(unsigned long long)st.checkpoints, (unsigned long long)st.index_bytes,
+		(unsigned long long)st.crc_cache_bytes, st.dead ? "true" : "false");
+	for (unsigned i = 0; (p = kura_blk_disk_path(s, i, &size)) && n < len; i++) {
+		n += (size_t)snprintf(buf + n, len - n, "%s{\"path\":\"", i ? "," : "");
+		for (; *p && n + 8 < len; p++) {
+			if (*p == '"' || *p == '\\')
+				buf[n++] = '\\';
+			if ((unsigned char)*p >= 0x20)
+				buf[n++] = *p;
+		}
+		if (n < len)
+			n += (size_t)snprintf(buf + n, len - n, "\",\"size\":%llu}",
+					      (unsigned long long)size);
+	}
+	if (n < len)
+		n += (size_t)snprintf(buf + n, len - n, "]}\n");
+	return KURA_MIN(n, len);
+}
+
+static void dispatch(struct conn *c, uint8_t *payload)
+{
+	struct kura_blk_store *s = c->srv->s;
+	struct sreq *r = calloc(1, sizeof(*r));
+	const struct kura_proto_req *q = &c->hdr;
+	int err = 0;
+
+	if (!r) {
+		free(payload);
+		conn_close(c, "out of memory");
+		return;
+	}
+	r->c = c;
+	r->req = *q;
+	c->inflight++;
+	c->inflight_bytes += q->data_len;
+	if (q->cls >= KURA_IO_NCLASS) {
+		err = -EINVAL;
+		goto now;
+	}
+	switch (q->op) {
+	case KURA_OP_READ:
+		if (!q->nblk || q->nblk > KURA_EXT_BLOCKS) {
+			err = -EINVAL;
+			break;
+		}
+		r->data = kura_aligned_alloc((size_t)q->nblk * KURA_BLK_SIZE);
+		err = r->data ? kura_blk_read(s, q->layer, q->ext, q->blk, q->nblk, r->data,
+					      (enum kura_io_class)q->cls, store_done, r)
+			      : -ENOMEM;
+		break;
+	case KURA_OP_WRITE:
+		err = kura_blk_write(s, q->layer, q->ext, q->blk, q->nblk, payload, q->version,
+				     (enum kura_io_class)q->cls, store_done, r);
+		break;
+	case KURA_OP_TRIM:
+		err = kura_blk_trim(s, q->layer, q->ext, q->blk, q->nblk, store_done, r);
+		break;
+	case KURA_OP_FREE:
+		err = kura_blk_free(s, q->layer, q->ext, store_done, r);
+		break;
+	case KURA_OP_MOVE:
+		err = kura_blk_move(s, q->layer, q->ext, q->arg_layer, q->arg_ext, store_done, r);
+		break;
+	case KURA_OP_FLUSH:
+		err = kura_blk_flush(s, store_done, r);
+		break;
+	case KURA_OP_INFO: {
+		struct kura_blk_extent_info info;
+		struct kura_proto_info *pi;
+		err = kura_blk_extent_info(s, q->layer, q->ext, &info);
+		if (!err && !(r->data = calloc(1, sizeof(*pi))))
+			err = -ENOMEM;
+		if (err)
+			goto now;
+		pi = (struct kura_proto_info *)r->data;
+		pi->version = info.version;
+		pi->disk = info.disk;
+		pi->nblocks = info.nblocks;
+		memcpy(pi->present, info.present.w, sizeof(pi->present));
+		free(payload);
+		respond(r, 0, sizeof(*pi));
+		return;
+	}
+	case KURA_OP_LIST: {
+		uint64_t *exts;
+		size_t n;
+		err = kura_blk_list(s, q->layer, &exts, &n);
+		if (err)
+			goto now;
+		r->data = (uint8_t *)exts;
+		free(payload);
+		respond(r, 0, n * sizeof(*exts));
+		return;
+	}
+	case KURA_OP_STATS: {
+		size_t n;
+		r->data = malloc(16384);
+		if (!r->data) {
+			err = -ENOMEM;
+			goto now;
+		}
+		n = stats_json(s, (char *)r->data, 16384);
+		free(payload);
+		respond(r, 0, n);
+		return;
+	}
+	}
+now:
+	free(payload);
+	if (err)
+		respond(r, err, 0);
+}
+
+static void rx_done(struct kura_op *op, int res)
+{
+	struct conn *c = KURA_CONTAINER_OF(op, struct conn, rx_op);
+	const char *why;
+
+	c->rx_armed = 0;
+	if (c->closing || res <= 0) {
+		conn_close(c, res < 0 && !c->closing ? "receive failed" : NULL);
+		return;
+	}
+	if (c->hdr_got < sizeof(c->hdr)) {
+		c->hdr_got += (size_t)res;
+		if (c->hdr_got < sizeof(c->hdr))
+			goto again;
+		if (kura_proto_check(&c->hdr, &why)) {
+			conn_close(c, why);
+			return;
+		}
+		if (c->hdr.data_len) {
+			c->payload = kura_aligned_alloc(c->hdr.data_len);
+			c->payload_got = 0;
+			if (!c->payload) {
+				conn_close(c, "out of memory");
+				return;
+			}
+			goto again;
+		}
+	} else {
+		c->payload_got += (size_t)res;
+		if (c->payload_got < c->hdr.data_len)
+			goto again;
+	}
+	{
+		uint8_t *p = c->payload;
+		c->payload = NULL;
+		c->hdr_got = 0;
+		dispatch(c, p);
+	}
+again:
+	arm_rx(c);
+}
+
+static void arm_rx(struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->rx_armed || c->closing)
+		return;
+	if (c->hdr_got == 0 &&
+	    (c->inflight >= MAX_INFLIGHT || c->inflight_bytes >= MAX_INFLIGHT_BYTES))
+		return; /* back-pressure: resumes when responses are sent */
+	c->rx_armed = 1;
+	sqe = kura_loop_sqe(c->srv->loop, &c->rx_op);
+	if (c->hdr_got < sizeof(c->hdr))
+		io_uring_prep_recv(sqe, c->fd, (uint8_t *)&c->hdr + c->hdr_got,
+				   sizeof(c->hdr) - c->hdr_got, 0);
+	else
+		io_uring_prep_recv(sqe, c->fd, c->payload + c->payload_got,
+				   c->hdr.data_len - c->payload_got, 0);
+}
+
+static void arm_accept(struct kura_server *srv);
+
+static void accept_done(struct kura_op *op, int res)
+{
+	struct kura_server *srv = KURA_CONTAINER_OF(op, struct kura_server, accept_op);
+	struct conn *c;
+
+	srv->accept_armed = 0;
+	if (srv->stopping) {
+		if (res >= 0)
+			close(res);
+		return;
+	}
+	if (res < 0) {
+		kura_log(WARN, "accept on %s: %s", srv->path, strerror(-res));
+		arm_accept(srv);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(res);
+		arm_accept(srv);
+		return;
+	}
+	c->srv = srv;
+	c->fd = res;
+	c->id = ++srv->next_id;
+	c->rx_op.fn = rx_done;
+	c->tx_op.fn = tx_done;
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	arm_rx(c);
+	arm_accept(srv);
+}
+
+static void arm_accept(struct kura_server *srv)
+{
+	struct io_uring_sqe *sqe;
+
+	if (srv->accept_armed || srv->stopping)
+		return;
+	srv->accept_armed = 1;
+	sqe = kura_loop_sqe(srv->loop, &srv->accept_op);
+	io_uring_prep_accept(sqe, srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int kura_server_start(struct kura_loop *loop, struct kura_blk_store *s, const char *path,
+		      int owned, struct kura_server **out, char *errbuf, size_t errlen)
+{
+	struct kura_server *srv;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(errbuf, errlen, "socket path %s is too long (at most %zu bytes)", path,
+			 sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(errbuf, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	if (!owned && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		snprintf(errbuf, errlen, "%s is in use by a running server", path);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	close(fd);
+	unlink(path); /* a stale socket from a previous run */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
+		err = -errno;
+		snprintf(errbuf, errlen, "cannot listen on %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (!srv) {
+		close(fd);
+		return -ENOMEM;
+	}
+	srv->loop = loop;
+	srv->s = s;
+	srv->lfd = fd;
+	snprintf(srv->path, sizeof(srv->path), "%s", path);
+	srv->accept_op.fn = accept_done;
+	arm_accept(srv);
+	*out = srv;
+	return 0;
+}
+
+static void noop(struct kura_op *op, int res)
+{
+	(void)op;
+	(void)res;
+}
+
+void kura_server_stop(struct kura_server *srv)
+{
+	struct kura_op cancel = { .fn = noop };
+	struct io_uring_sqe *sqe;
+
+	if (!srv)
+		return;
+	srv->stopping = 1;
+	if (srv->accept_armed) {
+		sqe = kura_loop_sqe(srv->loop, &cancel);
+		io_uring_prep_cancel(sqe, &srv->accept_op, 0);
+	}
+	for (struct conn *c = srv->conns, *n; c; c = n) {
+		n = c->next;
+		conn_close(c, NULL);
+	}
+	while (srv->accept_armed || srv->conns)
+		kura_loop_run_once(srv->loop, 100000000ULL);
+	close(srv->lfd);
+	unlink(srv->path);
+	free(srv);
+}
