@@ -106,6 +106,10 @@ int kura_disk_file_open(struct kura_loop *loop, const char *path, uint64_t size,
 		snprintf(errbuf, errlen, "cannot open disk %s: %s", path, strerror(errno));
 		return err;
 	}
+	/* A process killed a moment ago still holds its disks until the kernel
+	 * has torn down its io_uring; give that a few seconds. */
+	for (int i = 0; flock(f, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK && i < 300; i++)
+		usleep(10000);
 	if (flock(f, LOCK_EX | LOCK_NB)) {
 		err = -errno;
 		snprintf(errbuf, errlen, "disk %s is in use by another process (another blockd?)",

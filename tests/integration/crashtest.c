@@ -27,7 +27,7 @@
 #define NEXT 16
 #define NBLK (NEXT * KURA_EXT_BLOCKS)
 #define QD 16
-#define MAXPEND 8
+#define MAXPEND 64
 
 struct block {
 	uint64_t acked;           /* tag of the last acknowledged write */
@@ -116,7 +116,11 @@ static struct kura_client *connect_wait(pid_t pid)
 		if (kura_client_connect(sock, &c) == 0)
 			return c;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
-			fprintf(stderr, "blockd exited during start; see %s\n", logpath);
+			char cmd[4300];
+			fprintf(stderr, "blockd exited during start (status %d); its log ends:\n", st);
+			snprintf(cmd, sizeof(cmd), "tail -n 15 '%s' >&2", logpath);
+			if (system(cmd))
+				fprintf(stderr, "(no log)\n");
 			exit(1);
 		}
 		usleep(5000);
@@ -184,10 +188,11 @@ static void submit(struct kura_client *c, uint64_t tag, uint8_t *buf)
 	for (unsigned k = 0; k < n; k++) {
 		struct block *bl = &blocks[first + k];
 		fill(buf + (size_t)k * KURA_BLK_SIZE, tag, first + k);
-		if (bl->npend < MAXPEND)
-			bl->pend[bl->npend++] = tag;
-		else
-			bl->pend[MAXPEND - 1] = tag; /* only later tags matter */
+		if (bl->npend == MAXPEND) {
+			fprintf(stderr, "more than %d writes in flight on one block\n", MAXPEND);
+			exit(1);
+		}
+		bl->pend[bl->npend++] = tag;
 	}
 	kura_client_send(c, &q, buf);
 }
@@ -199,8 +204,14 @@ static void acked(uint64_t tag)
 			continue;
 		for (unsigned k = 0; k < infl[s].n; k++) {
 			struct block *bl = &blocks[infl[s].first + k];
+			unsigned keep = 0;
 			if (tag > bl->acked)
 				bl->acked = tag;
+			/* only writes newer than the acknowledged one may still show */
+			for (unsigned i = 0; i < bl->npend; i++)
+				if (bl->pend[i] > bl->acked)
+					bl->pend[keep++] = bl->pend[i];
+			bl->npend = keep;
 		}
 		infl[s].used = 0;
 		return;

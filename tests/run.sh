@@ -1,0 +1,49 @@
+#!/bin/sh
+# Runs every test: the unit tests (one runner), then the integration tests
+# (numbered scripts under tests/integration/ that start real processes).
+# Ends with one line "N passed, N failed, N skipped".
+#   tests/run.sh BUILD_DIR        (make test; make test SAN=1 uses build-san)
+# Environment: KURA_CRASH_CYCLES (default 50), KURA_CRASH_POINTS (fake-disk cut points per series, default 40)
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$(cd "$BUILD" && pwd)
+export BUILD ROOT
+passed=0 failed=0 skipped=0
+
+echo "== unit tests"
+out=$("$BUILD/unit-tests" 2>&1)
+status=$?
+echo "$out"
+line=$(echo "$out" | tail -n 1)
+p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p')
+if [ -z "$p" ]; then
+	echo "FAIL unit-tests (runner ended abnormally, status $status)"
+	failed=$((failed + 1))
+else
+	set -- $p
+	passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3))
+fi
+
+echo "== integration tests"
+for t in "$ROOT"/tests/integration/[0-9]*.sh; do
+	name=$(basename "$t" .sh)
+	log=$(mktemp /tmp/kura-it-XXXXXX.log)
+	start=$(date +%s)
+	sh "$t" >"$log" 2>&1
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	if [ $rc -eq 0 ]; then
+		echo "ok   $name (${secs}s)"
+		passed=$((passed + 1))
+	elif [ $rc -eq 77 ]; then
+		echo "skip $name: $(tail -n 1 "$log")"
+		skipped=$((skipped + 1))
+	else
+		echo "FAIL $name (${secs}s, exit $rc); last lines:"
+		grep -v "^cycle [0-9]*: verified" "$log" | tail -n 30 | sed 's/^/    /'
+		failed=$((failed + 1))
+	fi
+	rm -f "$log"
+done
+echo "$passed passed, $failed failed, $skipped skipped"
+[ $failed -eq 0 ]

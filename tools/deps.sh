@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs the Debian packages kura needs to build, run, test and benchmark.
+# Does nothing when they are all present; needs root (or sudo) otherwise.
+set -e
+PKGS="build-essential pkg-config liburing-dev libisal-dev librocksdb-dev uuid-dev libzstd-dev fio"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
