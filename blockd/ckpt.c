@@ -101,7 +101,7 @@ void ckpt_poke(struct kura_blk_store *s)
 {
 	if (s->ck->phase != CK_IDLE || s->dead)
 		return;
-	if (journal_used(&s->journal) > s->journal.len / 4 || s->crc.ndirty > s->crc.cap / 2)
+	if (journal_used(&s->journal) > s->journal.len / 2 || s->crc.ndirty > s->crc.cap / 2)
 		ck_start(s);
 }
 
@@ -114,10 +114,10 @@ static int capture(struct kura_blk_store *s, struct kura_md_batch *b)
 
 		md_extent_key(key, k->layer, k->ext);
 		if (e) {
-			struct md_extent v = { .loc = e->loc, .version = e->version };
+			struct md_extent v = { .loc = e->loc, .version = ent_version(e) };
 			idx_bitmap(&s->idx, e, &v.present);
 			kura_md_batch_put(b, key, sizeof(key), &v, sizeof(v));
-			e->dirty = 0;
+			ent_set_dirty(e, 0);
 		} else {
 			kura_md_batch_delete(b, key, sizeof(key));
 		}

@@ -188,14 +188,13 @@ int idx_add(struct kura_idx *x, uint64_t layer, uint64_t ext, uint32_t loc)
 		return -ENOMEM;
 	if (idx_find(x, layer, ext))
 		return -EEXIST;
-	if ((l->count + 1) * 4 > l->cap * 3 && ents_grow(l))
+	if ((l->count + 1) * 5 > l->cap * 4 && ents_grow(l))
 		return -ENOMEM;
 	e = &l->slots[ent_slot(l, (uint32_t)ext)];
 	e->ext = (uint32_t)ext;
 	e->loc = loc;
-	e->version = 0;
+	e->ver_lo = e->ver_hi = 0;
 	e->bm = BM_EMPTY;
-	e->dirty = 0;
 	l->count++;
 	x->nextents++;
 	return idx_mark_dirty(x, layer, ext);
@@ -273,7 +272,9 @@ int idx_move(struct kura_idx *x, uint64_t layer, uint64_t ext, uint64_t nlayer, 
 		return err;
 	}
 	e = idx_find(x, nlayer, next);
-	e->version = saved.version;
+	e->ver_lo = saved.ver_lo;
+	e->ver_hi = saved.ver_hi & ~ENT_DIRTY;
+	ent_set_dirty(e, 1);
 	e->bm = saved.bm;
 	idx_del(x, layer, ext);
 	return 0;
@@ -332,9 +333,9 @@ int idx_mark_dirty(struct kura_idx *x, uint64_t layer, uint64_t ext)
 	struct idx_entry *e = idx_find(x, layer, ext);
 
 	if (e) {
-		if (e->dirty)
+		if (ent_dirty(e))
 			return 0;
-		e->dirty = 1;
+		ent_set_dirty(e, 1);
 	}
 	if (x->ndirty == x->dirty_cap) {
 		size_t ncap = x->dirty_cap ? x->dirty_cap * 2 : 256;

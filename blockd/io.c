@@ -407,8 +407,7 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 	}
 	journal_batch_apply_start(w->batch);
 	idx_set_bits(&s->idx, e, w->blk, w->nblk);
-	if (w->version > e->version)
-		e->version = w->version;
+	ent_raise_version(e, w->version);
 	idx_mark_dirty(&s->idx, w->layer, w->ext);
 	w->xnext = NULL;
 	if (x->tail)

@@ -84,9 +84,11 @@ struct kura_jrec {
 	/* WRITE: uint32_t crc[nblk] follows */
 };
 
+/* Records are padded to 8 bytes so that the next one is aligned. */
 static inline uint32_t kura_jrec_size(const struct kura_jrec *r)
 {
-	return (uint32_t)(sizeof(*r) + (r->type == KURA_JREC_WRITE ? 4u * r->nblk : 0u));
+	uint32_t n = (uint32_t)(sizeof(*r) + (r->type == KURA_JREC_WRITE ? 4u * r->nblk : 0u));
+	return (n + 7u) & ~7u;
 }
 
 #endif

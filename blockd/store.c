@@ -545,7 +545,7 @@ static int load_extent(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
 	if (err)
 		return err;
 	e = idx_find(&s->idx, layer, ext);
-	e->version = me.version;
+	ent_raise_version(e, me.version);
 	idx_set_bitmap(&s->idx, e, &me.present);
 	return 0;
 }
@@ -554,7 +554,7 @@ static int clear_dirty(void *arg, uint64_t layer, const struct idx_entry *e)
 {
 	(void)arg;
 	(void)layer;
-	((struct idx_entry *)e)->dirty = 0;
+	ent_set_dirty((struct idx_entry *)e, 0);
 	return 0;
 }
 
@@ -631,8 +631,7 @@ static int replay_rec(void *arg, const struct kura_jrec *rec, const uint32_t *cr
 		e = idx_find(&s->idx, rec->layer, rec->ext);
 	}
 	idx_set_bits(&s->idx, e, rec->blk, rec->nblk);
-	if (rec->version > e->version)
-		e->version = rec->version;
+	ent_raise_version(e, rec->version);
 	idx_mark_dirty(&s->idx, rec->layer, rec->ext);
 	err = kura_disk_rw_sync(pd->disk, 1, (void *)data, (size_t)rec->nblk * KURA_BLK_SIZE,
 				pool_data_off(pd, rec->loc, rec->blk), 0);
@@ -679,7 +678,7 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 		return -ENOMEM;
 	s->dir_lock_fd = -1;
 	s->loop = o->loop;
-	s->checkpoint_ns = o->checkpoint_ns ? o->checkpoint_ns : 1000000000ULL;
+	s->checkpoint_ns = o->checkpoint_ns ? o->checkpoint_ns : 5000000000ULL;
 	snprintf(s->dir, sizeof(s->dir), "%s", o->dir);
 	err = dir_prepare(s, o, &fresh, errbuf, errlen);
 	if (err)
@@ -822,7 +821,7 @@ int kura_blk_extent_info(struct kura_blk_store *s, uint64_t layer, uint64_t ext,
 	memset(out, 0, sizeof(*out));
 	out->layer = layer;
 	out->ext = ext;
-	out->version = e->version;
+	out->version = ent_version(e);
 	idx_bitmap(&s->idx, e, &out->present);
 	out->nblocks = bm_count(&out->present);
 	pd = pool_disk_of(&s->pool, e->loc);

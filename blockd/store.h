@@ -84,7 +84,7 @@ struct kura_blk_opts {
 	uint64_t default_disk_size; /* 0: 8 GiB */
 	uint64_t journal_size;      /* per disk, for newly formatted disks; 0: 1/16 of the disk, 16-256 MiB */
 	uint64_t crc_cache_bytes;   /* 0: 64 MiB (covers 256 GiB of hot data) */
-	uint64_t checkpoint_ns;     /* idle checkpoint interval; 0: 1 s */
+	uint64_t checkpoint_ns;     /* checkpoint at least this often when dirty; 0: 5 s */
 	int create;                 /* create a new store when dir holds none */
 };
 

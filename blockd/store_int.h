@@ -14,15 +14,44 @@
 #define BM_FULL UINT32_MAX
 #define BM_EMPTY (UINT32_MAX - 1)
 
-/* ---- index.c: the in-memory extent index (24 bytes an extent) ---- */
+/* ---- index.c: the in-memory extent index (20 bytes an extent) ---- */
 
 struct idx_entry {
 	uint32_t ext;
-	uint32_t loc;     /* LOC_NONE marks an empty slot */
-	uint64_t version;
-	uint32_t bm;      /* BM_FULL, BM_EMPTY or an index into the bitmap pool */
-	uint32_t dirty;   /* changed since the last checkpoint */
+	uint32_t loc;    /* LOC_NONE marks an empty slot */
+	uint32_t bm;     /* BM_FULL, BM_EMPTY or an index into the bitmap pool */
+	uint32_t ver_lo; /* version: 63 bits over ver_lo and ver_hi */
+	uint32_t ver_hi; /* top bit: changed since the last checkpoint */
 };
+
+#define ENT_DIRTY 0x80000000u
+#define KURA_VERSION_MAX ((1ull << 63) - 1)
+
+static inline uint64_t ent_version(const struct idx_entry *e)
+{
+	return ((uint64_t)(e->ver_hi & ~ENT_DIRTY) << 32) | e->ver_lo;
+}
+
+/* Versions only grow: the extent keeps the highest one written to it. */
+static inline void ent_raise_version(struct idx_entry *e, uint64_t v)
+{
+	if (v > KURA_VERSION_MAX)
+		v = KURA_VERSION_MAX;
+	if (v <= ent_version(e))
+		return;
+	e->ver_lo = (uint32_t)v;
+	e->ver_hi = (e->ver_hi & ENT_DIRTY) | (uint32_t)(v >> 32);
+}
+
+static inline int ent_dirty(const struct idx_entry *e)
+{
+	return (e->ver_hi & ENT_DIRTY) != 0;
+}
+
+static inline void ent_set_dirty(struct idx_entry *e, int dirty)
+{
+	e->ver_hi = dirty ? (e->ver_hi | ENT_DIRTY) : (e->ver_hi & ~ENT_DIRTY);
+}
 
 struct idx_layer {
 	uint64_t id;

@@ -328,5 +328,6 @@ int main(int argc, char **argv)
 	}
 	printf("crash test: %u cycles passed, %llu acknowledged writes checked\n", cycles,
 	       (unsigned long long)total_acked);
+	free(buf);
 	return 0;
 }

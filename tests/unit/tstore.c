@@ -44,12 +44,38 @@ void ts_close(struct tstore *t)
 
 void ts_crash(struct tstore *t)
 {
-	/* the loop goes first so nothing of the old store runs again */
-	struct kura_loop *l = t->loop;
+	int idle = 0;
+
+	/* The power is gone: the media keeps nothing from now on. What was in
+	 * flight completes with errors, then the store is dropped unwritten. */
+	t->m->lost = 1;
+	while (idle < 20)
+		idle = kura_loop_run_once(t->loop, 1000000ULL) ? 0 : idle + 1;
 	kura_blk_store_abandon(t->s);
-	kura_loop_destroy(l);
+	kura_loop_destroy(t->loop);
 	t->s = NULL;
 	t->loop = NULL;
+}
+
+static void **bufs;
+static size_t nbufs;
+
+static void free_bufs(void)
+{
+	for (size_t i = 0; i < nbufs; i++)
+		free(bufs[i]);
+	free(bufs);
+}
+
+void *ts_buf(unsigned nblocks)
+{
+	void *p = kura_aligned_alloc((size_t)nblocks * KURA_BLK_SIZE);
+
+	if (!nbufs)
+		atexit(free_bufs);
+	bufs = realloc(bufs, sizeof(*bufs) * (nbufs + 1));
+	bufs[nbufs++] = p;
+	return p;
 }
 
 struct waiter {

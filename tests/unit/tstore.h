@@ -18,8 +18,11 @@ struct tstore {
 /* Opens (creating if needed) a store in test_tmpdir()/name on media m. */
 int ts_open(struct tstore *t, struct fake_media *m, const char *name);
 void ts_close(struct tstore *t);
-/* What a crash leaves: drops the store without writing anything. */
+/* Power fails now: the media keeps nothing more; the store is dropped
+ * without writing anything. */
 void ts_crash(struct tstore *t);
+/* A 4 KiB-aligned buffer of n blocks, freed when the test ends. */
+void *ts_buf(unsigned nblocks);
 
 int ts_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
 	     const void *buf, uint64_t version);

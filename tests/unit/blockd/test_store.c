@@ -11,7 +11,7 @@
 
 static void *blocks(unsigned n)
 {
-	return kura_aligned_alloc((size_t)n * KURA_BLK_SIZE);
+	return ts_buf(n);
 }
 
 TEST(test_store_write_then_read_returns_same_data)
