@@ -258,7 +258,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, 'd' }, { "size", required_argument, NULL, 's' },
 		{ "runtime", required_argument, NULL, 'r' }, { "fio", required_argument, NULL, 'f' },
-		{ 0 }
+		{ "only-kura", no_argument, NULL, 'k' }, { 0 }
 	};
 	const char *dir = NULL, *fiobin = "fio";
 	uint64_t size = 1ull << 30;
@@ -270,7 +270,7 @@ int main(int argc, char **argv)
 	struct result kr[4], fr[4], fd[2], none = { -1, -1, -1 };
 	char errbuf[512], disk[4096], sz[32];
 	uint64_t data_off;
-	int c;
+	int c, only_kura = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -283,6 +283,7 @@ int main(int argc, char **argv)
 			break;
 		case 'r': secs = strtod(optarg, NULL); break;
 		case 'f': fiobin = optarg; break;
+		case 'k': only_kura = 1; break;
 		default:
 			fprintf(stderr, "usage: kura-bench-store --dir DIR [--size 1G] [--runtime 10] [--fio fio]\n");
 			return 2;
@@ -319,6 +320,15 @@ int main(int argc, char **argv)
 	kr[3] = run(&b, 1, 32, secs);
 	kura_blk_stats(b.s, &st);
 	data_off = b.s->pool.d[0].sb.data_off;
+	if (only_kura) {
+		row("randread", 1, kr[0], none, none);
+		row("randread", 32, kr[1], none, none);
+		row("randwrite", 1, kr[2], none, none);
+		row("randwrite", 32, kr[3], none, none);
+		kura_blk_store_close(b.s);
+		kura_loop_destroy(b.loop);
+		return 0;
+	}
 	kura_blk_store_close(b.s);
 	kura_loop_destroy(b.loop);
 

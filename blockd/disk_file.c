@@ -53,11 +53,16 @@ static void file_rw(struct kura_disk *d, int write, const struct iovec *iov, int
 	r->user = op;
 	r->expect = len;
 	sqe = kura_loop_sqe(d->loop, &r->op);
-	if (write)
-		io_uring_prep_writev2(sqe, fd->fd, iov, (unsigned)iovcnt, off,
-				      (flags & KURA_DISK_FUA) ? RWF_DSYNC : 0);
+	if (iovcnt == 1 && write)
+		io_uring_prep_write(sqe, fd->fd, iov->iov_base, (unsigned)len, off);
+	else if (iovcnt == 1)
+		io_uring_prep_read(sqe, fd->fd, iov->iov_base, (unsigned)len, off);
+	else if (write)
+		io_uring_prep_writev(sqe, fd->fd, iov, (unsigned)iovcnt, off);
 	else
 		io_uring_prep_readv(sqe, fd->fd, iov, (unsigned)iovcnt, off);
+	if (write && (flags & KURA_DISK_FUA))
+		sqe->rw_flags = RWF_DSYNC;
 }
 
 static void file_flush(struct kura_disk *d, struct kura_op *op)
