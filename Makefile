@@ -30,7 +30,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
-BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-bench-store $(BUILD)/unit-tests
+BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
+	$(BUILD)/unit-tests
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -59,6 +60,9 @@ $(BUILD)/unit-tests: $(UNIT_OBJ) $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-crashtest: $(OBJ)/tests/integration/crashtest.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a

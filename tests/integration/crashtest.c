@@ -90,6 +90,16 @@ static uint64_t tag_of(const uint8_t *b, uint64_t addr)
 	return tag;
 }
 
+static pid_t running = -1; /* the blockd to kill if this test stops early */
+
+static void kill_running(void)
+{
+	if (running > 0) {
+		kill(running, SIGKILL);
+		waitpid(running, NULL, 0);
+	}
+}
+
 static pid_t start_blockd(void)
 {
 	pid_t pid = fork();
@@ -104,6 +114,7 @@ static pid_t start_blockd(void)
 		      "disk0.img,size=256M", "--log-level", "warn", (char *)NULL);
 		_exit(127);
 	}
+	running = pid;
 	return pid;
 }
 
@@ -271,6 +282,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	atexit(kill_running);
 	for (c = 1; c <= cycles; c++) {
 		pid_t pid = start_blockd();
 		struct kura_client *cl = connect_wait(pid);
@@ -305,6 +317,7 @@ int main(int argc, char **argv)
 				(unsigned long long)tag);
 		kill(pid, SIGKILL);
 		waitpid(pid, &st, 0);
+		running = -1;
 		kura_client_close(cl);
 		/* the dead process's listening socket may linger while the kernel tears
 		 * down its io_uring; only the next blockd's socket may be used */
@@ -321,6 +334,7 @@ int main(int argc, char **argv)
 		kura_client_close(cl);
 		kill(pid, SIGTERM);
 		waitpid(pid, &st, 0);
+		running = -1;
 		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
 			fprintf(stderr, "blockd did not stop cleanly on SIGTERM; see %s\n", logpath);
 			return 1;
