@@ -238,6 +238,10 @@ static double index_bytes_per_extent(uint64_t n)
 		struct idx_entry *e = idx_find(&x, 1 + i % 64, i / 64);
 		idx_set_bits(&x, e, 0, i % 16 == 0 ? 7 : KURA_EXT_BLOCKS); /* 1 in 16 partial */
 	}
+	/* steady state: what changed has been checkpointed */
+	free(x.dirty);
+	x.dirty = NULL;
+	x.ndirty = x.dirty_cap = 0;
 	after = mallinfo2();
 	per = (double)(after.uordblks + after.hblkhd - before.uordblks - before.hblkhd) / (double)n;
 	idx_destroy(&x);

@@ -123,6 +123,12 @@ static int capture(struct kura_blk_store *s, struct kura_md_batch *b)
 		}
 	}
 	s->idx.ndirty = 0;
+	if (s->idx.dirty_cap > 65536) {
+		/* a burst of changes is over: give its memory back */
+		free(s->idx.dirty);
+		s->idx.dirty = NULL;
+		s->idx.dirty_cap = 0;
+	}
 	return 0;
 }
 

@@ -38,6 +38,7 @@ struct kura_disk {
 	struct kura_loop *loop;
 	char path[PATH_MAX];
 	uint64_t size; /* bytes */
+	int created;   /* the file was created by this open */
 };
 
 /* Opens a file or block device with O_DIRECT and takes an exclusive lock on

@@ -165,6 +165,7 @@ int kura_disk_file_open(struct kura_loop *loop, const char *path, uint64_t size,
 	fd->d.ops = &file_ops;
 	fd->d.loop = loop;
 	fd->d.size = (uint64_t)st.st_size;
+	fd->d.created = *created;
 	snprintf(fd->d.path, sizeof(fd->d.path), "%s", path);
 	*out = &fd->d;
 	return 0;

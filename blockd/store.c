@@ -477,8 +477,11 @@ static int open_disks(struct kura_blk_store *s, const struct kura_blk_opts *o, i
 			err = -EEXIST;
 			goto out;
 		}
-		if (fresh)
+		if (fresh) {
 			err = disk_format(s, o, d, s->pool.n, &sb, errbuf, errlen);
+			if (err && !sp->disk && d->created)
+				unlink(d->path); /* do not leave a file we made for nothing */
+		}
 		if (!err) {
 			rec.index = s->pool.n;
 			memcpy(rec.uuid, sb.disk_uuid, 16);

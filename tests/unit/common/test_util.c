@@ -1,0 +1,30 @@
+#include "common/err.h"
+#include "common/util.h"
+#include "tests/unit/harness.h"
+
+#include <errno.h>
+
+TEST(test_util_parse_size_units_and_errors)
+{
+	uint64_t v;
+
+	CHECK_EQ(kura_parse_size("4096", &v), 0);
+	CHECK_EQ(v, 4096);
+	CHECK_EQ(kura_parse_size("512K", &v), 0);
+	CHECK_EQ(v, 512 << 10);
+	CHECK_EQ(kura_parse_size("10G", &v), 0);
+	CHECK_EQ(v, 10ull << 30);
+	CHECK_EQ(kura_parse_size("1TiB", &v), 0);
+	CHECK_EQ(v, 1ull << 40);
+	CHECK_EQ(kura_parse_size("", &v), -EINVAL);
+	CHECK_EQ(kura_parse_size("-1G", &v), -EINVAL);
+	CHECK_EQ(kura_parse_size("12Q", &v), -EINVAL);
+	CHECK_EQ(kura_parse_size("1G2", &v), -EINVAL);
+	CHECK_EQ(kura_parse_size("99999999999P", &v), -ERANGE);
+}
+
+TEST(test_util_strerror_knows_kura_codes)
+{
+	CHECK(strstr(kura_strerror(KURA_E_FORMAT), "newer"));
+	CHECK(strstr(kura_strerror(-ENOSPC), "space"));
+}
