@@ -243,7 +243,11 @@ void ckpt_progress(struct kura_blk_store *s)
 		ckpt_poke(s);
 		return;
 	}
-	if (c->phase != CK_APPLY || !journal_done_through(&s->journal, c->seq, &c->end_lpos))
+	if (c->phase != CK_APPLY)
+		return;
+	if (s->applyq)
+		io_apply_kick(s);
+	if (!journal_done_through(&s->journal, c->seq, &c->end_lpos))
 		return;
 	c->phase = CK_CRC;
 	c->flushes[0].s = s;

@@ -23,10 +23,18 @@ struct rreq;
 
 struct xstate {
 	uint32_t loc;
-	struct xstate *hnext;
+	int queued;            /* on the store's list of extents with applies to start */
+	struct xstate *hnext, *qnext;
 	struct wreq *head, *tail;
 	struct rreq *waiters;
 };
+
+/* Acknowledged writes are applied in place in groups of APPLY_BATCH, or
+ * APPLY_DELAY_NS after the first of them, or at once when a read or a
+ * checkpoint needs them: an in-place write issued alongside each journal write
+ * would slow that journal write down by the device flush it then waits for. */
+#define APPLY_BATCH 32
+#define APPLY_DELAY_NS 1000000ULL
 
 struct wreq {
 	struct jreq j;
@@ -146,7 +154,7 @@ static void xs_put(struct kura_blk_store *s, struct xstate *x)
 {
 	struct xstate **pp;
 
-	if (x->head || x->waiters)
+	if (x->head || x->waiters || x->queued)
 		return;
 	for (pp = xs_bucket(s, x->loc); *pp != x; pp = &(*pp)->hnext)
 		;
@@ -352,7 +360,45 @@ static void write_durable(struct jreq *j, int err)
 		wreq_free(w);
 		return;
 	}
-	x_try_apply(s, x);
+	if (x->waiters) {
+		x_try_apply(s, x); /* a read is waiting for this data */
+		return;
+	}
+	if (!x->queued) {
+		x->queued = 1;
+		x->qnext = s->applyq;
+		s->applyq = x;
+	}
+	if (++s->unstarted >= APPLY_BATCH)
+		io_apply_kick(s);
+	else if (!s->apply_timer_armed) {
+		s->apply_timer_armed = 1;
+		kura_loop_timer(s->loop, &s->apply_timer, APPLY_DELAY_NS);
+	}
+}
+
+static void apply_timer_fired(struct kura_op *op, int res)
+{
+	struct kura_blk_store *s = KURA_CONTAINER_OF(op, struct kura_blk_store, apply_timer.op);
+
+	(void)res;
+	s->apply_timer_armed = 0;
+	io_apply_kick(s);
+}
+
+void io_apply_kick(struct kura_blk_store *s)
+{
+	struct xstate *list = s->applyq;
+
+	s->applyq = NULL;
+	s->unstarted = 0;
+	while (list) {
+		struct xstate *x = list;
+		list = x->qnext;
+		x->queued = 0;
+		x_try_apply(s, x);
+		xs_put(s, x);
+	}
 }
 
 static int write_submit(struct kura_blk_store *s, struct wreq *w)
@@ -451,7 +497,7 @@ int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsig
 	w = calloc(1, sizeof(*w) + 4u * nblk);
 	if (!w)
 		return -ENOMEM;
-	w->buf = kura_aligned_alloc((size_t)nblk * KURA_BLK_SIZE);
+	w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE);
 	if (!w->buf) {
 		free(w);
 		return -ENOMEM;
@@ -551,6 +597,7 @@ static void read_start(struct kura_op *op, int res)
 		r->op.fn = read_start;
 		r->next = x->waiters;
 		x->waiters = r;
+		x_try_apply(s, x); /* do not leave the read waiting for a batch */
 		return;
 	}
 	r->op.fn = read_start;
@@ -762,6 +809,7 @@ void io_batch_durable(struct kura_blk_store *s)
 
 int io_init(struct kura_blk_store *s)
 {
+	s->apply_timer.op.fn = apply_timer_fired;
 	s->xs = calloc(XS_BUCKETS, sizeof(*s->xs));
 	return s->xs ? 0 : -ENOMEM;
 }

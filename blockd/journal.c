@@ -55,6 +55,23 @@ static void batch_free(struct jbatch *b)
 	free(b);
 }
 
+/* Header buffers are reused: a fresh 64 KiB buffer per batch costs page
+ * faults on every commit. */
+static void hdr_put(struct kura_journal *j, uint8_t *hdr)
+{
+	if (hdr && j->nspare < KURA_ARRAY_SIZE(j->spare_hdr))
+		j->spare_hdr[j->nspare++] = hdr;
+	else
+		free(hdr);
+}
+
+static uint8_t *hdr_get(struct kura_journal *j)
+{
+	if (j->nspare)
+		return j->spare_hdr[--j->nspare];
+	return kura_aligned_alloc_raw(KURA_MAX_BATCH_HDR);
+}
+
 void journal_destroy(struct kura_journal *j)
 {
 	struct jbatch *b = j->first;
@@ -67,6 +84,8 @@ void journal_destroy(struct kura_journal *j)
 	if (j->open)
 		batch_free(j->open);
 	j->first = j->last = j->open = NULL;
+	while (j->nspare)
+		free(j->spare_hdr[--j->nspare]);
 }
 
 static uint64_t batch_bytes(const struct jbatch *b)
@@ -95,7 +114,9 @@ static struct jbatch *batch_new(struct kura_journal *j)
 
 	if (!b)
 		return NULL;
-	b->hdr = kura_aligned_alloc(KURA_MAX_BATCH_HDR);
+	b->hdr = hdr_get(j);
+	if (b->hdr)
+		memset(b->hdr, 0, sizeof(struct kura_jhdr));
 	b->iovcap = 16;
 	b->iov = malloc(sizeof(*b->iov) * (size_t)b->iovcap);
 	if (!b->hdr || !b->iov) {
@@ -128,6 +149,7 @@ static void seal_open(struct kura_journal *j)
 		h->nrec = b->nrec;
 		h->hdr_bytes = b->hdr_used;
 		h->hdr_crc = 0;
+		memset(b->hdr + b->hdr_used, 0, (size_t)h->hdr_pages * KURA_BLK_SIZE - b->hdr_used);
 		h->hdr_crc = kura_crc32c(0, b->hdr, (size_t)h->hdr_pages * KURA_BLK_SIZE);
 		b->size = batch_bytes(b);
 		phys = j->head % j->len;
@@ -186,7 +208,7 @@ static void batch_written(struct kura_op *op, int res)
 	}
 	b->durable = 1;
 	j->durable_seq = b->seq;
-	free(b->hdr);
+	hdr_put(j, b->hdr);
 	b->hdr = NULL;
 	free(b->iov);
 	b->iov = NULL;

@@ -795,12 +795,15 @@ void kura_blk_store_close(struct kura_blk_store *s)
 	if (!s)
 		return;
 	/* finish what was submitted */
+	io_apply_kick(s);
 	while (!s->dead && (s->blocked_head || io_pending(s) || s->journal.inflight ||
 			    s->journal.open))
 		kura_loop_run_once(s->loop, 100000000ULL);
 	if (!s->dead)
 		ckpt_sync(s);
 	s->closing = 1;
+	while (s->apply_timer_armed) /* at most a millisecond */
+		kura_loop_run_once(s->loop, 10000000ULL);
 	stop_timer(s);
 	store_free(s);
 }

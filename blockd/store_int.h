@@ -195,6 +195,8 @@ struct kura_journal {
 	struct kura_op kick;
 	int kick_pending;
 	uint64_t durable_seq;    /* every batch up to this one is durable */
+	uint8_t *spare_hdr[4];   /* header buffers for reuse */
+	unsigned nspare;
 };
 
 int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
@@ -246,6 +248,10 @@ struct kura_blk_store {
 	struct xstate **xs;    /* physical extents with writes not yet applied */
 	uint32_t xs_cap, xs_count;
 	uint64_t apply_gen;    /* bumps on every apply, for read retries */
+	struct xstate *applyq; /* extents with acknowledged writes not yet applying */
+	unsigned unstarted;
+	struct kura_timer apply_timer;
+	int apply_timer_armed;
 
 	struct pend *blocked_head, *blocked_tail; /* waiting for journal room */
 	struct pend *unblocking;
@@ -277,6 +283,7 @@ void io_batch_durable(struct kura_blk_store *s); /* after a journal batch comple
 int io_init(struct kura_blk_store *s);
 void io_destroy(struct kura_blk_store *s);
 int io_meta_apply(struct kura_blk_store *s, const struct kura_jrec *rec);
+void io_apply_kick(struct kura_blk_store *s); /* start every queued apply now */
 int io_pending(struct kura_blk_store *s);
 
 int ckpt_init(struct kura_blk_store *s);

@@ -64,7 +64,7 @@ const char *kura_fmt_size(uint64_t bytes, char *buf, size_t len)
 	return buf;
 }
 
-void *kura_aligned_alloc(size_t len)
+void *kura_aligned_alloc_raw(size_t len)
 {
 	void *p = NULL;
 
@@ -72,6 +72,14 @@ void *kura_aligned_alloc(size_t len)
 		len = 4096;
 	if (posix_memalign(&p, 4096, KURA_ALIGN_UP(len, 4096)))
 		return NULL;
-	memset(p, 0, KURA_ALIGN_UP(len, 4096));
+	return p;
+}
+
+void *kura_aligned_alloc(size_t len)
+{
+	void *p = kura_aligned_alloc_raw(len);
+
+	if (p)
+		memset(p, 0, KURA_ALIGN_UP(len ? len : 4096, 4096));
 	return p;
 }

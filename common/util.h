@@ -21,6 +21,8 @@ const char *kura_fmt_size(uint64_t bytes, char *buf, size_t len);
 
 /* 4 KiB-aligned zeroed allocation for O_DIRECT buffers; NULL on ENOMEM. */
 void *kura_aligned_alloc(size_t len);
+/* The same, not zeroed: for buffers about to be filled whole. */
+void *kura_aligned_alloc_raw(size_t len);
 
 /* Big-endian encoders for sortable keys. */
 static inline void kura_put_be64(uint8_t *p, uint64_t v)
