@@ -248,6 +248,22 @@ static double index_bytes_per_extent(uint64_t n)
 	return per;
 }
 
+#define ROUNDS 2
+
+static void add(struct result *acc, struct result r)
+{
+	acc->iops += r.iops;
+	acc->mean_us += r.mean_us;
+	acc->p99_us += r.p99_us;
+}
+
+static void scale(struct result *r)
+{
+	r->iops /= ROUNDS;
+	r->mean_us /= ROUNDS;
+	r->p99_us /= ROUNDS;
+}
+
 static void row(const char *name, unsigned qd, struct result k, struct result f, struct result fd)
 {
 	printf("%-10s QD%-3u %9.0f %8.1f %8.0f | %9.0f %8.1f %8.0f | %5.2f", name, qd, k.iops,
@@ -275,6 +291,7 @@ int main(int argc, char **argv)
 	char errbuf[512], disk[4096], sz[32];
 	uint64_t data_off;
 	int c, only_kura = 0;
+
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -318,37 +335,45 @@ int main(int argc, char **argv)
 	       secs);
 	fflush(stdout);
 	precondition(&b);
-	kr[0] = run(&b, 0, 1, secs);
-	kr[1] = run(&b, 0, 32, secs);
-	kr[2] = run(&b, 1, 1, secs);
-	kr[3] = run(&b, 1, 32, secs);
-	kura_blk_stats(b.s, &st);
 	data_off = b.s->pool.d[0].sb.data_off;
-	if (only_kura) {
-		row("randread", 1, kr[0], none, none);
-		row("randread", 32, kr[1], none, none);
-		row("randwrite", 1, kr[2], none, none);
-		row("randwrite", 32, kr[3], none, none);
-		kura_blk_store_close(b.s);
-		kura_loop_destroy(b.loop);
-		return 0;
+	/* The device is noisy: kura and fio take turns, ROUNDS times, and the
+	 * means are compared. Reads come first (fio's writes would leave blocks
+	 * whose checksums kura does not know); the store stays open but idle while
+	 * fio runs. */
+	memset(kr, 0, sizeof(kr));
+	memset(fr, 0, sizeof(fr));
+	memset(fd, 0, sizeof(fd));
+	for (unsigned t = 0; t < 4; t++) {
+		int write = t >= 2;
+		unsigned qd = (t % 2) ? 32 : 1;
+		for (unsigned round = 0; round < ROUNDS; round++) {
+			add(&kr[t], run(&b, write, qd, secs));
+			if (only_kura)
+				continue;
+			add(&fr[t], fio(fiobin, disk, data_off, size, write, qd, secs, 0));
+			if (write)
+				add(&fd[t - 2], fio(fiobin, disk, data_off, size, 1, qd, secs, 1));
+		}
 	}
+	kura_blk_stats(b.s, &st);
 	kura_blk_store_close(b.s);
 	kura_loop_destroy(b.loop);
-
-	/* fio on the data region of the same file, after the store closed it */
-	fr[0] = fio(fiobin, disk, data_off, size, 0, 1, secs, 0);
-	fr[1] = fio(fiobin, disk, data_off, size, 0, 32, secs, 0);
-	fr[2] = fio(fiobin, disk, data_off, size, 1, 1, secs, 0);
-	fr[3] = fio(fiobin, disk, data_off, size, 1, 32, secs, 0);
-	fd[0] = fio(fiobin, disk, data_off, size, 1, 1, secs, 1);
-	fd[1] = fio(fiobin, disk, data_off, size, 1, 32, secs, 1);
+	for (unsigned t = 0; t < 4; t++) {
+		scale(&kr[t]);
+		scale(&fr[t]);
+	}
+	scale(&fd[0]);
+	scale(&fd[1]);
+	if (only_kura) {
+		fr[0] = fr[1] = fr[2] = fr[3] = fd[0] = fd[1] = none;
+	}
 
 	printf("\n4 KiB random I/O       kura: IOPS  mean us   p99 us |  fio: IOPS  mean us   p99 us | ratio | fio dsync ratio\n");
 	row("randread", 1, kr[0], fr[0], none);
 	row("randread", 32, kr[1], fr[1], none);
 	row("randwrite", 1, kr[2], fr[2], fd[0]);
 	row("randwrite", 32, kr[3], fr[3], fd[1]);
+	printf("(means of %u alternating %.0f s runs of each)\n", ROUNDS, secs);
 	printf("\nkura writes are durable when acknowledged (journal write with FUA/O_DSYNC);\n"
 	       "plain fio writes are not; 'fio dsync' is fio with --sync=dsync, the durable reference.\n");
 	{
