@@ -33,7 +33,7 @@ struct xstate {
  * APPLY_DELAY_NS after the first of them, or at once when a read or a
  * checkpoint needs them: an in-place write issued alongside each journal write
  * would slow that journal write down by the device flush it then waits for. */
-#define APPLY_BATCH 32
+#define APPLY_BATCH 32u
 #define APPLY_DELAY_NS 1000000ULL
 
 struct wreq {
