@@ -143,6 +143,21 @@ static void ck_fail(struct kura_blk_store *s, const char *what, int err)
 	store_fail(s, what, err);
 }
 
+/* The store stopped while a checkpoint was under way: it must not go on to
+ * record a new journal start, since writes it counted may not be in place. */
+static int ck_abandoned(struct kura_blk_store *s)
+{
+	struct ckpt *c = s->ck;
+
+	if (!s->dead)
+		return 0;
+	kura_md_batch_destroy(c->b);
+	c->b = NULL;
+	c->phase = CK_IDLE;
+	c->again = 0;
+	return 1;
+}
+
 static void ck_start(struct kura_blk_store *s)
 {
 	struct ckpt *c = s->ck;
@@ -175,6 +190,11 @@ static void md_done(struct kura_op *op, int res)
 		ck_fail(s, "the metadata database could not be written", res);
 		return;
 	}
+	if (s->dead) {
+		/* recorded while the store was stopping; nothing more may follow */
+		ck_abandoned(s);
+		return;
+	}
 	kura_md_batch_destroy(c->b);
 	c->b = NULL;
 	journal_trim(&s->journal, c->seq, c->end_lpos);
@@ -201,6 +221,8 @@ static void flush_done(struct kura_op *op, int res)
 	}
 	if (--c->flushes_pending)
 		return;
+	if (ck_abandoned(s))
+		return;
 	if (c->err) {
 		ck_fail(s, "a disk flush failed", c->err);
 		return;
@@ -224,6 +246,8 @@ static void crc_done(struct kura_op *op, int res)
 		ck_fail(s, "checksum pages could not be written", res);
 		return;
 	}
+	if (ck_abandoned(s))
+		return;
 	c->phase = CK_FLUSH;
 	c->err = 0;
 	c->flushes_pending = s->pool.n;
@@ -243,7 +267,7 @@ void ckpt_progress(struct kura_blk_store *s)
 		ckpt_poke(s);
 		return;
 	}
-	if (c->phase != CK_APPLY)
+	if (c->phase != CK_APPLY || ck_abandoned(s))
 		return;
 	if (s->applyq)
 		io_apply_kick(s);

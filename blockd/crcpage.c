@@ -28,7 +28,7 @@ int crc_init(struct kura_crccache *c, struct kura_blk_store *s, uint64_t bytes)
 {
 	memset(c, 0, sizeof(*c));
 	c->s = s;
-	c->cap = (uint32_t)KURA_MAX(bytes / KURA_BLK_SIZE, 64);
+	c->cap = (uint32_t)KURA_MAX(bytes / KURA_BLK_SIZE, 8);
 	c->nbuckets = 1024;
 	while (c->nbuckets < c->cap)
 		c->nbuckets *= 2;
@@ -156,9 +156,11 @@ static void load_done(struct kura_op *op, int res)
 		return;
 	}
 	p->ready = 1;
+	/* make room before this page joins the LRU, so the page its waiters
+	 * asked for is still here when they run (all others may be dirty) */
+	evict(c);
 	lru_push(c, p);
 	wake(p, 0);
-	evict(c);
 }
 
 int crc_get(struct kura_crccache *c, uint32_t loc, struct kura_op *waiter, uint32_t **crcs)

@@ -184,6 +184,8 @@ int idx_add(struct kura_idx *x, uint64_t layer, uint64_t ext, uint32_t loc)
 
 	if (ext >= KURA_EXT_MAX)
 		return -EINVAL;
+	if (idx_reserve(x))
+		return -ENOMEM; /* so that marking it dirty below cannot fail */
 	if (!l && !(l = layer_create(x, layer)))
 		return -ENOMEM;
 	if (idx_find(x, layer, ext))
@@ -268,6 +270,7 @@ int idx_move(struct kura_idx *x, uint64_t layer, uint64_t ext, uint64_t nlayer, 
 	e->bm = BM_EMPTY; /* the bitmap moves with the entry */
 	err = idx_add(x, nlayer, next, saved.loc);
 	if (err) {
+		e = idx_find(x, layer, ext); /* the add may have moved the slots */
 		e->bm = saved.bm;
 		return err;
 	}
@@ -328,16 +331,9 @@ unsigned idx_clear_bits(struct kura_idx *x, struct idx_entry *e, unsigned blk, u
 	return bm_count(&b);
 }
 
-int idx_mark_dirty(struct kura_idx *x, uint64_t layer, uint64_t ext)
+int idx_reserve(struct kura_idx *x)
 {
-	struct idx_entry *e = idx_find(x, layer, ext);
-
-	if (e) {
-		if (ent_dirty(e))
-			return 0;
-		ent_set_dirty(e, 1);
-	}
-	if (x->ndirty == x->dirty_cap) {
+	if (x->ndirty + 2 > x->dirty_cap) {
 		size_t ncap = x->dirty_cap ? x->dirty_cap * 2 : 256;
 		struct idx_key *n = realloc(x->dirty, sizeof(*n) * ncap);
 		if (!n)
@@ -345,6 +341,19 @@ int idx_mark_dirty(struct kura_idx *x, uint64_t layer, uint64_t ext)
 		x->dirty = n;
 		x->dirty_cap = ncap;
 	}
+	return 0;
+}
+
+int idx_mark_dirty(struct kura_idx *x, uint64_t layer, uint64_t ext)
+{
+	struct idx_entry *e = idx_find(x, layer, ext);
+
+	if (e && ent_dirty(e))
+		return 0;
+	if (idx_reserve(x))
+		return -ENOMEM;
+	if (e)
+		ent_set_dirty(e, 1);
 	x->dirty[x->ndirty].layer = layer;
 	x->dirty[x->ndirty].ext = ext;
 	x->ndirty++;

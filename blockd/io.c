@@ -246,7 +246,10 @@ static void finish_deferred(struct kura_op *op, int res)
 	wreq_free(w);
 }
 
-static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w)
+/* Takes w off its extent's queue; `applied` says whether its data reached
+ * its place (a write that did not stays counted against its journal batch,
+ * so no checkpoint can trim the only copy of it). */
+static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w, int applied)
 {
 	struct wreq **pp = &x->head, *prev = NULL;
 	struct rreq *waiters;
@@ -258,7 +261,8 @@ static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w)
 	*pp = w->xnext;
 	if (x->tail == w)
 		x->tail = prev;
-	journal_batch_apply_done(&s->journal, w->batch);
+	if (applied)
+		journal_batch_apply_done(&s->journal, w->batch);
 	/* let waiting reads look again */
 	waiters = x->waiters;
 	x->waiters = NULL;
@@ -281,7 +285,7 @@ static void apply_done(struct kura_op *op, int res)
 		store_io_error(s, pd, pool_data_off(pd, w->loc, w->blk), res, "data write");
 		store_fail(s, "a write could not be applied in place", res);
 	}
-	x_remove(s, xs_find(s, w->loc), w);
+	x_remove(s, xs_find(s, w->loc), w, res >= 0);
 	wreq_free(w);
 	ckpt_progress(s);
 }
@@ -311,7 +315,8 @@ static void apply_crc_ready(struct kura_op *op, int res)
 	if (res >= 0)
 		return; /* queued again behind a reload */
 	store_fail(w->s, "a checksum page could not be read", res);
-	apply_done(&w->op, 0);
+	x_remove(w->s, xs_find(w->s, w->loc), w, 0);
+	wreq_free(w);
 }
 
 static void apply_start(struct kura_blk_store *s, struct wreq *w)
@@ -356,7 +361,7 @@ static void write_durable(struct jreq *j, int err)
 	}
 	w->cb(w->arg, err);
 	if (err) {
-		x_remove(s, x, w);
+		x_remove(s, x, w, 1); /* never written: nothing to keep the batch for */
 		wreq_free(w);
 		return;
 	}
@@ -404,9 +409,9 @@ void io_apply_kick(struct kura_blk_store *s)
 static int write_submit(struct kura_blk_store *s, struct wreq *w)
 {
 	struct kura_jrec rec = { 0 };
-	struct idx_entry *e;
+	struct idx_entry *e = NULL;
 	struct xstate *x;
-	int err;
+	int err, added = 0;
 
 	if (s->dead) {
 		err = KURA_E_DEAD;
@@ -415,6 +420,9 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 	if (must_wait(s, &w->pend, (uint32_t)(sizeof(rec) + 4u * w->nblk),
 		      (uint32_t)w->nblk * KURA_BLK_SIZE))
 		return 1;
+	err = idx_reserve(&s->idx);
+	if (err)
+		goto fail;
 	e = idx_find(&s->idx, w->layer, w->ext);
 	if (!e) {
 		uint32_t loc;
@@ -429,12 +437,13 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 			pool_release(&s->pool, loc);
 			goto fail;
 		}
+		added = 1;
 		e = idx_find(&s->idx, w->layer, w->ext);
 	}
 	x = xs_get(s, e->loc);
 	if (!x) {
 		err = -ENOMEM;
-		goto fail;
+		goto undo;
 	}
 	w->loc = e->loc;
 	rec.type = KURA_JREC_WRITE;
@@ -449,9 +458,10 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 	if (!w->batch) {
 		xs_put(s, x);
 		err = -ENOMEM;
-		goto fail;
+		goto undo;
 	}
 	journal_batch_apply_start(w->batch);
+	e = idx_find(&s->idx, w->layer, w->ext);
 	idx_set_bits(&s->idx, e, w->blk, w->nblk);
 	ent_raise_version(e, w->version);
 	idx_mark_dirty(&s->idx, w->layer, w->ext);
@@ -462,6 +472,12 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 		x->head = w;
 	x->tail = w;
 	return 0;
+undo:
+	if (added) {
+		uint32_t loc = e->loc;
+		idx_del(&s->idx, w->layer, w->ext);
+		pool_release(&s->pool, loc);
+	}
 fail:
 	w->op.fn = finish_deferred;
 	kura_loop_defer(s->loop, &w->op, err);
@@ -711,11 +727,15 @@ static int meta_submit(struct kura_blk_store *s, struct mreq *m)
 	}
 	if (must_wait(s, &m->pend, sizeof(m->rec), 0))
 		return 1;
-	err = io_meta_apply(s, &m->rec);
+	err = idx_reserve(&s->idx);
+	if (!err)
+		err = io_meta_apply(s, &m->rec);
 	if (err)
 		goto fail;
 	m->j.durable = meta_durable;
 	if (!journal_append(&s->journal, &m->rec, NULL, NULL, &m->j)) {
+		/* the index already shows the change: stop rather than diverge */
+		store_fail(s, "out of memory for a journal record", -ENOMEM);
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -798,7 +818,10 @@ int kura_blk_flush(struct kura_blk_store *s, kura_blk_cb cb, void *arg)
 		kura_loop_defer(s->loop, &m->op, KURA_E_DEAD);
 		return 0;
 	}
-	journal_barrier(&s->journal, &m->j);
+	if (journal_barrier(&s->journal, &m->j)) {
+		free(m);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -845,4 +868,5 @@ void store_fail(struct kura_blk_store *s, const char *what, int err)
 		 "from the journal", what, kura_strerror(err));
 	journal_fail_all(&s->journal, KURA_E_DEAD);
 	store_unblock(s); /* every waiting submission fails at once now */
+	ckpt_progress(s); /* a checkpoint under way gives up */
 }

@@ -314,14 +314,13 @@ struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *re
 	return b;
 }
 
-void journal_barrier(struct kura_journal *j, struct jreq *jr)
+int journal_barrier(struct kura_journal *j, struct jreq *jr)
 {
-	if (!j->open && !(j->open = batch_new(j))) {
-		jr->durable(jr, -ENOMEM);
-		return;
-	}
+	if (!j->open && !(j->open = batch_new(j)))
+		return -ENOMEM;
 	add_req(j->open, jr);
 	schedule_kick(j);
+	return 0;
 }
 
 void journal_batch_apply_start(struct jbatch *b)
@@ -371,8 +370,9 @@ void journal_trim(struct kura_journal *j, uint64_t seq, uint64_t end_lpos)
 
 void journal_fail_all(struct kura_journal *j, int err)
 {
+	/* the batch being written still owns its buffers: its completion decides */
 	for (struct jbatch *b = j->first; b; b = b->next)
-		if (!b->durable)
+		if (!b->durable && b != j->inflight)
 			complete_reqs(b, err);
 	if (j->open)
 		complete_reqs(j->open, err);

@@ -15,6 +15,7 @@
 
 #define MAX_INFLIGHT 128u
 #define MAX_INFLIGHT_BYTES (32u << 20)
+#define MAX_CONNS 1024u
 
 struct conn;
 
@@ -24,6 +25,7 @@ struct sreq {
 	struct kura_proto_resp resp;
 	uint8_t *data;     /* READ buffer or response payload */
 	size_t out_len;
+	size_t reserved;   /* bytes counted in flight before the answer exists */
 	struct sreq *next;
 	int store_done;
 };
@@ -55,7 +57,7 @@ struct kura_server {
 	struct kura_op accept_op;
 	int accept_armed, stopping;
 	struct conn *conns;
-	unsigned next_id;
+	unsigned next_id, nconns;
 };
 
 int kura_proto_check(const struct kura_proto_req *r, const char **why)
@@ -92,6 +94,7 @@ static void conn_maybe_free(struct conn *c)
 		srv->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	srv->nconns--;
 	free(c->payload);
 	free(c);
 }
@@ -101,7 +104,7 @@ static void sreq_free(struct sreq *r)
 	struct conn *c = r->c;
 
 	c->inflight--;
-	c->inflight_bytes -= r->out_len + r->req.data_len;
+	c->inflight_bytes -= r->out_len + r->req.data_len + r->reserved;
 	free(r->data);
 	free(r);
 }
@@ -139,6 +142,8 @@ static void respond(struct sreq *r, int status, size_t out_len)
 	r->resp.data_len = status ? 0 : (uint32_t)out_len;
 	r->out_len = status ? 0 : out_len;
 	c->inflight_bytes += r->out_len;
+	c->inflight_bytes -= r->reserved;
+	r->reserved = 0;
 	r->next = NULL;
 	if (c->txq_tail)
 		c->txq_tail->next = r;
@@ -247,7 +252,8 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 	return KURA_MIN(n, len);
 }
 
-static void dispatch(struct conn *c, uint8_t *payload)
+/* Returns -1 when the connection was closed (and may be gone). */
+static int dispatch(struct conn *c, uint8_t *payload)
 {
 	struct kura_blk_store *s = c->srv->s;
 	struct sreq *r = calloc(1, sizeof(*r));
@@ -257,7 +263,7 @@ static void dispatch(struct conn *c, uint8_t *payload)
 	if (!r) {
 		free(payload);
 		conn_close(c, "out of memory");
-		return;
+		return -1;
 	}
 	r->c = c;
 	r->req = *q;
@@ -273,7 +279,9 @@ static void dispatch(struct conn *c, uint8_t *payload)
 			err = -EINVAL;
 			break;
 		}
-		r->data = kura_aligned_alloc((size_t)q->nblk * KURA_BLK_SIZE);
+		r->data = kura_aligned_alloc_raw((size_t)q->nblk * KURA_BLK_SIZE);
+		r->reserved = (size_t)q->nblk * KURA_BLK_SIZE; /* its answer is coming */
+		c->inflight_bytes += r->reserved;
 		err = r->data ? kura_blk_read(s, q->layer, q->ext, q->blk, q->nblk, r->data,
 					      (enum kura_io_class)q->cls, store_done, r)
 			      : -ENOMEM;
@@ -309,7 +317,7 @@ static void dispatch(struct conn *c, uint8_t *payload)
 		memcpy(pi->present, info.present.w, sizeof(pi->present));
 		free(payload);
 		respond(r, 0, sizeof(*pi));
-		return;
+		return 0;
 	}
 	case KURA_OP_LIST: {
 		uint64_t *exts;
@@ -320,7 +328,7 @@ static void dispatch(struct conn *c, uint8_t *payload)
 		r->data = (uint8_t *)exts;
 		free(payload);
 		respond(r, 0, n * sizeof(*exts));
-		return;
+		return 0;
 	}
 	case KURA_OP_STATS: {
 		size_t n;
@@ -332,13 +340,14 @@ static void dispatch(struct conn *c, uint8_t *payload)
 		n = stats_json(s, (char *)r->data, 16384);
 		free(payload);
 		respond(r, 0, n);
-		return;
+		return 0;
 	}
 	}
 now:
 	free(payload);
 	if (err)
 		respond(r, err, 0);
+	return 0;
 }
 
 static void rx_done(struct kura_op *op, int res)
@@ -377,7 +386,8 @@ static void rx_done(struct kura_op *op, int res)
 		uint8_t *p = c->payload;
 		c->payload = NULL;
 		c->hdr_got = 0;
-		dispatch(c, p);
+		if (dispatch(c, p))
+			return;
 	}
 again:
 	arm_rx(c);
@@ -420,12 +430,14 @@ static void accept_done(struct kura_op *op, int res)
 		arm_accept(srv);
 		return;
 	}
-	c = calloc(1, sizeof(*c));
+	c = srv->nconns < MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
 	if (!c) {
+		kura_log(WARN, "refusing a connection on %s: %u open", srv->path, srv->nconns);
 		close(res);
 		arm_accept(srv);
 		return;
 	}
+	srv->nconns++;
 	c->srv = srv;
 	c->fd = res;
 	c->id = ++srv->next_id;

@@ -87,6 +87,9 @@ int idx_set_bits(struct kura_idx *x, struct idx_entry *e, unsigned blk, unsigned
 unsigned idx_clear_bits(struct kura_idx *x, struct idx_entry *e, unsigned blk, unsigned n);
 void idx_set_bitmap(struct kura_idx *x, struct idx_entry *e, const struct kura_blk_bitmap *bm);
 int idx_mark_dirty(struct kura_idx *x, uint64_t layer, uint64_t ext);
+/* Makes room to mark two more extents dirty; -ENOMEM. Call before changing
+ * the index so that a change is never left unrecorded. */
+int idx_reserve(struct kura_idx *x);
 typedef int (*idx_fn)(void *arg, uint64_t layer, const struct idx_entry *e);
 int idx_for_layer(struct kura_idx *x, uint64_t layer, idx_fn fn, void *arg);
 int idx_for_each(struct kura_idx *x, idx_fn fn, void *arg);
@@ -210,7 +213,7 @@ int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_b
 struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *rec,
 			      const uint32_t *crcs, void *data, struct jreq *jr);
 /* Adds a completion that fires once everything appended so far is durable. */
-void journal_barrier(struct kura_journal *j, struct jreq *jr);
+int journal_barrier(struct kura_journal *j, struct jreq *jr);
 void journal_batch_apply_start(struct jbatch *b);
 void journal_batch_apply_done(struct kura_journal *j, struct jbatch *b);
 /* Seals the open batch; returns the seq of the last sealed batch (0 if none). */

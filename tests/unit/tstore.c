@@ -21,8 +21,8 @@ int ts_open(struct tstore *t, struct fake_media *m, const char *name)
 	o.disks = &spec;
 	o.ndisks = 1;
 	o.journal_size = t->journal_size;
-	o.crc_cache_bytes = 1u << 20;
-	o.checkpoint_ns = 50000000ULL;
+	o.crc_cache_bytes = t->crc_cache ? t->crc_cache : 1u << 20;
+	o.checkpoint_ns = t->checkpoint_ns ? t->checkpoint_ns : 50000000ULL;
 	o.create = 1;
 	t->err = kura_blk_store_open(&o, &t->s, t->errbuf, sizeof(t->errbuf));
 	if (t->err) {

@@ -11,6 +11,8 @@ struct tstore {
 	struct fake_media *m;
 	char dir[300];
 	uint64_t journal_size;
+	uint64_t crc_cache;   /* 0: 1 MiB */
+	uint64_t checkpoint_ns; /* 0: 50 ms */
 	int err; /* of the last open */
 	char errbuf[512];
 };

@@ -387,3 +387,60 @@ TEST(test_store_pools_two_disks_into_one_allocator)
 	fake_media_destroy(a);
 	fake_media_destroy(b);
 }
+
+TEST(test_store_replay_touching_more_checksum_pages_than_cached)
+{
+	struct tstore t = { .checkpoint_ns = 60000000000ULL };
+	struct fake_media *m = fake_media_create(96ull << 20);
+	uint8_t *w = blocks(1), *r = blocks(1);
+	const unsigned n = 60;
+
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	ts_crash(&t); /* nothing yet; makes the next open a reopen */
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	for (unsigned i = 0; i < n; i++) {
+		ts_fill(w, i + 1, 2);
+		CHECK_EQ(ts_write(&t, 1, i, 0, 1, w, 1), 0);
+	}
+	CHECK_EQ(t.s->st.checkpoints, 0);
+	ts_crash(&t); /* every write is only in the journal */
+	fake_power_on(m);
+	t.crc_cache = 8 * KURA_BLK_SIZE; /* restarted with a smaller cache: 8 pages */
+	CHECK_EQ(ts_open(&t, m, "s"), 0); /* replay dirties 15 pages */
+	for (unsigned i = 0; i < n; i++) {
+		CHECK_EQ(ts_read(&t, 1, i, 0, 1, r), 0);
+		CHECK_EQ(ts_tag(r, 2), i + 1);
+	}
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+TEST(test_store_checkpoint_stops_when_an_apply_fails)
+{
+	struct tstore t = { 0 };
+	struct fake_media *m = fake_media_create(MEDIA);
+	uint8_t *w = blocks(1), *r = blocks(1);
+
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	ts_fill(w, 1, 3);
+	CHECK_EQ(ts_write(&t, 1, 0, 0, 1, w, 1), 0);
+	ts_close(&t);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	/* the checksum table cannot be read any more */
+	m->bad_off = t.s->pool.d[0].sb.crc_off;
+	m->bad_len = t.s->pool.d[0].sb.crc_len;
+	ts_fill(w, 2, 3);
+	CHECK_EQ(ts_write(&t, 1, 0, 0, 1, w, 2), 0); /* durable in the journal */
+	ckpt_request(t.s); /* must not trim the journal past the unapplied write */
+	while (!t.s->dead || ckpt_active(t.s))
+		kura_loop_run_once(t.loop, 1000000);
+	CHECK_EQ(t.s->st.checkpoints, 0);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(ts_read(&t, 1, 0, 0, 1, r), 0);
+	CHECK_EQ(ts_tag(r, 3), 2); /* the acknowledged write, from the journal */
+	ts_close(&t);
+	fake_media_destroy(m);
+}
