@@ -499,26 +499,32 @@ static int check_range(uint64_t ext, unsigned blk, unsigned nblk)
 	return 0;
 }
 
-int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
-		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
-		   kura_blk_cb cb, void *arg)
+/* Both write entry points: `own` says buf is handed over (freed by the store)
+ * rather than copied. */
+static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			unsigned nblk, void *buf, int own, uint64_t version,
+			enum kura_io_class cls, kura_blk_cb cb, void *arg)
 {
 	struct wreq *w;
 	int err = check_range(ext, blk, nblk);
 
 	if (err)
 		return err;
-	if ((unsigned)cls >= KURA_IO_NCLASS || !buf)
+	if ((unsigned)cls >= KURA_IO_NCLASS || !buf || (own && (uintptr_t)buf % KURA_BLK_SIZE))
 		return -EINVAL;
 	w = calloc(1, sizeof(*w) + 4u * nblk);
 	if (!w)
 		return -ENOMEM;
-	w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE);
-	if (!w->buf) {
-		free(w);
-		return -ENOMEM;
+	if (own) {
+		w->buf = buf;
+	} else {
+		w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE);
+		if (!w->buf) {
+			free(w);
+			return -ENOMEM;
+		}
+		memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
 	}
-	memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
 	for (unsigned i = 0; i < nblk; i++)
 		w->crc[i] = kura_crc32c(0, (uint8_t *)w->buf + (size_t)i * KURA_BLK_SIZE,
 					KURA_BLK_SIZE);
@@ -533,6 +539,20 @@ int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsig
 	w->pend.retry = write_retry;
 	write_submit(s, w);
 	return 0;
+}
+
+int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
+		   kura_blk_cb cb, void *arg)
+{
+	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg);
+}
+
+int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			 unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
+			 kura_blk_cb cb, void *arg)
+{
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg);
 }
 
 /* ---- reads ---- */

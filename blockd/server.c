@@ -287,8 +287,11 @@ static int dispatch(struct conn *c, uint8_t *payload)
 			      : -ENOMEM;
 		break;
 	case KURA_OP_WRITE:
-		err = kura_blk_write(s, q->layer, q->ext, q->blk, q->nblk, payload, q->version,
-				     (enum kura_io_class)q->cls, store_done, r);
+		/* the payload goes to the journal as it came off the socket */
+		err = kura_blk_write_owned(s, q->layer, q->ext, q->blk, q->nblk, payload,
+					   q->version, (enum kura_io_class)q->cls, store_done, r);
+		if (!err)
+			payload = NULL;
 		break;
 	case KURA_OP_TRIM:
 		err = kura_blk_trim(s, q->layer, q->ext, q->blk, q->nblk, store_done, r);
@@ -369,7 +372,7 @@ static void rx_done(struct kura_op *op, int res)
 			return;
 		}
 		if (c->hdr.data_len) {
-			c->payload = kura_aligned_alloc(c->hdr.data_len);
+			c->payload = kura_aligned_alloc_raw(c->hdr.data_len);
 			c->payload_got = 0;
 			if (!c->payload) {
 				conn_close(c, "out of memory");

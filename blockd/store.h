@@ -111,6 +111,13 @@ int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsig
 		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
 		   kura_blk_cb cb, void *arg);
 
+/* The same, without a copy: buf (4 KiB aligned, from malloc or
+ * posix_memalign) is handed to the store, which frees it. When this returns
+ * an error, buf still belongs to the caller. */
+int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			 unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
+			 kura_blk_cb cb, void *arg);
+
 /* Drops blocks (they read as zeros and no longer count as present); an
  * extent left with no blocks is freed. Durable when cb runs. */
 int kura_blk_trim(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
