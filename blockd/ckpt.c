@@ -132,14 +132,17 @@ static int capture(struct kura_blk_store *s, struct kura_md_batch *b)
 	return 0;
 }
 
-static void ck_fail(struct kura_blk_store *s, const char *what, int err)
+static void ck_reset(struct ckpt *c)
 {
-	struct ckpt *c = s->ck;
-
 	kura_md_batch_destroy(c->b);
 	c->b = NULL;
 	c->phase = CK_IDLE;
 	c->again = 0;
+}
+
+static void ck_fail(struct kura_blk_store *s, const char *what, int err)
+{
+	ck_reset(s->ck);
 	store_fail(s, what, err);
 }
 
@@ -147,14 +150,9 @@ static void ck_fail(struct kura_blk_store *s, const char *what, int err)
  * record a new journal start, since writes it counted may not be in place. */
 static int ck_abandoned(struct kura_blk_store *s)
 {
-	struct ckpt *c = s->ck;
-
 	if (!s->dead)
 		return 0;
-	kura_md_batch_destroy(c->b);
-	c->b = NULL;
-	c->phase = CK_IDLE;
-	c->again = 0;
+	ck_reset(s->ck);
 	return 1;
 }
 

@@ -202,8 +202,9 @@ int main(int argc, char **argv)
 		kura_loop_destroy(loop);
 		return 1;
 	}
-	snprintf(sock, sizeof(sock), "%s", a.socket ? a.socket : "");
-	if (!a.socket)
+	if (a.socket)
+		snprintf(sock, sizeof(sock), "%s", a.socket);
+	else
 		snprintf(sock, sizeof(sock), "%s/blockd.sock", a.data);
 	err = kura_server_start(loop, s, sock, !a.socket, &srv, errbuf, sizeof(errbuf));
 	if (err) {

@@ -513,24 +513,13 @@ int kura_server_start(struct kura_loop *loop, struct kura_blk_store *s, const ch
 	return 0;
 }
 
-static void noop(struct kura_op *op, int res)
-{
-	(void)op;
-	(void)res;
-}
-
 void kura_server_stop(struct kura_server *srv)
 {
-	struct kura_op cancel = { .fn = noop };
-	struct io_uring_sqe *sqe;
-
 	if (!srv)
 		return;
 	srv->stopping = 1;
-	if (srv->accept_armed) {
-		sqe = kura_loop_sqe(srv->loop, &cancel);
-		io_uring_prep_cancel(sqe, &srv->accept_op, 0);
-	}
+	if (srv->accept_armed)
+		kura_loop_cancel_sync(srv->loop, &srv->accept_op);
 	for (struct conn *c = srv->conns, *n; c; c = n) {
 		n = c->next;
 		conn_close(c, NULL);

@@ -404,8 +404,8 @@ static int spec_matches(const struct kura_blk_disk_spec *spec, const char *recor
 	return realpath(p, a) && realpath(recorded, b) && !strcmp(a, b);
 }
 
-static int open_disks(struct kura_blk_store *s, const struct kura_blk_opts *o, int fresh_store,
-		      char *errbuf, size_t errlen)
+static int open_disks(struct kura_blk_store *s, const struct kura_blk_opts *o, char *errbuf,
+		      size_t errlen)
 {
 	struct disk_scan ds = { 0 };
 	uint8_t prefix = 'D';
@@ -506,7 +506,6 @@ static int open_disks(struct kura_blk_store *s, const struct kura_blk_opts *o, i
 		ERR("store in %s has no journal disk", o->dir);
 		err = KURA_E_CORRUPT;
 	}
-	(void)fresh_store;
 out:
 	free(ds.v);
 	return err;
@@ -720,7 +719,7 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 		ERR("cannot start: %s", kura_strerror(err));
 		goto fail;
 	}
-	err = open_disks(s, o, fresh, errbuf, errlen);
+	err = open_disks(s, o, errbuf, errlen);
 	if (err)
 		goto fail;
 	err = crc_init(&s->crc, s, o->crc_cache_bytes ? o->crc_cache_bytes : (64ull << 20));
@@ -768,26 +767,12 @@ fail:
 	return err;
 }
 
-static void cancel_done(struct kura_op *op, int res)
-{
-	(void)op;
-	(void)res;
-}
-
 static void stop_timer(struct kura_blk_store *s)
 {
-	struct kura_op cancel = { .fn = cancel_done };
-	struct io_uring_sqe *sqe;
-
-	if (!s->ck_timer_armed)
-		return;
-	sqe = kura_loop_sqe(s->loop, &cancel);
-	io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&s->ck_timer.op, 0);
+	if (s->ck_timer_armed)
+		kura_loop_cancel_sync(s->loop, &s->ck_timer.op);
 	while (s->ck_timer_armed)
 		kura_loop_run_once(s->loop, 100000000ULL);
-	/* the cancel's own completion */
-	while (kura_loop_inflight(s->loop) > 1 && kura_loop_run_once(s->loop, 1000000ULL))
-		;
 }
 
 void kura_blk_store_close(struct kura_blk_store *s)

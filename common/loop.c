@@ -220,6 +220,27 @@ void kura_loop_stop(struct kura_loop *l)
 	l->stop = 1;
 }
 
+struct cancel_wait {
+	struct kura_op op;
+	int done;
+};
+
+static void cancel_done(struct kura_op *op, int res)
+{
+	(void)res;
+	((struct cancel_wait *)(void *)op)->done = 1;
+}
+
+void kura_loop_cancel_sync(struct kura_loop *l, struct kura_op *target)
+{
+	struct cancel_wait w = { .op.fn = cancel_done };
+	struct io_uring_sqe *sqe = kura_loop_sqe(l, &w.op);
+
+	io_uring_prep_cancel(sqe, target, 0);
+	while (!w.done)
+		kura_loop_run_once(l, 100000000ULL);
+}
+
 unsigned kura_loop_inflight(const struct kura_loop *l)
 {
 	return l->inflight;

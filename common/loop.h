@@ -50,6 +50,12 @@ int kura_loop_run_once(struct kura_loop *l, uint64_t timeout_ns);
 void kura_loop_run(struct kura_loop *l);
 void kura_loop_stop(struct kura_loop *l);
 
+/* Asks the kernel to cancel the submission carrying `target` (a timer, an
+ * accept, a read) and turns the loop until that request has been answered.
+ * The target's own completion (usually -ECANCELED) runs as usual; callers
+ * wait for it themselves. Startup and shutdown only. */
+void kura_loop_cancel_sync(struct kura_loop *l, struct kura_op *target);
+
 /* Number of kernel submissions not yet completed. */
 unsigned kura_loop_inflight(const struct kura_loop *l);
 

@@ -6,7 +6,7 @@
 
 int ts_open(struct tstore *t, struct fake_media *m, const char *name)
 {
-	struct kura_blk_disk_spec spec = { 0 };
+	struct kura_blk_disk_spec spec[2] = { 0 };
 	struct kura_blk_opts o = { 0 };
 
 	if (!t->journal_size)
@@ -15,11 +15,13 @@ int ts_open(struct tstore *t, struct fake_media *m, const char *name)
 	t->m = m;
 	if (kura_loop_create(&t->loop, 256))
 		return -ENOMEM;
-	spec.disk = fake_disk_open(t->loop, m, "fake0");
+	spec[0].disk = fake_disk_open(t->loop, m, "fake0");
+	if (t->m2)
+		spec[1].disk = fake_disk_open(t->loop, t->m2, "fake1");
 	o.dir = t->dir;
 	o.loop = t->loop;
-	o.disks = &spec;
-	o.ndisks = 1;
+	o.disks = spec;
+	o.ndisks = t->m2 ? 2 : 1;
 	o.journal_size = t->journal_size;
 	o.crc_cache_bytes = t->crc_cache ? t->crc_cache : 1u << 20;
 	o.checkpoint_ns = t->checkpoint_ns ? t->checkpoint_ns : 50000000ULL;

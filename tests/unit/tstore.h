@@ -9,6 +9,7 @@ struct tstore {
 	struct kura_loop *loop;
 	struct kura_blk_store *s;
 	struct fake_media *m;
+	struct fake_media *m2; /* a second disk, when set */
 	char dir[300];
 	uint64_t journal_size;
 	uint64_t crc_cache;   /* 0: 1 MiB */

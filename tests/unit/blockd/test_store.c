@@ -303,89 +303,40 @@ TEST(test_store_journal_wraps_many_times)
 	fake_media_destroy(m);
 }
 
-static int open_two(struct kura_loop **loop, struct kura_blk_store **s, struct fake_media *a,
-		    struct fake_media *b, char *dir)
-{
-	struct kura_blk_disk_spec spec[2] = { 0 };
-	struct kura_blk_opts o = { 0 };
-	char err[512];
-
-	kura_loop_create(loop, 256);
-	spec[0].disk = fake_disk_open(*loop, a, "fakeA");
-	spec[1].disk = fake_disk_open(*loop, b, "fakeB");
-	o.dir = dir;
-	o.loop = *loop;
-	o.disks = spec;
-	o.ndisks = 2;
-	o.journal_size = 16u << 20;
-	o.create = 1;
-	return kura_blk_store_open(&o, s, err, sizeof(err));
-}
-
-static int wait_io(struct kura_loop *loop, int *done, int *res, int submit)
-{
-	if (submit)
-		return submit;
-	while (!*done)
-		kura_loop_run_once(loop, 100000000ULL);
-	*done = 0;
-	return *res;
-}
-
-struct two_wait {
-	int done, res;
-};
-
-static void two_cb(void *arg, int err)
-{
-	struct two_wait *w = arg;
-	w->done = 1;
-	w->res = err;
-}
-
 TEST(test_store_pools_two_disks_into_one_allocator)
 {
-	struct fake_media *a = fake_media_create(MEDIA), *b = fake_media_create(40ull << 20);
-	struct kura_loop *loop;
-	struct kura_blk_store *s;
+	struct tstore t = { .m2 = fake_media_create(40ull << 20) };
+	struct fake_media *m = fake_media_create(MEDIA);
 	struct kura_blk_stats st;
 	struct kura_blk_extent_info info;
-	struct two_wait w = { 0 };
 	uint8_t *buf = blocks(1);
-	char dir[300];
 	unsigned on[2] = { 0, 0 };
 	uint64_t cap, i;
 
-	snprintf(dir, sizeof(dir), "%s/two", test_tmpdir());
-	CHECK_EQ(open_two(&loop, &s, a, b, dir), 0);
-	kura_blk_stats(s, &st);
+	CHECK_EQ(ts_open(&t, m, "two"), 0);
+	kura_blk_stats(t.s, &st);
 	CHECK_EQ(st.ndisks, 2);
 	cap = st.capacity_extents;
 	for (i = 0; i < cap; i++) {
 		ts_fill(buf, i + 1, 11);
-		CHECK_EQ(wait_io(loop, &w.done, &w.res,
-				 kura_blk_write(s, 4, i, 0, 1, buf, 1, KURA_IO_GUEST, two_cb, &w)), 0);
-		CHECK_EQ(kura_blk_extent_info(s, 4, i, &info), 0);
+		CHECK_EQ(ts_write(&t, 4, i, 0, 1, buf, 1), 0);
+		CHECK_EQ(kura_blk_extent_info(t.s, 4, i, &info), 0);
 		on[info.disk]++;
 	}
 	/* both disks hold data, and all of both is usable */
 	CHECK(on[0] > 0 && on[1] > 0);
 	CHECK_EQ(on[0] + on[1], cap);
-	CHECK_EQ(wait_io(loop, &w.done, &w.res,
-			 kura_blk_write(s, 4, cap, 0, 1, buf, 1, KURA_IO_GUEST, two_cb, &w)), -ENOSPC);
-	kura_blk_store_close(s);
-	kura_loop_destroy(loop);
+	CHECK_EQ(ts_write(&t, 4, cap, 0, 1, buf, 1), -ENOSPC);
+	ts_close(&t);
 	/* reopened, every block reads back from whichever disk holds it */
-	CHECK_EQ(open_two(&loop, &s, a, b, dir), 0);
+	CHECK_EQ(ts_open(&t, m, "two"), 0);
 	for (i = 0; i < cap; i++) {
-		CHECK_EQ(wait_io(loop, &w.done, &w.res,
-				 kura_blk_read(s, 4, i, 0, 1, buf, KURA_IO_GUEST, two_cb, &w)), 0);
+		CHECK_EQ(ts_read(&t, 4, i, 0, 1, buf), 0);
 		CHECK_EQ(ts_tag(buf, 11), i + 1);
 	}
-	kura_blk_store_close(s);
-	kura_loop_destroy(loop);
-	fake_media_destroy(a);
-	fake_media_destroy(b);
+	ts_close(&t);
+	fake_media_destroy(m);
+	fake_media_destroy(t.m2);
 }
 
 TEST(test_store_replay_touching_more_checksum_pages_than_cached)
