@@ -23,7 +23,8 @@ LIBS := -luring -lisal -lrocksdb -luuid -lpthread
 COMMON_SRC := $(wildcard common/*.c)
 METADATA_SRC := $(wildcard metadata/*.c)
 STORE_SRC := $(filter-out blockd/main.c,$(wildcard blockd/*.c))
-LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC)
+VDISK_SRC := $(wildcard vdisk/*.c)
+LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC) $(VDISK_SRC)
 OBJ := $(BUILD)/obj
 LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
 
@@ -31,7 +32,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
-	$(BUILD)/unit-tests
+	$(BUILD)/kura-bench-vdisk $(BUILD)/unit-tests
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -40,7 +41,7 @@ help:
 	@echo "make            build into $(BUILD)/"
 	@echo "make run        install packages if missing, build, run one node on $(DATA)"
 	@echo "make test       install packages if missing, build, run every test"
-	@echo "make bench      compare the store with fio on the same file"
+	@echo "make bench      the store against fio, vdisk operations against cp"
 	@echo "make deps       install the Debian packages kura needs"
 	@echo "make SAN=1      build with AddressSanitizer and UBSan"
 	@echo "make install PREFIX=DIR"
@@ -66,6 +67,9 @@ $(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-bench-vdisk: $(OBJ)/bench/vdisk_bench.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 deps:

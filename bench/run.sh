@@ -1,11 +1,14 @@
 #!/bin/sh
-# make bench: the store through its own API against fio on the same file.
+# make bench: the store through its own API against fio on the same file,
+# then vdisk snapshots, clones, deletes, deep chains, import and export.
 # BENCH_DIR (default /var/tmp/kura-bench), BENCH_RUNTIME seconds per run (6),
-# BENCH_SIZE region (1G).
+# BENCH_SIZE region (1G), BENCH_FILE size of the import/export file (1G).
 set -e
 BUILD=${1:-build}
 DIR=${BENCH_DIR:-/var/tmp/kura-bench}
 rm -rf "$DIR"
 mkdir -p "$DIR"
+trap 'rm -rf "$DIR"' EXIT
 "$BUILD/kura-bench-store" --dir "$DIR/store" --size "${BENCH_SIZE:-1G}" --runtime "${BENCH_RUNTIME:-6}"
-rm -rf "$DIR"
+rm -rf "$DIR/store"
+"$BUILD/kura-bench-vdisk" --dir "$DIR/vdisk" --runtime "${BENCH_RUNTIME:-6}" --file-size "${BENCH_FILE:-1G}"

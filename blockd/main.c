@@ -1,5 +1,7 @@
-/* blockd: the kura node daemon. Today it serves its local store on a unix
- * socket; frontends (iSCSI, vhost-user-blk, FUSE) and the cluster join it. */
+/* blockd: the kura node daemon. It serves vdisks (control socket, JSON) and
+ * its local store (store socket, binary); frontends (iSCSI, vhost-user-blk,
+ * FUSE) and the cluster join it. */
+#include "blockd/control.h"
 #include "blockd/server.h"
 #include "blockd/store.h"
 #include "common/err.h"
@@ -28,7 +30,9 @@ static const char usage[] =
 	"                        at size S (like 10G) if missing; repeat for more disks.\n"
 	"                        Without --disk a new store gets DIR/disk0.img of 8G;\n"
 	"                        a store remembers its disks, so later starts need none.\n"
-	"  --socket PATH         store socket (default DIR/blockd.sock)\n"
+	"  --socket PATH         control socket, where the vdisk command connects\n"
+	"                        (default DIR/blockd.sock)\n"
+	"  --store-socket PATH   raw store protocol socket (default DIR/store.sock)\n"
 	"  --journal-size SIZE   journal on the first disk, for a new store\n"
 	"                        (default 1/16 of the disk, 16M to 256M)\n"
 	"  --crc-cache SIZE      memory for checksum pages (default 64M)\n"
@@ -40,7 +44,7 @@ static const char usage[] =
 
 struct args {
 	const char *data;
-	const char *socket;
+	const char *socket, *store_socket;
 	struct kura_blk_disk_spec disks[MAX_DISKS];
 	char disk_paths[MAX_DISKS][PATH_MAX];
 	unsigned ndisks;
@@ -84,6 +88,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "data", required_argument, NULL, 'd' },
 		{ "disk", required_argument, NULL, 'k' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "store-socket", required_argument, NULL, 'S' },
 		{ "journal-size", required_argument, NULL, 'j' },
 		{ "crc-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -98,6 +103,7 @@ static int parse(int argc, char **argv, struct args *a)
 		switch (c) {
 		case 'd': a->data = optarg; break;
 		case 's': a->socket = optarg; break;
+		case 'S': a->store_socket = optarg; break;
 		case 'k':
 			if ((err = parse_disk(a, optarg)))
 				return err;
@@ -164,15 +170,79 @@ static void sig_arm(struct sigwatch *w)
 	io_uring_prep_read(sqe, w->fd, &w->si, sizeof(w->si), 0);
 }
 
+/* Everything a running node owns, torn down in reverse order. */
+struct node {
+	struct kura_loop *loop;
+	struct kura_blk_store *s;
+	struct kura_cat *cat;
+	struct kura_vd_engine *vd;
+	struct kura_server *srv;
+	struct kura_ctl_server *ctl;
+	char ctl_path[PATH_MAX];
+};
+
+static void node_stop(struct node *n)
+{
+	kura_ctl_server_stop(n->ctl);
+	kura_server_stop(n->srv);
+	if (n->vd)
+		kura_vd_engine_close(n->vd);
+	if (n->cat)
+		kura_cat_close(n->cat);
+	if (n->s)
+		kura_blk_store_close(n->s);
+	kura_loop_destroy(n->loop);
+}
+
+static int node_start(struct node *n, const struct args *a, char *errbuf, size_t errlen)
+{
+	struct kura_blk_opts o = { 0 };
+	struct kura_vd_opts vo = { 0 };
+	const struct kura_cat_ops *ops;
+	char sock[PATH_MAX];
+	void *be;
+	int err;
+
+	o.dir = a->data;
+	o.loop = n->loop;
+	o.disks = a->disks;
+	o.ndisks = a->ndisks;
+	o.journal_size = a->journal_size;
+	o.crc_cache_bytes = a->crc_cache;
+	o.create = 1;
+	if ((err = kura_blk_store_open(&o, &n->s, errbuf, errlen)))
+		return err;
+	kura_cat_rocks_create(kura_blk_store_md(n->s), &ops, &be);
+	if ((err = kura_cat_open(n->loop, ops, be, &n->cat))) {
+		snprintf(errbuf, errlen, "cannot start the catalog: %s", kura_strerror(err));
+		return err;
+	}
+	vo.loop = n->loop;
+	vo.store = n->s;
+	vo.cat = n->cat;
+	if ((err = kura_vd_engine_open(&vo, &n->vd, errbuf, errlen)))
+		return err;
+	if (a->store_socket)
+		snprintf(sock, sizeof(sock), "%s", a->store_socket);
+	else
+		snprintf(sock, sizeof(sock), "%s/store.sock", a->data);
+	if ((err = kura_server_start(n->loop, n->s, sock, !a->store_socket, &n->srv, errbuf,
+				     errlen)))
+		return err;
+	if (a->socket)
+		snprintf(n->ctl_path, sizeof(n->ctl_path), "%s", a->socket);
+	else
+		snprintf(n->ctl_path, sizeof(n->ctl_path), "%s/blockd.sock", a->data);
+	return kura_ctl_server_start(n->loop, n->vd, n->ctl_path, !a->socket, &n->ctl, errbuf,
+				     errlen);
+}
+
 int main(int argc, char **argv)
 {
 	struct args a = { 0 };
-	struct kura_blk_opts o = { 0 };
-	struct kura_loop *loop;
-	struct kura_blk_store *s;
-	struct kura_server *srv;
+	struct node n = { 0 };
 	struct sigwatch sw = { 0 };
-	char errbuf[1024], sock[PATH_MAX], sz[32];
+	char errbuf[1024], sz[32];
 	sigset_t mask;
 	uint64_t size;
 	const char *p;
@@ -185,49 +255,30 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if ((err = kura_loop_create(&loop, 1024))) {
+	if ((err = kura_loop_create(&n.loop, 1024))) {
 		fprintf(stderr, "blockd: cannot set up io_uring: %s\n", kura_strerror(err));
 		return 1;
 	}
-	o.dir = a.data;
-	o.loop = loop;
-	o.disks = a.disks;
-	o.ndisks = a.ndisks;
-	o.journal_size = a.journal_size;
-	o.crc_cache_bytes = a.crc_cache;
-	o.create = 1;
-	err = kura_blk_store_open(&o, &s, errbuf, sizeof(errbuf));
-	if (err) {
+	errbuf[0] = '\0';
+	if ((err = node_start(&n, &a, errbuf, sizeof(errbuf)))) {
 		fprintf(stderr, "blockd: %s\n", errbuf[0] ? errbuf : kura_strerror(err));
-		kura_loop_destroy(loop);
-		return 1;
-	}
-	if (a.socket)
-		snprintf(sock, sizeof(sock), "%s", a.socket);
-	else
-		snprintf(sock, sizeof(sock), "%s/blockd.sock", a.data);
-	err = kura_server_start(loop, s, sock, !a.socket, &srv, errbuf, sizeof(errbuf));
-	if (err) {
-		fprintf(stderr, "blockd: %s\n", errbuf);
-		kura_blk_store_close(s);
-		kura_loop_destroy(loop);
+		node_stop(&n);
 		return 1;
 	}
 	sw.fd = signalfd(-1, &mask, SFD_CLOEXEC);
-	sw.loop = loop;
+	sw.loop = n.loop;
 	sw.op.fn = sig_done;
 	sig_arm(&sw);
-	for (unsigned i = 0; (p = kura_blk_disk_path(s, i, &size)); i++)
+	for (unsigned i = 0; (p = kura_blk_disk_path(n.s, i, &size)); i++)
 		fprintf(stderr, "blockd: disk %u: %s (%s)\n", i, p, kura_fmt_size(size, sz, sizeof(sz)));
-	fprintf(stderr, "blockd: store %s ready; listening on unix:%s (pid %d); "
-		"stop with Ctrl-C or kill -TERM %d\n", a.data, sock, (int)getpid(), (int)getpid());
-	kura_loop_run(loop);
+	fprintf(stderr, "blockd: store %s ready; control socket unix:%s (pid %d); "
+		"stop with Ctrl-C or kill -TERM %d\n", a.data, n.ctl_path, (int)getpid(),
+		(int)getpid());
+	kura_loop_run(n.loop);
 	fprintf(stderr, "blockd: %s received; finishing in-flight I/O and checkpointing\n",
 		sw.signo == SIGINT ? "SIGINT" : "SIGTERM");
-	kura_server_stop(srv);
-	kura_blk_store_close(s);
+	node_stop(&n);
 	close(sw.fd);
-	kura_loop_destroy(loop);
 	fprintf(stderr, "blockd: stopped cleanly\n");
 	return 0;
 }

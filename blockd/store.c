@@ -864,6 +864,56 @@ int kura_blk_list(struct kura_blk_store *s, uint64_t layer, uint64_t **exts, siz
 	return 0;
 }
 
+struct usage_ctx {
+	const struct kura_idx *x;
+	uint64_t extents, blocks;
+};
+
+static int usage_one(void *arg, uint64_t layer, const struct idx_entry *e)
+{
+	struct usage_ctx *u = arg;
+	struct kura_blk_bitmap bm;
+
+	(void)layer;
+	idx_bitmap(u->x, e, &bm);
+	u->extents++;
+	u->blocks += bm_count(&bm);
+	return 0;
+}
+
+void kura_blk_layer_usage(struct kura_blk_store *s, uint64_t layer, uint64_t *extents,
+			  uint64_t *blocks)
+{
+	struct usage_ctx u = { .x = &s->idx };
+
+	idx_for_layer(&s->idx, layer, usage_one, &u);
+	*extents = u.extents;
+	*blocks = u.blocks;
+}
+
+int kura_blk_layers(struct kura_blk_store *s, uint64_t **ids, size_t *n)
+{
+	struct kura_idx *x = &s->idx;
+	uint64_t *v = malloc(sizeof(*v) * (x->lcount ? x->lcount : 1));
+	size_t k = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < x->lcap; i++)
+		if (x->layers[i])
+			v[k++] = x->layers[i]->id;
+	if (k)
+		qsort(v, k, sizeof(*v), cmp_u64);
+	*ids = v;
+	*n = k;
+	return 0;
+}
+
+struct kura_md *kura_blk_store_md(struct kura_blk_store *s)
+{
+	return s->md;
+}
+
 void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out)
 {
 	*out = s->st;

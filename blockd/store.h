@@ -142,6 +142,18 @@ int kura_blk_extent_info(struct kura_blk_store *s, uint64_t layer, uint64_t ext,
  * malloc'd array the caller frees. */
 int kura_blk_list(struct kura_blk_store *s, uint64_t layer, uint64_t **exts, size_t *n);
 
+/* Synchronous: the ids of every layer holding at least one extent, ascending,
+ * into a malloc'd array the caller frees. */
+int kura_blk_layers(struct kura_blk_store *s, uint64_t **ids, size_t *n);
+
+/* Synchronous: extents and blocks a layer holds (0 and 0 when absent). */
+void kura_blk_layer_usage(struct kura_blk_store *s, uint64_t layer, uint64_t *extents,
+			  uint64_t *blocks);
+
+/* The node's metadata database, shared with the vdisk catalog (its own key
+ * space); valid until the store closes. */
+struct kura_md *kura_blk_store_md(struct kura_blk_store *s);
+
 struct kura_blk_stats {
 	uint64_t capacity_extents, used_extents;
 	uint64_t reads, writes, read_bytes, write_bytes;

@@ -1,6 +1,7 @@
 /* Node-local metadata: a thin, typed-by-prefix wrapper over RocksDB's C API.
  *
- * Thread rule: a kura_md handle may be used from any one thread at a time;
+ * Thread rule: a kura_md handle may be used from several threads at once
+ * (the store's checkpoint worker and the catalog's worker both write to it);
  * kura_md_write() with sync=1 blocks for a device flush, so the store calls it
  * on its worker thread, never on an event loop. Batches are owned by their
  * creator until written.
@@ -11,6 +12,7 @@
  *   'D'  one record per disk of the pool, keyed by disk index (blockd/pool)
  *   'J'  per-disk journal checkpoint (blockd/journal)
  *   'E'  extent index: layer id (BE64) + extent number (BE64) (blockd/index)
+ *   'V'  vdisk catalog: kind byte + id (BE64) -> JSON (metadata/catalog_rocks)
  *
  * Errors: 0 or -errno; RocksDB error text is logged.
  */

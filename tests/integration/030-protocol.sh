@@ -5,7 +5,7 @@
 	2>"$WORK/blockd.log" &
 BPID=$!
 PIDS="$PIDS $BPID"
-wait_socket "$WORK/s/blockd.sock"
+wait_socket "$WORK/s/store.sock"
 "$BUILD/kura-protocheck" "$WORK/s" || { cat "$WORK/blockd.log"; fail "protocol check"; }
 kill -TERM $BPID
 wait $BPID || fail "blockd did not stop cleanly"

@@ -275,7 +275,7 @@ int main(int argc, char **argv)
 		}
 		dir = abs_dir;
 	}
-	snprintf(sock, sizeof(sock), "%s/blockd.sock", dir);
+	snprintf(sock, sizeof(sock), "%s/store.sock", dir);
 	snprintf(logpath, sizeof(logpath), "%s.log", dir);
 	if (chdir(dir)) {
 		perror(dir);

@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: kura-protocheck DATA_DIR\n");
 		return 2;
 	}
-	snprintf(sockpath, sizeof(sockpath), "%s/blockd.sock", argv[1]);
+	snprintf(sockpath, sizeof(sockpath), "%s/store.sock", argv[1]);
 	sock = sockpath;
 	snprintf(lock, sizeof(lock), "%s/LOCK", argv[1]);
 	lf = fopen(lock, "r");

@@ -1,0 +1,75 @@
+/* The vdisk catalog: vdisks, layers, snapshots and jobs, as records behind one
+ * interface so that the embedded node (RocksDB) and the cluster (etcd) keep
+ * them the same way.
+ *
+ * A record is addressed by (kind, id) and holds a JSON text owned by the vdisk
+ * layer (vdisk/catalog_rec.c); the catalog does not look inside. Kinds:
+ *   'v' vdisk   'l' layer   'j' job   'n' id counters (id 0)
+ *
+ * Thread rule: kura_cat_open/close and kura_cat_load are called on the owner
+ * loop's thread at start and stop (they block); kura_cat_commit is called on
+ * the owner loop's thread and its callback runs there, in commit order.
+ * Backends run their blocking calls on the catalog's worker thread.
+ *
+ * Errors: 0 or -errno; a failed commit leaves the catalog as it was (the
+ * transaction is atomic) and is logged by the backend.
+ */
+#ifndef KURA_METADATA_CATALOG_H
+#define KURA_METADATA_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/loop.h"
+
+struct kura_md;
+
+struct kura_cat_rec {
+	char kind;
+	uint64_t id;
+	char *val; /* NUL-terminated JSON; NULL in a transaction means delete */
+};
+
+/* A transaction: records to put or delete, applied all or nothing. */
+struct kura_cat_txn {
+	struct kura_cat_rec *recs;
+	size_t n, cap;
+	int err; /* -ENOMEM from an add, reported by commit */
+};
+
+void kura_cat_txn_init(struct kura_cat_txn *t);
+/* Adds a put (val copied) or, with val NULL, a delete. */
+void kura_cat_txn_add(struct kura_cat_txn *t, char kind, uint64_t id, const char *val);
+void kura_cat_txn_free(struct kura_cat_txn *t);
+
+/* A backend: a table of blocking operations. */
+struct kura_cat_ops {
+	const char *name;
+	/* Calls fn for every record in (kind, id) order; fn's val is valid only
+	 * during the call. A non-zero return from fn stops and is returned. */
+	int (*load)(void *be, int (*fn)(void *arg, const struct kura_cat_rec *r), void *arg);
+	/* Applies t atomically; returns once it is durable. */
+	int (*commit)(void *be, const struct kura_cat_txn *t);
+	void (*close)(void *be);
+};
+
+/* The embedded backend: records in the node's RocksDB under key space 'V'. */
+int kura_cat_rocks_create(struct kura_md *md, const struct kura_cat_ops **ops, void **be);
+
+struct kura_cat;
+
+int kura_cat_open(struct kura_loop *loop, const struct kura_cat_ops *ops, void *be,
+		  struct kura_cat **out);
+/* Waits for every commit in flight, then closes the backend. */
+void kura_cat_close(struct kura_cat *c);
+int kura_cat_load(struct kura_cat *c, int (*fn)(void *arg, const struct kura_cat_rec *r),
+		  void *arg);
+/* Takes t (and frees it); cb(arg, err) runs on the loop once the
+ * transaction is durable or has failed. Returns -ENOMEM (and cb will not
+ * run) when the request itself cannot be allocated. */
+int kura_cat_commit(struct kura_cat *c, struct kura_cat_txn *t, void (*cb)(void *arg, int err),
+		    void *arg);
+/* Blocking commit, for start-up and tests. */
+int kura_cat_commit_sync(struct kura_cat *c, struct kura_cat_txn *t);
+
+#endif

@@ -1,0 +1,544 @@
+/* The vdisk layer: chains, snapshots, clones, rollback, deletes, flatten,
+ * jobs, and the control requests' refusals. Data is checked block by block
+ * with tagged patterns. */
+#include "tests/unit/harness.h"
+#include "tests/unit/vdisk/tvd.h"
+
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#define EXTB 256u /* blocks per extent */
+
+static uint64_t used_extents(struct tvd *t)
+{
+	struct kura_blk_stats st;
+
+	kura_blk_stats(t->ts.s, &st);
+	return st.used_extents;
+}
+
+static int tvd_discard(struct tvd *t, const char *name, uint64_t lba, unsigned nblk);
+
+static void create(struct tvd *t, const char *name, const char *size)
+{
+	uint64_t b;
+
+	CHECK(kura_parse_size(size, &b) == 0);
+	CHECK(tvd_ctl(t, "{\"op\":\"create\",\"name\":\"%s\",\"size\":%llu}", name,
+		      (unsigned long long)b) == 0);
+}
+
+static void snap(struct tvd *t, const char *name, const char *s)
+{
+	CHECK(tvd_ctl(t, "{\"op\":\"snapshot\",\"name\":\"%s\",\"snap\":\"%s\"}", name, s) == 0);
+}
+
+static void expect1(struct tvd *t, const char *name, const char *s, uint64_t lba, uint64_t tag)
+{
+	tvd_expect(t, name, s, lba, 1, &tag);
+}
+
+struct dwait {
+	int done, err;
+};
+
+static void discard_done(void *arg, int err)
+{
+	struct dwait *w = arg;
+	w->done = 1;
+	w->err = err;
+}
+
+static int tvd_discard(struct tvd *t, const char *name, uint64_t lba, unsigned nblk)
+{
+	struct kura_vd_handle *h;
+	struct dwait w = { 0 };
+	int err;
+
+	if ((err = kura_vd_open(t->e, name, NULL, &h)))
+		return err;
+	err = kura_vd_discard(h, lba * 4096, (uint64_t)nblk * 4096, discard_done, &w);
+	while (!err && !w.done)
+		kura_loop_run_once(t->ts.loop, 100000000ull);
+	kura_vd_close(h);
+	return err ? err : w.err;
+}
+
+TEST(test_layer_read_falls_through_to_parent)
+{
+	struct tvd t;
+	uint64_t want[4] = { 1, 2, 1, 1 }, old[4] = { 1, 1, 1, 1 };
+
+	tvd_open(&t, 0);
+	create(&t, "a", "64M");
+	CHECK(tvd_write(&t, "a", 0, 4, 1) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_write(&t, "a", 1, 1, 2) == 0);
+	tvd_expect(&t, "a", NULL, 0, 4, want);
+	tvd_expect(&t, "a", "s1", 0, 4, old);
+	expect1(&t, "a", NULL, 1000, 0);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\"}"), 0);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 2);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "allocated"), 5 * 4096);
+	tvd_restart(&t);
+	tvd_expect(&t, "a", NULL, 0, 4, want);
+	tvd_expect(&t, "a", "s1", 0, 4, old);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_layer_partial_blocks_across_extents)
+{
+	struct tvd t;
+	uint64_t want[EXTB + 4];
+
+	tvd_open(&t, 0);
+	create(&t, "a", "16M");
+	/* Bottom layer: every other block across the end of extent 0. */
+	for (unsigned i = 0; i < EXTB + 4; i += 2)
+		CHECK(tvd_write(&t, "a", EXTB - 4 + i, 1, 10 + i) == 0);
+	snap(&t, "a", "s1");
+	for (unsigned i = 1; i < EXTB + 4; i += 4)
+		CHECK(tvd_write(&t, "a", EXTB - 4 + i, 1, 1000 + i) == 0);
+	for (unsigned i = 0; i < EXTB + 4; i++)
+		want[i] = i % 2 == 0 ? 10 + i : (i % 4 == 1 ? 1000 + i : 0);
+	/* One read spanning both extents and both layers. */
+	tvd_expect(&t, "a", NULL, EXTB - 4, 8, want);
+	tvd_expect(&t, "a", NULL, EXTB - 4, EXTB + 4, want);
+	tvd_close(&t);
+}
+
+TEST(test_snapshot_of_snapshot_and_clone_of_clone)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	CHECK(tvd_write(&t, "a", 0, 1, 1) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_write(&t, "a", 1, 1, 2) == 0);
+	snap(&t, "a", "s2");
+	CHECK(tvd_write(&t, "a", 0, 1, 3) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
+	CHECK(tvd_write(&t, "b", 2, 1, 4) == 0);
+	snap(&t, "b", "t");
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"b\",\"snap\":\"t\",\"new\":\"c\"}") == 0);
+	CHECK(tvd_write(&t, "c", 0, 1, 5) == 0);
+	CHECK(tvd_write(&t, "b", 0, 1, 6) == 0);
+	for (int round = 0; round < 2; round++) {
+		expect1(&t, "a", NULL, 0, 3);
+		expect1(&t, "a", NULL, 1, 2);
+		expect1(&t, "a", "s2", 0, 1);
+		expect1(&t, "a", "s1", 1, 0);
+		expect1(&t, "b", NULL, 0, 6);
+		expect1(&t, "b", NULL, 1, 0);
+		expect1(&t, "b", "t", 0, 1);
+		expect1(&t, "b", "t", 2, 4);
+		expect1(&t, "c", NULL, 0, 5);
+		expect1(&t, "c", NULL, 2, 4);
+		CHECK(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"c\"}") == 0);
+		CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 3);
+		CHECK(!strcmp(kura_json_str(kura_json_get(kura_json_get(t.ans, "vdisk"), "parent")),
+			      "b@t"));
+		tvd_restart(&t);
+	}
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_rollback_restores_and_frees)
+{
+	struct tvd t;
+	uint64_t before;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	CHECK(tvd_write(&t, "a", 0, 8, 1) == 0);
+	snap(&t, "a", "s1");
+	before = used_extents(&t);
+	CHECK(tvd_write(&t, "a", 0, 1, 2) == 0);
+	CHECK(tvd_write(&t, "a", 5 * EXTB, 1, 2) == 0);
+	CHECK(used_extents(&t) == before + 2);
+	CHECK(tvd_ctl(&t, "{\"op\":\"rollback\",\"name\":\"a\",\"snap\":\"s1\"}") == 0);
+	tvd_jobs(&t);
+	expect1(&t, "a", NULL, 0, 1);
+	expect1(&t, "a", NULL, 5 * EXTB, 0);
+	CHECK_EQ(used_extents(&t), before);
+	/* rollback while exported is refused */
+	{
+		struct kura_vd_handle *h;
+		CHECK(kura_vd_open(t.e, "a", NULL, &h) == 0);
+		CHECK_EQ(tvd_ctl(&t, "{\"op\":\"rollback\",\"name\":\"a\",\"snap\":\"s1\"}"), -EBUSY);
+		CHECK(strstr(t.msg, "exported"));
+		CHECK_EQ(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\"}"), -EBUSY);
+		kura_vd_close(h);
+	}
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+/* Three snapshots, each with its own writes; deleting one at a time, in
+ * every position, must leave everything else reading the same. */
+static void chain3(struct tvd *t)
+{
+	create(t, "a", "32M");
+	CHECK(tvd_write(t, "a", 0, 4, 1) == 0);          /* s1: 1 1 1 1 */
+	snap(t, "a", "s1");
+	CHECK(tvd_write(t, "a", 1, 1, 2) == 0);          /* s2: 1 2 1 1 */
+	CHECK(tvd_write(t, "a", 3 * EXTB, 1, 2) == 0);
+	snap(t, "a", "s2");
+	CHECK(tvd_write(t, "a", 2, 1, 3) == 0);          /* s3: 1 2 3 1 */
+	snap(t, "a", "s3");
+	CHECK(tvd_write(t, "a", 3, 1, 4) == 0);          /* top: 1 2 3 4 */
+}
+
+static const uint64_t v_s1[4] = { 1, 1, 1, 1 }, v_s2[4] = { 1, 2, 1, 1 },
+		      v_s3[4] = { 1, 2, 3, 1 }, v_top[4] = { 1, 2, 3, 4 };
+
+static void check_chain(struct tvd *t, int s1, int s2, int s3)
+{
+	tvd_expect(t, "a", NULL, 0, 4, v_top);
+	expect1(t, "a", NULL, 3 * EXTB, 2);
+	if (s1)
+		tvd_expect(t, "a", "s1", 0, 4, v_s1);
+	if (s2)
+		tvd_expect(t, "a", "s2", 0, 4, v_s2);
+	if (s3)
+		tvd_expect(t, "a", "s3", 0, 4, v_s3);
+}
+
+static void delete_snap(struct tvd *t, const char *s)
+{
+	CHECK(tvd_ctl(t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"%s\"}", s) == 0);
+	tvd_jobs(t);
+}
+
+TEST(test_delete_snapshot_in_every_position)
+{
+	static const char *const orders[3][3] = {
+		{ "s2", "s1", "s3" }, { "s1", "s3", "s2" }, { "s3", "s2", "s1" },
+	};
+
+	for (int o = 0; o < 3; o++) {
+		struct tvd t;
+		int alive[3] = { 1, 1, 1 };
+		tvd_open(&t, 0);
+		chain3(&t);
+		check_chain(&t, 1, 1, 1);
+		for (int k = 0; k < 3; k++) {
+			delete_snap(&t, orders[o][k]);
+			alive[orders[o][k][1] - '1'] = 0;
+			check_chain(&t, alive[0], alive[1], alive[2]);
+			tvd_fsck_clean(&t);
+			CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\"}"), 0);
+			CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 4 - (k + 1));
+		}
+		tvd_restart(&t);
+		check_chain(&t, 0, 0, 0);
+		/* Every extent is held once: 0 and 3. */
+		CHECK_EQ(used_extents(&t), 2);
+		tvd_close(&t);
+	}
+}
+
+TEST(test_delete_snapshot_moves_extents_without_copy)
+{
+	struct tvd t;
+	uint64_t before;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "64M");
+	for (unsigned x = 0; x < 20; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB, EXTB, 100 + x) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_write(&t, "a", 0, 1, 7) == 0); /* the child holds extent 0 only */
+	before = used_extents(&t);
+	delete_snap(&t, "s1");
+	/* 19 extents moved, extent 0 merged: one extent freed, none copied. */
+	CHECK_EQ(used_extents(&t), before - 1);
+	expect1(&t, "a", NULL, 0, 7);
+	expect1(&t, "a", NULL, 1, 100);
+	expect1(&t, "a", NULL, 19 * EXTB + 5, 119);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_snapshot_with_clone_stays_hidden_until_clone_goes)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	CHECK(tvd_write(&t, "a", 0, 2, 1) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_write(&t, "a", 1, 1, 2) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\"}"), -ENOTEMPTY);
+	CHECK(strstr(t.msg, "clones: b"));
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s1\"}") == 0);
+	CHECK(!strcmp(kura_json_str(kura_json_get(t.ans, "note")), "b"));
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\",\"snap\":\"s1\"}"), -ENOENT);
+	tvd_jobs(&t);
+	expect1(&t, "b", NULL, 1, 1);
+	expect1(&t, "a", NULL, 1, 2);
+	tvd_fsck_clean(&t);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"b\"}") == 0);
+	tvd_jobs(&t);
+	/* the hidden layer merged into a's top */
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\"}"), 0);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 1);
+	expect1(&t, "a", NULL, 0, 1);
+	expect1(&t, "a", NULL, 1, 2);
+	tvd_fsck_clean(&t);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\"}") == 0);
+	tvd_jobs(&t);
+	CHECK_EQ(used_extents(&t), 0);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_flatten_detaches_clone)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	CHECK(tvd_write(&t, "a", 0, 3, 1) == 0);
+	CHECK(tvd_write(&t, "a", 2 * EXTB, 3, 1) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
+	CHECK(tvd_write(&t, "b", 1, 1, 2) == 0);
+	snap(&t, "b", "bs");
+	CHECK(tvd_write(&t, "b", 2, 1, 3) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"flatten\",\"name\":\"b\"}") == 0);
+	tvd_jobs(&t);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\"}") == 0);
+	tvd_jobs(&t);
+	expect1(&t, "b", NULL, 0, 1);
+	expect1(&t, "b", NULL, 1, 2);
+	expect1(&t, "b", NULL, 2, 3);
+	expect1(&t, "b", NULL, 2 * EXTB + 2, 1);
+	expect1(&t, "b", "bs", 2, 1);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"flatten\",\"name\":\"b\"}"), -EINVAL);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_full_clone_is_independent_and_resumes)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "64M");
+	for (unsigned x = 0; x < 40; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB + x, 1, 500 + x) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\","
+		      "\"full\":true}") == 0);
+	/* building: not openable, not deletable */
+	{
+		struct kura_vd_handle *h;
+		CHECK_EQ(kura_vd_open(t.e, "b", NULL, &h), -EBUSY);
+	}
+	/* stop the job part-way: a restart resumes it */
+	for (int i = 0; i < 3; i++)
+		kura_loop_run_once(t.ts.loop, 1000000);
+	tvd_restart(&t);
+	tvd_jobs(&t);
+	CHECK(tvd_write(&t, "a", 0, 1, 9) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s1\"}") == 0);
+	tvd_jobs(&t);
+	for (unsigned x = 0; x < 40; x++)
+		expect1(&t, "b", NULL, x * EXTB + x, 500 + x);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"b\"}"), 0);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 1);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_cancelled_clone_leaves_nothing)
+{
+	struct tvd t;
+	uint64_t id, before;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "64M");
+	for (unsigned x = 0; x < 40; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB, 1, 1) == 0);
+	snap(&t, "a", "s1");
+	before = used_extents(&t);
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\","
+		      "\"full\":true}") == 0);
+	id = tvd_ans_u64(&t, "job", "id");
+	CHECK(tvd_ctl(&t, "{\"op\":\"job_cancel\",\"id\":%llu}", (unsigned long long)id) == 0);
+	tvd_jobs(&t);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"b\"}"), -ENOENT);
+	CHECK_EQ(used_extents(&t), before);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"job_cancel\",\"id\":%llu}", (unsigned long long)id), -EINVAL);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_bad_requests_change_nothing)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "16M");
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"a\",\"size\":4096}"), -EEXIST);
+	CHECK(strstr(t.msg, "already exists"));
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"a b\",\"size\":4096}"), -EINVAL);
+	CHECK(strstr(t.msg, "A-Z a-z 0-9 . _ -"));
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"-x\",\"size\":4096}"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"x\",\"size\":0}"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"x\",\"size\":4097}"), -EINVAL);
+	CHECK(strstr(t.msg, "multiple of 4 KiB"));
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"x\",\"size\":%llu}",
+			 (unsigned long long)(KURA_VD_SIZE_MAX + 4096)), -EFBIG);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":\"x\"}"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"create\",\"name\":7,\"size\":4096}"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"nonsense\"}"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "[1,2]"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"zz\"}"), -ENOENT);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"nope\"}"), -ENOENT);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"rollback\",\"name\":\"a\",\"snap\":\"nope\"}"), -ENOENT);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"resize\",\"name\":\"a\",\"size\":4096}"), -EINVAL);
+	CHECK(strstr(t.msg, "--shrink"));
+	snap(&t, "a", "s");
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"snapshot\",\"name\":\"a\",\"snap\":\"s\"}"), -EEXIST);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s\",\"new\":\"a\"}"),
+		 -EEXIST);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"import\",\"file\":\"rel/path\",\"name\":\"i\"}"), -EINVAL);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"import\",\"file\":\"/nonexistent/x\",\"name\":\"i\"}"),
+		 -ENOENT);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"job\",\"id\":12345}"), -ENOENT);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"list\"}"), 0);
+	CHECK_EQ(kura_json_len(kura_json_get(t.ans, "vdisks")), 1);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+TEST(test_shrink_hides_old_data_after_regrow)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "8M");
+	CHECK(tvd_write(&t, "a", 2000, 4, 1) == 0);
+	snap(&t, "a", "s");
+	CHECK(tvd_write(&t, "a", 2040, 4, 2) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"resize\",\"name\":\"a\",\"size\":%u,\"shrink\":true}",
+		      1024u * 4096) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"resize\",\"name\":\"a\",\"size\":%u}", 2048u * 4096) == 0);
+	expect1(&t, "a", NULL, 2000, 0);
+	expect1(&t, "a", NULL, 2040, 0);
+	expect1(&t, "a", "s", 2000, 1);
+	CHECK(tvd_write(&t, "a", 2001, 1, 3) == 0);
+	expect1(&t, "a", NULL, 2001, 3);
+	tvd_restart(&t);
+	expect1(&t, "a", NULL, 2000, 0);
+	expect1(&t, "a", NULL, 2001, 3);
+	tvd_close(&t);
+}
+
+TEST(test_discard_reads_zeros_over_parent)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "8M");
+	CHECK(tvd_write(&t, "a", 0, 8, 1) == 0);
+	snap(&t, "a", "s");
+	CHECK(tvd_write(&t, "a", EXTB, 8, 2) == 0);
+	CHECK(tvd_discard(&t, "a", 0, 2 * EXTB) == 0);
+	expect1(&t, "a", NULL, 3, 0);
+	expect1(&t, "a", NULL, EXTB + 3, 0);
+	expect1(&t, "a", "s", 3, 1);
+	tvd_restart(&t);
+	expect1(&t, "a", NULL, 3, 0);
+	expect1(&t, "a", NULL, EXTB + 3, 0);
+	/* extent 1 was the top's own: trimmed, so freed */
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\"}"), 0);
+	tvd_close(&t);
+}
+
+TEST(test_snapshot_survives_power_cut)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "8M");
+	CHECK(tvd_write(&t, "a", 0, 2, 1) == 0);
+	snap(&t, "a", "s");
+	CHECK(tvd_write(&t, "a", 0, 1, 2) == 0);
+	tvd_crash_restart(&t);
+	expect1(&t, "a", NULL, 0, 2);
+	expect1(&t, "a", NULL, 1, 1);
+	expect1(&t, "a", "s", 0, 1);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
+static void write_file(const char *path, size_t len, unsigned seed)
+{
+	char *buf = malloc(len);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	CHECK(buf && fd >= 0);
+	srand(seed);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = (char)(rand() & 0xff);
+	/* a hole of zeros that import must not allocate */
+	memset(buf + 4096, 0, len / 2);
+	CHECK(write(fd, buf, len) == (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
+static int same_file(const char *a, const char *b, size_t len)
+{
+	char *x = malloc(len + 1), *y = malloc(len + 1);
+	int fa = open(a, O_RDONLY), fb = open(b, O_RDONLY), same;
+
+	CHECK(x && y && fa >= 0 && fb >= 0);
+	same = read(fa, x, len + 1) == (ssize_t)len && read(fb, y, len + 1) == (ssize_t)len &&
+	       !memcmp(x, y, len);
+	close(fa);
+	close(fb);
+	free(x);
+	free(y);
+	return same;
+}
+
+TEST(test_import_export_round_trip)
+{
+	struct tvd t;
+	char in[400], out[400], out2[400];
+	size_t len = 5u * 1048576 + 4096;
+
+	snprintf(in, sizeof(in), "%s/in.img", test_tmpdir());
+	snprintf(out, sizeof(out), "%s/out.img", test_tmpdir());
+	snprintf(out2, sizeof(out2), "%s/out2.img", test_tmpdir());
+	write_file(in, len, 7);
+	tvd_open(&t, 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"import\",\"file\":\"%s\",\"name\":\"i\"}", in) == 0);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "size"), len);
+	tvd_jobs(&t);
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"i\"}"), 0);
+	CHECK(tvd_ans_u64(&t, "vdisk", "allocated") <= len - len / 2 + 4096);
+	snap(&t, "i", "s");
+	CHECK(tvd_write(&t, "i", 0, 1, 9) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"export\",\"name\":\"i\",\"snap\":\"s\",\"file\":\"%s\"}",
+		      out) == 0);
+	tvd_jobs(&t);
+	CHECK(same_file(in, out, len));
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"export\",\"name\":\"i\",\"file\":\"%s\"}", out), -EEXIST);
+	CHECK(tvd_ctl(&t, "{\"op\":\"export\",\"name\":\"i\",\"file\":\"%s\"}", out2) == 0);
+	tvd_jobs(&t);
+	CHECK(!same_file(in, out2, len));
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}

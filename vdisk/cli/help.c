@@ -1,0 +1,102 @@
+/* The command table and the help texts: what `vdisk help` and
+ * `vdisk COMMAND --help` print comes from here and only from here, so the
+ * help cannot drift from what the parser accepts. */
+#include "vdisk/cli/cli.h"
+
+#include <string.h>
+
+#define NAME_RULE "Names: 1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with . or -.\n"
+#define SIZE_RULE                                                                        \
+	"SIZE: bytes, or a number with K, M, G, T or P (powers of 1024, so 10G is\n"     \
+	"10 GiB); a multiple of 4 KiB, from 4 KiB to 1 PiB.\n"
+#define WAIT_RULE                                                                        \
+	"Without --wait it prints \"job ID started: ...\" and returns at once; follow the\n" \
+	"job with: vdisk job show ID. With --wait it waits for the job to end, drawing\n"  \
+	"a progress bar when stdout is a terminal, and exits 1 if the job failed or was\n" \
+	"cancelled. Ctrl-C stops the waiting, not the job (exit 130).\n"
+#define JSON_RULE "--json prints the answer as JSON on stdout and nothing else.\n"
+
+const struct cli_cmd cli_cmds[] = {
+	{ "create", "NAME SIZE", "make an empty thin vdisk",
+	  "Makes an empty thin vdisk NAME of SIZE bytes; it takes space only as it is\n"
+	  "written.\n" SIZE_RULE NAME_RULE,
+	  0, 2, 2, cli_cmd_create },
+	{ "list", "[--json]", "list the vdisks",
+	  "Lists every vdisk: provisioned size, bytes allocated by its own layers, the\n"
+	  "snapshot it was cloned from, how many snapshots it has, the depth of its\n"
+	  "layer chain and its state.\n" JSON_RULE,
+	  OPT_JSON, 0, 0, cli_cmd_list },
+	{ "info", "NAME[@SNAP] [--json]", "show one vdisk or snapshot",
+	  "Shows a vdisk: provisioned, allocated and unique bytes (what deleting it would\n"
+	  "free), parent snapshot, snapshots, chain depth, state and creation time; or,\n"
+	  "for NAME@SNAP, a snapshot: size, allocated bytes, clones, creation time.\n" JSON_RULE,
+	  OPT_JSON, 1, 1, cli_cmd_info },
+	{ "resize", "NAME SIZE [--shrink]", "grow (or with --shrink, shrink) a vdisk",
+	  "Changes the provisioned size of NAME. Growing is always allowed; shrinking\n"
+	  "drops the data past the new end, so it needs --shrink. Snapshots keep their\n"
+	  "own size.\n" SIZE_RULE,
+	  OPT_SHRINK, 2, 2, cli_cmd_resize },
+	{ "delete", "NAME[@SNAP]", "delete a vdisk or a snapshot",
+	  "Deletes vdisk NAME with its snapshots, or only snapshot NAME@SNAP. A vdisk\n"
+	  "with clones is refused (delete or flatten the clones first). A snapshot with\n"
+	  "clones disappears from listings but its blocks stay until its clones no longer\n"
+	  "need them; the clones are named. Space is freed in the background by a job.\n",
+	  0, 1, 1, cli_cmd_delete },
+	{ "snapshot", "NAME SNAP", "take a snapshot (also: snapshot NAME@SNAP)",
+	  "Freezes the current content of NAME as snapshot SNAP, at once and without\n"
+	  "copying. Also accepted: vdisk snapshot NAME@SNAP.\n" NAME_RULE,
+	  0, 1, 2, cli_cmd_snapshot },
+	{ "snapshots", "NAME [--json]", "list the snapshots of a vdisk",
+	  "Lists the snapshots of NAME, oldest first: size, allocated bytes, creation\n"
+	  "time and the vdisks cloned from each.\n" JSON_RULE,
+	  OPT_JSON, 1, 1, cli_cmd_snapshots },
+	{ "rollback", "NAME@SNAP", "return a vdisk to a snapshot (also: rollback NAME SNAP)",
+	  "Makes NAME read exactly as snapshot SNAP again; what was written since is\n"
+	  "lost. The snapshot stays. Refused while NAME is exported. Also accepted:\n"
+	  "vdisk rollback NAME SNAP.\n",
+	  0, 1, 2, cli_cmd_rollback },
+	{ "clone", "NAME@SNAP NEWNAME [--full] [--wait]", "make a new vdisk from a snapshot",
+	  "Makes vdisk NEWNAME with the content of snapshot NAME@SNAP. A thin clone\n"
+	  "(the default) is made at once and shares the snapshot's blocks. --full copies\n"
+	  "every block in a job, so the clone does not depend on the snapshot; NEWNAME\n"
+	  "is usable when the job is done. --wait only matters with --full.\n" WAIT_RULE,
+	  OPT_FULL | OPT_WAIT, 2, 2, cli_cmd_clone },
+	{ "flatten", "NAME [--wait]", "copy a clone's shared blocks into it",
+	  "Copies into NAME the blocks it still reads from the snapshot it was cloned\n"
+	  "from, in a job, so that it no longer depends on it.\n" WAIT_RULE,
+	  OPT_WAIT, 1, 1, cli_cmd_flatten },
+	{ "import", "FILE NAME [--wait]", "make a vdisk from a file or block device",
+	  "Makes vdisk NAME holding the content of FILE (its size rounded up to 4 KiB),\n"
+	  "copied by a job. blockd reads FILE itself: a relative path is made absolute\n"
+	  "here, and FILE must exist and be readable by blockd.\n" WAIT_RULE,
+	  OPT_WAIT, 2, 2, cli_cmd_import },
+	{ "export", "NAME[@SNAP] FILE [--wait]", "write a vdisk or snapshot into a new file",
+	  "Writes the content of NAME (or of its snapshot SNAP) into FILE, which must not\n"
+	  "exist yet. Blocks never written become holes, so FILE is sparse. blockd\n"
+	  "writes FILE itself: a relative path is made absolute here.\n" WAIT_RULE,
+	  OPT_WAIT, 2, 2, cli_cmd_export },
+	{ "jobs", "[--json]", "list running and recent jobs",
+	  "Lists the jobs: running ones and those finished within the last hour, with\n"
+	  "their progress.\n" JSON_RULE,
+	  OPT_JSON, 0, 0, cli_cmd_jobs },
+	{ "job show", "ID [--json]", "show one job",
+	  "Shows job ID: type, state, source and target, progress, rate, time left,\n"
+	  "start and end times, and its error if it failed.\n" JSON_RULE,
+	  OPT_JSON, 1, 1, cli_cmd_job_show },
+	{ "job cancel", "ID", "cancel a running job",
+	  "Cancels job ID. A cancelled full clone or import leaves no vdisk behind and a\n"
+	  "cancelled export removes its file. Jobs that free the space of deleted vdisks\n"
+	  "and snapshots cannot be cancelled.\n",
+	  0, 1, 1, cli_cmd_job_cancel },
+	{ "fsck", "[--json]", "check the vdisk catalog against the store",
+	  "Checks the vdisk catalog against itself (broken layer chains, missing\n"
+	  "parents, vdisks stuck building) and against the store (layers the catalog\n"
+	  "does not know: leaked space). Only reads. Exits 0 when clean, 1 after printing\n"
+	  "the problems when it found any.\n" JSON_RULE,
+	  OPT_JSON, 0, 0, cli_cmd_fsck },
+	{ "version", "", "print the versions of vdisk and of blockd",
+	  "Prints the version of this vdisk command, then asks blockd for its own.\n",
+	  0, 0, 0, cli_cmd_version },
+};
+
+const size_t cli_ncmds = sizeof(cli_cmds) / sizeof(cli_cmds[0]);

@@ -1,0 +1,91 @@
+/* kura vdisks: thin virtual disks made of chains of store layers, with O(1)
+ * snapshots and clones, rollback, background flatten, full clone, import and
+ * export jobs, and the control requests the `vdisk` CLI sends.
+ *
+ * Model. A vdisk is a chain of layers, newest first; a read takes each 4 KiB
+ * block from the newest layer holding it, a write goes to the top layer.
+ * Layers form a tree: a snapshot freezes the top layer (it gets the
+ * snapshot's name) and puts a new empty top layer above it; a clone is a new
+ * vdisk whose top layer's parent is a snapshot's layer. Deleting a snapshot
+ * merges its blocks into its only child (moving whole extents where the child
+ * has none) or, when clones depend on it, hides it until they go. Every change
+ * of the tree is one atomic, durable catalog transaction; long work (freeing,
+ * merging, copying) is a job whose progress is in the catalog, so it resumes
+ * after a restart.
+ *
+ * Thread rule: an engine is owned by the thread running the store's loop;
+ * every kura_vd_* call is made there and every callback runs there, never
+ * from inside the call that submitted it. kura_vd_engine_open/close block.
+ *
+ * Errors: 0 or -errno: -ENOENT unknown vdisk or snapshot, -EEXIST name
+ * taken, -EINVAL bad name, size or range, -EBUSY exported or in use by a job,
+ * -ENOTEMPTY dependents exist, -EROFS write to a snapshot handle,
+ * -ENOSPC, -EIO, KURA_E_DEAD from the store.
+ */
+#ifndef KURA_VDISK_VDISK_H
+#define KURA_VDISK_VDISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blockd/store.h"
+#include "common/json.h"
+#include "metadata/catalog.h"
+
+#define KURA_VD_NAME_MAX 64
+#define KURA_VD_SIZE_MAX (1ull << 50) /* 1 PiB */
+/* Layer ids from here up belong to vdisks; lower ids are free for raw store
+ * protocol clients and are not the catalog's business. */
+#define KURA_VD_ID_BASE (1ull << 32)
+
+struct kura_vd_engine;
+struct kura_vd_handle;
+
+struct kura_vd_opts {
+	struct kura_loop *loop;
+	struct kura_blk_store *store;
+	struct kura_cat *cat;
+	unsigned job_qd;       /* extents in flight per job; 0: 4 */
+	unsigned max_jobs;     /* jobs running at once; 0: 4 */
+	int no_resume;         /* tests: leave jobs paused after open */
+};
+
+int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **out, char *err,
+			size_t errlen);
+/* Stops jobs at a resumable point, waits for I/O in flight, closes handles'
+ * bookkeeping (handles must be closed first). */
+void kura_vd_engine_close(struct kura_vd_engine *e);
+
+/* 0 when name is valid, else -EINVAL. */
+int kura_vd_name_check(const char *name);
+
+/* I/O handles: what a frontend exports. A vdisk with an open handle cannot be
+ * deleted or rolled back. snap NULL opens the vdisk read-write; a snapshot is
+ * always read-only. */
+int kura_vd_open(struct kura_vd_engine *e, const char *name, const char *snap,
+		 struct kura_vd_handle **out);
+void kura_vd_close(struct kura_vd_handle *h);
+uint64_t kura_vd_size(const struct kura_vd_handle *h);
+
+/* off and len multiples of 4 KiB; buf 4 KiB aligned. */
+int kura_vd_read(struct kura_vd_handle *h, uint64_t off, uint64_t len, void *buf,
+		 enum kura_io_class cls, kura_blk_cb cb, void *arg);
+int kura_vd_write(struct kura_vd_handle *h, uint64_t off, uint64_t len, const void *buf,
+		  enum kura_io_class cls, kura_blk_cb cb, void *arg);
+/* The range reads as zeros afterwards; space is freed where no lower layer
+ * holds data under it. */
+int kura_vd_discard(struct kura_vd_handle *h, uint64_t off, uint64_t len, kura_blk_cb cb,
+		    void *arg);
+int kura_vd_flush(struct kura_vd_handle *h, kura_blk_cb cb, void *arg);
+
+/* A control request (docs/control.md): req is the parsed object. The answer's
+ * members (after "ok") are written into out, an open object; cb(arg, err,
+ * msg) runs when the request is done, with a one-line msg when err != 0. */
+typedef void (*kura_vd_ctl_cb)(void *arg, int err, const char *msg);
+void kura_vd_ctl(struct kura_vd_engine *e, const struct kura_json *req, struct kura_jw *out,
+		 kura_vd_ctl_cb cb, void *arg);
+
+/* Runs the loop until no job is running (tests and benchmarks). */
+void kura_vd_wait_jobs(struct kura_vd_engine *e);
+
+#endif
