@@ -29,6 +29,7 @@ static const char *errno_name(int err)
 }
 
 static void ctl_run(struct kura_op *op, int res);
+static void ctl_next(struct kura_vd_engine *e, struct vd_ctl *c);
 
 void vd_ctl_reply(struct vd_ctl *c, int err, const char *fmt, ...)
 {
@@ -44,6 +45,17 @@ void vd_ctl_reply(struct vd_ctl *c, int err, const char *fmt, ...)
 	if (err)
 		kura_jw_str(c->out, "code", errno_name(err));
 	c->cb(c->arg, err, err ? msg : NULL);
+	if (c->in_dispatch) {
+		/* The op may still look at c after its checks refused: the
+		 * dispatcher frees it when the op returns. */
+		c->replied = true;
+		return;
+	}
+	ctl_next(e, c);
+}
+
+static void ctl_next(struct kura_vd_engine *e, struct vd_ctl *c)
+{
 	free(c);
 	e->ctl_busy = false;
 	if (e->ctl_head) {
@@ -329,12 +341,10 @@ static int opt_str(struct vd_ctl *c, const char *op, const char *key, const char
 {
 	int err = kura_json_get_str(c->req, key, out);
 
-	if (err == -ENOENT) {
+	if (err == -ENOENT || kura_json_type(kura_json_get(c->req, key)) == KURA_JSON_NULL) {
 		*out = NULL;
 		return 0;
 	}
-	if (!err && kura_json_type(kura_json_get(c->req, key)) == KURA_JSON_NULL)
-		*out = NULL;
 	return need(c, op, key, err);
 }
 
@@ -436,19 +446,18 @@ static void ctl_run(struct kura_op *op, int res)
 	const char *name = NULL;
 
 	(void)res;
-	if (kura_json_type(c->req) != KURA_JSON_OBJ || kura_json_get_str(c->req, "op", &name)) {
+	c->in_dispatch = true;
+	if (kura_json_type(c->req) != KURA_JSON_OBJ || kura_json_get_str(c->req, "op", &name))
 		vd_ctl_reply(c, -EINVAL, "a request is a JSON object with a string field 'op'");
-		return;
-	}
-	if (c->e->cat_err && mutating(name)) {
+	else if (c->e->cat_err && mutating(name))
 		vd_ctl_reply(c, -EIO, "the catalog could not be written earlier; restart blockd");
-		return;
-	}
-	if (c->e->closing) {
+	else if (c->e->closing)
 		vd_ctl_reply(c, -ECANCELED, "blockd is stopping");
-		return;
-	}
-	dispatch(c, name);
+	else
+		dispatch(c, name);
+	c->in_dispatch = false;
+	if (c->replied)
+		ctl_next(c->e, c);
 }
 
 void kura_vd_ctl(struct kura_vd_engine *e, const struct kura_json *req, struct kura_jw *out,

@@ -85,6 +85,7 @@ void vd_chain_free(struct vd_chain *c)
 {
 	free(c->ids);
 	free(c->lims);
+	free(c->cache);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -124,6 +125,9 @@ int vd_chain_build(struct kura_vd_engine *e, struct vd_chain *c, uint64_t id, ui
 	c->lims = lims;
 	c->n = n;
 	c->gen = e->tree_gen;
+	/* Without memory for it, reads just look up every layer. */
+	if (n > VD_CACHE_DEPTH && n <= 65)
+		c->cache = calloc(1, sizeof(*c->cache));
 	return 0;
 }
 

@@ -143,12 +143,31 @@ static void zero_absent(const struct kura_blk_bitmap *present, unsigned blk, uns
 			memset(buf + (size_t)(b - blk) * VD_BLK, 0, VD_BLK);
 }
 
+/* Which layers below the top hold ext, from the cache or looked up. */
+static uint64_t lower_mask(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t ext)
+{
+	unsigned k = (unsigned)(kura_hash64(ext) % VD_CACHE_SLOTS);
+	struct kura_blk_extent_info info;
+	uint64_t mask = 0;
+
+	if (c->cache->slot[k].ext1 == ext + 1 && c->cache->slot[k].gen == e->store_gen)
+		return c->cache->slot[k].mask;
+	for (unsigned i = 1; i < c->n; i++)
+		if (!kura_blk_extent_info(e->store, c->ids[i], ext, &info))
+			mask |= 1ull << (i - 1);
+	c->cache->slot[k].ext1 = ext + 1;
+	c->cache->slot[k].gen = e->store_gen;
+	c->cache->slot[k].mask = mask;
+	return mask;
+}
+
 int vd_chain_read(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t ext,
 		  unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls, vd_read_cb cb,
 		  void *arg)
 {
 	struct cread *cr = calloc(1, sizeof(*cr));
 	struct kura_blk_bitmap want = { { 0 } }, take;
+	uint64_t lower = ~0ull;
 	int err = 0;
 
 	if (!cr)
@@ -159,6 +178,12 @@ int vd_chain_read(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t e
 	memset(&want, 0xff, sizeof(want));
 	vd_bm_range(&want, blk, nblk);
 	for (unsigned i = 0; i < c->n && !bm_empty(&want) && !err; i++) {
+		/* Skipped layers need no clipping: limits only shrink down the
+		 * chain, so the next layer looked at clips at least as much. */
+		if (i == 1 && c->cache)
+			lower = lower_mask(e, c, ext);
+		if (i && !((lower >> (i - 1)) & 1))
+			continue;
 		if (!layer_take(e, c, i, ext, &want, &take))
 			continue;
 		bm_or(&cr->present, &take);
@@ -312,6 +337,8 @@ void vd_unlock_ext(struct kura_vd_engine *e, uint64_t ext)
 
 	if (!le)
 		return;
+	/* The holder may have changed frozen layers: cached lookups are stale. */
+	e->store_gen++;
 	*le = e->locks[--e->nlocks];
 	for (struct vd_lockreq **p = &e->lock_pending; *p;) {
 		struct vd_lockreq *r = *p;

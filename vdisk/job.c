@@ -735,7 +735,8 @@ static int union_list(struct kura_vd_engine *e, const struct vd_chain *c, uint64
 			return -ENOMEM;
 		}
 		all = m;
-		memcpy(all + na, v, nv * sizeof(*v));
+		if (nv)
+			memcpy(all + na, v, nv * sizeof(*v));
 		na += nv;
 		free(v);
 	}

@@ -33,6 +33,21 @@ struct vd_chain {
 	uint64_t gen;
 	uint64_t *ids;
 	uint64_t *lims;
+	struct vd_chain_cache *cache; /* deep chains: which frozen layers hold an extent */
+};
+
+/* For chains deeper than VD_CACHE_DEPTH, reads remember per extent which of
+ * the layers below the top hold it (the top changes with every write and is
+ * always looked up). An entry is valid while the tree and every frozen
+ * layer are unchanged: e->store_gen moves whenever a job changes one. */
+#define VD_CACHE_DEPTH 8
+#define VD_CACHE_SLOTS 4096
+struct vd_chain_cache {
+	struct {
+		uint64_t ext1;  /* extent + 1; 0 empty */
+		uint64_t gen;
+		uint64_t mask;  /* bit i-1: layer i of the chain holds the extent */
+	} slot[VD_CACHE_SLOTS];
 };
 
 struct vd_io;
@@ -124,6 +139,7 @@ struct kura_vd_engine {
 	struct vd_job *jobs;
 	uint64_t next_id;
 	uint64_t tree_gen;
+	uint64_t store_gen;      /* bumps when a job changes a frozen layer */
 	unsigned running_jobs;
 	unsigned commits;        /* catalog transactions in flight */
 	uint64_t commit_seq, commit_done_seq; /* submitted / completed, in order */
@@ -232,6 +248,8 @@ struct vd_ctl {
 	int err;
 	char snap[KURA_VD_NAME_MAX + 1];
 	void (*answer)(struct vd_ctl *c); /* writes the answer once committed */
+	bool in_dispatch;  /* a reply now only marks it; the dispatcher frees it */
+	bool replied;
 };
 
 /* Ends the request: err 0 (answer already in c->out) or -errno with a

@@ -542,3 +542,42 @@ TEST(test_import_export_round_trip)
 	tvd_fsck_clean(&t);
 	tvd_close(&t);
 }
+
+/* Deep chains remember which layers hold an extent; merges and flattens
+ * must not leave that memory stale. */
+TEST(test_deep_chain_reads_stay_right_across_merges)
+{
+	struct tvd t;
+	char s[16];
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	for (int i = 0; i < 20; i++) {
+		CHECK(tvd_write(&t, "a", (uint64_t)i * 3, 1, 100 + i) == 0);
+		CHECK(tvd_write(&t, "a", 5 * EXTB + i, 1, 200 + i) == 0);
+		snprintf(s, sizeof(s), "s%d", i);
+		snap(&t, "a", s);
+	}
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 20; i++) {
+			expect1(&t, "a", NULL, (uint64_t)i * 3, 100 + i);
+			expect1(&t, "a", NULL, 5 * EXTB + i, 200 + i);
+			expect1(&t, "a", "s16", 5 * EXTB + i, i <= 16 ? 200 + i : 0);
+		}
+		/* merge the oldest, a middle and the newest snapshot */
+		for (int k = 0; k < 3; k++) {
+			static const int victim[3][3] = { { 0, 10, 19 }, { 1, 11, 18 }, { 2, 12, 17 } };
+			snprintf(s, sizeof(s), "s%d", victim[round][k]);
+			delete_snap(&t, s);
+		}
+	}
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s16\",\"new\":\"b\"}") == 0);
+	for (int i = 0; i < 20; i++)
+		expect1(&t, "b", NULL, 5 * EXTB + i, i <= 16 ? 200 + i : 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"flatten\",\"name\":\"b\"}") == 0);
+	tvd_jobs(&t);
+	for (int i = 0; i < 20; i++)
+		expect1(&t, "b", NULL, 5 * EXTB + i, i <= 16 ? 200 + i : 0);
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
