@@ -444,12 +444,12 @@ static int discard_piece(struct vd_io *io, const struct vd_chain *c, uint64_t ex
 			 unsigned nblk)
 {
 	struct kura_vd_engine *e = io->h->e;
-	struct kura_blk_bitmap below, take;
+	struct kura_blk_bitmap below;
 	struct vd_chain lower = *c;
-	int err;
 
 	lower.ids++;
 	lower.lims++;
+	lower.cache = NULL; /* its slots index the whole chain */
 	lower.n = c->n ? c->n - 1 : 0;
 	vd_chain_present(e, &lower, ext, &below);
 	vd_bm_range(&below, blk, nblk);
@@ -457,11 +457,8 @@ static int discard_piece(struct vd_io *io, const struct vd_chain *c, uint64_t ex
 		return kura_blk_trim(e->store, c->ids[0], ext, blk, nblk, io_piece_done, io);
 	if (!io->zeros && !(io->zeros = kura_aligned_alloc(VD_EXT)))
 		return -ENOMEM;
-	take = below;
-	(void)take;
-	err = kura_blk_write(e->store, c->ids[0], ext, blk, nblk, io->zeros, kura_now_ns(),
-			     KURA_IO_GUEST, io_piece_done, io);
-	return err;
+	return kura_blk_write(e->store, c->ids[0], ext, blk, nblk, io->zeros, kura_now_ns(),
+			      KURA_IO_GUEST, io_piece_done, io);
 }
 
 static int io_piece(struct vd_io *io, const struct vd_chain *c, uint64_t ext, unsigned blk,

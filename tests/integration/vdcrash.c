@@ -135,6 +135,8 @@ static void send_req(struct test *t, const char *fmt, va_list ap)
 	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
 
 	line[n++] = '\n';
+	if (getenv("VDCRASH_VERBOSE"))
+		fprintf(stdout, "> %.*s", n, line);
 	if (write(t->fd, line, (size_t)n) != n)
 		die("send to blockd: %s", strerror(errno));
 }
@@ -429,8 +431,9 @@ static int do_delete(struct test *t, int kill_now)
 		if (!op(t, kill_now, "{\"op\":\"delete\",\"name\":\"%s\",\"snap\":\"%s\"}", v, s))
 			return kill_now;
 	} else if (!op(t, kill_now, "{\"op\":\"delete\",\"name\":\"%s\"}", v)) {
-		t->in_flight[0] = '\0';
-		return kill_now; /* refused: it has clones */
+		if (!kill_now)
+			t->in_flight[0] = '\0'; /* refused: it has clones */
+		return kill_now;
 	}
 	drop(t, name);
 	/* a vdisk's snapshots go with it */
@@ -523,6 +526,7 @@ int main(int argc, char **argv)
 	cleanup_t = &t;
 	atexit(kill_running);
 	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	make_files(&t);
 	for (unsigned c = 1; c <= cycles; c++) {
 		unsigned n = 1 + (unsigned)(rnd(&t) % 5);
