@@ -28,11 +28,16 @@ LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC) $(VDISK_SRC)
 OBJ := $(BUILD)/obj
 LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
 
+# The vdisk command: a client of blockd's control socket. It links from
+# libkura.a only what it uses (JSON, sizes), none of the store's libraries.
+CLI_SRC := $(wildcard vdisk/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(OBJ)/%.o)
+
 UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
-	$(BUILD)/kura-bench-vdisk $(BUILD)/unit-tests
+	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -57,10 +62,19 @@ $(OBJ)/libkura.a: $(LIB_OBJ)
 $(BUILD)/blockd: $(OBJ)/blockd/main.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/vdisk: $(CLI_OBJ) $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^
+
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-crashtest: $(OBJ)/tests/integration/crashtest.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-vdcrash: $(OBJ)/tests/integration/vdcrash.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-ctlcheck: $(OBJ)/tests/integration/ctlcheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a
@@ -88,6 +102,7 @@ bench: deps all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/blockd $(DESTDIR)$(PREFIX)/bin/blockd
+	install -m 0755 $(BUILD)/vdisk $(DESTDIR)$(PREFIX)/bin/vdisk
 
 clean:
 	rm -rf build build-san

@@ -98,6 +98,8 @@ void cli_req(struct kura_jw *w, const char *op);
  * {"ok": false} prints blockd's error as is and returns -EREMOTEIO. */
 int cli_call(struct cli *c, struct kura_jw *w, struct kura_json **ans);
 void cli_disconnect(struct cli *c);
+/* Adds "name" and, when t names a snapshot, "snap". */
+void cli_req_target(struct kura_jw *w, const struct cli_target *t);
 
 /* ---- print.c: output ---- */
 /* The value as indented JSON on stdout; skip names a member of a top-level
@@ -107,11 +109,23 @@ int cli_print_json(const struct kura_json *v, const char *skip);
 const char *cli_fmt_time(uint64_t epoch, char *buf, size_t len);
 /* "1h02m", "3m05s", "42s". */
 const char *cli_fmt_secs(uint64_t secs, char *buf, size_t len);
-/* Members of o as the named string, u64 or bool; "-" / 0 when absent or null. */
+/* Member key of o if it has that type, else NULL (o may be NULL). */
+const struct kura_json *cli_get(const struct kura_json *o, const char *key,
+				enum kura_json_type type);
+/* The same for a member blockd must send: NULL after an error line. */
+const struct kura_json *cli_need(const struct kura_json *o, const char *key,
+				 enum kura_json_type type);
+/* String and integer members; "-" and 0 when absent, null or empty. */
 const char *cli_str(const struct kura_json *o, const char *key);
 uint64_t cli_u64(const struct kura_json *o, const char *key);
+/* Element i of an array of strings; "?" when it is not a string. */
+const char *cli_str_at(const struct kura_json *arr, size_t i);
 /* Array of strings as "a, b, c" ("-" when empty), malloc'd; NULL on ENOMEM. */
 char *cli_join(const struct kura_json *arr);
+/* Member key of the answer, printed as JSON with --json or else by human();
+ * frees the answer. */
+int cli_show(struct cli *c, struct kura_json *ans, const char *key, enum kura_json_type type,
+	     int (*human)(const struct kura_json *v));
 
 /* An aligned table: cells are added row by row, header first. */
 #define CLI_TABLE_COLS 8
@@ -123,7 +137,8 @@ struct cli_table {
 	int err; /* an allocation failed; reported by cli_table_print */
 };
 
-void cli_table_init(struct cli_table *t, unsigned ncols);
+/* The header row is given here. */
+void cli_table_init(struct cli_table *t, unsigned ncols, const char *const *header);
 void cli_table_add(struct cli_table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_table_size(struct cli_table *t, uint64_t bytes);
 /* Prints and frees the table. */

@@ -181,7 +181,7 @@ static int check_ok(struct kura_json *ans)
 static int recv_answer(struct cli *c, struct kura_json **ans)
 {
 	char why[160];
-	size_t len;
+	size_t len = 0;
 	int err;
 
 	if ((err = recv_line(c, &len)))
@@ -204,6 +204,13 @@ void cli_req(struct kura_jw *w, const char *op)
 	kura_jw_init(w);
 	kura_jw_obj(w, NULL);
 	kura_jw_str(w, "op", op);
+}
+
+void cli_req_target(struct kura_jw *w, const struct cli_target *t)
+{
+	kura_jw_str(w, "name", t->name);
+	if (t->snap[0])
+		kura_jw_str(w, "snap", t->snap);
 }
 
 int cli_call(struct cli *c, struct kura_jw *w, struct kura_json **ans)

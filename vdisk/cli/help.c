@@ -31,7 +31,7 @@ const struct cli_cmd cli_cmds[] = {
 	  "free), parent snapshot, snapshots, chain depth, state and creation time; or,\n"
 	  "for NAME@SNAP, a snapshot: size, allocated bytes, clones, creation time.\n" JSON_RULE,
 	  OPT_JSON, 1, 1, cli_cmd_info },
-	{ "resize", "NAME SIZE [--shrink]", "grow (or with --shrink, shrink) a vdisk",
+	{ "resize", "NAME SIZE [--shrink]", "change the size of a vdisk",
 	  "Changes the provisioned size of NAME. Growing is always allowed; shrinking\n"
 	  "drops the data past the new end, so it needs --shrink. Snapshots keep their\n"
 	  "own size.\n" SIZE_RULE,
@@ -42,7 +42,7 @@ const struct cli_cmd cli_cmds[] = {
 	  "clones disappears from listings but its blocks stay until its clones no longer\n"
 	  "need them; the clones are named. Space is freed in the background by a job.\n",
 	  0, 1, 1, cli_cmd_delete },
-	{ "snapshot", "NAME SNAP", "take a snapshot (also: snapshot NAME@SNAP)",
+	{ "snapshot", "NAME SNAP", "take a snapshot (or: NAME@SNAP)",
 	  "Freezes the current content of NAME as snapshot SNAP, at once and without\n"
 	  "copying. Also accepted: vdisk snapshot NAME@SNAP.\n" NAME_RULE,
 	  0, 1, 2, cli_cmd_snapshot },
@@ -50,7 +50,7 @@ const struct cli_cmd cli_cmds[] = {
 	  "Lists the snapshots of NAME, oldest first: size, allocated bytes, creation\n"
 	  "time and the vdisks cloned from each.\n" JSON_RULE,
 	  OPT_JSON, 1, 1, cli_cmd_snapshots },
-	{ "rollback", "NAME@SNAP", "return a vdisk to a snapshot (also: rollback NAME SNAP)",
+	{ "rollback", "NAME@SNAP", "go back to a snapshot (or: NAME SNAP)",
 	  "Makes NAME read exactly as snapshot SNAP again; what was written since is\n"
 	  "lost. The snapshot stays. Refused while NAME is exported. Also accepted:\n"
 	  "vdisk rollback NAME SNAP.\n",
@@ -61,16 +61,16 @@ const struct cli_cmd cli_cmds[] = {
 	  "every block in a job, so the clone does not depend on the snapshot; NEWNAME\n"
 	  "is usable when the job is done. --wait only matters with --full.\n" WAIT_RULE,
 	  OPT_FULL | OPT_WAIT, 2, 2, cli_cmd_clone },
-	{ "flatten", "NAME [--wait]", "copy a clone's shared blocks into it",
+	{ "flatten", "NAME [--wait]", "copy shared blocks into a clone",
 	  "Copies into NAME the blocks it still reads from the snapshot it was cloned\n"
 	  "from, in a job, so that it no longer depends on it.\n" WAIT_RULE,
 	  OPT_WAIT, 1, 1, cli_cmd_flatten },
-	{ "import", "FILE NAME [--wait]", "make a vdisk from a file or block device",
+	{ "import", "FILE NAME [--wait]", "make a vdisk from a file or device",
 	  "Makes vdisk NAME holding the content of FILE (its size rounded up to 4 KiB),\n"
 	  "copied by a job. blockd reads FILE itself: a relative path is made absolute\n"
 	  "here, and FILE must exist and be readable by blockd.\n" WAIT_RULE,
 	  OPT_WAIT, 2, 2, cli_cmd_import },
-	{ "export", "NAME[@SNAP] FILE [--wait]", "write a vdisk or snapshot into a new file",
+	{ "export", "NAME[@SNAP] FILE [--wait]", "write a vdisk or snapshot to a file",
 	  "Writes the content of NAME (or of its snapshot SNAP) into FILE, which must not\n"
 	  "exist yet. Blocks never written become holes, so FILE is sparse. blockd\n"
 	  "writes FILE itself: a relative path is made absolute here.\n" WAIT_RULE,
@@ -88,13 +88,13 @@ const struct cli_cmd cli_cmds[] = {
 	  "cancelled export removes its file. Jobs that free the space of deleted vdisks\n"
 	  "and snapshots cannot be cancelled.\n",
 	  0, 1, 1, cli_cmd_job_cancel },
-	{ "fsck", "[--json]", "check the vdisk catalog against the store",
+	{ "fsck", "[--json]", "check the catalog against the store",
 	  "Checks the vdisk catalog against itself (broken layer chains, missing\n"
 	  "parents, vdisks stuck building) and against the store (layers the catalog\n"
 	  "does not know: leaked space). Only reads. Exits 0 when clean, 1 after printing\n"
 	  "the problems when it found any.\n" JSON_RULE,
 	  OPT_JSON, 0, 0, cli_cmd_fsck },
-	{ "version", "", "print the versions of vdisk and of blockd",
+	{ "version", "", "print vdisk's and blockd's versions",
 	  "Prints the version of this vdisk command, then asks blockd for its own.\n",
 	  0, 0, 0, cli_cmd_version },
 };

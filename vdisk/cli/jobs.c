@@ -51,13 +51,11 @@ static int fetch_job(struct cli *c, uint64_t id, struct kura_json **ans,
 	kura_jw_u64(&w, "id", id);
 	if ((err = cli_call(c, &w, ans)))
 		return err;
-	*job = kura_json_get(*ans, "job");
-	if (*job && kura_json_type(*job) == KURA_JSON_OBJ)
+	if ((*job = cli_need(*ans, "job", KURA_JSON_OBJ)))
 		return 0;
 	kura_json_free(*ans);
 	*ans = NULL;
-	return cli_fail(-EPROTO, "blockd's answer about job %llu holds no job",
-			(unsigned long long)id);
+	return -EPROTO;
 }
 
 static void draw_bar(struct waiting *wt, const struct kura_json *job)
@@ -143,10 +141,19 @@ static int wait_loop(struct cli *c, struct waiting *wt)
 	}
 }
 
+/* Takes the SIGINT off the queue: unblocking it later would deliver it and
+ * kill us before the exit status is set. */
+static void drain_signal(int fd)
+{
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) < 0 && errno == EINTR)
+		;
+}
+
 int cli_wait_job(struct cli *c, uint64_t id)
 {
 	struct waiting wt = { .id = id, .start_ns = kura_now_ns() };
-	struct signalfd_siginfo si;
 	sigset_t set, old;
 	int err;
 
@@ -162,9 +169,7 @@ int cli_wait_job(struct cli *c, uint64_t id)
 	err = wait_loop(c, &wt);
 	clear_bar(&wt);
 	if (err == CLI_E_INTR) {
-		/* Taken off the queue, or unblocking would deliver it and kill us. */
-		if (read(c->intr_fd, &si, sizeof(si)) < 0)
-			si.ssi_signo = 0;
+		drain_signal(c->intr_fd);
 		cli_fail(err, "stopped waiting; job %llu keeps running (see: vdisk job show %llu; "
 			 "stop it with: vdisk job cancel %llu)", (unsigned long long)id,
 			 (unsigned long long)id, (unsigned long long)id);
@@ -179,13 +184,11 @@ out_mask:
 /* The answer's "job": an object (flatten, clone, import, export) or an id. */
 static int answer_job(const struct kura_json *ans, uint64_t *id, const struct kura_json **job)
 {
-	const struct kura_json *j = kura_json_get(ans, "job");
+	const struct kura_json *j = cli_get(ans, "job", KURA_JSON_NUM);
 
-	*job = NULL;
-	if (j && kura_json_type(j) == KURA_JSON_OBJ) {
-		*job = j;
-		j = kura_json_get(j, "id");
-	}
+	*job = cli_get(ans, "job", KURA_JSON_OBJ);
+	if (*job)
+		j = cli_get(*job, "id", KURA_JSON_NUM);
 	if (!j || kura_json_u64(j, id))
 		return cli_fail(-EPROTO, "blockd's answer names no job");
 	return 0;

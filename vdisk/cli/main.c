@@ -20,6 +20,11 @@ static const struct {
 	{ "--shrink", OPT_SHRINK },
 };
 
+static int is_help(const char *arg)
+{
+	return !strcmp(arg, "--help") || !strcmp(arg, "-h");
+}
+
 int cli_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
@@ -61,9 +66,9 @@ static void print_main_help(void)
 		char line[80];
 
 		snprintf(line, sizeof(line), "%s %s", cli_cmds[i].name, cli_cmds[i].args);
-		printf("  %-40s %s\n", line, cli_cmds[i].summary);
+		printf("  %-41s %s\n", line, cli_cmds[i].summary);
 	}
-	printf("  %-40s %s\n\n", "help [COMMAND]", "this text, or a command's details");
+	printf("  %-41s %s\n\n", "help [COMMAND]", "this text, or a command's details");
 	printf("Names: 1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with . or -.\n"
 	       "SIZE: bytes, or a number with K, M, G, T or P (powers of 1024); a multiple of\n"
 	       "4 KiB, from 4 KiB to 1 PiB.\n"
@@ -145,7 +150,7 @@ static int parse_cmd_args(struct cli *c, int argc, char **argv, int *help)
 			argv[n++] = a;
 		} else if (!strcmp(a, "--")) {
 			dashdash = 1;
-		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		} else if (is_help(a)) {
 			*help = 1;
 		} else if ((err = take_socket(c, argc, argv, &i)) != 0) {
 			if (err < 0)
@@ -155,6 +160,46 @@ static int parse_cmd_args(struct cli *c, int argc, char **argv, int *help)
 		}
 	}
 	return n;
+}
+
+/* Whether cmd is a two-word command whose first word is word ("job"). */
+static int in_group(const struct cli_cmd *cmd, const char *word)
+{
+	size_t n = strlen(word);
+
+	return !strncmp(cmd->name, word, n) && cmd->name[n] == ' ';
+}
+
+/* Prints the help of every command of the group; returns how many. */
+static int group_help(const char *word)
+{
+	int found = 0;
+
+	for (size_t i = 0; i < cli_ncmds; i++) {
+		if (!in_group(&cli_cmds[i], word))
+			continue;
+		if (found++)
+			putchar('\n');
+		print_cmd_help(&cli_cmds[i]);
+	}
+	return found;
+}
+
+/* "vdisk job show ID [--json], or vdisk job cancel ID" into buf; returns
+ * how many commands the group has. */
+static int group_usages(const char *word, char *buf, size_t len)
+{
+	size_t used = 0;
+	int found = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < cli_ncmds && used < len; i++) {
+		if (!in_group(&cli_cmds[i], word))
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%svdisk %s %s", found++ ? ", or " : "",
+					 cli_cmds[i].name, cli_cmds[i].args);
+	}
+	return found;
 }
 
 static int help_cmd(struct cli *c, int argc, char **argv)
@@ -167,23 +212,29 @@ static int help_cmd(struct cli *c, int argc, char **argv)
 		return 0;
 	}
 	cmd = find_cmd(argc, argv, &used);
-	if (!cmd || used != argc)
+	if (cmd && used == argc)
+		print_cmd_help(cmd);
+	else if (argc > 1 || !group_help(argv[0]))
 		return cli_usage(c, "no command '%s'", argv[0]);
-	print_cmd_help(cmd);
 	return 0;
 }
 
 static int run_cmd(struct cli *c, int argc, char **argv)
 {
 	int used, n, help = 0;
+	char usage[256];
 	const char *env;
 
 	c->cmd = find_cmd(argc, argv, &used);
-	if (!c->cmd) {
-		if (!strcmp(argv[0], "job"))
-			return cli_usage(c, "job needs 'show ID' or 'cancel ID'");
-		return cli_usage(c, "unknown command '%s'", argv[0]);
+	if (!c->cmd && group_usages(argv[0], usage, sizeof(usage))) {
+		if (argc > 1 && is_help(argv[1])) {
+			group_help(argv[0]);
+			return 0;
+		}
+		return cli_fail(CLI_E_USAGE, "%s needs a subcommand; usage: %s", argv[0], usage);
 	}
+	if (!c->cmd)
+		return cli_usage(c, "unknown command '%s'", argv[0]);
 	n = parse_cmd_args(c, argc - used, argv + used, &help);
 	if (n < 0)
 		return n;
@@ -206,7 +257,7 @@ static int run(struct cli *c, int argc, char **argv)
 	int i = 0, err;
 
 	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+		if (is_help(argv[i])) {
 			print_main_help();
 			return 0;
 		}

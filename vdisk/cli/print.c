@@ -124,21 +124,54 @@ int cli_print_json(const struct kura_json *v, const char *skip)
 
 /* ---- fields ---- */
 
+const struct kura_json *cli_get(const struct kura_json *o, const char *key,
+				enum kura_json_type type)
+{
+	const struct kura_json *v = o ? kura_json_get(o, key) : NULL;
+
+	return v && kura_json_type(v) == type ? v : NULL;
+}
+
+const struct kura_json *cli_need(const struct kura_json *o, const char *key,
+				 enum kura_json_type type)
+{
+	const struct kura_json *v = cli_get(o, key, type);
+
+	if (!v)
+		cli_fail(-EPROTO, "blockd's answer lacks the field \"%s\"; is blockd older than "
+			 "this vdisk?", key);
+	return v;
+}
+
 const char *cli_str(const struct kura_json *o, const char *key)
 {
-	const char *s;
+	const struct kura_json *v = cli_get(o, key, KURA_JSON_STR);
 
-	return kura_json_get_str(o, key, &s) ? "-" : s;
+	/* A table cell must not be empty, or the columns after it shift. */
+	return v && *kura_json_str(v) ? kura_json_str(v) : "-";
 }
 
 uint64_t cli_u64(const struct kura_json *o, const char *key)
 {
-	uint64_t v;
+	const struct kura_json *v = cli_get(o, key, KURA_JSON_NUM);
+	uint64_t x;
 
-	return kura_json_get_u64(o, key, &v) ? 0 : v;
+	return v && !kura_json_u64(v, &x) ? x : 0;
 }
 
-static const char *elem_str(const struct kura_json *arr, size_t i)
+int cli_show(struct cli *c, struct kura_json *ans, const char *key, enum kura_json_type type,
+	     int (*human)(const struct kura_json *v))
+{
+	const struct kura_json *v = cli_need(ans, key, type);
+	int err = -EPROTO;
+
+	if (v)
+		err = (c->opts & OPT_JSON) ? cli_print_json(v, NULL) : human(v);
+	kura_json_free(ans);
+	return err;
+}
+
+const char *cli_str_at(const struct kura_json *arr, size_t i)
 {
 	const char *s = kura_json_str(kura_json_at(arr, i));
 
@@ -147,18 +180,18 @@ static const char *elem_str(const struct kura_json *arr, size_t i)
 
 char *cli_join(const struct kura_json *arr)
 {
-	size_t n = kura_json_len(arr), len = 2;
+	size_t n = arr ? kura_json_len(arr) : 0, len = 2;
 	char *out;
 
 	for (size_t i = 0; i < n; i++)
-		len += strlen(elem_str(arr, i)) + 2;
+		len += strlen(cli_str_at(arr, i)) + 2;
 	out = malloc(len);
 	if (!out)
 		return NULL;
 	strcpy(out, n ? "" : "-");
 	for (size_t i = 0; i < n; i++) {
 		strcat(out, i ? ", " : "");
-		strcat(out, elem_str(arr, i));
+		strcat(out, cli_str_at(arr, i));
 	}
 	return out;
 }
@@ -188,11 +221,13 @@ const char *cli_fmt_secs(uint64_t s, char *buf, size_t len)
 
 /* ---- tables ---- */
 
-void cli_table_init(struct cli_table *t, unsigned ncols)
+void cli_table_init(struct cli_table *t, unsigned ncols, const char *const *header)
 {
 	memset(t, 0, sizeof(*t));
 	assert(ncols >= 1 && ncols <= CLI_TABLE_COLS);
 	t->ncols = ncols;
+	for (unsigned i = 0; i < ncols; i++)
+		cli_table_add(t, "%s", header[i]);
 }
 
 void cli_table_add(struct cli_table *t, const char *fmt, ...)
