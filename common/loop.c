@@ -55,7 +55,9 @@ static void arm_eventfd(struct kura_loop *l)
 {
 	struct io_uring_sqe *sqe;
 
-	if (l->efd_armed || l->stop)
+	/* Stays armed after kura_loop_stop(): shutdown still turns the loop
+	 * and waits for workers' answers. */
+	if (l->efd_armed)
 		return;
 	l->efd_op.fn = efd_done;
 	sqe = kura_loop_sqe(l, &l->efd_op);
