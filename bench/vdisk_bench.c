@@ -246,7 +246,7 @@ static double median_ms(uint64_t *v, size_t n)
 static void bench_create(struct ctx *c)
 {
 	const char *names[2] = { "small", "huge" };
-	uint64_t snap_ns[2][7], clone_ns[2][7];
+	uint64_t snap_ns[2][15], clone_ns[2][15];
 	double sm[2], cm[2];
 
 	printf("\n== snapshot and clone creation (1 GiB written to each vdisk) ==\n");
@@ -258,21 +258,21 @@ static void bench_create(struct ctx *c)
 	free(a);
 	free(b);
 	for (int v = 0; v < 2; v++) {
-		for (int i = 0; i < 7; i++) {
+		for (int i = 0; i < 15; i++) {
 			snap_ns[v][i] = ctl(c, NULL, "{\"op\":\"snapshot\",\"name\":\"%s\",\"snap\":"
 					    "\"s%d\"}", names[v], i);
 			clone_ns[v][i] = ctl(c, NULL, "{\"op\":\"clone\",\"name\":\"%s\",\"snap\":"
 					     "\"s%d\",\"new\":\"%s-c%d\"}", names[v], i, names[v], i);
 		}
-		sm[v] = median_ms(snap_ns[v], 7);
-		cm[v] = median_ms(clone_ns[v], 7);
+		sm[v] = median_ms(snap_ns[v], 15);
+		cm[v] = median_ms(clone_ns[v], 15);
 	}
-	printf("%-28s %12s %12s %8s\n", "operation (median of 7)", "1 GiB vdisk", "1 TiB vdisk",
+	printf("%-28s %12s %12s %8s\n", "operation (median of 15)", "1 GiB vdisk", "1 TiB vdisk",
 	       "ratio");
 	printf("%-28s %9.2f ms %9.2f ms %8.2f\n", "snapshot", sm[0], sm[1], sm[1] / sm[0]);
 	printf("%-28s %9.2f ms %9.2f ms %8.2f\n", "clone (linked)", cm[0], cm[1], cm[1] / cm[0]);
 	for (int v = 0; v < 2; v++) {
-		for (int i = 0; i < 7; i++)
+		for (int i = 0; i < 15; i++)
 			ctl(c, NULL, "{\"op\":\"delete\",\"name\":\"%s-c%d\"}", names[v], i);
 		ctl(c, NULL, "{\"op\":\"delete\",\"name\":\"%s\"}", names[v]);
 	}
@@ -283,7 +283,7 @@ static void bench_create(struct ctx *c)
 
 static void bench_delete(struct ctx *c)
 {
-	static const unsigned mibs[] = { 16, 64, 256 };
+	static const unsigned mibs[] = { 16, 64, 256, 1024 };
 	uint64_t vsize[2] = { GIB, 1024 * GIB };
 
 	printf("\n== snapshot deletion (until its space is merged or freed) ==\n");
@@ -501,9 +501,11 @@ int main(int argc, char **argv)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "runtime", required_argument, NULL, 'r' },
 		{ "file-size", required_argument, NULL, 'f' },
+		{ "only", required_argument, NULL, 'o' },
 		{ 0 }
 	};
 	struct ctx c = { .runtime = 6, .file_size = GIB };
+	const char *only = "create,delete,depth,import";
 	int o;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -514,8 +516,10 @@ int main(int argc, char **argv)
 			if (kura_parse_size(optarg, &c.file_size) || c.file_size % MIB)
 				die("--file-size: a size in MiB, like 1G");
 			break;
+		case 'o': only = optarg; break;
 		default:
-			die("usage: kura-bench-vdisk --dir DIR [--runtime S] [--file-size SIZE]");
+			die("usage: kura-bench-vdisk --dir DIR [--runtime S] [--file-size SIZE] "
+			    "[--only create,delete,depth,import]");
 		}
 	}
 	if (!c.dir)
@@ -523,10 +527,14 @@ int main(int argc, char **argv)
 	mkdir(c.dir, 0755);
 	open_all(&c);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	bench_create(&c);
-	bench_delete(&c);
-	bench_depth(&c);
-	bench_import(&c);
+	if (strstr(only, "create"))
+		bench_create(&c);
+	if (strstr(only, "delete"))
+		bench_delete(&c);
+	if (strstr(only, "depth"))
+		bench_depth(&c);
+	if (strstr(only, "import"))
+		bench_import(&c);
 	kura_vd_engine_close(c.e);
 	kura_cat_close(c.cat);
 	kura_blk_store_close(c.s);

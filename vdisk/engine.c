@@ -477,7 +477,7 @@ int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **ou
 	e->loop = o->loop;
 	e->store = o->store;
 	e->cat = o->cat;
-	e->job_qd = o->job_qd ? o->job_qd : 4;
+	e->job_qd = o->job_qd ? o->job_qd : 8;
 	e->max_jobs = o->max_jobs ? o->max_jobs : 4;
 	e->no_resume = o->no_resume;
 	e->tree_gen = 1;

@@ -45,7 +45,7 @@ struct kura_vd_opts {
 	struct kura_loop *loop;
 	struct kura_blk_store *store;
 	struct kura_cat *cat;
-	unsigned job_qd;       /* extents in flight per job; 0: 4 */
+	unsigned job_qd;       /* extents in flight per job; 0: 8 */
 	unsigned max_jobs;     /* jobs running at once; 0: 4 */
 	int no_resume;         /* tests: leave jobs paused after open */
 };
