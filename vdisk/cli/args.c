@@ -81,7 +81,7 @@ int cli_parse_target(const char *arg, int need_snap, struct cli_target *t)
 	return 0;
 }
 
-int cli_abs_existing(const char *file, char **out)
+int cli_import_path(const char *file, char **out)
 {
 	*out = realpath(file, NULL);
 	if (*out)
@@ -89,12 +89,7 @@ int cli_abs_existing(const char *file, char **out)
 	return cli_fail(-errno, "cannot import '%s': %s", file, strerror(errno));
 }
 
-static int not_a_file(const char *file)
-{
-	return cli_fail(-EISDIR, "cannot export to '%s': give a file name, not a directory", file);
-}
-
-int cli_abs_new(const char *file, char **out)
+int cli_export_path(const char *file, char **out)
 {
 	char *d = strdup(file), *b = strdup(file), *dir = NULL;
 	const char *base;
@@ -107,7 +102,8 @@ int cli_abs_new(const char *file, char **out)
 	base = basename(b);
 	if (!*file || file[strlen(file) - 1] == '/' || !strcmp(base, ".") ||
 	    !strcmp(base, "..")) {
-		err = not_a_file(file);
+		err = cli_fail(-EISDIR, "cannot export to '%s': give a file name, not a directory",
+			       file);
 		goto out_free;
 	}
 	dir = realpath(dirname(d), NULL);

@@ -85,10 +85,11 @@ int cli_parse_size(const char *arg, uint64_t *out);
 int cli_parse_id(const char *arg, uint64_t *out);
 /* NAME or NAME@SNAP; need_snap makes @SNAP required. */
 int cli_parse_target(const char *arg, int need_snap, struct cli_target *t);
-/* An existing file as an absolute path (malloc'd). */
-int cli_abs_existing(const char *file, char **out);
-/* A file to be created: realpath of its directory plus its name (malloc'd). */
-int cli_abs_new(const char *file, char **out);
+/* blockd opens the file itself, from its own working directory, so paths
+ * go absolute (malloc'd into *out). Import: the file must exist here.
+ * Export: the realpath of its directory, plus its name. */
+int cli_import_path(const char *file, char **out);
+int cli_export_path(const char *file, char **out);
 
 /* ---- client.c: requests and answers ---- */
 /* Starts a request object {"op": op, ...}; add fields with kura_jw_*. */
@@ -100,6 +101,12 @@ int cli_call(struct cli *c, struct kura_jw *w, struct kura_json **ans);
 void cli_disconnect(struct cli *c);
 /* Adds "name" and, when t names a snapshot, "snap". */
 void cli_req_target(struct kura_jw *w, const struct cli_target *t);
+/* Requests with no other fields than op; op and a vdisk name (checked
+ * first); op and a NAME[@SNAP]. As cli_call. */
+int cli_call_op(struct cli *c, const char *op, struct kura_json **ans);
+int cli_call_name(struct cli *c, const char *op, const char *name, struct kura_json **ans);
+int cli_call_target(struct cli *c, const char *op, const struct cli_target *t,
+		    struct kura_json **ans);
 
 /* ---- print.c: output ---- */
 /* The value as indented JSON on stdout; skip names a member of a top-level

@@ -140,7 +140,9 @@ static int recv_line(struct cli *c, size_t *len)
 	ssize_t n;
 	int err;
 
-	while (!(nl = memchr(cn->buf + scanned, '\n', cn->len - scanned))) {
+	/* buf is NULL until the first read: memchr must not see it. */
+	while (!(nl = cn->len > scanned ? memchr(cn->buf + scanned, '\n', cn->len - scanned) :
+					  NULL)) {
 		scanned = cn->len;
 		if ((err = grow(c)) || (err = wait_readable(c)))
 			return err;
@@ -233,4 +235,35 @@ int cli_call(struct cli *c, struct kura_jw *w, struct kura_json **ans)
 out_free:
 	kura_jw_free(w);
 	return err;
+}
+
+int cli_call_op(struct cli *c, const char *op, struct kura_json **ans)
+{
+	struct kura_jw w;
+
+	cli_req(&w, op);
+	return cli_call(c, &w, ans);
+}
+
+int cli_call_name(struct cli *c, const char *op, const char *name, struct kura_json **ans)
+{
+	struct kura_jw w;
+	int err;
+
+	*ans = NULL;
+	if ((err = cli_check_name("vdisk", name)))
+		return err;
+	cli_req(&w, op);
+	kura_jw_str(&w, "name", name);
+	return cli_call(c, &w, ans);
+}
+
+int cli_call_target(struct cli *c, const char *op, const struct cli_target *t,
+		    struct kura_json **ans)
+{
+	struct kura_jw w;
+
+	cli_req(&w, op);
+	cli_req_target(&w, t);
+	return cli_call(c, &w, ans);
 }

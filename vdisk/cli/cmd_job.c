@@ -29,7 +29,7 @@ int cli_cmd_import(struct cli *c, int argc, char **argv)
 	int err;
 
 	(void)argc;
-	if ((err = cli_check_name("vdisk", argv[1])) || (err = cli_abs_existing(argv[0], &file)))
+	if ((err = cli_check_name("vdisk", argv[1])) || (err = cli_import_path(argv[0], &file)))
 		return err;
 	cli_req(&w, "import");
 	kura_jw_str(&w, "file", file);
@@ -45,7 +45,7 @@ int cli_cmd_export(struct cli *c, int argc, char **argv)
 	int err;
 
 	(void)argc;
-	if ((err = cli_parse_target(argv[0], 0, &t)) || (err = cli_abs_new(argv[1], &file)))
+	if ((err = cli_parse_target(argv[0], 0, &t)) || (err = cli_export_path(argv[1], &file)))
 		return err;
 	cli_req(&w, "export");
 	cli_req_target(&w, &t);
@@ -92,15 +92,11 @@ static int print_jobs(const struct kura_json *arr)
 int cli_cmd_jobs(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
-	int err;
+	int err = cli_call_op(c, "jobs", &ans);
 
 	(void)argc;
 	(void)argv;
-	cli_req(&w, "jobs");
-	if ((err = cli_call(c, &w, &ans)))
-		return err;
-	return cli_show(c, ans, "jobs", KURA_JSON_ARR, print_jobs);
+	return err ? err : cli_show(c, ans, "jobs", KURA_JSON_ARR, print_jobs);
 }
 
 static int print_job(const struct kura_json *j)
@@ -190,13 +186,11 @@ int cli_cmd_fsck(struct cli *c, int argc, char **argv)
 {
 	const struct kura_json *problems;
 	struct kura_json *ans;
-	struct kura_jw w;
 	int err, clean = 0;
 
 	(void)argc;
 	(void)argv;
-	cli_req(&w, "fsck");
-	if ((err = cli_call(c, &w, &ans)))
+	if ((err = cli_call_op(c, "fsck", &ans)))
 		return err;
 	if (kura_json_get_bool(ans, "clean", &clean))
 		err = cli_fail(-EPROTO, "blockd's fsck answer lacks the field \"clean\"");
@@ -215,14 +209,12 @@ int cli_cmd_fsck(struct cli *c, int argc, char **argv)
 int cli_cmd_version(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
 	int err;
 
 	(void)argc;
 	(void)argv;
 	printf("vdisk %s\n", CLI_VERSION);
-	cli_req(&w, "version");
-	if ((err = cli_call(c, &w, &ans)))
+	if ((err = cli_call_op(c, "version", &ans)))
 		return err;
 	printf("blockd %s (at %s)\n", cli_str(ans, "version"), c->socket);
 	kura_json_free(ans);

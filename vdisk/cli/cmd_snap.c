@@ -24,14 +24,9 @@ static int snap_op(struct cli *c, const char *op, const char *done, int argc, ch
 {
 	struct cli_target t;
 	struct kura_json *ans;
-	struct kura_jw w;
 	int err;
 
-	if ((err = name_and_snap(argc, argv, &t)))
-		return err;
-	cli_req(&w, op);
-	cli_req_target(&w, &t);
-	if ((err = cli_call(c, &w, &ans)))
+	if ((err = name_and_snap(argc, argv, &t)) || (err = cli_call_target(c, op, &t, &ans)))
 		return err;
 	printf("%s %s@%s\n", done, t.name, t.snap);
 	kura_json_free(ans);
@@ -76,17 +71,10 @@ static int print_snapshots(const struct kura_json *arr)
 int cli_cmd_snapshots(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
-	int err;
+	int err = cli_call_name(c, "snapshots", argv[0], &ans);
 
 	(void)argc;
-	if ((err = cli_check_name("vdisk", argv[0])))
-		return err;
-	cli_req(&w, "snapshots");
-	kura_jw_str(&w, "name", argv[0]);
-	if ((err = cli_call(c, &w, &ans)))
-		return err;
-	return cli_show(c, ans, "snapshots", KURA_JSON_ARR, print_snapshots);
+	return err ? err : cli_show(c, ans, "snapshots", KURA_JSON_ARR, print_snapshots);
 }
 
 int cli_cmd_clone(struct cli *c, int argc, char **argv)
@@ -118,15 +106,10 @@ int cli_cmd_clone(struct cli *c, int argc, char **argv)
 int cli_cmd_flatten(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
 	int err;
 
 	(void)argc;
-	if ((err = cli_check_name("vdisk", argv[0])))
-		return err;
-	cli_req(&w, "flatten");
-	kura_jw_str(&w, "name", argv[0]);
-	if ((err = cli_call(c, &w, &ans)))
+	if ((err = cli_call_name(c, "flatten", argv[0], &ans)))
 		return err;
 	err = cli_job_started(c, ans);
 	kura_json_free(ans);

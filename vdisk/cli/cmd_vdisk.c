@@ -6,21 +6,32 @@
 #include <errno.h>
 #include <stdlib.h>
 
+/* create and resize: NAME SIZE, checked here first. */
+static int call_sized(struct cli *c, const char *op, char **argv, int shrink, uint64_t *size,
+		      struct kura_json **ans)
+{
+	struct kura_jw w;
+	int err;
+
+	if ((err = cli_check_name("vdisk", argv[0])) || (err = cli_parse_size(argv[1], size)))
+		return err;
+	cli_req(&w, op);
+	kura_jw_str(&w, "name", argv[0]);
+	kura_jw_u64(&w, "size", *size);
+	if (shrink)
+		kura_jw_bool(&w, "shrink", 1);
+	return cli_call(c, &w, ans);
+}
+
 int cli_cmd_create(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
 	uint64_t size;
 	char b[32];
-	int err;
+	int err = call_sized(c, "create", argv, 0, &size, &ans);
 
 	(void)argc;
-	if ((err = cli_check_name("vdisk", argv[0])) || (err = cli_parse_size(argv[1], &size)))
-		return err;
-	cli_req(&w, "create");
-	kura_jw_str(&w, "name", argv[0]);
-	kura_jw_u64(&w, "size", size);
-	if ((err = cli_call(c, &w, &ans)))
+	if (err)
 		return err;
 	printf("created %s: %s, thin\n", argv[0], kura_fmt_size(size, b, sizeof(b)));
 	kura_json_free(ans);
@@ -68,23 +79,22 @@ static int print_vdisks(const struct kura_json *arr)
 int cli_cmd_list(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
-	int err;
+	int err = cli_call_op(c, "list", &ans);
 
 	(void)argc;
 	(void)argv;
-	cli_req(&w, "list");
-	if ((err = cli_call(c, &w, &ans)))
-		return err;
-	return cli_show(c, ans, "vdisks", KURA_JSON_ARR, print_vdisks);
+	return err ? err : cli_show(c, ans, "vdisks", KURA_JSON_ARR, print_vdisks);
 }
 
 static void kv_size(const char *key, uint64_t bytes)
 {
 	char b[32];
 
-	cli_kv(key, "%s (%llu bytes)", kura_fmt_size(bytes, b, sizeof(b)),
-	       (unsigned long long)bytes);
+	if (bytes < 1024)
+		cli_kv(key, "%s", kura_fmt_size(bytes, b, sizeof(b)));
+	else
+		cli_kv(key, "%s (%llu bytes)", kura_fmt_size(bytes, b, sizeof(b)),
+		       (unsigned long long)bytes);
 }
 
 static void kv_list(const char *key, const struct kura_json *o, const char *member)
@@ -127,15 +137,10 @@ int cli_cmd_info(struct cli *c, int argc, char **argv)
 {
 	struct cli_target t;
 	struct kura_json *ans;
-	struct kura_jw w;
 	int err;
 
 	(void)argc;
-	if ((err = cli_parse_target(argv[0], 0, &t)))
-		return err;
-	cli_req(&w, "info");
-	cli_req_target(&w, &t);
-	if ((err = cli_call(c, &w, &ans)))
+	if ((err = cli_parse_target(argv[0], 0, &t)) || (err = cli_call_target(c, "info", &t, &ans)))
 		return err;
 	if (t.snap[0])
 		return cli_show(c, ans, "snapshot", KURA_JSON_OBJ, print_snapshot);
@@ -145,20 +150,12 @@ int cli_cmd_info(struct cli *c, int argc, char **argv)
 int cli_cmd_resize(struct cli *c, int argc, char **argv)
 {
 	struct kura_json *ans;
-	struct kura_jw w;
 	uint64_t size;
 	char b[32];
-	int err;
+	int err = call_sized(c, "resize", argv, !!(c->opts & OPT_SHRINK), &size, &ans);
 
 	(void)argc;
-	if ((err = cli_check_name("vdisk", argv[0])) || (err = cli_parse_size(argv[1], &size)))
-		return err;
-	cli_req(&w, "resize");
-	kura_jw_str(&w, "name", argv[0]);
-	kura_jw_u64(&w, "size", size);
-	if (c->opts & OPT_SHRINK)
-		kura_jw_bool(&w, "shrink", 1);
-	if ((err = cli_call(c, &w, &ans)))
+	if (err)
 		return err;
 	printf("resized %s to %s\n", argv[0], kura_fmt_size(size, b, sizeof(b)));
 	kura_json_free(ans);
@@ -169,15 +166,11 @@ int cli_cmd_delete(struct cli *c, int argc, char **argv)
 {
 	struct cli_target t;
 	struct kura_json *ans;
-	struct kura_jw w;
 	int err;
 
 	(void)argc;
-	if ((err = cli_parse_target(argv[0], 0, &t)))
-		return err;
-	cli_req(&w, "delete");
-	cli_req_target(&w, &t);
-	if ((err = cli_call(c, &w, &ans)))
+	if ((err = cli_parse_target(argv[0], 0, &t)) ||
+	    (err = cli_call_target(c, "delete", &t, &ans)))
 		return err;
 	printf("deleted %s", argv[0]);
 	/* A snapshot others were cloned from is only hidden: say who holds it. */

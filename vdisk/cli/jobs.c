@@ -141,16 +141,6 @@ static int wait_loop(struct cli *c, struct waiting *wt)
 	}
 }
 
-/* Takes the SIGINT off the queue: unblocking it later would deliver it and
- * kill us before the exit status is set. */
-static void drain_signal(int fd)
-{
-	struct signalfd_siginfo si;
-
-	while (read(fd, &si, sizeof(si)) < 0 && errno == EINTR)
-		;
-}
-
 int cli_wait_job(struct cli *c, uint64_t id)
 {
 	struct waiting wt = { .id = id, .start_ns = kura_now_ns() };
@@ -168,16 +158,17 @@ int cli_wait_job(struct cli *c, uint64_t id)
 	}
 	err = wait_loop(c, &wt);
 	clear_bar(&wt);
-	if (err == CLI_E_INTR) {
-		drain_signal(c->intr_fd);
+	if (err == CLI_E_INTR)
 		cli_fail(err, "stopped waiting; job %llu keeps running (see: vdisk job show %llu; "
 			 "stop it with: vdisk job cancel %llu)", (unsigned long long)id,
 			 (unsigned long long)id, (unsigned long long)id);
-	}
 	close(c->intr_fd);
 	c->intr_fd = -1;
 out_mask:
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	/* After SIGINT we only exit: it stays blocked, so that a second one
+	 * (timeout(1) sends two) cannot kill us before the exit status. */
+	if (err != CLI_E_INTR)
+		sigprocmask(SIG_SETMASK, &old, NULL);
 	return err;
 }
 

@@ -25,14 +25,21 @@ static int is_help(const char *arg)
 	return !strcmp(arg, "--help") || !strcmp(arg, "-h");
 }
 
+/* The start of the one error line; stdout first, so that the two streams
+ * interleave in order on a terminal. */
+static void say(const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fputs("vdisk: ", stderr);
+	vfprintf(stderr, fmt, ap);
+}
+
 int cli_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fputs("vdisk: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
 	return err;
@@ -42,10 +49,8 @@ int cli_usage(struct cli *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	fflush(stdout);
-	fputs("vdisk: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
 	if (c->cmd)
 		fprintf(stderr, "; usage: vdisk %s%s%s\n", c->cmd->name, *c->cmd->args ? " " : "",
@@ -137,8 +142,8 @@ static int take_flag(struct cli *c, const char *arg)
 }
 
 /* Moves the command's positional arguments to the front of argv and takes
- * its options, wherever they stand; "--" ends the options. Returns the
- * number of positional arguments, 0 with *help set, or CLI_E_USAGE. */
+ * its options, wherever they stand; "--" ends the options. Returns how many
+ * positional arguments there are (*help is set by --help), or CLI_E_USAGE. */
 static int parse_cmd_args(struct cli *c, int argc, char **argv, int *help)
 {
 	int n = 0, dashdash = 0, err;

@@ -83,6 +83,7 @@ static void print_indented(const char *s, size_t len)
 			size_t j = i + 1;
 			while (j < len && s[j] != '"')
 				j += s[j] == '\\' ? 2 : 1;
+			j = KURA_MIN(j, len - 1);
 			fwrite(s + i, 1, j + 1 - i, stdout);
 			i = j;
 		} else if ((ch == '{' || ch == '[') && i + 1 < len &&
