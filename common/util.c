@@ -83,3 +83,16 @@ void *kura_aligned_alloc(size_t len)
 		memset(p, 0, KURA_ALIGN_UP(len ? len : 4096, 4096));
 	return p;
 }
+
+int kura_name_ok(const char *name, size_t n)
+{
+	if (n < 1 || n > 64 || name[0] == '.' || name[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}

@@ -19,6 +19,10 @@ int kura_parse_size(const char *s, uint64_t *out);
 /* Formats bytes as "8.0 GiB" into buf. */
 const char *kura_fmt_size(uint64_t bytes, char *buf, size_t len);
 
+/* Whether name[0..n) is a valid vdisk or snapshot name: 1 to 64 characters
+ * from A-Z a-z 0-9 . _ -, not starting with . or -. */
+int kura_name_ok(const char *name, size_t n);
+
 /* 4 KiB-aligned zeroed allocation for O_DIRECT buffers; NULL on ENOMEM. */
 void *kura_aligned_alloc(size_t len);
 /* The same, not zeroed: for buffers about to be filled whole. */

@@ -66,17 +66,7 @@ uint64_t vd_new_id(struct kura_vd_engine *e)
 
 int kura_vd_name_check(const char *name)
 {
-	size_t n = strlen(name);
-
-	if (!n || n > KURA_VD_NAME_MAX || name[0] == '.' || name[0] == '-')
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return -EINVAL;
-	}
-	return 0;
+	return kura_name_ok(name, strlen(name)) ? 0 : -EINVAL;
 }
 
 /* ---- chains ---- */

@@ -10,20 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int name_char_ok(char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '.' || ch == '_' || ch == '-';
-}
-
 /* name[0..n) need not end with NUL: NAME@SNAP is checked in place. */
 static int check_name_n(const char *what, const char *name, size_t n)
 {
-	int ok = n >= 1 && n <= CLI_NAME_MAX && name[0] != '.' && name[0] != '-';
-
-	for (size_t i = 0; ok && i < n; i++)
-		ok = name_char_ok(name[i]);
-	if (ok)
+	if (kura_name_ok(name, n))
 		return 0;
 	return cli_fail(-EINVAL, "invalid %s name '%.*s': use 1 to 64 characters from A-Z a-z "
 			"0-9 . _ -, not starting with . or -", what, (int)(n > 80 ? 80 : n), name);
