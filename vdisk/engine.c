@@ -282,6 +282,11 @@ void vd_layer_gc(struct kura_vd_engine *e, uint64_t id, struct kura_cat_txn *t)
 
 	if (!l || !l->hidden || l->job || l->top)
 		return;
+	/* A job still moving blocks into or out of it: that job's end runs
+	 * this again. */
+	for (j = e->jobs; j; j = j->next)
+		if (j->state == JOB_RUNNING && (j->dst == id || j->src == id))
+			return;
 	n = vd_children(e, id, &child);
 	if (n > 1)
 		return;

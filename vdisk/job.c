@@ -958,6 +958,9 @@ static void finish_merge(struct kura_vd_engine *e, struct vd_job *j, struct kura
 		kura_cat_txn_add(t, 'l', src->id, NULL);
 		vd_layer_unlink(e, src);
 	}
+	j->state = JOB_DONE; /* no longer blocks the collection of dst */
+	if (dst)
+		vd_layer_gc(e, dst->id, t);
 }
 
 /* flatten / clone: dst no longer needs its parent. */
@@ -971,7 +974,9 @@ static void finish_detach(struct kura_vd_engine *e, struct vd_job *j, struct kur
 	parent = dst->parent;
 	dst->parent = 0;
 	vd_txn_layer(t, dst);
+	j->state = JOB_DONE; /* no longer blocks the collection of dst */
 	vd_layer_gc(e, parent, t);
+	vd_layer_gc(e, dst->id, t);
 }
 
 static void finish_vdisk_ready(struct kura_vd_engine *e, struct vd_job *j,
@@ -1021,6 +1026,8 @@ static void finish_undo(struct kura_vd_engine *e, struct vd_job *j, struct kura_
 			vd_delete_vdisk(e, v, t, NULL);
 	} else if (j->type == JOB_EXPORT && j->file) {
 		unlink(j->file);
+	} else if (j->type == JOB_FLATTEN) {
+		vd_layer_gc(e, j->dst, t); /* it may have become hidden meanwhile */
 	}
 }
 

@@ -581,3 +581,35 @@ TEST(test_deep_chain_reads_stay_right_across_merges)
 	tvd_fsck_clean(&t);
 	tvd_close(&t);
 }
+
+/* A layer being merged into must not itself be merged away until that
+ * merge ends: deleting the next snapshot while the first merge runs. */
+TEST(test_delete_snapshot_while_merging_into_it)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	for (unsigned x = 0; x < 12; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB, 2, 10 + x) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
+	for (unsigned x = 0; x < 12; x += 3)
+		CHECK(tvd_write(&t, "a", x * EXTB + 1, 1, 100 + x) == 0);
+	snap(&t, "a", "s2");
+	CHECK(tvd_write(&t, "a", 0, 1, 7) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s1\"}") == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"b\"}") == 0);
+	/* s1's layer now merges into s2's; delete s2 before that ends */
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s2\"}") == 0);
+	tvd_jobs(&t);
+	tvd_fsck_clean(&t);
+	for (unsigned x = 0; x < 12; x++) {
+		expect1(&t, "a", NULL, x * EXTB, x ? 10 + x : 7);
+		expect1(&t, "a", NULL, x * EXTB + 1, x % 3 ? 10 + x : 100 + x);
+	}
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\"}"), 0);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 1);
+	CHECK_EQ(used_extents(&t), 12);
+	tvd_close(&t);
+}
