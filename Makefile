@@ -24,7 +24,8 @@ COMMON_SRC := $(wildcard common/*.c)
 METADATA_SRC := $(wildcard metadata/*.c)
 STORE_SRC := $(filter-out blockd/main.c,$(wildcard blockd/*.c))
 VDISK_SRC := $(wildcard vdisk/*.c)
-LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC) $(VDISK_SRC)
+ISCSI_SRC := $(wildcard iscsi-target/*.c)
+LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC) $(VDISK_SRC) $(ISCSI_SRC)
 OBJ := $(BUILD)/obj
 LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
 
@@ -37,7 +38,8 @@ UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
-	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/unit-tests $(BUILD)/vdisk
+	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
+	$(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -78,6 +80,9 @@ $(BUILD)/kura-ctlcheck: $(OBJ)/tests/integration/ctlcheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-iscsicheck: $(OBJ)/tests/integration/iscsicheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a

@@ -32,7 +32,8 @@ struct cconn {
 
 struct kura_ctl_server {
 	struct kura_loop *loop;
-	struct kura_vd_engine *e;
+	kura_ctl_fn fn;
+	void *ctx;
 	int lfd;
 	char path[108];
 	struct kura_op accept_op;
@@ -179,7 +180,7 @@ static void process(struct cconn *c)
 	c->busy = true;
 	kura_jw_init(&c->jw);
 	kura_jw_obj(&c->jw, NULL);
-	kura_vd_ctl(c->srv->e, c->req, &c->jw, ctl_done, c);
+	c->srv->fn(c->srv->ctx, c->req, &c->jw, ctl_done, c);
 }
 
 static void rx_done(struct kura_op *op, int res)
@@ -269,7 +270,7 @@ static void arm_accept(struct kura_ctl_server *srv)
 			     SOCK_CLOEXEC);
 }
 
-int kura_ctl_server_start(struct kura_loop *loop, struct kura_vd_engine *e, const char *path,
+int kura_ctl_server_start(struct kura_loop *loop, kura_ctl_fn fn, void *ctx, const char *path,
 			  int owned, struct kura_ctl_server **out, char *errbuf, size_t errlen)
 {
 	struct kura_ctl_server *srv;
@@ -283,7 +284,8 @@ int kura_ctl_server_start(struct kura_loop *loop, struct kura_vd_engine *e, cons
 		return -ENOMEM;
 	}
 	srv->loop = loop;
-	srv->e = e;
+	srv->fn = fn;
+	srv->ctx = ctx;
 	srv->lfd = fd;
 	snprintf(srv->path, sizeof(srv->path), "%s", path);
 	srv->accept_op.fn = accept_done;

@@ -7,6 +7,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "iscsi-target/target.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +34,8 @@ static const char usage[] =
 	"  --socket PATH         control socket, where the vdisk command connects\n"
 	"                        (default DIR/blockd.sock)\n"
 	"  --store-socket PATH   raw store protocol socket (default DIR/store.sock)\n"
+	"  --iscsi ADDR:PORT     serve every vdisk over iSCSI on this portal\n"
+	"                        (default " KURA_ISCSI_DEFAULT_PORTAL "; \"off\" serves none)\n"
 	"  --journal-size SIZE   journal on the first disk, for a new store\n"
 	"                        (default 1/16 of the disk, 16M to 256M)\n"
 	"  --crc-cache SIZE      memory for checksum pages (default 64M)\n"
@@ -45,6 +48,7 @@ static const char usage[] =
 struct args {
 	const char *data;
 	const char *socket, *store_socket;
+	const char *iscsi; /* NULL: the default portal */
 	struct kura_blk_disk_spec disks[MAX_DISKS];
 	char disk_paths[MAX_DISKS][PATH_MAX];
 	unsigned ndisks;
@@ -89,6 +93,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "disk", required_argument, NULL, 'k' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "store-socket", required_argument, NULL, 'S' },
+		{ "iscsi", required_argument, NULL, 'i' },
 		{ "journal-size", required_argument, NULL, 'j' },
 		{ "crc-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -104,6 +109,7 @@ static int parse(int argc, char **argv, struct args *a)
 		case 'd': a->data = optarg; break;
 		case 's': a->socket = optarg; break;
 		case 'S': a->store_socket = optarg; break;
+		case 'i': a->iscsi = optarg; break;
 		case 'k':
 			if ((err = parse_disk(a, optarg)))
 				return err;
@@ -176,6 +182,7 @@ struct node {
 	struct kura_blk_store *s;
 	struct kura_cat *cat;
 	struct kura_vd_engine *vd;
+	struct kura_iscsi *iscsi;
 	struct kura_server *srv;
 	struct kura_ctl_server *ctl;
 	char ctl_path[PATH_MAX];
@@ -185,6 +192,7 @@ static void node_stop(struct node *n)
 {
 	kura_ctl_server_stop(n->ctl);
 	kura_server_stop(n->srv);
+	kura_iscsi_stop(n->iscsi);
 	if (n->vd)
 		kura_vd_engine_close(n->vd);
 	if (n->cat)
@@ -192,6 +200,42 @@ static void node_stop(struct node *n)
 	if (n->s)
 		kura_blk_store_close(n->s);
 	kura_loop_destroy(n->loop);
+}
+
+/* Control requests: iscsi_* to the iSCSI target, the rest to the vdisk engine. */
+static void node_ctl(void *ctx, const struct kura_json *req, struct kura_jw *out,
+		     kura_vd_ctl_cb cb, void *arg)
+{
+	struct node *n = ctx;
+	const char *op = NULL;
+
+	if (!kura_json_get_str(req, "op", &op) && !strncmp(op, "iscsi_", 6))
+		kura_iscsi_ctl(n->iscsi, req, out, cb, arg);
+	else
+		kura_vd_ctl(n->vd, req, out, cb, arg);
+}
+
+static int start_iscsi(struct node *n, const struct args *a, char *errbuf, size_t errlen)
+{
+	struct kura_iscsi_opts io = { 0 };
+	int err;
+
+	io.loop = n->loop;
+	io.vd = n->vd;
+	io.cat = n->cat;
+	io.portal = a->iscsi ? a->iscsi : KURA_ISCSI_DEFAULT_PORTAL;
+	if (!strcmp(io.portal, "off"))
+		io.portal = NULL;
+	err = kura_iscsi_start(&io, &n->iscsi, errbuf, errlen);
+	if (err == -EADDRINUSE && !a->iscsi) {
+		/* The default portal is taken (another target on this host): the
+		 * node still serves everything else. */
+		kura_log(WARN, "%s; iSCSI is off (choose a portal with --iscsi ADDR:PORT)", errbuf);
+		errbuf[0] = '\0';
+		io.portal = NULL;
+		err = kura_iscsi_start(&io, &n->iscsi, errbuf, errlen);
+	}
+	return err;
 }
 
 static int node_start(struct node *n, const struct args *a, char *errbuf, size_t errlen)
@@ -222,6 +266,8 @@ static int node_start(struct node *n, const struct args *a, char *errbuf, size_t
 	vo.cat = n->cat;
 	if ((err = kura_vd_engine_open(&vo, &n->vd, errbuf, errlen)))
 		return err;
+	if ((err = start_iscsi(n, a, errbuf, errlen)))
+		return err;
 	if (a->store_socket)
 		snprintf(sock, sizeof(sock), "%s", a->store_socket);
 	else
@@ -233,7 +279,7 @@ static int node_start(struct node *n, const struct args *a, char *errbuf, size_t
 		snprintf(n->ctl_path, sizeof(n->ctl_path), "%s", a->socket);
 	else
 		snprintf(n->ctl_path, sizeof(n->ctl_path), "%s/blockd.sock", a->data);
-	return kura_ctl_server_start(n->loop, n->vd, n->ctl_path, !a->socket, &n->ctl, errbuf,
+	return kura_ctl_server_start(n->loop, node_ctl, n, n->ctl_path, !a->socket, &n->ctl, errbuf,
 				     errlen);
 }
 
@@ -271,9 +317,9 @@ int main(int argc, char **argv)
 	sig_arm(&sw);
 	for (unsigned i = 0; (p = kura_blk_disk_path(n.s, i, &size)); i++)
 		fprintf(stderr, "blockd: disk %u: %s (%s)\n", i, p, kura_fmt_size(size, sz, sizeof(sz)));
-	fprintf(stderr, "blockd: store %s ready; control socket unix:%s (pid %d); "
-		"stop with Ctrl-C or kill -TERM %d\n", a.data, n.ctl_path, (int)getpid(),
-		(int)getpid());
+	fprintf(stderr, "blockd: store %s ready; control socket unix:%s; iSCSI %s (pid %d); "
+		"stop with Ctrl-C or kill -TERM %d\n", a.data, n.ctl_path,
+		kura_iscsi_portal(n.iscsi), (int)getpid(), (int)getpid());
 	kura_loop_run(n.loop);
 	fprintf(stderr, "blockd: %s received; finishing in-flight I/O and checkpointing\n",
 		sw.signo == SIGINT ? "SIGINT" : "SIGTERM");

@@ -430,7 +430,8 @@ static int load_rec(void *arg, const struct kura_cat_rec *r)
 			err = vd_job_from_json(e, r->id, o);
 			break;
 		default:
-			err = -EINVAL;
+			/* Other kinds belong to other modules (frontends' settings). */
+			break;
 		}
 	}
 	if (!err || err == -ENOMEM)
@@ -520,4 +521,40 @@ void kura_vd_wait_jobs(struct kura_vd_engine *e)
 			return;
 		kura_loop_run_once(e->loop, 100000000ull);
 	}
+}
+
+int kura_vd_each(struct kura_vd_engine *e,
+		 int (*fn)(void *arg, const char *name, const char *snap, uint64_t uid, uint64_t size),
+		 void *arg)
+{
+	int err;
+
+	for (struct vd_vdisk *v = e->vdisks; v; v = v->next) {
+		if (v->state != VD_READY || v->deleting)
+			continue;
+		if ((err = fn(arg, v->name, NULL, v->id, v->size)))
+			return err;
+		for (struct vd_layer *l = e->layers; l; l = l->next)
+			if (l->vdisk == v->id && l->snap[0] && !l->hidden &&
+			    (err = fn(arg, v->name, l->snap, l->id, l->size)))
+				return err;
+	}
+	return 0;
+}
+
+int kura_vd_uid(struct kura_vd_engine *e, const char *name, const char *snap, uint64_t *uid)
+{
+	struct vd_vdisk *v = vd_find(e, name);
+	struct vd_layer *l;
+
+	if (!v || v->deleting)
+		return -ENOENT;
+	if (!snap) {
+		*uid = v->id;
+		return 0;
+	}
+	if (!(l = vd_snap_find(e, v, snap)))
+		return -ENOENT;
+	*uid = l->id;
+	return 0;
 }

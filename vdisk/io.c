@@ -693,3 +693,48 @@ uint64_t kura_vd_size(const struct kura_vd_handle *h)
 {
 	return h->snap_layer ? h->size : h->v->size;
 }
+
+uint64_t kura_vd_handle_uid(const struct kura_vd_handle *h)
+{
+	return h->snap_layer ? h->snap_layer : h->v->id;
+}
+
+int kura_vd_mapped(struct kura_vd_handle *h, uint64_t blk, uint64_t max, uint64_t *run)
+{
+	struct kura_vd_engine *e = h->e;
+	uint64_t nblk = kura_vd_size(h) / VD_BLK, b = blk, ext = UINT64_MAX;
+	struct kura_blk_bitmap bm;
+	struct vd_chain *c = &h->chain;
+	int state = -1, err;
+
+	if (blk >= nblk)
+		return -EINVAL;
+	if (!h->snap_layer && (err = vd_chain_get(e, h->v, &c)))
+		return err;
+	if (max > nblk - blk)
+		max = nblk - blk;
+	while (b < blk + max) {
+		uint64_t x = b / KURA_EXT_BLOCKS;
+		int st;
+
+		if (x != ext) {
+			vd_chain_present(e, c, x, &bm);
+			ext = x;
+			/* Whole extents in one state skip the per-block walk. */
+			if (state >= 0 && b % KURA_EXT_BLOCKS == 0 &&
+			    vd_bm_count(&bm) == (state ? KURA_EXT_BLOCKS : 0u) &&
+			    b + KURA_EXT_BLOCKS <= blk + max) {
+				b += KURA_EXT_BLOCKS;
+				continue;
+			}
+		}
+		st = vd_bm_test(&bm, (unsigned)(b % KURA_EXT_BLOCKS)) ? 1 : 0;
+		if (state < 0)
+			state = st;
+		else if (st != state)
+			break;
+		b++;
+	}
+	*run = b - blk;
+	return state;
+}

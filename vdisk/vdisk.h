@@ -66,6 +66,24 @@ int kura_vd_open(struct kura_vd_engine *e, const char *name, const char *snap,
 		 struct kura_vd_handle **out);
 void kura_vd_close(struct kura_vd_handle *h);
 uint64_t kura_vd_size(const struct kura_vd_handle *h);
+/* A stable id for what the handle reads: the vdisk's id, or the snapshot's
+ * layer id (frontends derive device identifiers from it). */
+uint64_t kura_vd_handle_uid(const struct kura_vd_handle *h);
+/* Synchronous, from memory: whether 4 KiB block `blk` of the handle holds
+ * data in any layer of its chain (1) or reads as zeros never written (0);
+ * *run receives how many blocks from blk (at most max) share that state.
+ * -EINVAL when blk is past the end. */
+int kura_vd_mapped(struct kura_vd_handle *h, uint64_t blk, uint64_t max, uint64_t *run);
+
+/* Walks every ready vdisk (snap NULL) and each of its snapshots, in catalog
+ * order; fn's non-zero return stops the walk and is returned. For frontends
+ * listing what they can export. */
+int kura_vd_each(struct kura_vd_engine *e,
+		 int (*fn)(void *arg, const char *name, const char *snap, uint64_t uid, uint64_t size),
+		 void *arg);
+/* The id of vdisk `name` (snap NULL) or of its snapshot: what
+ * kura_vd_handle_uid would give. -ENOENT when absent. */
+int kura_vd_uid(struct kura_vd_engine *e, const char *name, const char *snap, uint64_t *uid);
 
 /* off and len multiples of 4 KiB; buf 4 KiB aligned. */
 int kura_vd_read(struct kura_vd_handle *h, uint64_t off, uint64_t len, void *buf,

@@ -19,6 +19,8 @@ head -c 4096 /dev/urandom > "$WORK/junk.img"; truncate -s 64M "$WORK/junk.img"
 cp "$WORK/junk.img" "$WORK/junk.orig"
 expect_fail "disk with other data" "not kura's" "$B" --data "$WORK/d2" --disk "$WORK/junk.img"
 cmp -s "$WORK/junk.img" "$WORK/junk.orig" || fail "foreign disk was modified"
+expect_fail "bad iSCSI portal" "bad iSCSI portal 'nowhere'" "$B" --data "$WORK/d3" --iscsi nowhere
+expect_fail "iSCSI portal port 0" "bad iSCSI portal" "$B" --data "$WORK/d4" --iscsi 127.0.0.1:0
 
 # a running store: its dir and its disk are refused to a second blockd
 "$B" --data "$WORK/s1" --disk "$WORK/s1.img,size=64M" --journal-size 16M 2>"$WORK/s1.log" &
