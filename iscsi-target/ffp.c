@@ -317,9 +317,22 @@ static bool write_data_done(struct itask *t)
 	return !(t->bhs[1] & ISCSI_F_WRITE) || t->got >= t->edtl;
 }
 
+/* Ends a write whose data came out of sequence: ABORTED COMMAND, DATA PHASE ERROR. */
+static void task_fail_data(struct itask *t)
+{
+	kura_scsi_set_sense(&t->cmd, 0x0b, 0x4b, 0x00);
+	t->state = T_DONE;
+	send_status(t);
+	iscsi_task_put(t);
+}
+
 /* The command's CmdSN has come: it runs now or once its data is in. */
 static void deliver(struct iconn *c, struct itask *t)
 {
+	if (t->data_err && !t->aborted) {
+		task_fail_data(t);
+		return;
+	}
 	if (t->aborted) {
 		t->state = T_DATA_OUT; /* no longer holds a CmdSN slot */
 		task_drop(t);
@@ -415,7 +428,7 @@ static void data_out_header(struct iconn *c)
 	uint32_t end;
 	bool ok;
 
-	if (!t || t->state == T_EXEC || t->state == T_DONE || !t->buf) {
+	if (!t || t->state == T_EXEC || t->state == T_DONE || !t->buf || t->data_err) {
 		c->ddiscard = true; /* for a task that ended or was aborted */
 		return;
 	}
@@ -424,12 +437,15 @@ static void data_out_header(struct iconn *c)
 	     iscsi_datasn(h) == t->datasn_expect &&
 	     (ttt == ISCSI_RSVD_TAG || (ttt - t->ttt_base < t->r2tsn && t->r2t_out));
 	if (!ok) {
-		/* A sequence error: at ErrorRecoveryLevel 0 the connection ends. */
-		char why[160];
-
-		snprintf(why, sizeof(why), "Data-Out out of sequence for task 0x%x (offset %u, "
-			 "%u bytes, DataSN %u, TTT 0x%x)", t->itt, off, dlen, iscsi_datasn(h), ttt);
-		iscsi_conn_close(c, why);
+		/* A sequence error: the PDU is rejected and its command fails
+		 * (closing the connection would only make the initiator retry it). */
+		iscsi_conn_warn(c, "Data-Out out of sequence for task 0x%x (offset %u, %u bytes, "
+				"DataSN %u, TTT 0x%x); the command fails", t->itt, off, dlen,
+				iscsi_datasn(h), ttt);
+		reject_data(c, ISCSI_REJECT_PROTOCOL);
+		t->data_err = true;
+		if (t->state == T_DATA_OUT)
+			task_fail_data(t);
 		return;
 	}
 	c->dst = t->buf + off;

@@ -78,6 +78,7 @@ struct itask {
 	bool aborted;               /* by task management: no response is sent */
 	bool in_lu;                 /* kura_scsi_exec called, done not yet run */
 	bool kind_pdu;              /* a non-SCSI PDU waiting for its CmdSN (data in buf) */
+	bool data_err;              /* a Data-Out out of sequence: the command fails */
 	unsigned refs;              /* tx items pointing into it, plus one while live */
 	uint32_t edtl;
 	uint8_t *buf;               /* Data-Out, edtl bytes, 4 KiB aligned */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define CHUNK (1u << 20)
-#define MAX_UNMAP_LBAS (1u << 23) /* 4 GiB */
+#define MAX_UNMAP_LBAS (1u << 20) /* 512 MiB */
 #define MAX_UNMAP_DESC 256u
 #define MAX_WS_LBAS (KURA_SCSI_MAX_XFER / KURA_SCSI_LBS)
 #define MAX_CAW_BLOCKS 8u
@@ -151,35 +151,27 @@ static void do_read(struct kura_scsi_cmd *cmd)
 	chunked(cmd, false, r.lba * KURA_SCSI_LBS, want, d, KURA_IO_GUEST, rw_done);
 }
 
-/* Writes need exactly the data the CDB names; otherwise (a residual) the
- * command is refused before anything is written. */
-static bool write_data_ok(struct kura_scsi_cmd *cmd, uint32_t want)
-{
-	uint32_t got;
-
-	scsi_dout(cmd, want, &got);
-	if (cmd->edtl == want && got == want)
-		return true;
-	scsi_check(cmd, SK_ILLEGAL_REQUEST, 0x0e, 0x03); /* INVALID FIELD IN COMMAND INFORMATION UNIT */
-	return false;
-}
-
+/* A write whose Expected Data Transfer Length differs from what the CDB
+ * names transfers the smaller of the two (SAM-5 5.4.3; iSCSI residuals):
+ * the blocks past it are left as they were. */
 static void do_write(struct kura_scsi_cmd *cmd)
 {
 	struct rw r;
-	uint32_t want;
+	uint32_t want, got, n;
 
 	parse_rw(cmd->cdb, &r);
 	if (!rw_ok(cmd, &r, true))
 		return;
 	want = r.n * KURA_SCSI_LBS;
-	if (!write_data_ok(cmd, want))
-		return;
-	if (!r.n) {
+	scsi_dout(cmd, want, &got);
+	n = want < cmd->edtl ? want : cmd->edtl;
+	if (n > got)
+		n = got;
+	if (!n) {
 		scsi_good(cmd);
 		return;
 	}
-	chunked(cmd, true, r.lba * KURA_SCSI_LBS, want, cmd->dout, KURA_IO_GUEST, rw_done);
+	chunked(cmd, true, r.lba * KURA_SCSI_LBS, n, cmd->dout, KURA_IO_GUEST, rw_done);
 }
 
 /* ---- VERIFY: read back and compare when BYTCHK asks ---- */
@@ -282,7 +274,9 @@ static void read_capacity16(struct kura_scsi_cmd *cmd)
 		uint8_t t[32] = {0};
 		scsi_put64(t, lu->nblocks - 1);
 		scsi_put32(t + 8, KURA_SCSI_LBS);
-		t[13] = 3;    /* 8 logical blocks per physical block */
+		/* LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT stays 0: 4 KiB alignment is
+		 * advertised as OPTIMAL TRANSFER LENGTH GRANULARITY instead, and any
+		 * 512-byte write is exact (read-modify-write below the LU). */
 		t[14] = 0xc0; /* LBPME, LBPRZ */
 		memcpy(d, t, alloc < 32 ? alloc : 32);
 	}

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_UNMAP_LBAS (1u << 23)     /* 4 GiB per UNMAP */
+#define MAX_UNMAP_LBAS (1u << 20)     /* 512 MiB per UNMAP */
 #define MAX_UNMAP_DESC 256u
 #define MAX_WS_LBAS (KURA_SCSI_MAX_XFER / KURA_SCSI_LBS)
 #define MAX_CAW_BLOCKS 8u
