@@ -38,7 +38,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
-	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
+	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck \
 	$(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help

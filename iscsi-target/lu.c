@@ -761,5 +761,6 @@ void kura_scsi_lu_reset(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *b
 	for (struct kura_scsi_cmd *c = lu->cmds; c; c = c->lu_next)
 		c->aborted = true;
 	lu->reserve6_nexus = 0;
-	scsi_ua_all(lu, by ? by->id : 0, 0x29, 0x03); /* BUS DEVICE RESET FUNCTION OCCURRED */
+	(void)by; /* every nexus hears of it, the one that asked included */
+	scsi_ua_all(lu, 0, 0x29, 0x03); /* BUS DEVICE RESET FUNCTION OCCURRED */
 }

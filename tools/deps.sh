@@ -3,6 +3,9 @@
 # Does nothing when they are all present; needs root (or sudo) otherwise.
 set -e
 PKGS="build-essential pkg-config liburing-dev libisal-dev librocksdb-dev uuid-dev libzstd-dev fio"
+# The iSCSI target's judges and clients: tgt (reference target), libiscsi's
+# tools (iscsi-test-cu, iscsi-perf), qemu-img / qemu-nbd with the iSCSI driver.
+PKGS="$PKGS tgt libiscsi-bin qemu-utils qemu-block-extra"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
