@@ -748,11 +748,11 @@ int kura_iscsi_login_step(struct kura_iscsi_login *l, const uint8_t *bhs, const 
 	if (!st && (transit || csg == 1)) {
 		bool authed = l->auth.user[0] ? l->sec == SEC_DONE : true;
 		if (!authed && (csg == 1 || transit)) {
-			if (csg == 1 || l->sec != SEC_CHALLENGED) {
+			if (csg == 1 || !l->auth_chap) {
 				why = "the target requires CHAP and the initiator skipped it";
 				st = ST_AUTH_FAIL;
 			} else {
-				transit = false; /* answer the challenge first */
+				transit = false; /* CHAP agreed: the exchange comes first */
 			}
 		}
 	}

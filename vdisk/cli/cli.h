@@ -38,6 +38,8 @@ enum {
 	OPT_WAIT = 1u << 1,
 	OPT_FULL = 1u << 2,
 	OPT_SHRINK = 1u << 3,
+	OPT_MUTUAL = 1u << 4,
+	OPT_CLEAR = 1u << 5,
 };
 
 struct cli;
@@ -185,5 +187,9 @@ int cli_cmd_job_show(struct cli *c, int argc, char **argv);
 int cli_cmd_job_cancel(struct cli *c, int argc, char **argv);
 int cli_cmd_fsck(struct cli *c, int argc, char **argv);
 int cli_cmd_version(struct cli *c, int argc, char **argv);
+int cli_cmd_iscsi_list(struct cli *c, int argc, char **argv);
+int cli_cmd_iscsi_show(struct cli *c, int argc, char **argv);
+int cli_cmd_iscsi_acl(struct cli *c, int argc, char **argv);
+int cli_cmd_iscsi_chap(struct cli *c, int argc, char **argv);
 
 #endif

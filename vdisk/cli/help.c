@@ -94,6 +94,30 @@ const struct cli_cmd cli_cmds[] = {
 	  "does not know: leaked space). Only reads. Exits 0 when clean, 1 after printing\n"
 	  "the problems when it found any.\n" JSON_RULE,
 	  OPT_JSON, 0, 0, cli_cmd_fsck },
+	{ "iscsi list", "[--json]", "list the iSCSI targets",
+	  "Lists the iSCSI targets blockd serves: one per vdisk (read-write) and one per\n"
+	  "snapshot (read-only), with logged-in sessions, ACL size and CHAP mode, and\n"
+	  "the portal (or that iSCSI is off).\n" JSON_RULE,
+	  OPT_JSON, 0, 0, cli_cmd_iscsi_list },
+	{ "iscsi show", "NAME[@SNAP] [--json]", "show a target's access and sessions",
+	  "Shows the target of vdisk NAME (or of snapshot NAME@SNAP): its iSCSI name,\n"
+	  "the portal, who may log in (an empty ACL means any initiator that reaches\n"
+	  "the portal), the CHAP user names (never the secrets) and the sessions.\n" JSON_RULE,
+	  OPT_JSON, 1, 1, cli_cmd_iscsi_show },
+	{ "iscsi acl", "NAME[@SNAP] add|remove IQN", "allow or disallow an initiator",
+	  "Adds initiator IQN to the target's ACL, or removes it. With an empty ACL any\n"
+	  "initiator may log in; with names on it, only those. Changes apply to the next\n"
+	  "login. IQN: iqn.YYYY-MM.reverse.domain[:name], eui.<16 hex> or naa.<hex>,\n"
+	  "in lower case.\n",
+	  0, 3, 3, cli_cmd_iscsi_acl },
+	{ "iscsi chap", "NAME[@SNAP] USER SECRET [--mutual USER SECRET] | --clear",
+	  "set or clear CHAP for a target",
+	  "Requires CHAP of initiators logging in to the target: USER and SECRET are\n"
+	  "what the initiator must present. With --mutual, the target proves itself to\n"
+	  "initiators that ask, with the second USER and SECRET. --clear removes CHAP.\n"
+	  "Secrets are 12 to 255 characters; a SECRET given as - is read from standard\n"
+	  "input (one line), so it does not show in the process list.\n",
+	  OPT_MUTUAL | OPT_CLEAR, 1, 5, cli_cmd_iscsi_chap },
 	{ "version", "", "print vdisk's and blockd's versions",
 	  "Prints the version of this vdisk command, then asks blockd for its own.\n",
 	  0, 0, 0, cli_cmd_version },

@@ -18,6 +18,8 @@ static const struct {
 	{ "--wait", OPT_WAIT },
 	{ "--full", OPT_FULL },
 	{ "--shrink", OPT_SHRINK },
+	{ "--mutual", OPT_MUTUAL },
+	{ "--clear", OPT_CLEAR },
 };
 
 static int is_help(const char *arg)
