@@ -38,7 +38,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
-	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck \
+	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
 	$(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
@@ -51,6 +51,7 @@ help:
 	@echo "make bench      the store against fio, vdisk operations against cp"
 	@echo "make deps       install the Debian packages kura needs"
 	@echo "make SAN=1      build with AddressSanitizer and UBSan"
+	@echo "make fuzz       fuzz the iSCSI PDU checks, login, text keys and CHAP (clang libFuzzer) for FUZZ_SECONDS (600)"
 	@echo "make install PREFIX=DIR"
 
 $(OBJ)/%.o: %.c
@@ -90,6 +91,26 @@ $(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a
 
 $(BUILD)/kura-bench-vdisk: $(OBJ)/bench/vdisk_bench.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# make fuzz: libFuzzer with ASan and UBSan over the bytes an initiator sends
+# (iSCSI header checks, login, text keys, CHAP), built from just those
+# sources, run for FUZZ_SECONDS on a fresh copy of the seed corpus; crashes
+# land in $(BUILD)/fuzz/crashes/.
+FUZZ_SECONDS ?= 600
+FUZZ_CC ?= clang
+FUZZ_SRC := iscsi-target/pdu.c iscsi-target/login.c iscsi-target/text.c iscsi-target/chap.c \
+	iscsi-target/hash.c iscsi-target/fuzz/fuzz_iscsi.c
+.PHONY: fuzz
+fuzz: $(BUILD)/fuzz/fuzz_iscsi
+	@rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/crashes
+	cp iscsi-target/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	$(BUILD)/fuzz/fuzz_iscsi -max_total_time=$(FUZZ_SECONDS) -max_len=81920 -timeout=10 \
+		-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/ $(BUILD)/fuzz/corpus
+
+$(BUILD)/fuzz/fuzz_iscsi: $(FUZZ_SRC) $(wildcard iscsi-target/*.h) common/util.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -Wall -Wextra -Werror \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $(FUZZ_SRC)
 
 deps:
 	@sh tools/deps.sh

@@ -12,3 +12,4 @@ trap 'rm -rf "$DIR"' EXIT
 "$BUILD/kura-bench-store" --dir "$DIR/store" --size "${BENCH_SIZE:-1G}" --runtime "${BENCH_RUNTIME:-6}"
 rm -rf "$DIR/store"
 "$BUILD/kura-bench-vdisk" --dir "$DIR/vdisk" --runtime "${BENCH_RUNTIME:-6}" --file-size "${BENCH_FILE:-1G}"
+sh "$(dirname "$0")/iscsi_bench.sh" "$BUILD"

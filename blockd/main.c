@@ -109,7 +109,12 @@ static int parse(int argc, char **argv, struct args *a)
 		case 'd': a->data = optarg; break;
 		case 's': a->socket = optarg; break;
 		case 'S': a->store_socket = optarg; break;
-		case 'i': a->iscsi = optarg; break;
+		case 'i':
+			a->iscsi = optarg;
+			if (strcmp(optarg, "off") && !kura_iscsi_portal_ok(optarg))
+				return fail("bad iSCSI portal '%s': use ADDR:PORT, e.g. "
+					    KURA_ISCSI_DEFAULT_PORTAL ", or off", optarg);
+			break;
 		case 'k':
 			if ((err = parse_disk(a, optarg)))
 				return err;

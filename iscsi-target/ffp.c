@@ -601,7 +601,7 @@ static void tmf_pdu(struct iconn *c)
 	c->in_lu++; /* keeps the connection until the answer */
 	if (c->type != KURA_ISCSI_NORMAL) {
 		m->response = 0xff;
-	} else if ((fn == 1 || fn == 2 || fn == 3 || fn == 5) && lun != 0) {
+	} else if ((fn == 1 || fn == 2 || fn == 4 || fn == 5) && lun != 0) {
 		m->response = 2; /* LUN does not exist */
 	} else {
 		switch (fn) {
@@ -614,7 +614,7 @@ static void tmf_pdu(struct iconn *c)
 			tmf_abort(m, t);
 			break;
 		case 2: /* ABORT TASK SET */
-		case 3: /* CLEAR TASK SET */
+		case 4: /* CLEAR TASK SET */
 			for (t = c->tasks; t; t = n) {
 				n = t->next;
 				tmf_abort(m, t);

@@ -90,8 +90,11 @@ void kura_iscsi_login_free(struct kura_iscsi_login *l);
  *   0  more login PDUs expected;
  *   1  login complete: the response moves to full feature phase; the
  *      results below are final;
- *  -EACCES / -ENOENT / -EPROTO / -EINVAL  login failed: rsp carries the
- *      status class and detail to send; then close the connection. */
+ *  < 0 login failed (-EACCES authentication or authorization, -ENOENT no
+ *      such target, -EAGAIN target not ready, -EIO target error, -ENOMEM,
+ *      -EPROTO anything else): rsp carries the status class and detail to send, with no
+ *      data; then close the connection. Every failure is logged once
+ *      through ops->log_refusal. */
 int kura_iscsi_login_step(struct kura_iscsi_login *l, const uint8_t *bhs, const uint8_t *data,
 			  uint32_t dlen, uint8_t *rsp, uint8_t **rsp_data, uint32_t *rsp_dlen);
 
@@ -115,7 +118,11 @@ const struct kura_iscsi_login_result *kura_iscsi_login_result(const struct kura_
  * answers SendTargets (discovery sessions and normal sessions alike) and
  * renegotiable keys (MaxRecvDataSegmentLength; others are Irrelevant or
  * Reject per RFC), NotUnderstood for unknown keys. Same return and response
- * rules as login_step (0 = answer sent, more may come; < 0 = send rsp, close).
+ * rules as login_step (0 = send rsp, more may come; < 0 = send rsp, close;
+ * only -ENOMEM closes). A request that cannot be taken (a TTT we never
+ * issued, text that is malformed, too long or repeats a key) makes rsp a
+ * Reject PDU (opcode 0x3f, reason Invalid PDU field or Protocol Error, the
+ * rejected header as its data) and returns 0: the connection stays.
  * params is updated in place. The caller fills StatSN, ExpCmdSN, MaxCmdSN;
  * TTT handling for continued responses is done here. */
 struct kura_iscsi_text;
@@ -129,9 +136,11 @@ int kura_iscsi_text_step(struct kura_iscsi_text *t, struct kura_iscsi_params *pa
 
 /* Text keys (exposed for tests and the fuzz target): splits a data segment
  * into key=value pairs. Each pair is NUL-terminated; a segment that does not
- * end in NUL, a pair without '=', a key over 63 bytes or a value over 8192
- * bytes (RFC limits) is -EINVAL. fn is called per pair; a non-zero return
- * stops the walk and is returned. */
+ * end in NUL, a pair without '=', a key that is empty, over 63 bytes or holds
+ * a character other than letters, digits and . - + @ _ #, or a value over 255
+ * bytes (8192 for CHAP_C and CHAP_R) is -EINVAL (RFC 7143 6.1). Empty
+ * entries (padding NULs) are skipped. fn is called per pair; a non-zero
+ * return stops the walk and is returned. */
 int kura_iscsi_text_parse(const uint8_t *data, uint32_t dlen,
 			  int (*fn)(void *arg, const char *key, const char *val), void *arg);
 

@@ -1,5 +1,6 @@
 /* The SCSI LU core: dispatch, completion, unit attentions, range locks,
- * sense data, Data-In/Data-Out residuals (see scsi.h and scsi_int.h). */
+ * sense data, Data-In/Data-Out residuals and medium I/O in bytes over a
+ * 4 KiB backend (see scsi.h and scsi_int.h). */
 #include "iscsi-target/scsi_int.h"
 
 #include "common/util.h"
@@ -12,7 +13,12 @@
 _Static_assert(sizeof(struct scsi_cstate) <= sizeof(((struct kura_scsi_cmd *)0)->lu_priv),
 	       "command scratch must fit in lu_priv");
 
+#define PBS KURA_SCSI_PBS
 #define UA_MAX 8
+
+/* The company id in the NAA designator: an IEEE OUI-shaped value fixed for
+ * kura (24 bits), followed in the designator by the LU's uid. */
+#define KURA_NAA_COMPANY 0x6b7572u /* "kur" */
 
 struct scsi_ua {
 	uint64_t nexus;
@@ -24,11 +30,11 @@ struct scsi_ua {
 
 struct scsi_lock {
 	uint64_t off, end;
-	bool excl, granted;
+	bool excl, granted, cancelled;
 	void (*granted_fn)(void *arg);
 	void *arg;
+	const void *owner; /* the command it waits for: aborting that ends the wait */
 	struct kura_op op;
-	struct kura_scsi_lu *lu;
 	struct scsi_lock *next;
 };
 
@@ -36,25 +42,27 @@ struct scsi_lock {
 
 int kura_scsi_lu_create(const struct kura_scsi_lu_opts *o, struct kura_scsi_lu **out)
 {
-	struct kura_scsi_lu *lu = calloc(1, sizeof(*lu));
+	struct kura_scsi_lu *lu;
 	int err;
 
-	if (!lu)
+	if (!o->loop || !o->ops || o->size % PBS)
+		return -EINVAL;
+	if (!(lu = calloc(1, sizeof(*lu))))
 		return -ENOMEM;
 	lu->o = *o;
 	snprintf(lu->name, sizeof(lu->name), "%s", o->name ? o->name : "");
 	lu->o.name = lu->name;
-	lu->o.pr_state = NULL;
+	lu->o.pr_state = NULL; /* the caller's string: not ours to keep */
 	lu->nblocks = o->size / KURA_SCSI_LBS;
-	/* NAA 6 (IEEE registered extended): a fixed kura prefix, then the uid
-	 * (unique per vdisk and snapshot, never reused), so the id is stable
-	 * across restarts and distinct between LUs. */
-	lu->naa[0] = 0x66;
-	lu->naa[1] = 0xb7;
-	lu->naa[2] = 0x57;
-	lu->naa[3] = 0x20;
+	/* NAA 6 (IEEE registered extended): kura's company id, then the uid in
+	 * the vendor-specific part. The uid is unique per vdisk and snapshot and
+	 * never reused, so the designator is stable across restarts and
+	 * distinct between LUs, as multipath and VMFS require. */
+	lu->naa[0] = 0x60 | (uint8_t)(KURA_NAA_COMPANY >> 20);
+	lu->naa[1] = (uint8_t)(KURA_NAA_COMPANY >> 12);
+	lu->naa[2] = (uint8_t)(KURA_NAA_COMPANY >> 4);
+	lu->naa[3] = (uint8_t)(KURA_NAA_COMPANY << 4);
 	scsi_put64(lu->naa + 8, o->uid);
-	lu->wce = false;
 	if ((err = scsi_pr_init(lu, o->pr_state))) {
 		free(lu);
 		return err;
@@ -100,8 +108,15 @@ static void ua_push(struct scsi_ua *u, uint8_t asc, uint8_t ascq)
 		if (u->q[i] == v)
 			return;
 	if (u->n == UA_MAX)
-		return;
+		return; /* the oldest ones are reported; an initiator re-reads state on any UA */
 	u->q[u->n++] = v;
+}
+
+static void ua_take(struct scsi_ua *u, uint8_t *asc, uint8_t *ascq)
+{
+	*asc = (uint8_t)(u->q[0] >> 8);
+	*ascq = (uint8_t)u->q[0];
+	memmove(u->q, u->q + 1, (--u->n) * sizeof(u->q[0]));
 }
 
 void kura_scsi_nexus_new(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *n)
@@ -135,7 +150,7 @@ void kura_scsi_nexus_gone(struct kura_scsi_lu *lu, const struct kura_scsi_nexus 
 void scsi_ua_all(struct kura_scsi_lu *lu, uint64_t except, uint8_t asc, uint8_t ascq)
 {
 	for (struct scsi_ua *u = lu->uas; u; u = u->next)
-		if (u->nexus != except)
+		if (u->nexus != except || !except)
 			ua_push(u, asc, ascq);
 }
 
@@ -144,6 +159,16 @@ void scsi_ua_iport(struct kura_scsi_lu *lu, const char *iport, uint8_t asc, uint
 	for (struct scsi_ua *u = lu->uas; u; u = u->next)
 		if (!strcmp(u->iport, iport))
 			ua_push(u, asc, ascq);
+}
+
+bool scsi_ua_pop(struct kura_scsi_lu *lu, uint64_t nexus, uint8_t *asc, uint8_t *ascq)
+{
+	struct scsi_ua *u = ua_of(lu, nexus);
+
+	if (!u || !u->n)
+		return false;
+	ua_take(u, asc, ascq);
+	return true;
 }
 
 void kura_scsi_lu_resized(struct kura_scsi_lu *lu, uint64_t size)
@@ -158,9 +183,9 @@ void kura_scsi_lu_resized(struct kura_scsi_lu *lu, uint64_t size)
 static void sense_fixed(struct kura_scsi_cmd *cmd, uint8_t key, uint8_t asc, uint8_t ascq)
 {
 	memset(cmd->sense, 0, sizeof(cmd->sense));
-	cmd->sense[0] = 0x70;
+	cmd->sense[0] = 0x70; /* current error, fixed format */
 	cmd->sense[2] = key;
-	cmd->sense[7] = 10;
+	cmd->sense[7] = 10;   /* additional sense length: 18 bytes in all */
 	cmd->sense[12] = asc;
 	cmd->sense[13] = ascq;
 	cmd->sense_len = 18;
@@ -172,14 +197,15 @@ void kura_scsi_set_sense(struct kura_scsi_cmd *cmd, uint8_t key, uint8_t asc, ui
 	sense_fixed(cmd, key, asc, ascq);
 }
 
-static void complete_now(struct kura_op *op, int res)
+static struct kura_scsi_cmd *cmd_of_cs(struct scsi_cstate *cs)
 {
-	struct scsi_cstate *cs = KURA_CONTAINER_OF(op, struct scsi_cstate, op);
-	struct kura_scsi_cmd *cmd = (struct kura_scsi_cmd *)(void *)((char *)cs -
-		offsetof(struct kura_scsi_cmd, lu_priv));
+	return (struct kura_scsi_cmd *)(void *)((char *)cs - offsetof(struct kura_scsi_cmd, lu_priv));
+}
+
+static void cmd_unlink(struct kura_scsi_cmd *cmd)
+{
 	struct kura_scsi_lu *lu = cmd->lu;
 
-	(void)res;
 	if (cmd->lu_prev)
 		cmd->lu_prev->lu_next = cmd->lu_next;
 	else if (lu->cmds == cmd)
@@ -187,12 +213,27 @@ static void complete_now(struct kura_op *op, int res)
 	if (cmd->lu_next)
 		cmd->lu_next->lu_prev = cmd->lu_prev;
 	cmd->lu_next = cmd->lu_prev = NULL;
+}
+
+static void complete_now(struct kura_op *op, int res)
+{
+	struct scsi_cstate *cs = KURA_CONTAINER_OF(op, struct scsi_cstate, op);
+	struct kura_scsi_cmd *cmd = cmd_of_cs(cs);
+
+	(void)res;
+	cmd_unlink(cmd);
 	free(cs->buf);
 	cs->buf = NULL;
 	if (cmd->aborted) {
+		/* The transport sends nothing for a task it aborted; what matters
+		 * is that no data or sense of a half-done command goes out. */
 		cmd->status = KURA_SCSI_TASK_ABORTED;
 		cmd->sense_len = 0;
 	}
+	/* A failed command sends no data: a read buffer that failed half way
+	 * holds whatever the allocator left there. */
+	if (cmd->status != KURA_SCSI_GOOD && cmd->status != KURA_SCSI_CONDITION_MET)
+		cmd->din_len = 0;
 	cmd->done(cmd);
 }
 
@@ -220,6 +261,7 @@ void scsi_check_field(struct kura_scsi_cmd *cmd, uint8_t key, uint8_t asc, uint8
 		      bool in_cdb, uint16_t field, int bit)
 {
 	sense_fixed(cmd, key, asc, ascq);
+	/* Sense-key specific: SKSV, C/D, BPV and bit pointer, field pointer. */
 	cmd->sense[15] = 0x80 | (in_cdb ? 0x40 : 0) | (bit >= 0 ? 0x08 | (bit & 7) : 0);
 	scsi_put16(cmd->sense + 16, field);
 	scsi_complete(cmd);
@@ -240,9 +282,10 @@ void scsi_io_error(struct kura_scsi_cmd *cmd, int err, bool write)
 	if (err == -ENOSPC)
 		sense_fixed(cmd, SK_DATA_PROTECT, 0x27, 0x07); /* SPACE ALLOCATION FAILED WRITE PROTECT */
 	else if (err == -EIO || err == -EILSEQ)
+		/* WRITE ERROR / UNRECOVERED READ ERROR */
 		sense_fixed(cmd, SK_MEDIUM_ERROR, write ? 0x0c : 0x11, 0x00);
 	else if (err == -EROFS)
-		sense_fixed(cmd, SK_DATA_PROTECT, 0x27, 0x00);
+		sense_fixed(cmd, SK_DATA_PROTECT, 0x27, 0x00); /* WRITE PROTECTED */
 	else
 		sense_fixed(cmd, SK_HARDWARE_ERROR, 0x44, 0x00); /* INTERNAL TARGET FAILURE */
 }
@@ -268,21 +311,33 @@ static void residual(struct kura_scsi_cmd *cmd, uint32_t want)
 	cmd->residual = want > cmd->edtl ? want - cmd->edtl : cmd->edtl - want;
 }
 
-uint8_t *scsi_din(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t alloc)
+static uint8_t *din_alloc(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t alloc, bool zero)
 {
 	uint32_t n = want < alloc ? want : alloc;
-	uint32_t cap = (n + 4095) & ~4095u;
+	size_t cap = KURA_ALIGN_UP((size_t)(want ? want : 1), PBS);
 
 	free(cmd->din);
-	cmd->din = kura_aligned_alloc(cap ? cap : 4096);
+	cmd->din_len = 0;
+	/* The whole response is built even when the allocation length cuts it:
+	 * builders write `want` bytes and only din_len of them go out. */
+	cmd->din = zero ? kura_aligned_alloc(cap) : kura_aligned_alloc_raw(cap);
 	if (!cmd->din) {
 		sense_fixed(cmd, SK_HARDWARE_ERROR, 0x44, 0x00);
 		return NULL;
 	}
-	memset(cmd->din, 0, cap ? cap : 4096);
 	residual(cmd, n);
 	cmd->din_len = n < cmd->edtl ? n : cmd->edtl;
 	return cmd->din;
+}
+
+uint8_t *scsi_din(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t alloc)
+{
+	return din_alloc(cmd, want, alloc, true);
+}
+
+uint8_t *scsi_din_raw(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t alloc)
+{
+	return din_alloc(cmd, want, alloc, false);
 }
 
 const uint8_t *scsi_dout(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t *got)
@@ -314,7 +369,9 @@ static void lock_fire(struct kura_op *op, int res)
 	l->granted_fn(l->arg);
 }
 
-/* Grants, in order, every waiting lock with no earlier conflicting one. */
+/* Grants, in arrival order, every waiting lock that no earlier lock (granted
+ * or waiting) conflicts with: a COMPARE AND WRITE waiting behind writes is
+ * not starved by newer ones, and newer writes wait behind it. */
 static void locks_grant(struct kura_scsi_lu *lu)
 {
 	for (struct scsi_lock *l = lu->locks; l; l = l->next) {
@@ -322,11 +379,8 @@ static void locks_grant(struct kura_scsi_lu *lu)
 
 		if (l->granted)
 			continue;
-		for (struct scsi_lock *e = lu->locks; e != l; e = e->next)
-			if (lock_conflicts(e, l)) {
-				blocked = true;
-				break;
-			}
+		for (struct scsi_lock *e = lu->locks; e != l && !blocked; e = e->next)
+			blocked = lock_conflicts(e, l);
 		if (blocked)
 			continue;
 		l->granted = true;
@@ -335,19 +389,19 @@ static void locks_grant(struct kura_scsi_lu *lu)
 	}
 }
 
-struct scsi_lock *scsi_lock_take(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, bool excl,
-				 void (*granted)(void *arg), void *arg)
+static struct scsi_lock *lock_take(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, bool excl,
+				   void (*granted)(void *arg), void *arg, const void *owner)
 {
 	struct scsi_lock *l = calloc(1, sizeof(*l)), **pp = &lu->locks;
 
 	if (!l)
 		return NULL;
-	l->off = off / KURA_SCSI_PBS * KURA_SCSI_PBS;
-	l->end = (off + len + KURA_SCSI_PBS - 1) / KURA_SCSI_PBS * KURA_SCSI_PBS;
+	l->off = off / PBS * PBS;
+	l->end = KURA_ALIGN_UP(off + len, PBS);
 	l->excl = excl;
 	l->granted_fn = granted;
 	l->arg = arg;
-	l->lu = lu;
+	l->owner = owner;
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = l;
@@ -355,8 +409,15 @@ struct scsi_lock *scsi_lock_take(struct kura_scsi_lu *lu, uint64_t off, uint64_t
 	return l;
 }
 
+struct scsi_lock *scsi_lock_take(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, bool excl,
+				 void (*granted)(void *arg), void *arg)
+{
+	return lock_take(lu, off, len, excl, granted, arg, arg);
+}
+
 void scsi_lock_drop(struct kura_scsi_lu *lu, struct scsi_lock *l)
 {
+	/* A cancelled lock has already left the list. */
 	for (struct scsi_lock **pp = &lu->locks; *pp; pp = &(*pp)->next)
 		if (*pp == l) {
 			*pp = l->next;
@@ -366,27 +427,50 @@ void scsi_lock_drop(struct kura_scsi_lu *lu, struct scsi_lock *l)
 	locks_grant(lu);
 }
 
-/* ---- medium I/O in bytes over a 4 KiB backend ---- */
+/* Ends the waits of `owner`: each waiting lock leaves the queue and its
+ * granted function runs on a later turn with the lock marked cancelled. */
+static void locks_cancel(struct kura_scsi_lu *lu, const void *owner)
+{
+	bool any = false;
 
-#define PBS KURA_SCSI_PBS
+	for (struct scsi_lock **pp = &lu->locks; *pp;) {
+		struct scsi_lock *l = *pp;
+
+		if (l->granted || l->owner != owner) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		l->next = NULL;
+		l->granted = l->cancelled = true;
+		l->op.fn = lock_fire;
+		kura_loop_defer(lu->o.loop, &l->op, 0);
+		any = true;
+	}
+	if (any)
+		locks_grant(lu);
+}
+
+/* ---- medium I/O in bytes over a 4 KiB backend ---- */
 
 static bool aligned(uint64_t off, uint64_t len, const void *buf)
 {
 	return !(off % PBS) && !(len % PBS) && !((uintptr_t)buf % PBS);
 }
 
-/* One read or write, possibly bounced through an aligned buffer and, for a
- * write covering part of a 4 KiB block, read-modified-written. */
+/* One read, write or discard, possibly bounced through an aligned buffer
+ * and, for a write covering part of a 4 KiB block, read-modify-written. */
 struct aio {
 	struct kura_scsi_lu *lu;
 	uint64_t off, len, aoff, alen;
 	uint8_t *rbuf;            /* read: the caller's buffer */
 	const uint8_t *wbuf;      /* write: the caller's data */
 	uint8_t *tmp;             /* aligned bounce buffer of alen bytes, or NULL */
-	bool write, discard, rmw, own_lock;
+	bool discard, rmw;
 	unsigned reads;           /* edge reads in flight (RMW) */
 	int err;
-	struct scsi_lock *lock;
+	struct scsi_lock *lock;   /* NULL when the caller holds an exclusive lock */
+	struct kura_op op;        /* start on a later turn under the caller's lock */
 	enum kura_io_class cls;
 	kura_blk_cb cb;
 	void *arg;
@@ -397,7 +481,7 @@ static void aio_end(struct aio *a, int err)
 	kura_blk_cb cb = a->cb;
 	void *arg = a->arg;
 
-	if (!err && !a->write && a->tmp)
+	if (!err && a->rbuf && a->tmp)
 		memcpy(a->rbuf, a->tmp + (a->off - a->aoff), a->len);
 	if (a->lock)
 		scsi_lock_drop(a->lu, a->lock);
@@ -424,7 +508,7 @@ static void aio_write_now(struct aio *a)
 	else
 		err = ops->write(a->lu->o.be, a->off, a->len, a->wbuf, a->cls, aio_done, a);
 	if (err)
-		aio_end(a, err); /* we run from a loop turn of our own, not the submitter's */
+		aio_end(a, err); /* this runs on a loop turn of its own, never inside the submitter */
 }
 
 static void rmw_read_done(void *arg, int err)
@@ -443,7 +527,7 @@ static void rmw_read_done(void *arg, int err)
 	aio_write_now(a);
 }
 
-/* The lock is held: start the write (reading partial edge blocks first). */
+/* The range is ours: start the write (reading partial edge blocks first). */
 static void aio_write_go(void *arg)
 {
 	struct aio *a = arg;
@@ -451,8 +535,12 @@ static void aio_write_go(void *arg)
 	uint64_t edges[2];
 	unsigned n = 0;
 
+	if (a->lock && a->lock->cancelled) {
+		aio_end(a, -ECANCELED);
+		return;
+	}
 	if (!a->rmw) {
-		if (a->tmp)
+		if (a->tmp && !a->discard)
 			memcpy(a->tmp, a->wbuf, a->len);
 		aio_write_now(a);
 		return;
@@ -464,7 +552,7 @@ static void aio_write_go(void *arg)
 	a->reads = n + 1; /* one held while submitting */
 	for (unsigned i = 0; i < n; i++) {
 		int err = ops->read(a->lu->o.be, edges[i], PBS, a->tmp + (edges[i] - a->aoff),
-				    KURA_IO_GUEST, rmw_read_done, a);
+				    a->cls, rmw_read_done, a);
 		if (err) {
 			a->err = err;
 			a->reads -= n - i;
@@ -472,6 +560,12 @@ static void aio_write_go(void *arg)
 		}
 	}
 	rmw_read_done(a, 0);
+}
+
+static void aio_locked_fire(struct kura_op *op, int res)
+{
+	(void)res;
+	aio_write_go(KURA_CONTAINER_OF(op, struct aio, op));
 }
 
 static struct aio *aio_new(struct kura_scsi_lu *lu, uint64_t off, uint64_t len,
@@ -485,44 +579,40 @@ static struct aio *aio_new(struct kura_scsi_lu *lu, uint64_t off, uint64_t len,
 	a->off = off;
 	a->len = len;
 	a->aoff = off / PBS * PBS;
-	a->alen = (off + len + PBS - 1) / PBS * PBS - a->aoff;
+	a->alen = KURA_ALIGN_UP(off + len, PBS) - a->aoff;
 	a->cls = cls;
 	a->cb = cb;
 	a->arg = arg;
 	return a;
 }
 
+/* A write (or, with discard, a deallocation of whole blocks). take_lock:
+ * wait for the range (shared when whole 4 KiB blocks are written,
+ * exclusive for a read-modify-write); else the caller holds it exclusively. */
 static int aio_write(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, const void *buf,
-		     enum kura_io_class cls, bool take_lock, kura_blk_cb cb, void *arg)
+		     bool discard, enum kura_io_class cls, bool take_lock, const void *owner,
+		     kura_blk_cb cb, void *arg)
 {
 	struct aio *a = aio_new(lu, off, len, cls, cb, arg);
 
 	if (!a)
 		return -ENOMEM;
-	a->write = true;
+	a->discard = discard;
 	a->wbuf = buf;
-	a->rmw = (off % PBS) || (len % PBS);
-	if (!aligned(off, len, buf) && !(a->tmp = kura_aligned_alloc(a->alen))) {
+	a->rmw = !discard && ((off % PBS) || (len % PBS));
+	if (!discard && !aligned(off, len, buf) && !(a->tmp = kura_aligned_alloc_raw(a->alen))) {
 		free(a);
 		return -ENOMEM;
 	}
 	lu->inflight++;
 	if (!take_lock) {
-		/* The caller holds an exclusive lock; still never complete inside the call. */
-		a->lock = NULL;
-		a->own_lock = false;
-		a->lock = scsi_lock_take(lu, 0, 0, false, aio_write_go, a);
-		if (!a->lock) {
-			lu->inflight--;
-			free(a->tmp);
-			free(a);
-			return -ENOMEM;
-		}
+		/* Still never complete inside the caller's call. */
+		a->op.fn = aio_locked_fire;
+		kura_loop_defer(lu->o.loop, &a->op, 0);
 		return 0;
 	}
 	/* A partial block is read, merged and written: nobody else may touch it meanwhile. */
-	a->lock = scsi_lock_take(lu, off, len, a->rmw, aio_write_go, a);
-	if (!a->lock) {
+	if (!(a->lock = lock_take(lu, off, len, a->rmw, aio_write_go, a, owner))) {
 		lu->inflight--;
 		free(a->tmp);
 		free(a);
@@ -542,7 +632,7 @@ int scsi_lu_read(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, void *buf,
 	if (!(a = aio_new(lu, off, len, cls, cb, arg)))
 		return -ENOMEM;
 	a->rbuf = buf;
-	if (!(a->tmp = kura_aligned_alloc(a->alen))) {
+	if (!(a->tmp = kura_aligned_alloc_raw(a->alen))) {
 		free(a);
 		return -ENOMEM;
 	}
@@ -567,16 +657,19 @@ int scsi_lu_write(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, const voi
 {
 	if (lu->o.read_only)
 		return -EROFS;
-	return aio_write(lu, off, len, buf, cls, true, cb, arg);
+	return aio_write(lu, off, len, buf, false, cls, true, arg, cb, arg);
 }
 
 int scsi_lu_write_locked(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, const void *buf,
 			 kura_blk_cb cb, void *arg)
 {
-	return aio_write(lu, off, len, buf, KURA_IO_GUEST, false, cb, arg);
+	if (lu->o.read_only)
+		return -EROFS;
+	return aio_write(lu, off, len, buf, false, KURA_IO_GUEST, false, arg, cb, arg);
 }
 
-/* A discard: whole 4 KiB blocks are deallocated, partial ones get zeros. */
+/* A discard: whole 4 KiB blocks are deallocated, partial ones get zeros
+ * (which is what LBPRZ promises a reader of the deallocated range). */
 struct discard {
 	unsigned pending;
 	int err;
@@ -589,26 +682,38 @@ static const uint8_t zero_block[PBS];
 static void discard_part_done(void *arg, int err)
 {
 	struct discard *d = arg;
+	kura_blk_cb cb;
+	void *cbarg;
 
 	if (err && !d->err)
 		d->err = err;
 	if (--d->pending)
 		return;
 	err = d->err;
-	{
-		kura_blk_cb cb = d->cb;
-		void *cbarg = d->arg;
-		free(d);
-		cb(cbarg, err);
-	}
+	cb = d->cb;
+	cbarg = d->arg;
+	free(d);
+	cb(cbarg, err);
+}
+
+static int discard_piece(struct kura_scsi_lu *lu, struct discard *d, uint64_t off, uint64_t len,
+			 bool zeros)
+{
+	int err;
+
+	d->pending++;
+	err = aio_write(lu, off, len, zeros ? zero_block : NULL, !zeros, KURA_IO_GUEST, true, d->arg,
+			discard_part_done, d);
+	if (err)
+		d->pending--;
+	return err;
 }
 
 int scsi_lu_discard(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, kura_blk_cb cb,
 		    void *arg)
 {
-	uint64_t end = off + len, in0 = (off + PBS - 1) / PBS * PBS, in1 = end / PBS * PBS;
+	uint64_t end = off + len, in0 = KURA_ALIGN_UP(off, PBS), in1 = end / PBS * PBS;
 	struct discard *d;
-	struct aio *a;
 	int err = 0;
 
 	if (lu->o.read_only)
@@ -617,42 +722,21 @@ int scsi_lu_discard(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, kura_bl
 		return -ENOMEM;
 	d->cb = cb;
 	d->arg = arg;
-	d->pending = 1;
+	d->pending = 1; /* held while submitting */
 	if (in0 >= in1) {
-		/* Inside one or two blocks: zeros. */
+		/* Inside one block or across one block edge: zeros, block by block. */
 		for (uint64_t o = off; o < end && !err;) {
-			uint64_t n = end - o < PBS - o % PBS ? end - o : PBS - o % PBS;
-			d->pending++;
-			if ((err = aio_write(lu, o, n, zero_block, KURA_IO_GUEST, true, discard_part_done, d)))
-				d->pending--;
+			uint64_t n = KURA_MIN(end - o, PBS - o % PBS);
+			err = discard_piece(lu, d, o, n, true);
 			o += n;
 		}
 	} else {
-		if (off < in0) {
-			d->pending++;
-			if ((err = aio_write(lu, off, in0 - off, zero_block, KURA_IO_GUEST, true,
-					     discard_part_done, d)))
-				d->pending--;
-		}
-		if (!err && end > in1) {
-			d->pending++;
-			if ((err = aio_write(lu, in1, end - in1, zero_block, KURA_IO_GUEST, true,
-					     discard_part_done, d)))
-				d->pending--;
-		}
-		if (!err && (a = aio_new(lu, in0, in1 - in0, KURA_IO_GUEST, discard_part_done, d))) {
-			a->write = a->discard = true;
-			lu->inflight++;
-			d->pending++;
-			if (!(a->lock = scsi_lock_take(lu, in0, in1 - in0, false, aio_write_go, a))) {
-				lu->inflight--;
-				d->pending--;
-				free(a);
-				err = -ENOMEM;
-			}
-		} else if (!err) {
-			err = -ENOMEM;
-		}
+		if (off < in0)
+			err = discard_piece(lu, d, off, in0 - off, true);
+		if (!err && end > in1)
+			err = discard_piece(lu, d, in1, end - in1, true);
+		if (!err)
+			err = discard_piece(lu, d, in0, in1 - in0, false);
 	}
 	if (err && d->pending == 1) {
 		free(d);
@@ -664,9 +748,88 @@ int scsi_lu_discard(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, kura_bl
 	return 0;
 }
 
-/* ---- dispatch ---- */
+/* ---- a command's transfer in chunks ---- */
 
-/* Commands a pending unit attention does not block (SPC-4 5.14). */
+struct xfer {
+	struct kura_scsi_cmd *cmd;
+	uint8_t *buf;
+	uint64_t off, len, next; /* next: bytes issued so far */
+	unsigned flags, inflight;
+	int err;
+	enum kura_io_class cls;
+	void (*step)(struct kura_scsi_cmd *cmd, int err);
+};
+
+static void xfer_chunk_done(void *arg, int err);
+
+static void xfer_fill(struct xfer *x)
+{
+	struct kura_scsi_lu *lu = x->cmd->lu;
+	void (*step)(struct kura_scsi_cmd *, int);
+	struct kura_scsi_cmd *cmd;
+	int err;
+
+	while (!x->err && !x->cmd->aborted && x->next < x->len && x->inflight < SCSI_XFER_DEPTH) {
+		uint64_t n = KURA_MIN(x->len - x->next, (uint64_t)SCSI_XFER_CHUNK);
+		uint8_t *b = x->flags & SCSI_XFER_REPEAT ? x->buf : x->buf + x->next;
+		uint64_t at = x->off + x->next;
+
+		if (!(x->flags & SCSI_XFER_WRITE))
+			err = scsi_lu_read(lu, at, n, b, x->cls, xfer_chunk_done, x);
+		else if (lu->o.read_only)
+			err = -EROFS;
+		else
+			err = aio_write(lu, at, n, b, false, x->cls, !(x->flags & SCSI_XFER_LOCKED),
+					x->cmd, xfer_chunk_done, x);
+		if (err) {
+			x->err = err;
+			break;
+		}
+		x->next += n;
+		x->inflight++;
+	}
+	if (x->inflight)
+		return;
+	err = x->err ? x->err : x->next < x->len ? -ECANCELED : 0;
+	step = x->step;
+	cmd = x->cmd;
+	free(x);
+	step(cmd, err);
+}
+
+static void xfer_chunk_done(void *arg, int err)
+{
+	struct xfer *x = arg;
+
+	x->inflight--;
+	if (err && !x->err)
+		x->err = err;
+	xfer_fill(x);
+}
+
+void scsi_xfer(struct kura_scsi_cmd *cmd, unsigned flags, uint64_t off, uint64_t len,
+	       uint8_t *buf, enum kura_io_class cls, void (*step)(struct kura_scsi_cmd *cmd, int err))
+{
+	struct xfer *x = calloc(1, sizeof(*x));
+
+	if (!x) {
+		step(cmd, -ENOMEM);
+		return;
+	}
+	x->cmd = cmd;
+	x->buf = buf;
+	x->off = off;
+	x->len = len;
+	x->flags = flags;
+	x->cls = cls;
+	x->step = step;
+	xfer_fill(x);
+}
+
+/* ---- dispatch and task management ---- */
+
+/* Commands a pending unit attention neither blocks nor consumes (SPC-4
+ * 5.14); REQUEST SENSE reports it instead. */
 static bool ua_exempt(uint8_t op)
 {
 	return op == 0x12 /* INQUIRY */ || op == 0xa0 /* REPORT LUNS */ ||
@@ -695,10 +858,10 @@ void kura_scsi_exec(struct kura_scsi_cmd *cmd)
 	lu->cmds = cmd;
 
 	if ((u = ua_of(lu, cmd->nexus->id)) && u->n && !ua_exempt(op)) {
-		uint16_t v = u->q[0];
+		uint8_t asc, ascq;
 
-		memmove(u->q, u->q + 1, (--u->n) * sizeof(u->q[0]));
-		scsi_check(cmd, SK_UNIT_ATTENTION, (uint8_t)(v >> 8), (uint8_t)v);
+		ua_take(u, &asc, &ascq);
+		scsi_check(cmd, SK_UNIT_ATTENTION, asc, ascq);
 		return;
 	}
 	if (scsi_pr_conflict(cmd)) {
@@ -728,39 +891,37 @@ void kura_scsi_exec(struct kura_scsi_cmd *cmd)
 		scsi_copy_results(cmd);
 		return;
 	}
-	scsi_check_field(cmd, SK_ILLEGAL_REQUEST, 0x20, 0x00, true, 0, 7); /* INVALID COMMAND OPERATION CODE */
-}
-
-/* Pops the oldest unit attention of a nexus for REQUEST SENSE; false when none. */
-bool scsi_ua_pop(struct kura_scsi_lu *lu, uint64_t nexus, uint8_t *asc, uint8_t *ascq)
-{
-	struct scsi_ua *u = ua_of(lu, nexus);
-
-	if (!u || !u->n)
-		return false;
-	*asc = (uint8_t)(u->q[0] >> 8);
-	*ascq = (uint8_t)u->q[0];
-	memmove(u->q, u->q + 1, (--u->n) * sizeof(u->q[0]));
-	return true;
+	/* INVALID COMMAND OPERATION CODE, pointing at the opcode byte. */
+	scsi_check_field(cmd, SK_ILLEGAL_REQUEST, 0x20, 0x00, true, 0, 7);
 }
 
 void kura_scsi_abort(struct kura_scsi_cmd *cmd)
 {
+	if (cmd->aborted)
+		return;
 	cmd->aborted = true;
+	locks_cancel(cmd->lu, cmd);
 }
 
 void scsi_abort_iport(struct kura_scsi_lu *lu, const char *iport, struct kura_scsi_cmd *keep)
 {
 	for (struct kura_scsi_cmd *c = lu->cmds; c; c = c->lu_next)
 		if (c != keep && !strcmp(c->nexus->iport, iport))
-			c->aborted = true;
+			kura_scsi_abort(c);
 }
 
 void kura_scsi_lu_reset(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *by)
 {
 	for (struct kura_scsi_cmd *c = lu->cmds; c; c = c->lu_next)
-		c->aborted = true;
+		kura_scsi_abort(c);
 	lu->reserve6_nexus = 0;
-	(void)by; /* every nexus hears of it, the one that asked included */
+	/* Mode parameters return to their saved values, which are the defaults
+	 * (nothing is saved). */
+	lu->wce = false;
+	lu->swp = false;
+	/* SAM-5 establishes the unit attention for every I_T nexus, the one
+	 * that asked included: its initiator learns of the reset like the
+	 * others and rescans what the reset cleared. */
+	(void)by;
 	scsi_ua_all(lu, 0, 0x29, 0x03); /* BUS DEVICE RESET FUNCTION OCCURRED */
 }

@@ -124,12 +124,14 @@ struct kura_iscsi_hdr_limits {
 };
 
 /* Checks a received BHS: an opcode an initiator may send in this phase,
- * AHS and data segment lengths within limits, fields that must be zero or
- * consistent for that opcode (e.g. a SCSI command may not set both F and a
- * zero-length EDTL with W, a Data-Out's F...). Returns 0, or the Reject
- * reason to send; *fatal set when the connection must close instead (the
- * stream can no longer be framed: data segment over the limit, AHS too
- * large, a non-login PDU before login completes). */
+ * AHS and data segment lengths within limits, fields that must be valid or
+ * consistent for that opcode (a SCSI command's R/W bits against EDTL and
+ * its immediate data, F=0 only with unsolicited data to follow; no immediate
+ * bit on Data-Out; NOP-Out tags and I bit; TMF function and Logout reason
+ * ranges; the reserved ITT). Returns 0, or the Reject reason to send; *why
+ * is a static string for the log; *fatal set when the connection must
+ * close instead (the stream can no longer be framed: data segment over the
+ * limit, AHS too large, a non-login PDU before login completes). */
 int kura_iscsi_hdr_check(const uint8_t *bhs, const struct kura_iscsi_hdr_limits *lim,
 			 bool *fatal, const char **why);
 

@@ -602,3 +602,11 @@ const char *kura_iscsi_portal(const struct kura_iscsi *p)
 {
 	return p && p->listening ? p->portal : "off";
 }
+
+int kura_iscsi_portal_ok(const char *portal)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+
+	return !parse_portal(portal, &ss, &sl);
+}

@@ -64,6 +64,17 @@ uint8_t *scsi_din(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t alloc);
  * bytes). When fewer bytes arrived, sets the residual and returns what there
  * is in *got. */
 const uint8_t *scsi_dout(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t *got);
+/* As scsi_din, without zeroing: for medium reads that fill the buffer. */
+uint8_t *scsi_din_raw(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t alloc);
+
+/* Limits the BLOCK LIMITS VPD page advertises and sbc.c enforces, in
+ * logical blocks. */
+#define SCSI_MAX_XFER_LBAS (KURA_SCSI_MAX_XFER / KURA_SCSI_LBS)
+#define SCSI_MAX_UNMAP_LBAS (1u << 20)   /* 512 MiB per UNMAP command */
+#define SCSI_MAX_UNMAP_DESC 256u
+#define SCSI_MAX_WS_LBAS SCSI_MAX_XFER_LBAS
+#define SCSI_MAX_CAW_BLOCKS 8u
+#define SCSI_PB_LBAS (KURA_SCSI_PBS / KURA_SCSI_LBS)
 
 /* Medium I/O in bytes (multiples of KURA_SCSI_LBS; buffers need no
  * alignment) through the LU's range locks: writes wait while an overlapping
@@ -111,6 +122,24 @@ int scsi_lu_write_locked(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, co
 /* Maps a backend error to sense data (MEDIUM ERROR, SPACE ALLOCATION FAILED...). */
 void scsi_io_error(struct kura_scsi_cmd *cmd, int err, bool write);
 
+/* A command's medium transfer of [off, off+len) bytes in backend calls of at
+ * most SCSI_XFER_CHUNK, SCSI_XFER_DEPTH in flight, through the range locks.
+ * step(cmd, err) runs once every call has ended (possibly before scsi_xfer
+ * returns, for an error at once): err is the first error, or -ECANCELED
+ * when the command was aborted before everything was issued (the rest is
+ * not issued). While the command is aborted its waits for range locks end
+ * at once. The same holds for scsi_lu_write / scsi_lu_discard /
+ * scsi_lock_take called with the command itself as arg: their waits end
+ * (cb gets -ECANCELED; a lock's granted runs at once and the caller sees
+ * cmd->aborted). */
+#define SCSI_XFER_CHUNK (1u << 20)
+#define SCSI_XFER_DEPTH 4u
+#define SCSI_XFER_WRITE 1u  /* write buf (else read into it) */
+#define SCSI_XFER_REPEAT 2u /* every chunk writes buf[0, SCSI_XFER_CHUNK) again */
+#define SCSI_XFER_LOCKED 4u /* the command holds an exclusive lock over the range */
+void scsi_xfer(struct kura_scsi_cmd *cmd, unsigned flags, uint64_t off, uint64_t len,
+	       uint8_t *buf, enum kura_io_class cls, void (*step)(struct kura_scsi_cmd *cmd, int err));
+
 /* Unit attention for every nexus except `except` (0: all). */
 void scsi_ua_all(struct kura_scsi_lu *lu, uint64_t except, uint8_t asc, uint8_t ascq);
 /* REQUEST SENSE: takes the oldest unit attention of a nexus; false when none. */
@@ -134,6 +163,10 @@ void scsi_pr_free(struct kura_scsi_lu *lu);
 /* True when this command from this nexus must end in RESERVATION CONFLICT
  * (SPC-4 5.13.1 and its table of commands allowed, RESERVE(6) included). */
 bool scsi_pr_conflict(struct kura_scsi_cmd *cmd);
+/* Whether a READ (write false) or WRITE (true) from nexus n to lu would end
+ * in RESERVATION CONFLICT: EXTENDED COPY asks it of the LUs it copies
+ * between, since the initiator could not have read or written them itself. */
+bool scsi_pr_io_conflict(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *n, bool write);
 void scsi_pr_in(struct kura_scsi_cmd *cmd);
 void scsi_pr_out(struct kura_scsi_cmd *cmd);
 void scsi_reserve6(struct kura_scsi_cmd *cmd);

@@ -37,6 +37,8 @@ struct kura_iscsi_opts {
  * portal is taken. */
 int kura_iscsi_start(const struct kura_iscsi_opts *o, struct kura_iscsi **out, char *errbuf,
 		     size_t errlen);
+/* 1 when portal is a valid "ADDR:PORT" (checked before anything starts). */
+int kura_iscsi_portal_ok(const char *portal);
 /* "ADDR:PORT" served, or "off". */
 const char *kura_iscsi_portal(const struct kura_iscsi *t);
 /* Closes every connection (commands in flight finish first) and the listener. */

@@ -95,28 +95,48 @@ const struct cli_cmd cli_cmds[] = {
 	  "the problems when it found any.\n" JSON_RULE,
 	  OPT_JSON, 0, 0, cli_cmd_fsck },
 	{ "iscsi list", "[--json]", "list the iSCSI targets",
-	  "Lists the iSCSI targets blockd serves: one per vdisk (read-write) and one per\n"
-	  "snapshot (read-only), with logged-in sessions, ACL size and CHAP mode, and\n"
-	  "the portal (or that iSCSI is off).\n" JSON_RULE,
+	  "Lists the iSCSI targets blockd serves: one per vdisk, read-write, named\n"
+	  "iqn.2026-11.io.kura:NAME, and one per snapshot, read-only, named\n"
+	  "iqn.2026-11.io.kura:NAME:SNAP. ACCESS is rw or ro; SESSIONS counts the\n"
+	  "initiators logged in; ACL counts the initiators allowed, or says \"any\" when\n"
+	  "the ACL is empty; CHAP is none, one-way or mutual. The first line gives the\n"
+	  "portal initiators connect to, or says that iSCSI is off.\n" JSON_RULE
+	  "In it \"chap\" is only true or false; vdisk iscsi show tells one-way from\n"
+	  "mutual.\n",
 	  OPT_JSON, 0, 0, cli_cmd_iscsi_list },
 	{ "iscsi show", "NAME[@SNAP] [--json]", "show a target's access and sessions",
-	  "Shows the target of vdisk NAME (or of snapshot NAME@SNAP): its iSCSI name,\n"
-	  "the portal, who may log in (an empty ACL means any initiator that reaches\n"
-	  "the portal), the CHAP user names (never the secrets) and the sessions.\n" JSON_RULE,
+	  "Shows the target of vdisk NAME, or of snapshot NAME@SNAP: its iSCSI name,\n"
+	  "the portal, who may log in, its ACL, its CHAP user names (never the secrets)\n"
+	  "and the sessions logged in to it. An empty ACL means that any initiator that\n"
+	  "reaches the portal may log in (knowing the CHAP secret, when CHAP is set).\n"
+	  JSON_RULE,
 	  OPT_JSON, 1, 1, cli_cmd_iscsi_show },
 	{ "iscsi acl", "NAME[@SNAP] add|remove IQN", "allow or disallow an initiator",
-	  "Adds initiator IQN to the target's ACL, or removes it. With an empty ACL any\n"
-	  "initiator may log in; with names on it, only those. Changes apply to the next\n"
-	  "login. IQN: iqn.YYYY-MM.reverse.domain[:name], eui.<16 hex> or naa.<hex>,\n"
-	  "in lower case.\n",
+	  "Adds initiator IQN to the ACL of the target of NAME (or of snapshot\n"
+	  "NAME@SNAP), or removes it. While the ACL is empty any initiator that reaches\n"
+	  "the portal may log in; once it holds names, only those initiators may, and\n"
+	  "discovery shows the target only to them. Changes apply to the next login:\n"
+	  "sessions already logged in stay.\n"
+	  "IQN: iqn.YYYY-MM.reverse.domain[:anything] (like iqn.1994-05.com.redhat:host1),\n"
+	  "eui. and 16 hex digits, or naa. and 16 or 32 hex digits; written with a-z 0-9\n"
+	  ". - : only (iSCSI names ignore case; write them in lower case).\n",
 	  0, 3, 3, cli_cmd_iscsi_acl },
 	{ "iscsi chap", "NAME[@SNAP] USER SECRET [--mutual USER SECRET] | --clear",
 	  "set or clear CHAP for a target",
-	  "Requires CHAP of initiators logging in to the target: USER and SECRET are\n"
-	  "what the initiator must present. With --mutual, the target proves itself to\n"
-	  "initiators that ask, with the second USER and SECRET. --clear removes CHAP.\n"
-	  "Secrets are 12 to 255 characters; a SECRET given as - is read from standard\n"
-	  "input (one line), so it does not show in the process list.\n",
+	  "Makes initiators that log in to the target of NAME (or of snapshot NAME@SNAP)\n"
+	  "answer a CHAP challenge as USER with SECRET. With --mutual, an initiator that\n"
+	  "asks the target to prove itself too is answered as the second USER with the\n"
+	  "second SECRET; initiators that do not ask still log in. Setting CHAP replaces\n"
+	  "what was set before; --clear removes it, so that logins need no secret.\n"
+	  "Changes apply to the next login: sessions already logged in stay.\n"
+	  "User names: 1 to 255 characters. Secrets: 12 to 255 characters (what Windows\n"
+	  "and ESXi demand); no control characters; the two secrets must differ.\n"
+	  "A SECRET given as - is read from standard input, one line (the first line\n"
+	  "for the first -, the next for the second), so that it does not show in the\n"
+	  "process list as an argument would; on a terminal it is asked for, without\n"
+	  "echo. A SECRET that starts with - goes after --, itself after any option.\n"
+	  "blockd keeps secrets in its catalog, since CHAP needs them in clear, and\n"
+	  "never shows them.\n",
 	  OPT_MUTUAL | OPT_CLEAR, 1, 5, cli_cmd_iscsi_chap },
 	{ "version", "", "print vdisk's and blockd's versions",
 	  "Prints the version of this vdisk command, then asks blockd for its own.\n",

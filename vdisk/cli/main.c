@@ -66,22 +66,27 @@ static void print_main_help(void)
 {
 	printf("usage: " MAIN_USAGE "\n\n"
 	       "Manages the vdisks of a kura node: thin virtual disks with snapshots and\n"
-	       "clones, served by blockd. vdisk talks to blockd over its control socket:\n"
-	       "--socket PATH, else $KURA_SOCKET, else " CLI_DEFAULT_SOCKET ". --socket may\n"
-	       "also follow the command.\n\nCommands:\n");
+	       "clones, served by blockd, also as iSCSI targets. vdisk talks to blockd over\n"
+	       "its control socket: --socket PATH, else $KURA_SOCKET, else\n"
+	       CLI_DEFAULT_SOCKET ". --socket may also follow the command.\n\nCommands:\n");
 	for (size_t i = 0; i < cli_ncmds; i++) {
-		char line[80];
+		char line[160];
 
 		snprintf(line, sizeof(line), "%s %s", cli_cmds[i].name, cli_cmds[i].args);
-		printf("  %-41s %s\n", line, cli_cmds[i].summary);
+		/* A usage too long for its column gets a line of its own. */
+		if (strlen(line) > 41)
+			printf("  %s\n  %-41s %s\n", line, "", cli_cmds[i].summary);
+		else
+			printf("  %-41s %s\n", line, cli_cmds[i].summary);
 	}
 	printf("  %-41s %s\n\n", "help [COMMAND]", "this text, or a command's details");
 	printf("Names: 1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with . or -.\n"
 	       "SIZE: bytes, or a number with K, M, G, T or P (powers of 1024); a multiple of\n"
 	       "4 KiB, from 4 KiB to 1 PiB.\n"
 	       "Exit status: 0 done; 1 blockd refused or failed, or a check here failed (bad\n"
-	       "name, size or file, fsck found problems, a waited-for job failed); 2 the\n"
-	       "command line is wrong; 130 Ctrl-C while waiting for a job (it keeps running).\n"
+	       "name, size, file or initiator name, fsck found problems, a waited-for job\n"
+	       "failed); 2 the command line is wrong; 130 Ctrl-C while waiting for a job (it\n"
+	       "keeps running) or while a secret is asked for.\n"
 	       "Errors are one line on stderr starting with \"vdisk: \".\n"
 	       "Run 'vdisk COMMAND --help' for the details of a command.\n");
 }
@@ -229,7 +234,7 @@ static int help_cmd(struct cli *c, int argc, char **argv)
 static int run_cmd(struct cli *c, int argc, char **argv)
 {
 	int used, n, help = 0;
-	char usage[256];
+	char usage[512];
 	const char *env;
 
 	c->cmd = find_cmd(argc, argv, &used);
@@ -238,6 +243,9 @@ static int run_cmd(struct cli *c, int argc, char **argv)
 			group_help(argv[0]);
 			return 0;
 		}
+		if (argc > 1 && argv[1][0] != '-')
+			return cli_fail(CLI_E_USAGE, "unknown command '%s %.40s'; usage: %s", argv[0],
+					argv[1], usage);
 		return cli_fail(CLI_E_USAGE, "%s needs a subcommand; usage: %s", argv[0], usage);
 	}
 	if (!c->cmd)

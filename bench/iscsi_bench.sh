@@ -1,0 +1,158 @@
+#!/bin/sh
+# kura's iSCSI target against tgt (bstype aio: O_DIRECT, as kura does its
+# I/O), same machine, same run, same backing directory, both on 1 GiB that
+# was written once with the same random data: iscsi-perf random 4 KiB
+# reads at QD32 and QD1, fio random 4 KiB writes at QD32 and QD1 through
+# qemu-nbd (QEMU's libiscsi driver), and the CPU time the target process
+# spends per I/O (utime + stime from /proc/PID/stat, its threads included).
+#   bench/iscsi_bench.sh BUILD_DIR
+# BENCH_DIR (default /var/tmp/kura-bench; files go to its iscsi/),
+# BENCH_RUNTIME seconds per run (default 10), BENCH_OUT: file that also
+# receives the table.
+set -u
+BUILD=$(cd "${1:-build}" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${BENCH_DIR:-/var/tmp/kura-bench}/iscsi
+RT=${BENCH_RUNTIME:-10}
+PIDS=""
+. "$ROOT/tests/integration/iscsi-lib.sh"
+for t in iscsi-perf qemu-nbd fio tgtd; do
+	have $t || { echo "iscsi bench: $t missing (make deps); skipped"; exit 0; }
+done
+NBD_PID=
+stop_nbd() {
+	[ -n "$NBD_PID" ] || return 0
+	kill -9 "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null
+	NBD_PID=
+	rm -f "$WORK/nbd.sock"
+}
+cleanup() {
+	stop_nbd
+	stop_tgt
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+die() { echo "iscsi bench: $*"; exit 1; }
+rm -rf "$WORK"; mkdir -p "$WORK" || die "cannot create $WORK"
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+# us_per_io TICKS IOS: CPU microseconds per I/O.
+us_per_io() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN { printf "%.1f", (n > 0) ? t / hz * 1e6 / n : 0 }'; }
+
+# perf URL QD -> "iops cpu_us_per_io": iscsi-perf random 4 KiB reads
+# (iscsi-perf counts in logical blocks: 4 KiB is 8 of 512 bytes).
+perf() {
+	lbs=$(iscsi-readcapacity16 "$1" 2>/dev/null | sed -n 's/^LOGICAL BLOCK LENGTH IN BYTES://p')
+	t0=$(ticks "$TPID")
+	timeout -k 5 $((RT + 30)) iscsi-perf -t "$RT" -m "$2" -b $((4096 / ${lbs:-512})) -r "$1" \
+		>"$WORK/perf.out" 2>&1
+	t1=$(ticks "$TPID")
+	iops=$(tr '\r' '\n' <"$WORK/perf.out" | sed -n 's/^iops average \([0-9]*\) .*/\1/p' | tail -n 1)
+	[ -n "$iops" ] || { tail -n 3 "$WORK/perf.out" >&2; echo "0 0"; return; }
+	echo "$iops $(us_per_io $((t1 - t0)) $((iops * RT)))"
+}
+
+# fio_write JSON -> "iops clat_mean_us clat_p99_us total_ios" of the write
+# side (sections in fio's order: read, write, trim; the first match after
+# the start of the write section is the write one).
+fio_write() {
+	tr -d ' \n\t' <"$1" | awk '
+	function after(s, k,   i, r) {
+		i = index(s, k); if (!i) return 0
+		r = substr(s, i + length(k)); sub(/[,}].*/, "", r); return r + 0 }
+	{
+		s = substr($0, index($0, "\"write\":{"))
+		c = substr(s, index(s, "\"clat_ns\":{"))
+		printf "%.0f %.1f %.1f %d\n", after(s, "\"iops\":"), after(c, "\"mean\":") / 1000,
+			after(c, "\"99.000000\":") / 1000, after(s, "\"total_ios\":") }'
+}
+
+# fiow URL QD -> "iops clat_mean_us clat_p99_us cpu_us_per_io"
+fiow() {
+	qemu-nbd -f raw -t -e 4 -k "$WORK/nbd.sock" "$1" 2>"$WORK/nbd.log" &
+	NBD_PID=$!
+	i=0
+	while [ ! -S "$WORK/nbd.sock" ]; do
+		i=$((i + 1))
+		if [ $i -gt 500 ] || proc_gone "$NBD_PID"; then
+			cat "$WORK/nbd.log" >&2; echo "0 0 0 0"; stop_nbd; return
+		fi
+		sleep 0.02
+	done
+	t0=$(ticks "$TPID")
+	timeout -k 5 $((RT + 30)) fio --name=w --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
+		--rw=randwrite --bs=4k --iodepth="$2" --size=1G --time_based --runtime="$RT" \
+		--output-format=json --output="$WORK/fio.json" >/dev/null 2>"$WORK/fio.err"
+	rc=$?
+	t1=$(ticks "$TPID")
+	stop_nbd
+	[ $rc -eq 0 ] || { echo "fio exit $rc: $(tail -n 2 "$WORK/fio.err")" >&2; echo "0 0 0 0"; return; }
+	set -- $(fio_write "$WORK/fio.json")
+	echo "$1 $2 $3 $(us_per_io $((t1 - t0)) "$4")"
+}
+
+# measure NAME URL: the twelve figures of one target into NAME.res:
+# read QD32 IOPS, CPU us/IO; read QD1 IOPS, CPU us/IO; write QD32 IOPS,
+# mean and p99 latency us, CPU us/IO; the same for write QD1.
+measure() {
+	echo "iscsi bench: $1: reads QD32, QD1 (iscsi-perf); writes QD32, QD1 (fio via qemu-nbd), ${RT} s each"
+	set -- "$1" "$2" $(perf "$2" 32) $(perf "$2" 1) $(fiow "$2" 32) $(fiow "$2" 1)
+	echo "$3 $4 $5 $6 $7 $8 $9 ${10} ${11} ${12} ${13} ${14}" >"$WORK/$1.res"
+}
+
+echo "iscsi bench: writing 1 GiB of random data for each target into $WORK"
+head -c 1G /dev/urandom >"$WORK/data.img" || die "cannot write $WORK/data.img"
+cp "$WORK/data.img" "$WORK/tgt.img" || die "cannot write $WORK/tgt.img"
+# on disk before any measuring: write-back of 2 GiB would slow the first runs
+sync "$WORK/data.img" "$WORK/tgt.img"
+
+start_tgt 19 "$(free_port 23260)" "$WORK/tgt.img" >"$WORK/tgt.why" ||
+	die "tgt failed to start: $(tail -n 1 "$WORK/tgt.why")"
+tport=$(ss -Hltnp | grep "pid=$TGT_PID," | awk '{ print $4 }' | sed 's/.*://' | head -n 1)
+TPID=$TGT_PID
+measure tgt "iscsi://127.0.0.1:$tport/$TGT_IQN/1"
+stop_tgt
+rm -f "$WORK/tgt.img"
+
+kport=$(free_port 23660)
+start_kura "$WORK/k" "$kport" --disk "$WORK/k-disk.img,size=3G"
+vd import "$WORK/data.img" lun --wait >/dev/null || die "import into kura failed"
+rm -f "$WORK/data.img"
+TPID=$KURA_PID
+measure kura "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
+stop_kura || echo "iscsi bench: blockd did not stop cleanly"
+
+T=$(cat "$WORK/tgt.res") K=$(cat "$WORK/kura.res")
+col() { echo "$1" | cut -d' ' -f"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+row() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$T" "$2")" "$(col "$K" "$2")" "$(ratio "$(col "$K" "$2")" "$(col "$T" "$2")")"; }
+lat1() { awk -v n="$1" 'BEGIN { printf "%.1f", (n > 0) ? 1e6 / n : 0 }'; }
+verdict() { awk "BEGIN { print (($1) ? \"met\" : \"NOT met\") }"; }
+table() {
+	echo
+	echo "iSCSI target, 4 KiB random I/O on 1 GiB, kura vs tgt (bstype aio), ${RT} s per run"
+	printf '%-42s %10s %10s %9s\n' "measure" "tgt" "kura" "kura/tgt"
+	row "read QD32 IOPS (iscsi-perf)" 1
+	row "read QD32 target CPU us/IO" 2
+	row "read QD1 IOPS (iscsi-perf)" 3
+	row "read QD1 target CPU us/IO" 4
+	printf '%-42s %10s %10s %9s\n' "read QD1 latency us (1/IOPS)" "$(lat1 "$(col "$T" 3)")" \
+		"$(lat1 "$(col "$K" 3)")" "$(ratio "$(lat1 "$(col "$K" 3)")" "$(lat1 "$(col "$T" 3)")")"
+	row "write QD32 IOPS (fio via qemu-nbd)" 5
+	row "write QD32 mean latency us" 6
+	row "write QD32 p99 latency us" 7
+	row "write QD32 target CPU us/IO" 8
+	row "write QD1 IOPS (fio via qemu-nbd)" 9
+	row "write QD1 mean latency us" 10
+	row "write QD1 p99 latency us" 11
+	row "write QD1 target CPU us/IO" 12
+	r32=$(ratio "$(col "$K" 1)" "$(col "$T" 1)") w32=$(ratio "$(col "$K" 5)" "$(col "$T" 5)")
+	echo "aim: kura >= 2x tgt IOPS at QD32: reads ${r32}x $(verdict "$(col "$K" 1) >= 2 * $(col "$T" 1)"), writes ${w32}x $(verdict "$(col "$K" 5) >= 2 * $(col "$T" 5)")"
+	echo "aim: kura QD1 latency below tgt's: reads $(verdict "$(col "$K" 3) > $(col "$T" 3)"), writes $(verdict "$(col "$K" 10) < $(col "$T" 10) && $(col "$K" 10) > 0")"
+}
+table >"$WORK/table.txt"
+cat "$WORK/table.txt"
+[ -z "${BENCH_OUT:-}" ] || cp "$WORK/table.txt" "$BENCH_OUT"
