@@ -83,7 +83,8 @@ $(BUILD)/kura-ctlcheck: $(OBJ)/tests/integration/ctlcheck.o $(OBJ)/libkura.a
 $(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/kura-iscsicheck: $(OBJ)/tests/integration/iscsicheck.o $(OBJ)/libkura.a
+$(BUILD)/kura-iscsicheck: $(OBJ)/tests/integration/iscsicheck.o $(OBJ)/tests/integration/iscsi_initiator.o \
+		$(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a

@@ -57,12 +57,12 @@ static int fz_target(void *ctx, const char *tname, const char *iname,
 	if (ends_with(tname, ":busy"))
 		return -EAGAIN;
 	if (ends_with(tname, ":chap") || ends_with(tname, ":mutual")) {
-		strcpy(auth->user, "alice");
-		strcpy(auth->secret, SECRET);
+		snprintf(auth->user, sizeof(auth->user), "%s", "alice");
+		snprintf(auth->secret, sizeof(auth->secret), "%s", SECRET);
 	}
 	if (ends_with(tname, ":mutual")) {
-		strcpy(auth->muser, "tgt");
-		strcpy(auth->msecret, MSECRET);
+		snprintf(auth->muser, sizeof(auth->muser), "%s", "tgt");
+		snprintf(auth->msecret, sizeof(auth->msecret), "%s", MSECRET);
 	}
 	return 0;
 }
