@@ -39,6 +39,9 @@ static const char usage[] =
 	"  --journal-size SIZE   journal on the first disk, for a new store\n"
 	"                        (default 1/16 of the disk, 16M to 256M)\n"
 	"  --crc-cache SIZE      memory for checksum pages (default 64M)\n"
+	"  --scheduler MODE      qos (default): guest I/O first, background work\n"
+	"                        adapts to guest latency, per-vdisk limits apply;\n"
+	"                        fifo: every I/O goes at once (no limits), to compare\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  -h, --help            this text\n"
 	"  --version             print the version\n"
@@ -53,6 +56,7 @@ struct args {
 	char disk_paths[MAX_DISKS][PATH_MAX];
 	unsigned ndisks;
 	uint64_t journal_size, crc_cache;
+	int sched_fifo;
 };
 
 static int fail(const char *fmt, const char *a)
@@ -97,6 +101,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "journal-size", required_argument, NULL, 'j' },
 		{ "crc-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "scheduler", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -126,6 +131,11 @@ static int parse(int argc, char **argv, struct args *a)
 		case 'c':
 			if (kura_parse_size(optarg, &a->crc_cache))
 				return fail("--crc-cache %s: expected a size like 64M", optarg);
+			break;
+		case 'Q':
+			if (strcmp(optarg, "qos") && strcmp(optarg, "fifo"))
+				return fail("--scheduler %s: expected qos or fifo", optarg);
+			a->sched_fifo = !strcmp(optarg, "fifo");
 			break;
 		case 'l':
 			if (!strcmp(optarg, "error")) kura_log_set_level(KURA_LOG_ERR);
@@ -269,6 +279,7 @@ static int node_start(struct node *n, const struct args *a, char *errbuf, size_t
 	vo.loop = n->loop;
 	vo.store = n->s;
 	vo.cat = n->cat;
+	vo.sched_fifo = a->sched_fifo;
 	if ((err = kura_vd_engine_open(&vo, &n->vd, errbuf, errlen)))
 		return err;
 	if ((err = start_iscsi(n, a, errbuf, errlen)))

@@ -372,7 +372,7 @@ static int u64(struct vd_ctl *c, const char *op, const char *key, uint64_t *out)
 static bool mutating(const char *op)
 {
 	static const char *const ro[] = { "version", "list", "info", "snapshots", "jobs", "job",
-					   "fsck" };
+					   "fsck", "qos_show", "stats" };
 
 	for (size_t i = 0; i < KURA_ARRAY_SIZE(ro); i++)
 		if (!strcmp(op, ro[i]))
@@ -435,6 +435,15 @@ static void dispatch(struct vd_ctl *c, const char *op)
 		if (!str(c, op, "name", &f.name) && !opt_str(c, op, "snap", &f.snap) &&
 		    !str(c, op, "file", &f.file))
 			vd_op_export(c, f.name, f.snap, f.file);
+	} else if (!strcmp(op, "qos")) {
+		if (!str(c, op, "name", &f.name))
+			vd_op_qos(c, f.name);
+	} else if (!strcmp(op, "qos_show")) {
+		if (!str(c, op, "name", &f.name))
+			vd_op_qos_show(c, f.name);
+	} else if (!strcmp(op, "stats")) {
+		if (!opt_str(c, op, "name", &f.name))
+			vd_op_stats(c, f.name);
 	} else {
 		vd_ctl_reply(c, -EINVAL, "unknown request '%.40s'; see docs/control.md", op);
 	}

@@ -429,6 +429,9 @@ static int load_rec(void *arg, const struct kura_cat_rec *r)
 		case 'j':
 			err = vd_job_from_json(e, r->id, o);
 			break;
+		case 'q':
+			err = vd_qos_load(e, r->id, o);
+			break;
 		default:
 			/* Other kinds belong to other modules (frontends' settings). */
 			break;
@@ -477,7 +480,9 @@ int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **ou
 	e->max_jobs = o->max_jobs ? o->max_jobs : 4;
 	e->no_resume = o->no_resume;
 	e->tree_gen = 1;
-	err = kura_cat_load(e->cat, load_rec, &lc);
+	err = vd_qos_start(e, o->sched_fifo);
+	if (!err)
+		err = kura_cat_load(e->cat, load_rec, &lc);
 	if (!err)
 		err = check_loaded(e, errbuf, errlen);
 	if (err) {
@@ -498,6 +503,7 @@ void kura_vd_engine_close(struct kura_vd_engine *e)
 	vd_jobs_stop(e);
 	while (e->commits)
 		kura_loop_run_once(e->loop, 100000000ull);
+	vd_qos_stop(e);
 	while (e->vdisks)
 		vd_vdisk_unlink(e, e->vdisks);
 	while (e->layers)

@@ -237,6 +237,7 @@ struct vd_io {
 	struct vd_io *prev, *next; /* in flight list, or a wait queue (next only) */
 	struct kura_op op;
 	void *zeros;
+	struct vd_sreq sr;     /* its place in the scheduler */
 };
 
 static struct vd_lockent *lock_find(struct kura_vd_engine *e, uint64_t ext)
@@ -401,6 +402,7 @@ static void io_end(struct vd_io *io)
 	struct vd_vdisk *v = io->v;
 
 	io_list_del(e, io);
+	vd_sched_end(e, &io->sr);
 	if (io->kind != IO_READ && !--v->writes_inflight && v->paused && v->drained) {
 		void (*fn)(void *) = v->drained;
 		v->drained = NULL;
@@ -527,6 +529,11 @@ static void io_start(struct vd_io *io)
 	kura_loop_defer(e->loop, &io->op, err);
 }
 
+static void io_admitted(struct vd_sreq *r)
+{
+	io_start(KURA_CONTAINER_OF(r, struct vd_io, sr));
+}
+
 static int io_submit(struct kura_vd_handle *h, enum io_kind kind, uint64_t off, uint64_t len,
 		     void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
 {
@@ -552,7 +559,11 @@ static int io_submit(struct kura_vd_handle *h, enum io_kind kind, uint64_t off, 
 	io->cls = cls;
 	io->cb = cb;
 	io->arg = arg;
-	io_start(io);
+	io->sr.vdisk = h->v->id;
+	io->sr.cls = cls;
+	io->sr.bytes = kind == IO_DISCARD ? 0 : len; /* a discard moves no data */
+	io->sr.dispatch = io_admitted;
+	vd_sched_go(h->e, &io->sr);
 	return 0;
 }
 

@@ -306,6 +306,7 @@ struct step {
 	struct vd_chain one;     /* merge: the source as a one-layer chain */
 	uint64_t one_id, one_lim;
 	struct kura_op op;
+	struct vd_sreq sr;       /* its place in the scheduler (not for freeing) */
 };
 
 static void job_pump(struct kura_vd_engine *e, struct vd_job *j);
@@ -318,6 +319,7 @@ static void step_end(struct step *st, int err)
 
 	if (st->locked)
 		vd_unlock_ext(e, st->ext);
+	vd_sched_end(e, &st->sr);
 	for (unsigned i = 0; i < j->inflight; i++) {
 		if (j->inflight_ext[i] == st->ext) {
 			j->inflight_ext[i] = j->inflight_ext[--j->inflight];
@@ -393,8 +395,7 @@ static void step_after_writes(void *arg, int err)
 static void step_write_runs(struct step *st, uint64_t dst, uint64_t free_after)
 {
 	struct kura_vd_engine *e = st->e;
-	enum kura_io_class cls = st->j->type == JOB_MERGE || st->j->type == JOB_FLATTEN ?
-					 KURA_IO_MERGE : KURA_IO_CLONE;
+	enum kura_io_class cls = st->sr.cls;
 	int err = 0;
 
 	(void)free_after;
@@ -461,9 +462,7 @@ static void step_read(struct step *st, const struct vd_chain *c)
 		step_later(st, -ENOMEM);
 		return;
 	}
-	err = vd_chain_read(st->e, c, st->ext, st->lo, st->hi - st->lo, st->buf,
-			    st->j->type == JOB_MERGE || st->j->type == JOB_FLATTEN ? KURA_IO_MERGE
-										 : KURA_IO_CLONE,
+	err = vd_chain_read(st->e, c, st->ext, st->lo, st->hi - st->lo, st->buf, st->sr.cls,
 			    copy_read_done, st);
 	if (err)
 		step_later(st, err);
@@ -668,10 +667,13 @@ static void import_step(struct step *st)
 			   st->ext * VD_EXT);
 }
 
+static void step_go(struct vd_sreq *r);
+
+/* A step waits for the scheduler before it touches data; freeing extents
+ * writes only metadata and goes at once. */
 static void step_start(struct kura_vd_engine *e, struct vd_job *j, uint64_t ext)
 {
 	struct step *st = calloc(1, sizeof(*st));
-	int err = 0;
 
 	if (!st) {
 		j->state = JOB_FAILED;
@@ -682,6 +684,25 @@ static void step_start(struct kura_vd_engine *e, struct vd_job *j, uint64_t ext)
 	st->j = j;
 	st->ext = ext;
 	j->inflight_ext[j->inflight++] = ext;
+	st->sr.dispatch = step_go;
+	if (j->type == JOB_FREE) {
+		step_go(&st->sr);
+		return;
+	}
+	st->sr.vdisk = j->vdisk;
+	st->sr.cls = j->type == JOB_MERGE || j->type == JOB_FLATTEN ? KURA_IO_MERGE : KURA_IO_CLONE;
+	st->sr.bytes = VD_EXT;
+	vd_sched_go(e, &st->sr);
+}
+
+static void step_go(struct vd_sreq *r)
+{
+	struct step *st = KURA_CONTAINER_OF(r, struct step, sr);
+	struct kura_vd_engine *e = st->e;
+	struct vd_job *j = st->j;
+	uint64_t ext = st->ext;
+	int err = 0;
+
 	switch (j->type) {
 	case JOB_FREE:
 		st->pending = 1;
@@ -922,6 +943,8 @@ void vd_delete_vdisk(struct kura_vd_engine *e, struct vd_vdisk *v, struct kura_c
 	if (job)
 		*job = fj ? fj->id : 0;
 	kura_cat_txn_add(t, 'v', v->id, NULL);
+	kura_cat_txn_add(t, 'q', v->id, NULL);
+	vd_sched_forget(e->sched, v->id);
 	vd_vdisk_unlink(e, v);
 }
 

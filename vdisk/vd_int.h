@@ -2,6 +2,7 @@
 #ifndef KURA_VDISK_VD_INT_H
 #define KURA_VDISK_VD_INT_H
 
+#include "vdisk/sched.h"
 #include "vdisk/vdisk.h"
 
 #include <stdbool.h>
@@ -163,6 +164,11 @@ struct kura_vd_engine {
 	uint64_t next_ticket;
 	struct vd_io *io_head, *io_tail; /* guest I/O in flight, oldest first */
 
+	/* the I/O scheduler (qos.c) */
+	struct vd_sched *sched;
+	struct kura_timer control_timer, pace_timer;
+	bool control_armed, pace_armed, sched_stopping;
+
 	/* control requests run one at a time */
 	struct vd_ctl *ctl_head, *ctl_tail;
 	bool ctl_busy;
@@ -214,6 +220,19 @@ void vd_unlock_ext(struct kura_vd_engine *e, uint64_t ext);
 void vd_pause_writes(struct kura_vd_engine *e, struct vd_vdisk *v, void (*cb)(void *arg),
 		     void *arg);
 void vd_resume_writes(struct kura_vd_engine *e, struct vd_vdisk *v);
+
+/* ---- qos.c: the scheduler on the engine's loop ---- */
+#define VD_QOS_WEIGHT_MAX 10000u
+#define VD_QOS_WEIGHT_DEFAULT 100u
+#define VD_QOS_BW_MIN 4096u
+int vd_qos_start(struct kura_vd_engine *e, bool fifo);
+void vd_qos_stop(struct kura_vd_engine *e);
+/* A catalog record 'q' (a vdisk's settings). */
+int vd_qos_load(struct kura_vd_engine *e, uint64_t id, const struct kura_json *o);
+/* Submit r to the scheduler (r->dispatch runs when admitted, maybe at once);
+ * tell it r finished. */
+void vd_sched_go(struct kura_vd_engine *e, struct vd_sreq *r);
+void vd_sched_end(struct kura_vd_engine *e, struct vd_sreq *r);
 
 /* ---- job.c ---- */
 struct vd_job *vd_job_new(struct kura_vd_engine *e, enum vd_job_type type);
@@ -277,6 +296,9 @@ void vd_op_import(struct vd_ctl *c, const char *file, const char *name);
 void vd_op_export(struct vd_ctl *c, const char *name, const char *snap, const char *file);
 void vd_op_job_cancel(struct vd_ctl *c, uint64_t id);
 void vd_op_fsck(struct vd_ctl *c);
+void vd_op_qos(struct vd_ctl *c, const char *name);
+void vd_op_qos_show(struct vd_ctl *c, const char *name);
+void vd_op_stats(struct vd_ctl *c, const char *name); /* name NULL: every vdisk */
 
 /* ---- bitmaps ---- */
 static inline void vd_bm_set(struct kura_blk_bitmap *b, unsigned i)

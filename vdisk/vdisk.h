@@ -48,6 +48,7 @@ struct kura_vd_opts {
 	unsigned job_qd;       /* extents in flight per job; 0: 8 */
 	unsigned max_jobs;     /* jobs running at once; 0: 4 */
 	int no_resume;         /* tests: leave jobs paused after open */
+	int sched_fifo;        /* I/O scheduler off: admit every I/O at once (FIFO) */
 };
 
 int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **out, char *err,

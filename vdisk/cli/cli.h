@@ -40,6 +40,8 @@ enum {
 	OPT_SHRINK = 1u << 3,
 	OPT_MUTUAL = 1u << 4,
 	OPT_CLEAR = 1u << 5,
+	OPT_WATCH = 1u << 6,
+	OPT_VALUES = 1u << 7, /* takes --key VALUE options of its own, left in argv */
 };
 
 struct cli;
@@ -191,5 +193,8 @@ int cli_cmd_iscsi_list(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_show(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_acl(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_chap(struct cli *c, int argc, char **argv);
+int cli_cmd_qos(struct cli *c, int argc, char **argv);
+int cli_cmd_qos_show(struct cli *c, int argc, char **argv);
+int cli_cmd_stats(struct cli *c, int argc, char **argv);
 
 #endif

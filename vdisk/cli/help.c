@@ -138,6 +138,36 @@ const struct cli_cmd cli_cmds[] = {
 	  "blockd keeps secrets in its catalog, since CHAP needs them in clear, and\n"
 	  "never shows them.\n",
 	  OPT_MUTUAL | OPT_CLEAR, 1, 5, cli_cmd_iscsi_chap },
+	{ "qos show", "NAME [--json]", "show a vdisk's I/O limits and share",
+	  "Shows the I/O settings of vdisk NAME: IOPS and bandwidth limits and\n"
+	  "reservations (0 means none) and its weight.\n" JSON_RULE,
+	  OPT_JSON, 1, 1, cli_cmd_qos_show },
+	{ "qos", "NAME [--iops-limit N] [--bw-limit SIZE/s] [--iops-reserve N] "
+		 "[--bw-reserve SIZE/s] [--weight W]",
+	  "set a vdisk's I/O limits and share",
+	  "Sets the I/O settings of vdisk NAME; options not given keep their value, 0\n"
+	  "(or none) removes a limit or reservation. They apply at once, to I/O already\n"
+	  "waiting too, and survive restarts. With no option it shows the settings.\n"
+	  "  --iops-limit N      at most N guest I/Os a second\n"
+	  "  --bw-limit SIZE/s   at most SIZE bytes a second (like 200M/s; at least 4K/s)\n"
+	  "  --iops-reserve N    N I/Os a second served before any share by weight\n"
+	  "  --bw-reserve SIZE/s the same in bytes\n"
+	  "  --weight W          share of the disk when vdisks compete, 1 to 10000\n"
+	  "                      (default 100: a vdisk of weight 200 gets twice as much)\n"
+	  "Limits and reservations count guest I/O (what frontends send); clone, import,\n"
+	  "export, flatten and merge work is scheduled by its class and yields to guest\n"
+	  "I/O by itself, with nothing to set (docs/qos.md).\n",
+	  OPT_VALUES | OPT_JSON, 1, 11, cli_cmd_qos },
+	{ "stats", "[NAME] [--json] [--watch]", "I/O rates and latencies per vdisk and class",
+	  "Shows, for every vdisk (or only NAME) and each I/O class that has run on it\n"
+	  "(guest, clone, rebuild, scrub, merge): I/Os and bytes a second over the last\n"
+	  "whole second, and latency percentiles (p50, p99, p99.9, max) of that second,\n"
+	  "measured from when blockd received the I/O to its completion, so time spent\n"
+	  "waiting for the scheduler counts. The first line is the scheduler's state:\n"
+	  "its mode, the guest latency baseline and how much background work may be in\n"
+	  "flight. --watch prints again every second until Ctrl-C. " JSON_RULE
+	  "The JSON also has totals since blockd started (ops, bytes, lat_total_us).\n",
+	  OPT_JSON | OPT_WATCH, 0, 1, cli_cmd_stats },
 	{ "version", "", "print vdisk's and blockd's versions",
 	  "Prints the version of this vdisk command, then asks blockd for its own.\n",
 	  0, 0, 0, cli_cmd_version },

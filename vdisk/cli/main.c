@@ -20,7 +20,16 @@ static const struct {
 	{ "--shrink", OPT_SHRINK },
 	{ "--mutual", OPT_MUTUAL },
 	{ "--clear", OPT_CLEAR },
+	{ "--watch", OPT_WATCH },
 };
+
+static int is_flag(const char *arg)
+{
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (!strcmp(arg, flags[i].flag))
+			return 1;
+	return 0;
+}
 
 static int is_help(const char *arg)
 {
@@ -167,6 +176,8 @@ static int parse_cmd_args(struct cli *c, int argc, char **argv, int *help)
 		} else if ((err = take_socket(c, argc, argv, &i)) != 0) {
 			if (err < 0)
 				return err;
+		} else if ((c->cmd->opts & OPT_VALUES) && !strncmp(a, "--", 2) && !is_flag(a)) {
+			argv[n++] = a; /* --key VALUE: the command reads it */
 		} else if ((err = take_flag(c, a)) < 0) {
 			return err;
 		}
