@@ -48,7 +48,7 @@ help:
 	@echo "make            build into $(BUILD)/"
 	@echo "make run        install packages if missing, build, run one node on $(DATA)"
 	@echo "make test       install packages if missing, build, run every test"
-	@echo "make bench      the store against fio, vdisk operations against cp"
+	@echo "make bench      the store against fio, vdisk operations against cp, iSCSI against tgt, guest latency under clones (bench-qos.png)"
 	@echo "make deps       install the Debian packages kura needs"
 	@echo "make SAN=1      build with AddressSanitizer and UBSan"
 	@echo "make fuzz       fuzz the iSCSI PDU checks, login, text keys and CHAP (clang libFuzzer) for FUZZ_SECONDS (600)"

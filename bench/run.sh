@@ -13,3 +13,4 @@ trap 'rm -rf "$DIR"' EXIT
 rm -rf "$DIR/store"
 "$BUILD/kura-bench-vdisk" --dir "$DIR/vdisk" --runtime "${BENCH_RUNTIME:-6}" --file-size "${BENCH_FILE:-1G}"
 sh "$(dirname "$0")/iscsi_bench.sh" "$BUILD"
+sh "$(dirname "$0")/qos_bench.sh" "$BUILD"

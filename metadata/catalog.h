@@ -5,6 +5,8 @@
  * A record is addressed by (kind, id) and holds a JSON text owned by the vdisk
  * layer (vdisk/catalog_rec.c); the catalog does not look inside. Kinds:
  *   'v' vdisk   'l' layer   'j' job   'n' id counters (id 0)
+ *   'q' a vdisk's QoS settings (by vdisk id)
+ *   'i', 'p' iSCSI target settings and persistent reservations
  *
  * Thread rule: kura_cat_open/close and kura_cat_load are called on the owner
  * loop's thread at start and stop (they block); kura_cat_commit is called on

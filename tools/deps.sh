@@ -7,6 +7,8 @@ PKGS="build-essential pkg-config liburing-dev libisal-dev librocksdb-dev uuid-de
 # tools (iscsi-test-cu, iscsi-perf), qemu-img / qemu-nbd with the iSCSI driver,
 # and ss (iproute2, absent from minimal images) to find free ports.
 PKGS="$PKGS clang libclang-rt-14-dev tgt libiscsi-bin qemu-utils qemu-block-extra iproute2"
+# The QoS benchmark's plot.
+PKGS="$PKGS gnuplot-nox"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -354,7 +354,7 @@ void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 	r->queued = true;
 	c->queued++;
 	if (r->cls == KURA_IO_GUEST) {
-		if (s->last_guest && now - s->last_guest > QUIET_NS) {
+		if (!s->last_guest || now - s->last_guest > QUIET_NS) {
 			s->window = s->wmin; /* guests are back: make room at once */
 			s->rate = 0;
 		}
@@ -476,9 +476,19 @@ static void control(struct vd_sched *s, uint64_t now)
 		s->rate = 0;
 		s->probing = false;
 	} else if (!bg_busy) {
-		s->baseline = s->baseline ? (3 * s->baseline + mean) / 4 : mean;
+		/* The lowest clean figure, allowed to rise slowly: a clean
+		 * window right after heavy background work still pays for
+		 * the store's deferred writes and must not teach the
+		 * controller that slow is normal. */
+		if (!s->baseline || mean < s->baseline)
+			s->baseline = mean;
+		else
+			s->baseline = KURA_MIN(mean, s->baseline + s->baseline / 32 + 1);
 		s->last_clean = now;
 		s->probing = false;
+		/* background that starts while guests run starts small */
+		s->window = s->wmin;
+		s->rate = 0;
 	} else if (!s->baseline || now - s->last_clean > PROBE_EVERY_NS) {
 		/* no idle measurement for too long: hold background for a
 		 * window (once what is in the store has drained) */
