@@ -78,16 +78,28 @@ clones() {
 		i=$((i + 1))
 	done
 	t1=$(now_ms)
-	i=1
-	while [ $i -le "$NCLONES" ]; do vd delete "c$1$i" >/dev/null; i=$((i + 1)); done
-	vd jobs --json >/dev/null
 	echo $((t1 - t0))
 }
 
-# Waits until the deletes' freeing jobs are done, so that the next phase
-# starts on a quiet node.
+# unclone TAG: deletes the clones (their space is freed by jobs)
+unclone() {
+	i=1
+	while [ $i -le "$NCLONES" ]; do vd delete "c$1$i" >/dev/null; i=$((i + 1)); done
+}
+
+# Waits until the deletes' freeing jobs are done and blockd (RocksDB's
+# compactions included) has used under 5% of a core for a second, at most a
+# minute, so that the next phase starts on a quiet node.
+HZ=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 quiet() {
 	while vd jobs | grep -q running; do sleep 0.5; done
+	i=0
+	while [ $i -lt 60 ]; do
+		a=$(ticks "$KURA_PID"); sleep 1; b=$(ticks "$KURA_PID")
+		[ $((b - a)) -le $((HZ / 20)) ] && return 0
+		i=$((i + 1))
+	done
 }
 
 echo "qos bench: a $TEMPLATE template, $NCLONES full clones of it at once, guest fio 4 KiB randrw 70/30 QD8; phases of ${PHASE} s"
@@ -104,6 +116,7 @@ rm -f "$WORK/tmpl.img" "$WORK/guest.img" "$WORK/chunk"
 vd snapshot tmpl base >/dev/null || die "snapshot failed"
 
 idle_ms=$(clones idle)
+unclone idle
 quiet
 tmpl_bytes=$(numfmt --from=iec "$TEMPLATE")
 mibs() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? b / 1048576 / (ms / 1000) : 0 }'; }
@@ -117,6 +130,7 @@ echo "qos bench: $NCLONES clones on an idle node: ${idle_ms} ms, $idle_mibs MiB/
 scenario() {
 	stop_kura
 	start_kura "$WORK/node" "$port" --scheduler "$1"
+	quiet
 	nbd_up guest
 	t0=$(now_ms)
 	fio --name=guest --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
@@ -132,6 +146,7 @@ scenario() {
 	e=$(now_ms)
 	kill -TERM "$FIO_PID"; wait "$FIO_PID"; FIO_PID=
 	stop_nbd
+	unclone "$1"
 	quiet
 	[ -s "$WORK/${1}_lat.1.log" ] || die "$1: fio wrote no latency log: $(tail -n 3 "$WORK/$1.err")"
 	echo "$t0 $c0 $c1 $e $ms" >"$WORK/$1.phases"
@@ -157,7 +172,8 @@ series() {
 		"$WORK/${1}_lat.1.log" >"$WORK/$1.series"
 }
 
-for mode in qos fifo; do
+MODES=${QOS_MODES:-fifo qos}
+for mode in $MODES; do
 	echo "qos bench: scenario with --scheduler $mode"
 	scenario $mode
 	series $mode "$(cut -d' ' -f1 "$WORK/$mode.phases")"
@@ -165,7 +181,7 @@ done
 
 report() {
 	printf "%-5s %-17s %8s %8s %8s %8s\n" mode phase ios p50_us p99_us max_us
-	for mode in qos fifo; do
+	for mode in $MODES; do
 		set -- $(cat "$WORK/$mode.phases")
 		t0=$1; c0=$2; c1=$3; e=$4; ms=$5
 		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone" $(stats $mode $((t0 + 1000)) "$c0")
@@ -197,7 +213,9 @@ start_kura "$WORK/node" "$port"
 } | tee "$WORK/table"
 [ -n "${BENCH_OUT:-}" ] && cat "$WORK/table" >>"$BENCH_OUT"
 
-if have gnuplot; then
+if ! [ -f "$WORK/qos.phases" ] || ! [ -f "$WORK/fifo.phases" ]; then
+	echo "qos bench: the plot needs both modes (QOS_MODES): no plot"
+elif have gnuplot; then
 	set -- $(cat "$WORK/qos.phases"); q0=$(($2 - $1)); q1=$(($3 - $1))
 	set -- $(cat "$WORK/fifo.phases"); f0=$(($2 - $1)); f1=$(($3 - $1))
 	gnuplot <<EOF 2>"$WORK/gnuplot.err" || echo "qos bench: gnuplot failed: $(head -n 2 "$WORK/gnuplot.err")"

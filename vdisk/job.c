@@ -307,6 +307,10 @@ struct step {
 	uint64_t one_id, one_lim;
 	struct kura_op op;
 	struct vd_sreq sr;       /* its place in the scheduler (not for freeing) */
+	uint64_t wdst;           /* writing: the layer, and the next block */
+	unsigned wpos;
+	const struct vd_chain *rchain; /* reading in pieces: the chain, the next block */
+	unsigned rpos;
 };
 
 static void job_pump(struct kura_vd_engine *e, struct vd_job *j);
@@ -392,18 +396,50 @@ static void step_after_writes(void *arg, int err)
 	step_end(st, st->err);
 }
 
+/* While guests run (under the scheduler), background data moves in pieces
+ * of at most 128 KiB, one after the other: a journal batch then carries
+ * little of it, so a guest write that shares the batch does not wait for a
+ * whole extent, and a guest read queues behind no more than that at the
+ * disk. Otherwise a step reads and writes everything at once. */
+#define STEP_CHUNK_BLOCKS 32u
+
+static void step_write_next(void *arg, int err)
+{
+	struct step *st = arg;
+	unsigned pos = st->wpos, n;
+
+	if (err && !st->err)
+		st->err = err;
+	if (!st->err && (n = vd_bm_next_run(&st->need, &pos, st->hi))) {
+		n = KURA_MIN(n, STEP_CHUNK_BLOCKS);
+		st->wpos = pos + n;
+		err = kura_blk_write(st->e->store, st->wdst, st->ext, pos, n,
+				     st->buf + (size_t)(pos - st->lo) * VD_BLK, kura_now_ns(),
+				     st->sr.cls, step_write_next, st);
+		if (!err)
+			return;
+		st->err = err;
+	}
+	step_after_writes(st, 0);
+}
+
 static void step_write_runs(struct step *st, uint64_t dst, uint64_t free_after)
 {
 	struct kura_vd_engine *e = st->e;
-	enum kura_io_class cls = st->sr.cls;
 	int err = 0;
 
 	(void)free_after;
 	st->pending = 1;
+	if (vd_sched_guests_active(e->sched, kura_now_ns())) {
+		st->wdst = dst;
+		st->wpos = st->lo;
+		step_write_next(st, 0);
+		return;
+	}
 	for (unsigned pos = st->lo, n; (n = vd_bm_next_run(&st->need, &pos, st->hi)); pos += n) {
 		err = kura_blk_write(e->store, dst, st->ext, pos, n,
-				     st->buf + (size_t)(pos - st->lo) * VD_BLK, kura_now_ns(), cls,
-				     step_after_writes, st);
+				     st->buf + (size_t)(pos - st->lo) * VD_BLK, kura_now_ns(),
+				     st->sr.cls, step_after_writes, st);
 		if (err)
 			break;
 		st->pending++;
@@ -446,6 +482,23 @@ static void copy_read_done(void *arg, int err, const struct kura_blk_bitmap *pre
 	step_write_runs(st, j->dst, 0);
 }
 
+static void step_read_next(void *arg, int err, const struct kura_blk_bitmap *present)
+{
+	struct step *st = arg;
+	unsigned pos = st->rpos, n;
+
+	if (err || pos >= st->hi) {
+		copy_read_done(st, err, present);
+		return;
+	}
+	n = KURA_MIN(st->hi - pos, STEP_CHUNK_BLOCKS);
+	st->rpos = pos + n;
+	err = vd_chain_read(st->e, st->rchain, st->ext, pos, n,
+			    st->buf + (size_t)(pos - st->lo) * VD_BLK, st->sr.cls, step_read_next, st);
+	if (err)
+		step_later(st, err);
+}
+
 /* Reads blocks lo..hi of st->ext through chain c, then continues in
  * copy_read_done. */
 static void step_read(struct step *st, const struct vd_chain *c)
@@ -460,6 +513,12 @@ static void step_read(struct step *st, const struct vd_chain *c)
 	st->buf = kura_aligned_alloc_raw((size_t)(st->hi - st->lo) * VD_BLK);
 	if (!st->buf) {
 		step_later(st, -ENOMEM);
+		return;
+	}
+	if (vd_sched_guests_active(st->e->sched, kura_now_ns())) {
+		st->rchain = c;
+		st->rpos = st->lo;
+		step_read_next(st, 0, NULL);
 		return;
 	}
 	err = vd_chain_read(st->e, c, st->ext, st->lo, st->hi - st->lo, st->buf, st->sr.cls,

@@ -15,7 +15,8 @@
 #define MIN_SAMPLES 4u                  /* guest I/Os that make a window count */
 #define QUIET_NS (200ull * 1000 * 1000) /* no guest I/O this long: quiet */
 #define PROBE_EVERY_NS (10ull * NS)     /* re-measure the baseline this often */
-#define SLACK_NS 50000ull               /* 50 µs */
+#define SLACK_NS 100000ull              /* 100 µs */
+#define LAT_RATIO_PCT 150u              /* guest latency allowed: baseline * 1.5 + slack */
 #define RATE_MIN (4ull * MIB)           /* background never goes slower (bytes/s) */
 
 struct vd_client {
@@ -56,7 +57,7 @@ struct vd_sched {
 	int64_t tokens;                 /* bytes background may still send now */
 	uint64_t tok_t;
 	uint64_t win_bg_bytes;          /* background bytes done this window */
-	uint64_t win_start, win_n, win_sum;
+	uint64_t win_start, win_n, win_sum, win_sub;
 	bool win_bg;                    /* background was in the store this window */
 	uint64_t last_guest, last_clean;
 	bool probing;
@@ -359,6 +360,7 @@ void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 			s->rate = 0;
 		}
 		s->last_guest = now;
+		s->win_sub++;
 		if (c->tail) {
 			c->tail->next = r;
 		} else {
@@ -446,7 +448,7 @@ static void squeeze(struct vd_sched *s, uint64_t now)
 	if (!s->rate)
 		s->rate = done_rate > 2 * RATE_MIN ? done_rate / 2 : RATE_MIN;
 	else
-		s->rate = s->rate / 2 > RATE_MIN ? s->rate / 2 : RATE_MIN;
+		s->rate = s->rate * 7 / 10 > RATE_MIN ? s->rate * 7 / 10 : RATE_MIN;
 	s->tokens = 0;
 }
 
@@ -470,11 +472,20 @@ static void control(struct vd_sched *s, uint64_t now)
 	bool bg_busy = s->win_bg || s->bg_inflight;
 	uint64_t mean = s->win_n ? s->win_sum / s->win_n : 0;
 
-	if (s->win_n < MIN_SAMPLES) {
+	if (!s->win_sub && !s->guest_inflight && !s->guest_queued) {
 		/* guests quiet: background may have everything */
 		s->window = s->wmax;
 		s->rate = 0;
 		s->probing = false;
+	} else if (!s->win_n) {
+		/* guest I/O waits and none completed in 100 ms: as bad as
+		 * latency gets */
+		if (bg_busy)
+			squeeze(s, now);
+	} else if (s->win_n < MIN_SAMPLES && s->win_sub >= MIN_SAMPLES) {
+		/* completions lag behind a busy guest's submissions */
+		if (bg_busy)
+			squeeze(s, now);
 	} else if (!bg_busy) {
 		/* The lowest clean figure, allowed to rise slowly: a clean
 		 * window right after heavy background work still pays for
@@ -493,14 +504,14 @@ static void control(struct vd_sched *s, uint64_t now)
 		/* no idle measurement for too long: hold background for a
 		 * window (once what is in the store has drained) */
 		s->probing = true;
-	} else if (mean > s->baseline * 13 / 10 + SLACK_NS) {
+	} else if (mean > s->baseline * LAT_RATIO_PCT / 100 + SLACK_NS) {
 		squeeze(s, now);
 	} else {
 		relax(s, now);
 	}
 	if (s->win_n)
 		s->last_mean = mean;
-	s->win_n = s->win_sum = s->win_bg_bytes = 0;
+	s->win_n = s->win_sum = s->win_bg_bytes = s->win_sub = 0;
 	s->win_bg = s->bg_inflight > 0;
 	s->win_start = now;
 }
@@ -539,6 +550,11 @@ uint64_t vd_sched_tick(struct vd_sched *s, uint64_t now)
 	if (s->mode == VD_SCHED_QOS)
 		pump(s, now);
 	return s->pacing ? VD_SCHED_PACE_NS : VD_SCHED_CONTROL_NS;
+}
+
+bool vd_sched_guests_active(const struct vd_sched *s, uint64_t now)
+{
+	return s->mode == VD_SCHED_QOS && s->last_guest && now - s->last_guest < QUIET_NS;
 }
 
 bool vd_sched_pacing(const struct vd_sched *s)

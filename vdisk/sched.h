@@ -18,8 +18,8 @@
  *   completion, small I/O) against the idle baseline (guest latency measured
  *   while no background request was in the store; when background work runs
  *   for long, it pauses it for a short probe to measure the baseline again).
- *   Guest latency above baseline * 1.3 + 50 µs halves the window, and once
- *   the window is down to one request, halves the background byte rate
+ *   Guest latency above baseline * 1.5 + 100 µs halves the window, and once
+ *   the window is down to one request, cuts the background byte rate
  *   (paced by a token bucket, never below 4 MiB/s); otherwise the rate
  *   grows by 1/8 (pacing stops once it no longer holds anything back) and
  *   then the window by 1 MiB a step; when guests are quiet, the window is
@@ -116,6 +116,10 @@ uint64_t vd_sched_tick(struct vd_sched *s, uint64_t now);
 bool vd_sched_pacing(const struct vd_sched *s);
 #define VD_SCHED_PACE_NS 250000ull
 #define VD_SCHED_CONTROL_NS 100000000ull
+
+/* Whether guest I/O ran within the last 200 ms (and not FIFO): background
+ * work then moves in small pieces. */
+bool vd_sched_guests_active(const struct vd_sched *s, uint64_t now);
 
 /* Settings of a vdisk; they apply to queued and future requests at once. */
 int vd_sched_set_qos(struct vd_sched *s, uint64_t vdisk, const struct vd_qos *q, uint64_t now);
