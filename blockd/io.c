@@ -194,36 +194,64 @@ void store_block(struct kura_blk_store *s, struct pend *p)
 	ckpt_request(s);
 }
 
+/* Whether blocked p may go before the blocked entries ahead of it. */
+static int may_pass(struct kura_blk_store *s, const struct pend *p)
+{
+	if (p->kind != PEND_GUEST)
+		return 0;
+	for (struct pend *q = s->blocked_head; q && q != p; q = q->next)
+		if (q->kind != PEND_BG || (q->layer == p->layer && q->ext == p->ext))
+			return 0;
+	return 1;
+}
+
 void store_unblock(struct kura_blk_store *s)
 {
-	struct pend *p;
+	struct pend **pp = &s->blocked_head, *prev = NULL;
 
-	while ((p = s->blocked_head)) {
+	while (*pp) {
+		struct pend *p = *pp;
 		int still;
 
+		if (p != s->blocked_head && !may_pass(s, p)) {
+			prev = p;
+			pp = &p->next;
+			continue;
+		}
 		s->unblocking = p;
 		still = p->retry(p);
 		s->unblocking = NULL;
 		if (still) {
 			ckpt_request(s);
-			return;
+			if (p->kind != PEND_BG)
+				return; /* nothing behind it may pass it */
+			prev = p;
+			pp = &p->next;
+			continue;
 		}
-		s->blocked_head = p->next;
-		if (!s->blocked_head)
-			s->blocked_tail = NULL;
+		*pp = p->next;
+		if (s->blocked_tail == p)
+			s->blocked_tail = prev;
 	}
 }
 
-/* Keeps submissions in order: once one waits for journal room, all wait. */
+/* Keeps submissions in order: once one waits for journal room, all wait,
+ * but for guest writes passing background ones (struct pend). */
 static int must_wait(struct kura_blk_store *s, struct pend *p, uint32_t rec_bytes,
 		     uint32_t data_bytes)
 {
-	int room = journal_has_room(&s->journal, rec_bytes, data_bytes);
+	int room = journal_has_room(&s->journal, rec_bytes, data_bytes,
+				    p->kind == PEND_BG ? 3 : 4);
 
 	if (s->unblocking == p)
 		return !room;
-	if (!s->blocked_head && room)
+	if (room && !s->blocked_head)
 		return 0;
+	if (room && p->kind == PEND_GUEST) {
+		p->next = NULL; /* not in the list: check against all of it */
+		if (may_pass(s, p))
+			return 0;
+	}
 	store_block(s, p);
 	return 1;
 }
@@ -537,6 +565,9 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->cb = cb;
 	w->arg = arg;
 	w->pend.retry = write_retry;
+	w->pend.kind = cls == KURA_IO_GUEST ? PEND_GUEST : PEND_BG;
+	w->pend.layer = layer;
+	w->pend.ext = ext;
 	write_submit(s, w);
 	return 0;
 }

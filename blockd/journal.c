@@ -94,13 +94,14 @@ static uint64_t batch_bytes(const struct jbatch *b)
 	       (uint64_t)b->data_pages * KURA_BLK_SIZE;
 }
 
-int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_bytes)
+int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_bytes,
+		     unsigned quarters)
 {
 	uint64_t need = j->head + (j->open ? batch_bytes(j->open) : 0) +
 			KURA_ALIGN_UP(rec_bytes + sizeof(struct kura_jhdr), KURA_BLK_SIZE) +
 			data_bytes + BATCH_SLACK;
 
-	return need <= j->tail + j->len;
+	return need <= j->tail + (quarters >= 4 ? j->len : j->len / 4 * quarters);
 }
 
 uint64_t journal_used(const struct kura_journal *j)

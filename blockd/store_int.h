@@ -205,8 +205,10 @@ struct kura_journal {
 int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
 		 uint64_t seq, uint64_t lpos);
 void journal_destroy(struct kura_journal *j);
-/* Whether a record of rec_bytes header bytes and data_bytes more fits now. */
-int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_bytes);
+/* Whether a record of rec_bytes header bytes and data_bytes more fits now
+ * within quarters/4 of the journal. */
+int journal_has_room(struct kura_journal *j, uint32_t rec_bytes, uint32_t data_bytes,
+		     unsigned quarters);
 /* Appends a record (and its data pages, which must stay valid until durable)
  * to the open batch; rec is copied. jr (may be NULL) is completed when the
  * batch is durable. Caller checked journal_has_room(). Returns the batch. */
@@ -272,9 +274,17 @@ struct kura_blk_store {
 
 /* A submission waiting for journal room. retry() returns 1 while it must
  * keep waiting (it stays first in line) and 0 once it went through or failed. */
+/* A submission waiting for journal room. Background writes wait once the
+ * journal is 3/4 full, so that guest writes keep the last quarter: a guest
+ * write may pass waiting background writes of other extents (never another
+ * guest write, a metadata change, or anything on its own extent). */
+enum pend_kind { PEND_META = 0, PEND_GUEST, PEND_BG };
+
 struct pend {
 	struct pend *next;
 	int (*retry)(struct pend *p);
+	enum pend_kind kind;
+	uint64_t layer, ext;
 };
 
 void store_block(struct kura_blk_store *s, struct pend *p);

@@ -395,3 +395,58 @@ TEST(test_store_checkpoint_stops_when_an_apply_fails)
 	ts_close(&t);
 	fake_media_destroy(m);
 }
+
+struct order {
+	unsigned seq, *next;
+	int err;
+};
+
+static void order_done(void *arg, int err)
+{
+	struct order *o = arg;
+
+	o->seq = ++*o->next;
+	o->err = err;
+}
+
+/* Background writes that fill the journal wait at 3/4 of it; a guest write
+ * to another extent goes ahead of them, one to the same extent does not. */
+TEST(test_store_guest_writes_keep_the_last_quarter_of_the_journal)
+{
+	struct tstore t = { .journal_size = 16u << 20 };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct order bg[16] = { 0 }, g_other = { 0 }, g_same = { 0 };
+	unsigned next = 0, last_bg = 0;
+	uint8_t *w = blocks(256), *g1 = blocks(1), *g2 = blocks(1), *r = blocks(1);
+
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	for (unsigned b = 0; b < 256; b++)
+		ts_fill(w + b * KURA_BLK_SIZE, b + 1, 7);
+	ts_fill(g1, 1001, 7);
+	ts_fill(g2, 1002, 7);
+	/* 16 MiB of clone writes submitted at once: more than 3/4 of it */
+	for (unsigned i = 0; i < 16; i++) {
+		bg[i].next = &next;
+		CHECK_EQ(kura_blk_write(t.s, 2, i, 0, 256, w, 1, KURA_IO_CLONE, order_done, &bg[i]), 0);
+	}
+	CHECK(t.s->blocked_head != NULL);
+	g_other.next = g_same.next = &next;
+	CHECK_EQ(kura_blk_write(t.s, 1, 0, 0, 1, g1, 1, KURA_IO_GUEST, order_done, &g_other), 0);
+	CHECK_EQ(kura_blk_write(t.s, 2, 15, 0, 1, g2, 2, KURA_IO_GUEST, order_done, &g_same), 0);
+	while (next < 18)
+		kura_loop_run_once(t.loop, 100000000ull);
+	for (unsigned i = 0; i < 16; i++) {
+		CHECK_EQ(bg[i].err, 0);
+		last_bg = KURA_MAX(last_bg, bg[i].seq);
+	}
+	CHECK_EQ(g_other.err, 0);
+	CHECK_EQ(g_same.err, 0);
+	CHECK(g_other.seq < last_bg);  /* passed the waiting clone writes */
+	CHECK(g_same.seq > bg[15].seq); /* never passes a write to its extent */
+	CHECK_EQ(ts_read(&t, 2, 15, 0, 1, r), 0);
+	CHECK_EQ(ts_tag(r, 7), 1002);
+	CHECK_EQ(ts_read(&t, 1, 0, 0, 1, r), 0);
+	CHECK_EQ(ts_tag(r, 7), 1001);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
