@@ -19,13 +19,6 @@ PIDS=""
 for t in iscsi-perf qemu-nbd fio tgtd; do
 	have $t || { echo "iscsi bench: $t missing (make deps); skipped"; exit 0; }
 done
-NBD_PID=
-stop_nbd() {
-	[ -n "$NBD_PID" ] || return 0
-	kill -9 "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null
-	NBD_PID=
-	rm -f "$WORK/nbd.sock"
-}
 cleanup() {
 	stop_nbd
 	stop_tgt
@@ -72,16 +65,7 @@ fio_write() {
 
 # fiow URL QD -> "iops clat_mean_us clat_p99_us cpu_us_per_io"
 fiow() {
-	qemu-nbd -f raw -t -e 4 -k "$WORK/nbd.sock" "$1" 2>"$WORK/nbd.log" &
-	NBD_PID=$!
-	i=0
-	while [ ! -S "$WORK/nbd.sock" ]; do
-		i=$((i + 1))
-		if [ $i -gt 500 ] || proc_gone "$NBD_PID"; then
-			cat "$WORK/nbd.log" >&2; echo "0 0 0 0"; stop_nbd; return
-		fi
-		sleep 0.02
-	done
+	start_nbd "$1" || { echo "0 0 0 0"; return; }
 	t0=$(ticks "$TPID")
 	timeout -k 5 $((RT + 30)) fio --name=w --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
 		--rw=randwrite --bs=4k --iodepth="$2" --size=1G --time_based --runtime="$RT" \

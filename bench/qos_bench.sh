@@ -27,14 +27,7 @@ PIDS=""
 for t in qemu-nbd fio; do
 	have $t || { echo "qos bench: $t missing (make deps); skipped"; exit 0; }
 done
-NBD_PID=
 FIO_PID=
-stop_nbd() {
-	[ -n "$NBD_PID" ] || return 0
-	kill -9 "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null
-	NBD_PID=
-	rm -f "$WORK/nbd.sock"
-}
 cleanup() {
 	[ -n "$FIO_PID" ] && kill -9 "$FIO_PID" 2>/dev/null
 	stop_nbd
@@ -50,18 +43,7 @@ rm -rf "$WORK"; mkdir -p "$WORK" || die "cannot create $WORK"
 port=$(free_port 24260)
 url() { echo "iscsi://127.0.0.1:$port/${IQN_PREFIX}$1/0"; }
 
-nbd_up() {
-	qemu-nbd -f raw -t -e 4 -k "$WORK/nbd.sock" "$(url "$1")" 2>"$WORK/nbd.log" &
-	NBD_PID=$!
-	i=0
-	while [ ! -S "$WORK/nbd.sock" ]; do
-		i=$((i + 1))
-		if [ $i -gt 500 ] || proc_gone "$NBD_PID"; then
-			cat "$WORK/nbd.log"; die "qemu-nbd did not start"
-		fi
-		sleep 0.02
-	done
-}
+nbd_up() { start_nbd "$(url "$1")" || die "qemu-nbd did not start"; }
 
 # clones TAG: QOS_CLONES full clones of tmpl@base at once; prints seconds
 clones() {

@@ -10,13 +10,6 @@
 for t in qemu-img qemu-nbd fio; do
 	have $t || { echo "$t missing (make deps)"; exit 77; }
 done
-NBD_PID=
-stop_nbd() {
-	[ -n "$NBD_PID" ] || return 0
-	kill -9 "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null
-	NBD_PID=
-	rm -f "$WORK/nbd.sock"
-}
 trap 'stop_nbd; cleanup' EXIT INT TERM
 cd "$WORK" || fail "cd $WORK"
 
@@ -61,18 +54,7 @@ echo "ok: snapshot target reads the old data and refuses writes ($(head -n 1 "$W
 
 # 3. fio verify through qemu-nbd, then again after kill -9.
 vd create fio 1G >/dev/null || fail "create fio"
-nbd_up() {
-	qemu-nbd -f raw -t -e 4 -k "$WORK/nbd.sock" "$(url fio)" 2>"$WORK/nbd.log" &
-	NBD_PID=$!
-	i=0
-	while [ ! -S "$WORK/nbd.sock" ]; do
-		i=$((i + 1))
-		if [ $i -gt 500 ] || proc_gone "$NBD_PID"; then
-			cat "$WORK/nbd.log"; fail "qemu-nbd did not start"
-		fi
-		sleep 0.02
-	done
-}
+nbd_up() { start_nbd "$(url fio)" || fail "qemu-nbd did not start"; }
 job() {
 	timeout -k 5 180 fio --name=verify --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
 		--rw=randwrite --bs=4k --iodepth=32 --size=1G --verify=crc32c --verify_fatal=1 \

@@ -11,31 +11,13 @@
 for t in qemu-nbd fio; do
 	have $t || { echo "$t missing (make deps)"; exit 77; }
 done
-NBD_PID=
-stop_nbd() {
-	[ -n "$NBD_PID" ] || return 0
-	kill -9 "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null
-	NBD_PID=
-	rm -f "$WORK/nbd.sock"
-}
 trap 'stop_nbd; cleanup' EXIT INT TERM
 cd "$WORK" || fail "cd $WORK"
 
 port=$(free_port 21760)
 start_kura "$WORK/k" "$port" --disk "$WORK/disk.img,size=3G"
 url() { echo "iscsi://127.0.0.1:$port/${IQN_PREFIX}$1/0"; }
-nbd_up() {
-	qemu-nbd -f raw -t -e 4 -k "$WORK/nbd.sock" "$(url "$1")" 2>"$WORK/nbd.log" &
-	NBD_PID=$!
-	i=0
-	while [ ! -S "$WORK/nbd.sock" ]; do
-		i=$((i + 1))
-		if [ $i -gt 500 ] || proc_gone "$NBD_PID"; then
-			cat "$WORK/nbd.log"; fail "qemu-nbd did not start"
-		fi
-		sleep 0.02
-	done
-}
+nbd_up() { start_nbd "$(url "$1")" || fail "qemu-nbd did not start"; }
 NBD_URI="nbd+unix:///?socket=$WORK/nbd.sock"
 # json_num FILE KEY: the first number after "KEY": in FILE
 json_num() { tr -d ' \n\t' <"$1" | sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" | head -n 1; }

@@ -79,6 +79,30 @@ kill_kura() {
 
 vd() { "$BUILD/vdisk" --socket "$KURA_SOCK" "$@"; }
 
+# start_nbd URL: qemu-nbd (QEMU's libiscsi driver) serving URL on
+# $WORK/nbd.sock, for fio's nbd engine; sets NBD_PID. Returns non-zero, with
+# qemu-nbd's log on stderr, when the socket does not appear within 10 s.
+# stop_nbd ends it; call it from the EXIT trap too.
+NBD_PID=
+start_nbd() {
+	qemu-nbd -f raw -t -e 4 -k "$WORK/nbd.sock" "$1" 2>"$WORK/nbd.log" &
+	NBD_PID=$!
+	i=0
+	while [ ! -S "$WORK/nbd.sock" ]; do
+		i=$((i + 1))
+		if [ $i -gt 500 ] || proc_gone "$NBD_PID"; then
+			cat "$WORK/nbd.log" >&2; stop_nbd; return 1
+		fi
+		sleep 0.02
+	done
+}
+stop_nbd() {
+	[ -n "$NBD_PID" ] || return 0
+	kill -9 "$NBD_PID" 2>/dev/null; wait "$NBD_PID" 2>/dev/null
+	NBD_PID=
+	rm -f "$WORK/nbd.sock"
+}
+
 # start_tgt BASE PORT FILE: a tgt target $TGT_IQN on 127.0.0.1:PORT with
 # FILE as LUN 1 through O_DIRECT (bstype aio). tgtd's control socket id is
 # the first from BASE that no other tgtd holds (a tgtd that finds its id
