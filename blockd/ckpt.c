@@ -30,6 +30,7 @@ struct ck_flush {
 struct ckpt {
 	int phase, again;
 	uint64_t seq, end_lpos;
+	uint64_t t_start, t_phase; /* ns: the checkpoint's start, its phase's start */
 	struct kura_md_batch *b;
 	struct kura_work work;
 	struct kura_md *md;
@@ -167,6 +168,7 @@ static void ck_start(struct kura_blk_store *s)
 		return;
 	}
 	c->seq = journal_seal(&s->journal);
+	c->t_start = c->t_phase = kura_now_ns();
 	capture(s, c->b);
 	c->phase = CK_APPLY;
 	ckpt_progress(s);
@@ -197,6 +199,9 @@ static void md_done(struct kura_op *op, int res)
 	c->b = NULL;
 	journal_trim(&s->journal, c->seq, c->end_lpos);
 	s->st.checkpoints++;
+	kura_log(DEBUG, "checkpoint %llu: %llu ms (metadata %llu ms)",
+		 (unsigned long long)c->seq, (unsigned long long)((kura_now_ns() - c->t_start) / 1000000),
+		 (unsigned long long)((kura_now_ns() - c->t_phase) / 1000000));
 	c->phase = CK_IDLE;
 	store_unblock(s);
 	if (c->again && c->phase == CK_IDLE)
@@ -225,6 +230,10 @@ static void flush_done(struct kura_op *op, int res)
 		ck_fail(s, "a disk flush failed", c->err);
 		return;
 	}
+	kura_log(DEBUG, "checkpoint %llu: in place and flushed after %llu ms (flush %llu ms)",
+		 (unsigned long long)c->seq, (unsigned long long)((kura_now_ns() - c->t_start) / 1000000),
+		 (unsigned long long)((kura_now_ns() - c->t_phase) / 1000000));
+	c->t_phase = kura_now_ns();
 	jv.seq = c->seq + 1;
 	jv.lpos = c->end_lpos;
 	kura_md_batch_put(c->b, jkey, sizeof(jkey), &jv, sizeof(jv));
@@ -247,6 +256,7 @@ static void crc_done(struct kura_op *op, int res)
 	if (ck_abandoned(s))
 		return;
 	c->phase = CK_FLUSH;
+	c->t_phase = kura_now_ns();
 	c->err = 0;
 	c->flushes_pending = s->pool.n;
 	for (unsigned i = 0; i < s->pool.n; i++) {
