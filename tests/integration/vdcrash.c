@@ -512,8 +512,8 @@ int main(int argc, char **argv)
 		switch (o) {
 		case 'b': t.blockd = optarg; break;
 		case 'd': t.dir = optarg; break;
-		case 'c': cycles = (unsigned)atoi(optarg); break;
-		case 's': t.rng ^= (uint64_t)atoll(optarg) * 0x9e3779b97f4a7c15ull; break;
+		case 'c': cycles = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 's': t.rng ^= (uint64_t)strtoull(optarg, NULL, 10) * 0x9e3779b97f4a7c15ull; break;
 		default: die("usage: kura-vdcrash --blockd PATH --dir DIR [--cycles N] [--seed S]");
 		}
 	}

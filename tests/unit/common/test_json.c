@@ -328,10 +328,10 @@ TEST(test_json_depth_limit)
 	size_t n = 0;
 
 	for (int i = 0; i < KURA_JSON_MAX_DEPTH; i++)
-		n += (size_t)sprintf(doc + n, i % 2 ? "[" : "{\"k\":");
-	n += (size_t)sprintf(doc + n, "1");
+		n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s", i % 2 ? "[" : "{\"k\":");
+	n += (size_t)snprintf(doc + n, sizeof(doc) - n, "1");
 	for (int i = KURA_JSON_MAX_DEPTH - 1; i >= 0; i--)
-		n += (size_t)sprintf(doc + n, i % 2 ? "]" : "}");
+		n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s", i % 2 ? "]" : "}");
 	v = ok(doc);
 	kura_json_free(v);
 
@@ -374,9 +374,9 @@ TEST(test_json_duplicate_keys)
 	kura_json_free(v);
 
 	/* many keys: order kept; a late duplicate is still found */
-	n += (size_t)sprintf(doc + n, "{");
+	n += (size_t)snprintf(doc + n, sizeof(doc) - n, "{");
 	for (int i = 999; i >= 0; i--)
-		n += (size_t)sprintf(doc + n, "\"k%d\":%d,", i, i);
+		n += (size_t)snprintf(doc + n, sizeof(doc) - n, "\"k%d\":%d,", i, i);
 	doc[n - 1] = '}';
 	v = ok(doc);
 	CHECK_EQ(kura_json_len(v), 1000);
@@ -390,7 +390,7 @@ TEST(test_json_duplicate_keys)
 		CHECK_EQ(u, 999 - i);
 	}
 	kura_json_free(v);
-	sprintf(doc + n - 1, ",\"k500\":0}");
+	snprintf(doc + n - 1, sizeof(doc) - (n - 1), ",\"k500\":0}");
 	CHECK_EQ(bad(doc), -EINVAL);
 }
 
@@ -504,7 +504,7 @@ TEST(test_json_writer_escapes_and_parses_back)
 
 	for (int c = 1; c < 0x20; c++)
 		*p++ = (char)c;
-	p += sprintf(p, "\"\\/ plain \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f");
+	p += snprintf(p, sizeof(all) - (size_t)(p - all), "\"\\/ plain \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f");
 	*p = '\0';
 	kura_jw_init(&w);
 	kura_jw_obj(&w, NULL);
