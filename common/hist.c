@@ -1,8 +1,5 @@
 #include "common/hist.h"
 
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-
 unsigned kura_hist_bucket(uint64_t ns)
 {
 	unsigned e;
@@ -33,11 +30,11 @@ void kura_hist_add(struct kura_hist *h, uint64_t ns)
 {
 	unsigned i = kura_hist_bucket(ns);
 
-	STORE(&h->b[i], LOAD(&h->b[i]) + 1);
-	STORE(&h->n, LOAD(&h->n) + 1);
-	STORE(&h->sum_ns, LOAD(&h->sum_ns) + ns);
-	if (ns > LOAD(&h->max_ns))
-		STORE(&h->max_ns, ns);
+	kura_counter_add(&h->b[i], 1);
+	kura_counter_add(&h->n, 1);
+	kura_counter_add(&h->sum_ns, ns);
+	if (ns > kura_counter_get(&h->max_ns))
+		kura_counter_set(&h->max_ns, ns);
 }
 
 void kura_hist_copy(struct kura_hist *dst, const struct kura_hist *src)
@@ -45,13 +42,13 @@ void kura_hist_copy(struct kura_hist *dst, const struct kura_hist *src)
 	uint64_t n = 0;
 
 	for (unsigned i = 0; i < KURA_HIST_BUCKETS; i++) {
-		dst->b[i] = LOAD(&src->b[i]);
+		dst->b[i] = kura_counter_get(&src->b[i]);
 		n += dst->b[i];
 	}
 	/* n from the buckets copied, so percentiles add up */
 	dst->n = n;
-	dst->sum_ns = LOAD(&src->sum_ns);
-	dst->max_ns = LOAD(&src->max_ns);
+	dst->sum_ns = kura_counter_get(&src->sum_ns);
+	dst->max_ns = kura_counter_get(&src->max_ns);
 }
 
 void kura_hist_sub(struct kura_hist *dst, const struct kura_hist *a, const struct kura_hist *b)

@@ -16,6 +16,21 @@
 #define KURA_HIST_MAX_SHIFT 36u /* 2^36 ns, about 68.7 s */
 #define KURA_HIST_BUCKETS (1u + (KURA_HIST_MAX_SHIFT - KURA_HIST_MIN_SHIFT) * KURA_HIST_SUB)
 
+/* Single-writer counters that other threads may read: relaxed atomic
+ * stores, no read-modify-write instruction. */
+static inline uint64_t kura_counter_get(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void kura_counter_set(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+static inline void kura_counter_add(uint64_t *p, uint64_t v)
+{
+	kura_counter_set(p, kura_counter_get(p) + v);
+}
+
 struct kura_hist {
 	uint64_t b[KURA_HIST_BUCKETS];
 	uint64_t n, sum_ns, max_ns;

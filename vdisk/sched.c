@@ -25,7 +25,7 @@ struct vd_client {
 	struct vd_sreq *head, *tail;    /* guest requests waiting */
 	uint64_t r_prev, p_prev, l_prev; /* tags of the last tagged request */
 	unsigned queued, inflight;      /* every class */
-	bool on_active, forget;
+	bool forget;
 	struct vd_client *hnext, *anext;
 	struct vd_cstats *st[KURA_IO_NCLASS];
 };
@@ -208,7 +208,6 @@ static void tag_head(struct vd_client *c, uint64_t now)
 
 static void admit(struct vd_sched *s, struct vd_sreq *r)
 {
-	r->queued = false;
 	r->admitted = true;
 	if (r->cls == KURA_IO_GUEST) {
 		s->guest_inflight++;
@@ -228,7 +227,6 @@ static void active_del(struct vd_sched *s, struct vd_client *c)
 		p = &(*p)->anext;
 	if (*p)
 		*p = c->anext;
-	c->on_active = false;
 }
 
 static struct vd_sreq *guest_pick(struct vd_sched *s, uint64_t now)
@@ -352,7 +350,6 @@ void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 		admit(s, r);
 		return;
 	}
-	r->queued = true;
 	c->queued++;
 	if (r->cls == KURA_IO_GUEST) {
 		if (!s->last_guest || now - s->last_guest > QUIET_NS) {
@@ -368,7 +365,6 @@ void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 			tag_head(c, now);
 			c->anext = s->active;
 			s->active = c;
-			c->on_active = true;
 		}
 		c->tail = r;
 		s->guest_queued++;
@@ -395,9 +391,6 @@ static struct vd_cstats *cstats(struct vd_client *c, enum kura_io_class cls)
 	return c->st[cls];
 }
 
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-
 void vd_sched_done(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 {
 	struct vd_client *c = r->c;
@@ -421,8 +414,8 @@ void vd_sched_done(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 	if (c) {
 		c->inflight--;
 		if ((st = cstats(c, r->cls)) != NULL) {
-			STORE(&st->ops, LOAD(&st->ops) + 1);
-			STORE(&st->bytes, LOAD(&st->bytes) + r->bytes);
+			kura_counter_add(&st->ops, 1);
+			kura_counter_add(&st->bytes, r->bytes);
 			kura_hist_add(&st->lat, lat);
 		}
 		if (c->forget && !c->inflight && !c->queued)
@@ -524,8 +517,8 @@ static void roll_second(struct vd_sched *s)
 				struct vd_cstats *st = c->st[i];
 				if (!st)
 					continue;
-				STORE(&st->ops_1s, st->ops - st->ops_mark);
-				STORE(&st->bytes_1s, st->bytes - st->bytes_mark);
+				kura_counter_set(&st->ops_1s, st->ops - st->ops_mark);
+				kura_counter_set(&st->bytes_1s, st->bytes - st->bytes_mark);
 				kura_hist_sub(&st->lat_1s, &st->lat, &st->lat_mark);
 				st->ops_mark = st->ops;
 				st->bytes_mark = st->bytes;

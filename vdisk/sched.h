@@ -73,7 +73,7 @@ struct vd_sreq {
 	uint64_t r_tag, p_tag, l_tag;
 	struct vd_client *c;
 	struct vd_sreq *next;
-	bool queued, admitted;
+	bool admitted;
 };
 
 struct vd_sched_opts {
