@@ -290,6 +290,12 @@ void vd_layer_gc(struct kura_vd_engine *e, uint64_t id, struct kura_cat_txn *t)
 	n = vd_children(e, id, &child);
 	if (n > 1)
 		return;
+	/* Its child is being merged into the child's own child: merging into
+	 * it now would write into a layer about to go. That merge's end runs
+	 * this again for the new child. */
+	for (j = e->jobs; n && j; j = j->next)
+		if (j->state == JOB_RUNNING && j->src == child->id)
+			return;
 	j = vd_job_new(e, n ? JOB_MERGE : JOB_FREE);
 	if (!j) {
 		t->err = -ENOMEM;

@@ -1041,8 +1041,11 @@ static void finish_merge(struct kura_vd_engine *e, struct vd_job *j, struct kura
 		vd_layer_unlink(e, src);
 	}
 	j->state = JOB_DONE; /* no longer blocks the collection of dst */
-	if (dst)
+	if (dst) {
+		/* dst's new parent may have waited for this merge */
+		vd_layer_gc(e, dst->parent, t);
 		vd_layer_gc(e, dst->id, t);
+	}
 }
 
 /* flatten / clone: dst no longer needs its parent. */

@@ -613,3 +613,42 @@ TEST(test_delete_snapshot_while_merging_into_it)
 	CHECK_EQ(used_extents(&t), 12);
 	tvd_close(&t);
 }
+
+TEST(test_hidden_snapshot_waits_for_its_child_merging_away)
+{
+	struct tvd t;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "32M");
+	for (unsigned x = 0; x < 12; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB, 2, 10 + x) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
+	for (unsigned x = 0; x < 12; x += 3)
+		CHECK(tvd_write(&t, "a", x * EXTB + 1, 1, 100 + x) == 0);
+	snap(&t, "a", "s2");
+	CHECK(tvd_write(&t, "a", 0, 1, 7) == 0);
+	/* the top holds every extent, so s2's merge copies and takes a while */
+	for (unsigned x = 0; x < 12; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB + 2, 1, 200 + x) == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s1\"}") == 0);
+	/* s2's layer merges into the top; while it does, s1's layer loses its
+	 * last clone and may be collected: it must merge into the top, not
+	 * into s2's layer on its way out */
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s2\"}") == 0);
+	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"b\"}") == 0);
+	tvd_jobs(&t);
+	tvd_fsck_clean(&t);
+	for (unsigned x = 0; x < 12; x++) {
+		expect1(&t, "a", NULL, x * EXTB, x ? 10 + x : 7);
+		expect1(&t, "a", NULL, x * EXTB + 1, x % 3 ? 10 + x : 100 + x);
+		expect1(&t, "a", NULL, x * EXTB + 2, 200 + x);
+	}
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"a\"}"), 0);
+	CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 1);
+	CHECK_EQ(used_extents(&t), 12);
+	tvd_crash_restart(&t);
+	tvd_fsck_clean(&t);
+	expect1(&t, "a", NULL, 0, 7);
+	tvd_close(&t);
+}
