@@ -33,13 +33,32 @@ struct kura_disk_ops {
 	void (*close)(struct kura_disk *d);
 };
 
+/* An I/O that takes longer than this is slow: the device (or the layers under
+ * it: a host filesystem, a hypervisor's virtual disk) stalled. Counted per
+ * disk and logged as a warning at most every KURA_DISK_SLOW_REPORT_NS. */
+#define KURA_DISK_SLOW_NS 100000000ull
+#define KURA_DISK_SLOW_REPORT_NS 10000000000ull
+
+struct kura_disk_slow {
+	uint64_t ios;       /* slow I/Os since open */
+	uint64_t worst_ns;  /* the slowest since open */
+	uint64_t pending;   /* slow I/Os not yet reported in the log */
+	uint64_t pending_worst_ns;
+	uint64_t reported_ns; /* when the log last reported them */
+};
+
 struct kura_disk {
 	const struct kura_disk_ops *ops;
 	struct kura_loop *loop;
 	char path[PATH_MAX];
 	uint64_t size; /* bytes */
 	int created;   /* the file was created by this open */
+	struct kura_disk_slow slow; /* filled by implementations that time their I/O */
 };
+
+/* Records an I/O that took ns nanoseconds (ended at now_ns); counts and logs
+ * it when it is slow. Loop thread. */
+void kura_disk_note_latency(struct kura_disk *d, uint64_t ns, uint64_t now_ns);
 
 /* Opens a file or block device with O_DIRECT and takes an exclusive lock on
  * it. A missing file is created and allocated at `size` bytes (*created set).

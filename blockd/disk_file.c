@@ -1,5 +1,6 @@
 /* Disks that are files or block devices, driven through io_uring with O_DIRECT. */
 #include "blockd/disk.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -21,14 +22,18 @@ struct file_disk {
 struct rw_req {
 	struct kura_op op;
 	struct kura_op *user;
+	struct kura_disk *d;
 	size_t expect;
+	uint64_t start_ns;
 };
 
 static void rw_done(struct kura_op *op, int res)
 {
 	struct rw_req *r = KURA_CONTAINER_OF(op, struct rw_req, op);
 	struct kura_op *user = r->user;
+	uint64_t now = kura_now_ns();
 
+	kura_disk_note_latency(r->d, now - r->start_ns, now);
 	if (res >= 0 && (size_t)res != r->expect)
 		res = -EIO;
 	free(r);
@@ -52,6 +57,8 @@ static void file_rw(struct kura_disk *d, int write, const struct iovec *iov, int
 	r->op.fn = rw_done;
 	r->user = op;
 	r->expect = len;
+	r->d = d;
+	r->start_ns = kura_now_ns();
 	sqe = kura_loop_sqe(d->loop, &r->op);
 	if (iovcnt == 1 && write)
 		io_uring_prep_write(sqe, fd->fd, iov->iov_base, (unsigned)len, off);
@@ -63,6 +70,27 @@ static void file_rw(struct kura_disk *d, int write, const struct iovec *iov, int
 		io_uring_prep_readv(sqe, fd->fd, iov, (unsigned)iovcnt, off);
 	if (write && (flags & KURA_DISK_FUA))
 		sqe->rw_flags = RWF_DSYNC;
+}
+
+void kura_disk_note_latency(struct kura_disk *d, uint64_t ns, uint64_t now_ns)
+{
+	struct kura_disk_slow *sl = &d->slow;
+
+	if (ns < KURA_DISK_SLOW_NS)
+		return;
+	sl->ios++;
+	sl->worst_ns = KURA_MAX(sl->worst_ns, ns);
+	sl->pending++;
+	sl->pending_worst_ns = KURA_MAX(sl->pending_worst_ns, ns);
+	if (sl->reported_ns && now_ns - sl->reported_ns < KURA_DISK_SLOW_REPORT_NS)
+		return;
+	kura_log(WARN, "disk %s: %llu I/O(s) took over %llu ms (worst %llu ms): the device stalled",
+		 d->path, (unsigned long long)sl->pending,
+		 (unsigned long long)(KURA_DISK_SLOW_NS / 1000000),
+		 (unsigned long long)(sl->pending_worst_ns / 1000000));
+	sl->pending = 0;
+	sl->pending_worst_ns = 0;
+	sl->reported_ns = now_ns;
 }
 
 static void file_flush(struct kura_disk *d, struct kura_op *op)

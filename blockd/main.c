@@ -306,8 +306,7 @@ int main(int argc, char **argv)
 	struct sigwatch sw = { 0 };
 	char errbuf[1024], sz[32];
 	sigset_t mask;
-	uint64_t size;
-	const char *p;
+	struct kura_blk_disk_info di;
 	int err;
 
 	if ((err = parse(argc, argv, &a)))
@@ -331,8 +330,9 @@ int main(int argc, char **argv)
 	sw.loop = n.loop;
 	sw.op.fn = sig_done;
 	sig_arm(&sw);
-	for (unsigned i = 0; (p = kura_blk_disk_path(n.s, i, &size)); i++)
-		fprintf(stderr, "blockd: disk %u: %s (%s)\n", i, p, kura_fmt_size(size, sz, sizeof(sz)));
+	for (unsigned i = 0; !kura_blk_disk_info(n.s, i, &di); i++)
+		fprintf(stderr, "blockd: disk %u: %s (%s)\n", i, di.path,
+			kura_fmt_size(di.size, sz, sizeof(sz)));
 	fprintf(stderr, "blockd: store %s ready; control socket unix:%s; iSCSI %s (pid %d); "
 		"stop with Ctrl-C or kill -TERM %d\n", a.data, n.ctl_path,
 		kura_iscsi_portal(n.iscsi), (int)getpid(), (int)getpid());

@@ -220,7 +220,7 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 	struct kura_blk_stats st;
 	size_t n;
 	const char *p;
-	uint64_t size;
+	struct kura_blk_disk_info di;
 
 	kura_blk_stats(s, &st);
 	n = (size_t)snprintf(buf, len,
@@ -236,8 +236,9 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 		(unsigned long long)st.journal_bytes, (unsigned long long)st.journal_used,
 		(unsigned long long)st.checkpoints, (unsigned long long)st.index_bytes,
 		(unsigned long long)st.crc_cache_bytes, st.dead ? "true" : "false");
-	for (unsigned i = 0; (p = kura_blk_disk_path(s, i, &size)) && n < len; i++) {
+	for (unsigned i = 0; !kura_blk_disk_info(s, i, &di) && n < len; i++) {
 		n += (size_t)snprintf(buf + n, len - n, "%s{\"path\":\"", i ? "," : "");
+		p = di.path;
 		for (; *p && n + 8 < len; p++) {
 			if (*p == '"' || *p == '\\')
 				buf[n++] = '\\';
@@ -245,8 +246,11 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 				buf[n++] = *p;
 		}
 		if (n < len)
-			n += (size_t)snprintf(buf + n, len - n, "\",\"size\":%llu}",
-					      (unsigned long long)size);
+			n += (size_t)snprintf(buf + n, len - n,
+					      "\",\"size\":%llu,\"slow_ios\":%llu,\"slow_worst_ms\":%llu}",
+					      (unsigned long long)di.size,
+					      (unsigned long long)di.slow_ios,
+					      (unsigned long long)(di.slow_worst_ns / 1000000));
 	}
 	if (n < len)
 		n += (size_t)snprintf(buf + n, len - n, "]}\n");

@@ -927,11 +927,16 @@ void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out)
 	out->dead = s->dead;
 }
 
-const char *kura_blk_disk_path(struct kura_blk_store *s, unsigned i, uint64_t *size)
+int kura_blk_disk_info(struct kura_blk_store *s, unsigned i, struct kura_blk_disk_info *out)
 {
+	const struct kura_disk *d;
+
 	if (i >= s->pool.n)
-		return NULL;
-	if (size)
-		*size = s->pool.d[i].disk->size;
-	return s->pool.d[i].disk->path;
+		return -ENOENT;
+	d = s->pool.d[i].disk;
+	out->path = d->path;
+	out->size = d->size;
+	out->slow_ios = d->slow.ios;
+	out->slow_worst_ns = d->slow.worst_ns;
+	return 0;
 }

@@ -166,7 +166,13 @@ struct kura_blk_stats {
 };
 void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out);
 
-/* Path and size of disk i (for status lines); NULL past the last disk. */
-const char *kura_blk_disk_path(struct kura_blk_store *s, unsigned i, uint64_t *size);
+struct kura_blk_disk_info {
+	const char *path;       /* valid until the store closes */
+	uint64_t size;          /* bytes */
+	uint64_t slow_ios;      /* I/Os slower than 100 ms: device stalls */
+	uint64_t slow_worst_ns; /* the slowest I/O among them */
+};
+/* Disk i, for status lines: -ENOENT past the last disk. */
+int kura_blk_disk_info(struct kura_blk_store *s, unsigned i, struct kura_blk_disk_info *out);
 
 #endif

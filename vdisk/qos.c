@@ -312,6 +312,7 @@ void vd_op_stats(struct vd_ctl *c, const char *name)
 {
 	struct kura_vd_engine *e = c->e;
 	struct vd_sched_state s;
+	struct kura_blk_disk_info di;
 	struct vd_vdisk *one = NULL;
 
 	if (name && !(one = vd_need_vdisk(c, name)))
@@ -329,6 +330,15 @@ void vd_op_stats(struct vd_ctl *c, const char *name)
 	kura_jw_u64(c->out, "guest_queued", s.guest_queued);
 	kura_jw_u64(c->out, "background_inflight", s.bg_inflight);
 	kura_jw_u64(c->out, "background_queued", s.bg_queued);
+	kura_jw_end(c->out);
+	kura_jw_arr(c->out, "disks");
+	for (unsigned i = 0; !kura_blk_disk_info(e->store, i, &di); i++) {
+		kura_jw_obj(c->out, NULL);
+		kura_jw_str(c->out, "path", di.path);
+		kura_jw_u64(c->out, "slow_ios", di.slow_ios);
+		kura_jw_u64(c->out, "slow_worst_ms", di.slow_worst_ns / 1000000);
+		kura_jw_end(c->out);
+	}
 	kura_jw_end(c->out);
 	kura_jw_arr(c->out, "vdisks");
 	for (struct vd_vdisk *v = e->vdisks; v; v = v->next)

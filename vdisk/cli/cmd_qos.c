@@ -141,6 +141,7 @@ static int print_stats(const struct kura_json *ans)
 					   "P50", "P99", "P99.9", "MAX" };
 	const struct kura_json *sch = cli_get(ans, "scheduler", KURA_JSON_OBJ);
 	const struct kura_json *vds = cli_get(ans, "vdisks", KURA_JSON_ARR);
+	const struct kura_json *disks = cli_get(ans, "disks", KURA_JSON_ARR);
 	struct cli_table t;
 	uint64_t win = cli_u64(sch, "background_window"), rate = cli_u64(sch, "background_rate");
 	char b[32], r[40] = "";
@@ -153,6 +154,15 @@ static int print_stats(const struct kura_json *ans)
 	       cli_str(sch, "mode"), (unsigned long long)cli_u64(sch, "guest_latency_us"),
 	       (unsigned long long)cli_u64(sch, "guest_baseline_us"),
 	       kura_fmt_size(win, b, sizeof(b)), r);
+	for (size_t i = 0; i < kura_json_len(disks); i++) {
+		const struct kura_json *d = kura_json_at(disks, i);
+
+		if (cli_u64(d, "slow_ios"))
+			printf("disk %s: %llu I/Os took over 100 ms (worst %llu ms): the device "
+			       "stalled\n", cli_str(d, "path"),
+			       (unsigned long long)cli_u64(d, "slow_ios"),
+			       (unsigned long long)cli_u64(d, "slow_worst_ms"));
+	}
 	for (size_t i = 0; i < kura_json_len(vds); i++)
 		rows += (unsigned)kura_json_len(cli_get(kura_json_at(vds, i), "classes",
 							KURA_JSON_OBJ));

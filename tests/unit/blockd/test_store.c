@@ -450,3 +450,27 @@ TEST(test_store_guest_writes_keep_the_last_quarter_of_the_journal)
 	ts_close(&t);
 	fake_media_destroy(m);
 }
+
+/* Device stalls: I/Os over 100 ms are counted per disk; the log reports
+ * them at most every 10 s, with the count and the worst since the last report. */
+TEST(test_disk_counts_slow_ios)
+{
+	struct kura_disk d = { .path = "fake" };
+	const uint64_t ms = 1000000ull, s0 = 1000000000000ull;
+
+	kura_disk_note_latency(&d, 99 * ms, s0);
+	CHECK_EQ(d.slow.ios, 0);
+	kura_disk_note_latency(&d, 150 * ms, s0);
+	CHECK_EQ(d.slow.ios, 1);
+	CHECK_EQ(d.slow.pending, 0); /* reported at once: the first */
+	CHECK_EQ(d.slow.reported_ns, s0);
+	kura_disk_note_latency(&d, 600 * ms, s0 + 1000 * ms);
+	kura_disk_note_latency(&d, 200 * ms, s0 + 2000 * ms);
+	CHECK_EQ(d.slow.ios, 3);
+	CHECK_EQ(d.slow.pending, 2); /* held until 10 s have passed */
+	CHECK_EQ(d.slow.pending_worst_ns, 600 * ms);
+	kura_disk_note_latency(&d, 120 * ms, s0 + 10000 * ms);
+	CHECK_EQ(d.slow.pending, 0);
+	CHECK_EQ(d.slow.ios, 4);
+	CHECK_EQ(d.slow.worst_ns, 600 * ms);
+}
