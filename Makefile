@@ -18,14 +18,15 @@ endif
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -MMD -MP $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LIBS := -luring -lisal -lrocksdb -luuid -lpthread
+LIBS := -luring -lisal -lrocksdb -luuid -lcurl -lpthread
 
 COMMON_SRC := $(wildcard common/*.c)
 METADATA_SRC := $(wildcard metadata/*.c)
 STORE_SRC := $(filter-out blockd/main.c,$(wildcard blockd/*.c))
 VDISK_SRC := $(wildcard vdisk/*.c)
 ISCSI_SRC := $(wildcard iscsi-target/*.c)
-LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC) $(VDISK_SRC) $(ISCSI_SRC)
+REPL_SRC := $(wildcard replication/*.c)
+LIB_SRC := $(COMMON_SRC) $(METADATA_SRC) $(STORE_SRC) $(VDISK_SRC) $(ISCSI_SRC) $(REPL_SRC)
 OBJ := $(BUILD)/obj
 LIB_OBJ := $(LIB_SRC:%.c=$(OBJ)/%.o)
 
@@ -39,7 +40,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
 	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
-	$(BUILD)/unit-tests $(BUILD)/vdisk
+	$(BUILD)/kura-etcdcheck $(BUILD)/kura-peercheck $(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -78,6 +79,12 @@ $(BUILD)/kura-vdcrash: $(OBJ)/tests/integration/vdcrash.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-ctlcheck: $(OBJ)/tests/integration/ctlcheck.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-etcdcheck: $(OBJ)/tests/integration/etcdcheck.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-peercheck: $(OBJ)/tests/cluster/peercheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a

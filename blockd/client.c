@@ -1,4 +1,5 @@
 #include "blockd/client.h"
+#include "common/usock.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -14,19 +15,14 @@ struct kura_client {
 	uint64_t next_tag;
 };
 
-int kura_client_connect(const char *path, struct kura_client **out)
+static int connect_to(const struct sockaddr *sa, socklen_t len, struct kura_client **out)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct kura_client *c;
-	int fd, err;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+	if (connect(fd, sa, len)) {
 		err = -errno;
 		close(fd);
 		return err;
@@ -39,6 +35,26 @@ int kura_client_connect(const char *path, struct kura_client **out)
 	c->fd = fd;
 	*out = c;
 	return 0;
+}
+
+int kura_client_connect(const char *path, struct kura_client **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	return connect_to((struct sockaddr *)&sa, sizeof(sa), out);
+}
+
+int kura_client_connect_tcp(const char *addr, struct kura_client **out)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (kura_tcp_parse(addr, &ss, &len))
+		return -EINVAL;
+	return connect_to((struct sockaddr *)&ss, len, out);
 }
 
 void kura_client_close(struct kura_client *c)

@@ -15,6 +15,8 @@
 struct kura_client;
 
 int kura_client_connect(const char *path, struct kura_client **out);
+/* A node link, "A.B.C.D:PORT" (send a HELLO first: proto.h). */
+int kura_client_connect_tcp(const char *addr, struct kura_client **out);
 void kura_client_close(struct kura_client *c);
 /* Sends one request and data_len bytes of data. */
 int kura_client_send(struct kura_client *c, const struct kura_proto_req *req, const void *data);

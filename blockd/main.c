@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "iscsi-target/target.h"
+#include "replication/member.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -42,6 +43,15 @@ static const char usage[] =
 	"  --scheduler MODE      qos (default): guest I/O first, background work\n"
 	"                        adapts to guest latency, per-vdisk limits apply;\n"
 	"                        fifo: every I/O goes at once (no limits), to compare\n"
+	"  --cluster URLS        join the cluster coordinated by etcd at URLS\n"
+	"                        (http://HOST:PORT[,...]); without it the node is\n"
+	"                        a cluster of its own. A new cluster is created\n"
+	"                        once with `vdisk cluster init` (docs/cluster.md)\n"
+	"  --node NAME           this node's name in the cluster (default: hostname)\n"
+	"  --listen ADDR:PORT    node-to-node address the other nodes reach it on\n"
+	"                        (with --cluster; required)\n"
+	"  --fault-domain NAME   rack or failure domain: no two replicas of a block\n"
+	"                        share one (default: the node's name)\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  -h, --help            this text\n"
 	"  --version             print the version\n"
@@ -57,6 +67,8 @@ struct args {
 	unsigned ndisks;
 	uint64_t journal_size, crc_cache;
 	int sched_fifo;
+	const char *cluster, *node, *listen, *domain;
+	char hostname[KURA_MAP_NAME_MAX];
 };
 
 static int fail(const char *fmt, const char *a)
@@ -102,6 +114,10 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "crc-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "scheduler", required_argument, NULL, 'Q' },
+		{ "cluster", required_argument, NULL, 'C' },
+		{ "node", required_argument, NULL, 'N' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "fault-domain", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -112,6 +128,10 @@ static int parse(int argc, char **argv, struct args *a)
 	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd': a->data = optarg; break;
+		case 'C': a->cluster = optarg; break;
+		case 'N': a->node = optarg; break;
+		case 'L': a->listen = optarg; break;
+		case 'F': a->domain = optarg; break;
 		case 's': a->socket = optarg; break;
 		case 'S': a->store_socket = optarg; break;
 		case 'i':
@@ -160,6 +180,15 @@ static int parse(int argc, char **argv, struct args *a)
 		return fail("unexpected argument %s; see blockd --help", argv[optind]);
 	if (!a->data)
 		return fail("%s", "--data DIR is required; see blockd --help");
+	if (!a->cluster && (a->node || a->listen || a->domain))
+		return fail("%s", "--node, --listen and --fault-domain need --cluster URLS");
+	if (a->cluster && !a->listen)
+		return fail("%s", "--cluster needs --listen ADDR:PORT (where other nodes reach this one)");
+	if (a->cluster && !a->node) {
+		if (gethostname(a->hostname, sizeof(a->hostname) - 1))
+			return fail("%s", "cannot read the hostname: give --node NAME");
+		a->node = a->hostname;
+	}
 	return 0;
 }
 
@@ -200,12 +229,17 @@ struct node {
 	struct kura_iscsi *iscsi;
 	struct kura_server *srv;
 	struct kura_ctl_server *ctl;
+	struct kura_member *member;
+	struct kura_server *peers; /* node-to-node listener (--listen) */
+	const char *name;          /* --node */
 	char ctl_path[PATH_MAX];
 };
 
 static void node_stop(struct node *n)
 {
 	kura_ctl_server_stop(n->ctl);
+	kura_server_stop(n->peers);
+	kura_member_stop(n->member);
 	kura_server_stop(n->srv);
 	kura_iscsi_stop(n->iscsi);
 	if (n->vd)
@@ -217,7 +251,8 @@ static void node_stop(struct node *n)
 	kura_loop_destroy(n->loop);
 }
 
-/* Control requests: iscsi_* to the iSCSI target, the rest to the vdisk engine. */
+/* Control requests: iscsi_* to the iSCSI target, cluster_* to the cluster
+ * membership, the rest to the vdisk engine. */
 static void node_ctl(void *ctx, const struct kura_json *req, struct kura_jw *out,
 		     kura_vd_ctl_cb cb, void *arg)
 {
@@ -226,6 +261,8 @@ static void node_ctl(void *ctx, const struct kura_json *req, struct kura_jw *out
 
 	if (!kura_json_get_str(req, "op", &op) && !strncmp(op, "iscsi_", 6))
 		kura_iscsi_ctl(n->iscsi, req, out, cb, arg);
+	else if (op && !strncmp(op, "cluster_", 8))
+		kura_member_ctl(n->member, req, out, cb, arg);
 	else
 		kura_vd_ctl(n->vd, req, out, cb, arg);
 }
@@ -251,6 +288,60 @@ static int start_iscsi(struct node *n, const struct args *a, char *errbuf, size_
 		err = kura_iscsi_start(&io, &n->iscsi, errbuf, errlen);
 	}
 	return err;
+}
+
+static void node_usage(void *arg, uint64_t *capacity, uint64_t *used)
+{
+	struct node *n = arg;
+	struct kura_blk_stats st;
+
+	kura_blk_stats(n->s, &st);
+	*capacity = st.capacity_extents * KURA_EXT_SIZE;
+	*used = st.used_extents * KURA_EXT_SIZE;
+}
+
+/* A node link's HELLO: the peer must be of this node's cluster. */
+static int node_hello(void *arg, const struct kura_proto_hello *in, struct kura_proto_hello *out,
+		      char *why, size_t len)
+{
+	struct node *n = arg;
+	const struct kura_map *map = kura_member_map(n->member);
+
+	if (!map) {
+		snprintf(why, len, "node %s: this node is in no initialized cluster yet", in->node);
+		return -EAGAIN;
+	}
+	if (strncmp(in->cluster_id, map->cluster_id, 36)) {
+		snprintf(why, len, "node %s belongs to cluster %.36s, this node to %s", in->node,
+			 in->cluster_id, map->cluster_id);
+		return -EXDEV;
+	}
+	memset(out, 0, sizeof(*out));
+	out->version = KURA_PROTO_VERSION;
+	out->epoch = map->epoch;
+	memcpy(out->cluster_id, map->cluster_id, 36);
+	snprintf(out->node, sizeof(out->node), "%s", n->name);
+	return 0;
+}
+
+static int start_member(struct node *n, const struct args *a, char *errbuf, size_t errlen)
+{
+	struct kura_member_opts mo = { 0 };
+	struct kura_server_peer peer = { node_hello, n };
+	int err;
+
+	mo.loop = n->loop;
+	mo.endpoints = a->cluster;
+	mo.name = a->node;
+	mo.addr = a->listen;
+	mo.domain = a->domain;
+	mo.data_dir = a->data;
+	mo.usage = node_usage;
+	mo.arg = n;
+	n->name = a->node;
+	if ((err = kura_member_start(&mo, &n->member, errbuf, errlen)))
+		return err;
+	return kura_server_start_tcp(n->loop, n->s, a->listen, &peer, &n->peers, errbuf, errlen);
 }
 
 static int node_start(struct node *n, const struct args *a, char *errbuf, size_t errlen)
@@ -290,6 +381,8 @@ static int node_start(struct node *n, const struct args *a, char *errbuf, size_t
 		snprintf(sock, sizeof(sock), "%s/store.sock", a->data);
 	if ((err = kura_server_start(n->loop, n->s, sock, !a->store_socket, &n->srv, errbuf,
 				     errlen)))
+		return err;
+	if (a->cluster && (err = start_member(n, a, errbuf, errlen)))
 		return err;
 	if (a->socket)
 		snprintf(n->ctl_path, sizeof(n->ctl_path), "%s", a->socket);

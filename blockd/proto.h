@@ -1,5 +1,6 @@
-/* The store protocol: the store's API over a stream socket (blockd's unix
- * socket today; node-to-node links later). Little-endian, fixed headers.
+/* The store protocol: the store's API over a stream socket: blockd's unix
+ * socket, and the node-to-node TCP links of a cluster (blockd --listen).
+ * Little-endian, fixed headers.
  *
  * A client sends requests and may pipeline them; each carries a tag that the
  * response echoes. Responses may come in any order. A request is 64 bytes,
@@ -31,7 +32,8 @@ enum kura_proto_op {
 	KURA_OP_INFO = 7,
 	KURA_OP_LIST = 8,
 	KURA_OP_STATS = 9,
-	KURA_OP_MAX = 9
+	KURA_OP_HELLO = 10,
+	KURA_OP_MAX = 10
 };
 
 struct kura_proto_req {
@@ -65,6 +67,22 @@ struct kura_proto_info {
 	uint32_t disk, nblocks;
 	uint64_t present[4];
 };
+
+/* HELLO: on a node-to-node link, the first request, and only there; its
+ * data is a struct kura_proto_hello naming the sender, and the answer's data
+ * names the receiver. A link whose cluster ids differ is refused (status
+ * -EXDEV, then closed); any other request first, a second HELLO, or a HELLO
+ * on the local socket is a framing error. Strings are NUL-padded. */
+#define KURA_PROTO_VERSION 1u
+struct kura_proto_hello {
+	uint32_t version;     /* KURA_PROTO_VERSION */
+	uint32_t pad;         /* zero */
+	uint64_t epoch;       /* the newest map epoch the sender holds */
+	char cluster_id[40];  /* 36 characters of UUID text, then NULs */
+	char node[64];        /* the sender's node name, NUL-terminated */
+	uint64_t reserved;    /* zero */
+};
+_Static_assert(sizeof(struct kura_proto_hello) == 128, "hello is 128 bytes");
 
 /* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
 int kura_proto_check(const struct kura_proto_req *r, const char **why);

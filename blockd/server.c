@@ -48,13 +48,17 @@ struct conn {
 	struct iovec iov[2];
 	struct conn *next, *prev;
 	unsigned id;
+	int greeted;       /* a node link that has passed its HELLO */
+	int close_after_tx; /* refused: close once the answer is out */
 };
 
 struct kura_server {
 	struct kura_loop *loop;
 	struct kura_blk_store *s;
 	int lfd;
-	char path[108];
+	char path[108]; /* the unix socket, or the TCP address */
+	int tcp;
+	struct kura_server_peer peer;
 	struct kura_op accept_op;
 	int accept_armed, stopping;
 	struct conn *conns;
@@ -72,7 +76,9 @@ int kura_proto_check(const struct kura_proto_req *r, const char **why)
 	else if (r->op == KURA_OP_WRITE && (!r->nblk || r->nblk > KURA_EXT_BLOCKS ||
 					    r->data_len != (uint32_t)r->nblk * KURA_BLK_SIZE))
 		*why = "write data length does not match its block count";
-	else if (r->op != KURA_OP_WRITE && r->data_len)
+	else if (r->op == KURA_OP_HELLO && r->data_len != sizeof(struct kura_proto_hello))
+		*why = "hello of the wrong size";
+	else if (r->op != KURA_OP_WRITE && r->op != KURA_OP_HELLO && r->data_len)
 		*why = "data on a request that takes none";
 	else
 		return 0;
@@ -172,7 +178,7 @@ static void tx_done(struct kura_op *op, int res)
 		c->tx_off = 0;
 		sreq_free(r);
 	}
-	if (c->closing) {
+	if (c->closing || (c->close_after_tx && !c->txq_head)) {
 		conn_close(c, NULL);
 		return;
 	}
@@ -257,6 +263,75 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 	return KURA_MIN(n, len);
 }
 
+/* HELLO opens a node link and comes nowhere else: 0, or 1 with why. */
+static int hello_check(const struct conn *c, const char **why)
+{
+	int hello = c->hdr.op == KURA_OP_HELLO;
+
+	if (!c->srv->tcp)
+		*why = hello ? "hello on the local socket" : NULL;
+	else if (c->greeted)
+		*why = hello ? "a second hello" : NULL;
+	else
+		*why = hello ? NULL : "the first request on a node link must be hello";
+	return *why != NULL;
+}
+
+/* Field checks of a peer's hello: 0 or a reason. */
+static const char *hello_bad(const struct kura_proto_hello *h)
+{
+	size_t n;
+
+	if (h->version != KURA_PROTO_VERSION)
+		return "protocol version differs";
+	if (h->pad || h->reserved)
+		return "non-zero reserved fields";
+	if (memchr(h->cluster_id, 0, 36) || h->cluster_id[36] || h->cluster_id[37] ||
+	    h->cluster_id[38] || h->cluster_id[39])
+		return "cluster id is not 36 characters";
+	n = strnlen(h->node, sizeof(h->node));
+	if (!n || n == sizeof(h->node) ||
+	    strspn(h->node, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n)
+		return "bad node name";
+	for (size_t i = n; i < sizeof(h->node); i++)
+		if (h->node[i])
+			return "node name not NUL-padded";
+	return NULL;
+}
+
+static void do_hello(struct conn *c, struct sreq *r, const uint8_t *payload)
+{
+	struct kura_proto_hello in, *out = calloc(1, sizeof(*out));
+	char why[256] = "";
+	const char *bad;
+	int err;
+
+	memcpy(&in, payload, sizeof(in));
+	if (!out) {
+		respond(r, -ENOMEM, 0);
+		c->close_after_tx = 1;
+		return;
+	}
+	if ((bad = hello_bad(&in))) {
+		snprintf(why, sizeof(why), "%s", bad);
+		err = -EINVAL;
+	} else {
+		err = c->srv->peer.hello(c->srv->peer.arg, &in, out, why, sizeof(why));
+	}
+	if (err) {
+		kura_log(WARN, "node link %u on %s refused: %s", c->id, c->srv->path, why);
+		free(out);
+		c->close_after_tx = 1;
+		respond(r, err, 0);
+		return;
+	}
+	kura_log(INFO, "node link %u on %s: node %s (epoch %llu)", c->id, c->srv->path, in.node,
+		 (unsigned long long)in.epoch);
+	c->greeted = 1;
+	r->data = (uint8_t *)out;
+	respond(r, 0, sizeof(*out));
+}
+
 /* Returns -1 when the connection was closed (and may be gone). */
 static int dispatch(struct conn *c, uint8_t *payload)
 {
@@ -338,6 +413,10 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		respond(r, 0, n * sizeof(*exts));
 		return 0;
 	}
+	case KURA_OP_HELLO:
+		do_hello(c, r, payload);
+		free(payload);
+		return 0;
 	case KURA_OP_STATS: {
 		size_t n;
 		r->data = malloc(16384);
@@ -372,7 +451,7 @@ static void rx_done(struct kura_op *op, int res)
 		c->hdr_got += (size_t)res;
 		if (c->hdr_got < sizeof(c->hdr))
 			goto again;
-		if (kura_proto_check(&c->hdr, &why)) {
+		if (kura_proto_check(&c->hdr, &why) || hello_check(c, &why)) {
 			conn_close(c, why);
 			return;
 		}
@@ -470,15 +549,11 @@ static void arm_accept(struct kura_server *srv)
 	io_uring_prep_accept(sqe, srv->lfd, NULL, NULL, SOCK_CLOEXEC);
 }
 
-int kura_server_start(struct kura_loop *loop, struct kura_blk_store *s, const char *path,
-		      int owned, struct kura_server **out, char *errbuf, size_t errlen)
+static int serve(struct kura_loop *loop, struct kura_blk_store *s, int fd, const char *where,
+		 const struct kura_server_peer *peer, struct kura_server **out)
 {
-	struct kura_server *srv;
-	int fd = kura_unix_listen(path, owned, errbuf, errlen);
+	struct kura_server *srv = calloc(1, sizeof(*srv));
 
-	if (fd < 0)
-		return fd;
-	srv = calloc(1, sizeof(*srv));
 	if (!srv) {
 		close(fd);
 		return -ENOMEM;
@@ -486,11 +561,39 @@ int kura_server_start(struct kura_loop *loop, struct kura_blk_store *s, const ch
 	srv->loop = loop;
 	srv->s = s;
 	srv->lfd = fd;
-	snprintf(srv->path, sizeof(srv->path), "%s", path);
+	if (peer) {
+		srv->tcp = 1;
+		srv->peer = *peer;
+	}
+	snprintf(srv->path, sizeof(srv->path), "%s", where);
 	srv->accept_op.fn = accept_done;
 	arm_accept(srv);
 	*out = srv;
 	return 0;
+}
+
+int kura_server_start(struct kura_loop *loop, struct kura_blk_store *s, const char *path,
+		      int owned, struct kura_server **out, char *errbuf, size_t errlen)
+{
+	int fd = kura_unix_listen(path, owned, errbuf, errlen);
+
+	return fd < 0 ? fd : serve(loop, s, fd, path, NULL, out);
+}
+
+int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, const char *addr,
+			  const struct kura_server_peer *peer, struct kura_server **out,
+			  char *errbuf, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd;
+
+	if (kura_tcp_parse(addr, &ss, &sl)) {
+		snprintf(errbuf, errlen, "bad address '%s': use ADDR:PORT, e.g. 10.0.0.1:7400", addr);
+		return -EINVAL;
+	}
+	fd = kura_tcp_listen(&ss, sl, "listen for nodes", addr, errbuf, errlen);
+	return fd < 0 ? fd : serve(loop, s, fd, addr, peer, out);
 }
 
 void kura_server_stop(struct kura_server *srv)
@@ -507,6 +610,7 @@ void kura_server_stop(struct kura_server *srv)
 	while (srv->accept_armed || srv->conns)
 		kura_loop_run_once(srv->loop, 100000000ULL);
 	close(srv->lfd);
-	unlink(srv->path);
+	if (!srv->tcp)
+		unlink(srv->path);
 	free(srv);
 }

@@ -1,6 +1,6 @@
 /* blockd's socket server: serves the store protocol (blockd/proto.h) on a
- * unix socket, every connection on the store's loop; no thread per
- * connection. Each connection may have at most 128 requests (and 32 MiB of
+ * unix socket, and on TCP to the other nodes of a cluster, every connection
+ * on the store's loop; no thread per connection. Each connection may have at most 128 requests (and 32 MiB of
  * data) in flight; beyond that the server stops reading from it until
  * responses have been sent, so a client that never reads cannot make the
  * server grow.
@@ -10,7 +10,10 @@
 #ifndef KURA_BLOCKD_SERVER_H
 #define KURA_BLOCKD_SERVER_H
 
+#include "blockd/proto.h"
 #include "blockd/store.h"
+
+#include <stddef.h>
 
 struct kura_server;
 
@@ -20,6 +23,18 @@ struct kura_server;
  * fail with -EADDRINUSE. Errors: -errno, with a one-line reason in errbuf. */
 int kura_server_start(struct kura_loop *loop, struct kura_blk_store *s, const char *path,
 		      int owned, struct kura_server **out, char *errbuf, size_t errlen);
+/* A node-to-node listener: the store protocol on TCP, each connection
+ * opened with a HELLO (proto.h) that hello() checks: it returns 0 and fills
+ * out (this node), or -errno with a reason, and the link is refused. */
+struct kura_server_peer {
+	int (*hello)(void *arg, const struct kura_proto_hello *in, struct kura_proto_hello *out,
+		     char *why, size_t len);
+	void *arg;
+};
+/* Listens on addr ("A.B.C.D:PORT" or "[V6]:PORT"). Errors as above. */
+int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, const char *addr,
+			  const struct kura_server_peer *peer, struct kura_server **out,
+			  char *errbuf, size_t errlen);
 /* Stops accepting, closes every connection once its requests are done. */
 void kura_server_stop(struct kura_server *srv);
 

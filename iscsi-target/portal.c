@@ -6,6 +6,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/usock.h"
 #include "common/util.h"
 
 #include <arpa/inet.h>
@@ -386,47 +387,6 @@ static void timer_fired(struct kura_op *op, int res)
 	kura_loop_timer(p->loop, &p->timer, 1000000000ull);
 }
 
-static int parse_portal(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon = strrchr(s, ':');
-	unsigned long port;
-	char *end;
-	size_t hl;
-
-	if (!colon || colon == s)
-		return -EINVAL;
-	port = strtoul(colon + 1, &end, 10);
-	if (*end || !colon[1] || port == 0 || port > 65535)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[') {
-		if (hl < 3 || s[hl - 1] != ']' || hl - 2 >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s + 1, hl - 2);
-		host[hl - 2] = 0;
-	} else {
-		if (hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s, hl);
-		host[hl] = 0;
-	}
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return 0;
-	}
-	return -EINVAL;
-}
-
 static bool loopback(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
@@ -452,23 +412,16 @@ static int listen_portal(struct kura_iscsi *p, char *errbuf, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int one = 1, fd, err;
+	int fd;
 
-	if (parse_portal(p->portal, &ss, &sl)) {
+	if (kura_tcp_parse(p->portal, &ss, &sl)) {
 		snprintf(errbuf, errlen, "bad iSCSI portal '%s': use ADDR:PORT, e.g. %s", p->portal,
 			 KURA_ISCSI_DEFAULT_PORTAL);
 		return -EINVAL;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = kura_tcp_listen(&ss, sl, "serve iSCSI", p->portal, errbuf, errlen);
 	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 128)) {
-		err = -errno;
-		snprintf(errbuf, errlen, "cannot serve iSCSI on %s: %s", p->portal, strerror(-err));
-		close(fd);
-		return err;
-	}
+		return fd;
 	p->lfd = fd;
 	p->listening = true;
 	if (!loopback(&ss))
@@ -608,5 +561,5 @@ int kura_iscsi_portal_ok(const char *portal)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 
-	return !parse_portal(portal, &ss, &sl);
+	return !kura_tcp_parse(portal, &ss, &sl);
 }

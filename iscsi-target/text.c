@@ -3,6 +3,7 @@
  * and the Text Request exchanges of the full feature phase (see login.h). */
 #include "iscsi-target/login_int.h"
 
+#include "common/base64.h"
 #include "common/util.h"
 #include "iscsi-target/pdu.h"
 
@@ -214,21 +215,6 @@ int iscsi_parse_bool(const char *s, bool *out)
 	return 0;
 }
 
-static int b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 static int parse_hex(const char *p, uint8_t *out, size_t cap, size_t *len)
 {
 	size_t l = strlen(p), n = 0;
@@ -264,7 +250,7 @@ static int parse_b64(const char *p, uint8_t *out, size_t cap, size_t *len)
 			pad++;
 			continue;
 		}
-		if (pad || (v = b64val((unsigned char)*p)) < 0)
+		if (pad || (v = kura_b64_sextet((unsigned char)*p)) < 0)
 			return -EINVAL; /* data after padding, or not base64 */
 		chars++;
 		acc = (acc << 6 | (unsigned)v) & 0xffffff;

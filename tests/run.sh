@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test: the unit tests (one runner), then the integration tests
-# (numbered scripts under tests/integration/ that start real processes).
+# (numbered scripts under tests/integration/ that start real processes) and
+# the cluster tests (tests/cluster/: hosts as network namespaces, etcd).
 # Ends with one line "N passed, N failed, N skipped".
 #   tests/run.sh BUILD_DIR        (make test; make test SAN=1 uses build-san)
 # Environment: KURA_CRASH_CYCLES (default 50), KURA_CRASH_POINTS (fake-disk cut points per series, default 40)
@@ -24,8 +25,8 @@ else
 	passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + $3))
 fi
 
-echo "== integration tests"
-for t in "$ROOT"/tests/integration/[0-9]*.sh; do
+echo "== integration and cluster tests"
+for t in "$ROOT"/tests/integration/[0-9]*.sh "$ROOT"/tests/cluster/[0-9]*.sh; do
 	name=$(basename "$t" .sh)
 	log=$(mktemp /tmp/kura-it-XXXXXX.log)
 	start=$(date +%s)

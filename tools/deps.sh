@@ -9,6 +9,9 @@ PKGS="build-essential pkg-config liburing-dev libisal-dev librocksdb-dev uuid-de
 PKGS="$PKGS clang libclang-rt-14-dev tgt libiscsi-bin qemu-utils qemu-block-extra iproute2"
 # The QoS benchmark's plot.
 PKGS="$PKGS gnuplot-nox"
+# The cluster: etcd (coordination; tests run a 3-member cluster), libcurl for
+# its JSON API, nftables for partitions in the cluster tests.
+PKGS="$PKGS etcd-server etcd-client libcurl4-openssl-dev nftables"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -172,6 +172,12 @@ int main(int argc, char **argv)
 		expect_closed(&bad, sizeof(bad));
 		bad = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = 77 };
 		expect_closed(&bad, sizeof(bad));
+		/* HELLO opens node links (TCP) only */
+		bad = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_HELLO,
+					       .data_len = sizeof(struct kura_proto_hello) };
+		memset(blob, 0, sizeof(blob));
+		memcpy(blob, &bad, sizeof(bad));
+		expect_closed(blob, sizeof(bad) + sizeof(struct kura_proto_hello));
 		bad = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_READ, .flags = 1, .nblk = 1 };
 		expect_closed(&bad, sizeof(bad));
 		bad = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_WRITE, .nblk = 2,

@@ -194,6 +194,8 @@ int cli_cmd_iscsi_show(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_acl(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_chap(struct cli *c, int argc, char **argv);
 int cli_cmd_qos(struct cli *c, int argc, char **argv);
+int cli_cmd_cluster_init(struct cli *c, int argc, char **argv);
+int cli_cmd_cluster_status(struct cli *c, int argc, char **argv);
 int cli_cmd_qos_show(struct cli *c, int argc, char **argv);
 int cli_cmd_stats(struct cli *c, int argc, char **argv);
 

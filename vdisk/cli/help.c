@@ -168,6 +168,28 @@ const struct cli_cmd cli_cmds[] = {
 	  "flight. --watch prints again every second until Ctrl-C. " JSON_RULE
 	  "The JSON also has totals since blockd started (ops, bytes, lat_total_us).\n",
 	  OPT_JSON | OPT_WATCH, 0, 1, cli_cmd_stats },
+	{ "cluster init", "--replicas N [--pgs N] [--out-after TIME]",
+	  "create the cluster in etcd (once, from any node)",
+	  "Creates a new cluster in the etcd that this node's blockd was started with\n"
+	  "(blockd --cluster URLS): its id, how many copies of every block it keeps and\n"
+	  "its placement groups. Run it once, on any node; the nodes then join on\n"
+	  "their own. Fails when etcd already holds a cluster.\n"
+	  "  --replicas N       copies of every block, 1 to 3; no two in one fault domain\n"
+	  "  --pgs N            placement groups, a power of two (default 256)\n"
+	  "  --out-after TIME   how long a node may be gone before its copies are made\n"
+	  "                     again elsewhere: 30s, 10m, 1h (default 10m)\n",
+	  OPT_VALUES | OPT_JSON, 0, 6, cli_cmd_cluster_init },
+	{ "cluster status", "[--json]", "nodes, their state and placement group health",
+	  "Shows the cluster this node belongs to: its id, the map's epoch, the map\n"
+	  "leader, every node with its state (up; down: its lease lapsed, its copies\n"
+	  "are missing; out: gone longer than --out-after), address, fault domain,\n"
+	  "capacity and use, and how many placement groups have all their replicas\n"
+	  "up, some missing (degraded) or none (the first 64 not clean are listed).\n"
+	  "\"this node\" says whether the node may acknowledge replicated writes: it\n"
+	  "may not once it has failed to renew its etcd lease for 2 s, so that a node\n"
+	  "cut off from the cluster never acknowledges what the others cannot see.\n"
+	  JSON_RULE,
+	  OPT_JSON, 0, 0, cli_cmd_cluster_status },
 	{ "version", "", "print vdisk's and blockd's versions",
 	  "Prints the version of this vdisk command, then asks blockd for its own.\n",
 	  0, 0, 0, cli_cmd_version },

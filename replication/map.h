@@ -1,0 +1,143 @@
+/* The cluster map: which nodes the cluster has, the state of each, and (by
+ * computation, not storage) where each placement group's replicas live.
+ *
+ * One map per cluster, in etcd under KURA_KEY_MAP (replication/member.h),
+ * written only by the map leader with a compare-and-swap on its revision;
+ * every change bumps the epoch. Every node holds a copy and computes
+ * placement from it, so every node agrees on placement for an epoch.
+ *
+ * Placement: an extent (layer, ext) belongs to placement group
+ * kura_map_pg(); a group's replica set is chosen by rendezvous (highest
+ * random weight) hashing over the nodes that are not OUT, at most one node
+ * per fault domain, ordered by weight: the first UP node of the set is the
+ * group's primary. A node going DOWN keeps its place (its replicas are
+ * missing until it returns: the group is degraded); a node going OUT leaves
+ * every set it was in, and the next node by weight takes its place (the
+ * group must be rebuilt there). Adding or removing a node moves only the
+ * groups whose sets it enters or leaves. A node's weight in a group hashes
+ * the group and the node's name, never its index. Placement uses 64-bit
+ * integer hashing only, so every process on every architecture computes
+ * the same sets; those hash functions are part of the on-disk contract (a
+ * change to them moves nearly every extent of every cluster), and the unit
+ * tests pin their output.
+ *
+ * Pure data and functions, no I/O; any thread (a map is not shared: the
+ * owner copies it).
+ *
+ * Errors: 0 or -errno; parsing gives -EINVAL with a one-line reason.
+ */
+#ifndef KURA_REPLICATION_MAP_H
+#define KURA_REPLICATION_MAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KURA_MAP_MAX_NODES 4096
+#define KURA_MAP_MAX_REPLICAS 3
+#define KURA_MAP_NAME_MAX 64   /* node names and fault domains, NUL included */
+#define KURA_MAP_ADDR_MAX 64   /* "HOST:PORT", NUL included */
+#define KURA_MAP_PGS_MAX 65536
+
+enum kura_node_state {
+	KURA_NODE_UP = 0,   /* holds a live lease in etcd */
+	KURA_NODE_DOWN = 1, /* lease gone for less than out_after: keeps its place */
+	KURA_NODE_OUT = 2,  /* gone for out_after or more: its copies are rebuilt elsewhere */
+};
+const char *kura_node_state_name(enum kura_node_state s);
+
+struct kura_map_node {
+	char name[KURA_MAP_NAME_MAX];   /* [A-Za-z0-9._-], 1-63 chars; unique */
+	char addr[KURA_MAP_ADDR_MAX];   /* its node-to-node listener, HOST:PORT */
+	char domain[KURA_MAP_NAME_MAX]; /* fault domain (rack); same charset */
+	enum kura_node_state state;
+	uint64_t since_ms;              /* unix ms it entered this state */
+};
+
+struct kura_map {
+	char cluster_id[37];  /* UUID text, set by `vdisk cluster init` */
+	uint64_t epoch;       /* 1 for the first map; +1 per change */
+	unsigned replicas;    /* 1..KURA_MAP_MAX_REPLICAS */
+	unsigned pgs;         /* a power of two, 1..KURA_MAP_PGS_MAX */
+	uint64_t out_after_ms;
+	unsigned nnodes;
+	struct kura_map_node *nodes; /* sorted by name; malloc'd */
+};
+
+/* A node as it registers itself (its key in etcd, held by its lease). */
+struct kura_live_node {
+	char name[KURA_MAP_NAME_MAX];
+	char addr[KURA_MAP_ADDR_MAX];
+	char domain[KURA_MAP_NAME_MAX];
+};
+
+/* A new map: epoch 1, no nodes. -EINVAL for a cluster_id that is not UUID
+ * text or bad replicas/pgs. */
+int kura_map_init(struct kura_map *m, const char *cluster_id, unsigned replicas, unsigned pgs,
+		  uint64_t out_after_ms);
+/* Frees the nodes and zeroes the map; freeing twice is harmless. */
+void kura_map_free(struct kura_map *m);
+/* dst becomes a deep copy of src; dst is overwritten, not freed first.
+ * -ENOMEM. */
+int kura_map_copy(struct kura_map *dst, const struct kura_map *src);
+
+/* JSON text (malloc'd, NUL-terminated; NULL on ENOMEM) and back:
+ *   {"cluster_id":"<uuid>","epoch":7,"replicas":3,"pgs":256,
+ *    "out_after_ms":600000,"nodes":[{"name":"n1","addr":"10.99.0.1:7400",
+ *    "domain":"rack1","state":"up","since_ms":1796300000000}]}
+ * Parsing validates every field (types, ranges, names' charset, sorted
+ * unique names, addresses, states; at most KURA_MAP_MAX_NODES nodes) and
+ * gives -EINVAL with a one-line reason naming the field in err (such as
+ * "nodes[3].addr: port out of range"), or -ENOMEM. Every field is required;
+ * unknown keys, at the top or in a node, are ignored, so that an older
+ * node reads a newer map. An address is HOST:PORT, the host a dotted-quad
+ * IPv4 address or a name of the node-name charset, the port 1..65535. On
+ * error *out holds nothing (kura_map_free() on it is harmless); err may be
+ * NULL. */
+char *kura_map_to_json(const struct kura_map *m);
+int kura_map_from_json(const char *text, size_t len, struct kura_map *out, char *err,
+		       size_t errlen);
+
+/* Index of the node called name, or -1. */
+int kura_map_find(const struct kura_map *m, const char *name);
+
+/* The placement group of an extent, in 0..pgs-1; consecutive extents of a
+ * layer spread over unrelated groups. The group is a hash masked to pgs-1,
+ * so doubling pgs splits each group g into g and g + the old pgs. */
+uint32_t kura_map_pg(const struct kura_map *m, uint64_t layer, uint64_t ext);
+
+/* The replica set of group pg: up to m->replicas node indexes into idx, in
+ * order; returns how many (fewer than m->replicas when there are not enough
+ * fault domains with a node that is not OUT). The rule: every node that is
+ * not OUT, by weight descending (equal weights: the lower name first),
+ * skipping nodes whose fault domain is already in the set. Costs one hash
+ * per node. */
+unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA_MAP_MAX_REPLICAS]);
+
+/* The group's primary: the first UP node of its set, or -1 when none is UP. */
+int kura_map_primary(const struct kura_map *m, uint32_t pg);
+
+/* The leader's step: from the nodes registered now (live, any order), the
+ * next map. A live node unknown to the map joins UP; a known one becomes UP
+ * (address and domain updated), an OUT one included; an UP node that is
+ * not live becomes DOWN at now_ms; a DOWN node gone for out_after_ms or
+ * more becomes OUT (a now_ms before its since_ms, from a leader whose
+ * clock is behind, counts as no time gone). since_ms is set to now_ms on
+ * every change of state and only then. Nodes stay sorted by name; a node
+ * is never removed (an OUT node keeps its entry). Returns 1 and bumps the
+ * epoch by one when anything changed (a state, an address or a domain), 0
+ * when nothing did, -errno (-ENOSPC past KURA_MAP_MAX_NODES, -ENOMEM,
+ * -EINVAL for a live node whose name, address or domain is not valid as
+ * kura_map_from_json() checks them, or a name listed twice); on error the
+ * map is unchanged. */
+int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_t nlive,
+		    uint64_t now_ms);
+
+/* Counts of groups by health: every replica UP (clean), some replica not
+ * UP or missing (degraded), no replica UP (down; a group with no replica
+ * at all is down). Places every group, hashing each name once. */
+struct kura_map_health {
+	unsigned clean, degraded, down;
+};
+void kura_map_health(const struct kura_map *m, struct kura_map_health *out);
+
+#endif

@@ -1,0 +1,93 @@
+/* A node's membership in a cluster: its etcd lease and registration, its
+ * copy of the cluster map, and, on one node at a time, the map leader.
+ *
+ * etcd keys (all under KURA_KEY_PREFIX):
+ *   cluster      {"id","replicas","pgs","out_after_ms","created_ms"}: written
+ *                once, by `vdisk cluster init` (kura_member_ctl, cluster_init)
+ *   nodes/NAME   {"name","addr","domain","capacity","used","started_ms"}:
+ *                the node's registration, held by its lease, so it vanishes
+ *                when the node stops renewing it
+ *   map          the cluster map (replication/map.h), written only by the
+ *                leader, with a compare on the map's and its own leader key's
+ *                revisions
+ *   leader       the leader's node name, held by its lease
+ *
+ * Who does what: every node renews its lease every lease_ttl/3 and reads the
+ * map and leader keys every tick (KURA_MEMBER_TICK_MS): two reads of one key
+ * each, whatever the cluster's size. The leader also lists nodes/ every tick
+ * and writes the next map when kura_map_update() says it changed (a node
+ * joined, its lease lapsed, it stayed away out_after). When the leader key
+ * is absent, any node takes it with a create-if-absent transaction.
+ *
+ * Fencing: a node may acknowledge a replicated write only while
+ * kura_member_may_ack() is true: its last successful lease renewal was sent
+ * less than lease_ttl - KURA_MEMBER_FENCE_MARGIN_MS ago (so etcd cannot have
+ * expired its lease and given its groups to others yet) and it is UP in the
+ * newest map it holds.
+ *
+ * The node's store remembers the cluster it joined (DIR/cluster-id); a store
+ * that belongs to another cluster is refused at start.
+ *
+ * Threads: kura_member_start(), kura_member_stop() and every other call run on
+ * the owner loop's thread. Everything that talks to etcd runs on the
+ * member's agent thread, which hands maps and answers back to the loop with
+ * kura_loop_post(); on_map runs on the loop thread.
+ *
+ * Errors: 0 or -errno with a one-line reason in errbuf: -EHOSTUNREACH etcd
+ * does not answer at start; -EEXIST another live process holds this node
+ * name; -EXDEV the store belongs to another cluster; -EINVAL bad options.
+ */
+#ifndef KURA_REPLICATION_MEMBER_H
+#define KURA_REPLICATION_MEMBER_H
+
+#include <stdint.h>
+
+#include "common/json.h"
+#include "common/loop.h"
+#include "replication/map.h"
+#include "vdisk/vdisk.h"
+
+#define KURA_KEY_PREFIX "/kura/"
+#define KURA_MEMBER_TICK_MS 250
+#define KURA_MEMBER_LEASE_TTL_S 3
+#define KURA_MEMBER_FENCE_MARGIN_MS 1000
+#define KURA_MEMBER_OUT_AFTER_MS (10 * 60 * 1000ull)
+
+struct kura_member_opts {
+	struct kura_loop *loop;
+	const char *endpoints;   /* etcd: http://HOST:PORT[,...] */
+	const char *name;        /* this node's name */
+	const char *addr;        /* its node-to-node listener, HOST:PORT */
+	const char *domain;      /* fault domain; NULL: the node's name */
+	const char *data_dir;    /* the store's dir (for cluster-id) */
+	uint64_t out_after_ms;   /* for cluster_init from this node; 0: the default */
+	/* capacity and used bytes of the node's store, for its registration */
+	void (*usage)(void *arg, uint64_t *capacity, uint64_t *used);
+	/* a newer map: runs on the loop thread; map stays valid until the next call */
+	void (*on_map)(void *arg, const struct kura_map *map);
+	void *arg;
+};
+
+struct kura_member;
+
+/* Checks that etcd answers and that this store may join the cluster there,
+ * then starts the agent thread (which registers the node once the cluster
+ * is initialized, and waits for that otherwise). Blocks for at most a few
+ * seconds (etcd's timeout). */
+int kura_member_start(const struct kura_member_opts *o, struct kura_member **out, char *errbuf,
+		      size_t errlen);
+/* Revokes the lease (the node leaves at once rather than after its TTL),
+ * joins the agent. */
+void kura_member_stop(struct kura_member *m);
+
+/* The newest map this node holds (NULL before the cluster is initialized). */
+const struct kura_map *kura_member_map(const struct kura_member *m);
+/* See "Fencing" above. */
+int kura_member_may_ack(const struct kura_member *m);
+
+/* Control requests whose op starts with "cluster_" (docs/control.md):
+ * cluster_init {replicas, pgs, out_after_ms}, cluster_status. */
+void kura_member_ctl(struct kura_member *m, const struct kura_json *req, struct kura_jw *out,
+		     kura_vd_ctl_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,122 @@
+/* Inside replication/member: shared by member.c (lifecycle and the agent
+ * thread) and member_ctl.c (control requests). */
+#ifndef KURA_REPLICATION_MEMBER_INT_H
+#define KURA_REPLICATION_MEMBER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "metadata/etcd.h"
+#include "replication/member.h"
+
+#define KEY_CLUSTER KURA_KEY_PREFIX "cluster"
+#define KEY_MAP KURA_KEY_PREFIX "map"
+#define KEY_LEADER KURA_KEY_PREFIX "leader"
+#define KEY_NODES KURA_KEY_PREFIX "nodes/"
+
+/* The cluster's fixed settings (KEY_CLUSTER). */
+struct mcluster {
+	char id[37];
+	unsigned replicas, pgs;
+	uint64_t out_after_ms, created_ms;
+};
+
+/* A node's registration (KEY_NODES NAME). */
+struct mreg {
+	struct kura_live_node n;
+	uint64_t capacity, used, started_ms;
+};
+
+/* What the agent last read of the cluster besides the map, handed to the
+ * loop so that status never waits for etcd. */
+struct mview {
+	struct kura_op op;
+	struct kura_member *m;
+	struct mreg *regs; /* every registration */
+	size_t nregs;
+	char leader[KURA_MAP_NAME_MAX];
+	uint64_t read_ms;  /* wall ms it was read */
+};
+
+enum mreq_kind { MREQ_INIT };
+
+/* A control request handed to the agent and answered back on the loop. */
+struct mreq {
+	struct kura_op op; /* posted back to the loop when answered */
+	struct kura_member *m;
+	enum mreq_kind kind;
+	struct mreq *next;
+	/* MREQ_INIT */
+	unsigned replicas, pgs;
+	uint64_t out_after_ms;
+	/* answer */
+	int err;
+	char msg[256];
+	char cluster_id[37];
+	/* where the answer goes */
+	struct kura_jw *out;
+	kura_vd_ctl_cb cb;
+	void *arg;
+};
+
+struct kura_member {
+	struct kura_loop *loop;
+	char name[KURA_MAP_NAME_MAX], addr[KURA_MAP_ADDR_MAX], domain[KURA_MAP_NAME_MAX];
+	char *endpoints, *data_dir;
+	uint64_t out_after_ms;
+	void (*usage)(void *arg, uint64_t *capacity, uint64_t *used);
+	void (*on_map)(void *arg, const struct kura_map *map);
+	void *arg;
+
+	/* loop thread */
+	struct kura_map map;
+	int have_map;
+	struct kura_timer usage_timer;
+	int usage_armed;
+	struct mview *view; /* the newest, or NULL */
+
+	/* shared: the agent writes, the loop reads */
+	atomic_uint_least64_t renewed_ms; /* monotonic ms the last good renewal was sent */
+	atomic_uint_least64_t capacity, used;
+	atomic_uint_least64_t posted, delivered; /* messages to the loop */
+	atomic_int stop;
+	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */
+	atomic_uint_least64_t view_wanted_ms;  /* mono ms status last asked for a fresh view */
+	pthread_mutex_t mu; /* guards reqs */
+	pthread_cond_t cv;
+	struct mreq *reqs;
+
+	/* agent thread */
+	pthread_t thread;
+	int thread_started;
+	struct kura_etcd *etcd;
+	struct mcluster cluster;
+	int have_cluster;
+	int64_t lease;
+	int registered, leader, waiting_logged;
+	int64_t leader_rev;
+	char leader_name[KURA_MAP_NAME_MAX];
+	uint64_t next_view_ms;
+	size_t view_n; /* registrations in the last view posted */
+	char view_leader[KURA_MAP_NAME_MAX]; /* the leader named in it */
+	uint64_t next_renew_ms, next_reg_put_ms, started_ms;
+	struct kura_map amap; /* the newest map the agent has seen */
+	int64_t amap_rev;
+	int have_amap;
+	char cluster_file[4096];
+};
+
+uint64_t member_wall_ms(void);
+uint64_t member_mono_ms(void);
+int member_parse_cluster(const char *text, size_t len, struct mcluster *out);
+int member_parse_reg(const char *key, const char *text, size_t len, struct mreg *out);
+/* Agent thread: answers one control request (it is posted back after). */
+void member_agent_request(struct kura_member *m, struct mreq *r);
+/* Agent thread: the registrations under KEY_NODES; malloc'd array. */
+int member_list_regs(struct kura_member *m, struct mreg **regs, size_t *n);
+/* Agent thread: hands regs (taken) and the leader's name to the loop. */
+void member_post_view(struct kura_member *m, struct mreg *regs, size_t n);
+/* Loop thread: the status answer from the newest map and view. */
+void member_status_json(struct kura_member *m, struct kura_jw *w);
+
+#endif

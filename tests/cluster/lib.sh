@@ -1,0 +1,117 @@
+# Helpers for the cluster tests: hosts as network namespaces on one bridge,
+# a 3-member etcd cluster (one member per host), and blockd nodes.
+# Everything lives in namespaces the test creates and deletes (addresses
+# 10.99.0.x exist only there) and in $WORK; the EXIT trap removes it all.
+#   . tests/cluster/lib.sh   (with BUILD and ROOT set, as tests/run.sh does)
+set -u
+. "$ROOT/tests/integration/lib.sh"
+
+NS=kc$$ # namespace prefix, unique per test run
+NHOSTS=0
+cluster_cleanup() {
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	PIDS=""
+	for i in $(seq 1 "$NHOSTS"); do ip netns del "${NS}h$i" 2>/dev/null; done
+	ip netns del "${NS}br" 2>/dev/null
+	[ -n "${KURA_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
+}
+trap cluster_cleanup EXIT
+trap 'exit 130' INT TERM
+
+skip() { echo "$*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "cluster tests need root (network namespaces)"
+command -v etcd >/dev/null || skip "etcd missing (make deps)"
+command -v ip >/dev/null || skip "ip missing (make deps)"
+
+# hosts N: N hosts NS h1..hN at 10.99.0.1..N/24 on one bridge
+hosts() {
+	NHOSTS=$1
+	ip netns add "${NS}br" || skip "cannot create network namespaces here"
+	ip -n "${NS}br" link add br0 type bridge
+	ip -n "${NS}br" link set br0 up
+	for i in $(seq 1 "$1"); do
+		ip netns add "${NS}h$i"
+		ip -n "${NS}br" link add "p$i" type veth peer name eth0 netns "${NS}h$i"
+		ip -n "${NS}br" link set "p$i" master br0
+		ip -n "${NS}br" link set "p$i" up
+		ip -n "${NS}h$i" addr add "10.99.0.$i/24" dev eth0
+		ip -n "${NS}h$i" link set eth0 up
+		ip -n "${NS}h$i" link set lo up
+	done
+}
+on() { h=$1; shift; ip netns exec "${NS}h$h" "$@"; }
+link_down() { ip -n "${NS}h$1" link set eth0 down; }
+link_up() { ip -n "${NS}h$1" link set eth0 up; }
+
+# etcd_start I: etcd member sI on host I (of a 3-member cluster on h1..h3)
+ETCD_URLS="http://10.99.0.1:2379,http://10.99.0.2:2379,http://10.99.0.3:2379"
+etcd_start() {
+	i=$1
+	mkdir -p "$WORK/etcd$i"
+	ip netns exec "${NS}h$i" etcd --name "s$i" --data-dir "$WORK/etcd$i" \
+		--listen-client-urls "http://10.99.0.$i:2379" \
+		--advertise-client-urls "http://10.99.0.$i:2379" \
+		--listen-peer-urls "http://10.99.0.$i:2380" \
+		--initial-advertise-peer-urls "http://10.99.0.$i:2380" \
+		--initial-cluster "s1=http://10.99.0.1:2380,s2=http://10.99.0.2:2380,s3=http://10.99.0.3:2380" \
+		--initial-cluster-state new --initial-cluster-token "$NS" \
+		>>"$WORK/etcd$i.log" 2>&1 &
+	eval "ETCD$i=\$!"
+	PIDS="$PIDS $!"
+}
+etcd_kill() { eval "kill -9 \$ETCD$1; wait \$ETCD$1 2>/dev/null"; }
+etcd_up() {
+	i=0
+	until on 1 etcdctl --endpoints "$ETCD_URLS" endpoint health >/dev/null 2>&1; do
+		i=$((i + 1)); [ $i -lt 100 ] || fail "etcd did not become healthy: $(tail -n 5 "$WORK/etcd1.log")"
+		sleep 0.2
+	done
+}
+
+# (ip netns exec runs in the background itself, not through on(), so that $!
+# is the server's own pid.)
+# node_start I [blockd args]: blockd n$I on host I, data in $WORK/n$I,
+# control socket $WORK/n$I/blockd.sock, log $WORK/n$I.log
+node_start() {
+	i=$1; shift
+	mkdir -p "$WORK/n$i"
+	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$WORK/n$i/disk.img,size=256M" \
+		--iscsi off --cluster "$ETCD_URLS" --node "n$i" --listen "10.99.0.$i:7400" \
+		--fault-domain "rack$i" "$@" >>"$WORK/n$i.log" 2>&1 &
+	eval "NODE$i=\$!"
+	PIDS="$PIDS $!"
+	wait_socket "$WORK/n$i/blockd.sock"
+}
+node_kill() { eval "kill -9 \$NODE$1; wait \$NODE$1 2>/dev/null"; }
+node_stop() { eval "kill -TERM \$NODE$1; wait \$NODE$1 2>/dev/null"; }
+vdn() { i=$1; shift; "$BUILD/vdisk" --socket "$WORK/n$i/blockd.sock" "$@"; }
+
+# status_of I: node I's `vdisk cluster status --json`, on one line
+status_of() { vdn "$1" cluster status --json 2>&1 | tr -d ' \n'; }
+# state_in I NAME: NAME's state in node I's map
+state_in() {
+	status_of "$1" | sed -n "s/.*{\"name\":\"$2\",\"addr\":\"[^\"]*\",\"domain\":\"[^\"]*\",\"state\":\"\([a-z]*\)\".*/\1/p"
+}
+# diag: what each node and etcd hold, for a failure's log
+diag() {
+	for i in $(seq 1 "$NHOSTS"); do
+		echo "-- n$i status: $(status_of "$i" | head -c 700)"
+		echo "-- n$i log:"; tail -n 8 "$WORK/n$i.log" 2>/dev/null
+	done
+	echo "-- etcd /kura/ keys: $(on 1 etcdctl --endpoints "$ETCD_URLS" get --prefix /kura/ --keys-only 2>&1 | tr '\n' ' ')"
+	echo "-- etcd leases: $(on 1 etcdctl --endpoints "$ETCD_URLS" lease list 2>&1 | tr '\n' ' ')"
+}
+# wait_for SECONDS WHAT CMD...: polls CMD every 0.2 s until it succeeds;
+# prints how long it took (ms) into $WAITED
+wait_for() {
+	limit=$1 what=$2; shift 2
+	t0=$(date +%s%N)
+	until "$@"; do
+		[ $(( ($(date +%s%N) - t0) / 1000000 )) -lt $((limit * 1000)) ] || {
+			diag
+			fail "$what: not within ${limit} s"
+		}
+		sleep 0.2
+	done
+	WAITED=$(( ($(date +%s%N) - t0) / 1000000 ))
+}

@@ -1,0 +1,188 @@
+/* vdisk cluster init, cluster status: create a cluster in etcd and show its
+ * nodes and placement groups (docs/cluster.md). */
+#include "vdisk/cli/cli.h"
+
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* "30s", "10m", "1h", or plain seconds: milliseconds, at least 1 s. */
+static int parse_duration(const char *arg, uint64_t *ms)
+{
+	char *end;
+	uint64_t v, unit = 1000;
+
+	errno = 0;
+	if (arg[0] < '0' || arg[0] > '9')
+		goto bad;
+	v = strtoull(arg, &end, 10);
+	if (errno)
+		goto bad;
+	if (!strcmp(end, "m"))
+		unit = 60000;
+	else if (!strcmp(end, "h"))
+		unit = 3600000;
+	else if (*end && strcmp(end, "s"))
+		goto bad;
+	if (!v || v > 366ull * 24 * 3600)
+		goto bad;
+	*ms = v * unit;
+	return 0;
+bad:
+	return cli_fail(-EINVAL, "--out-after %.40s: give a time like 30s, 10m or 1h", arg);
+}
+
+static int parse_count(const char *opt, const char *arg, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	if (arg[0] >= '0' && arg[0] <= '9') {
+		*out = strtoull(arg, &end, 10);
+		if (!errno && !*end && *out && *out <= max)
+			return 0;
+	}
+	return cli_fail(-EINVAL, "%s %.40s: give a whole number from 1 to %llu", opt, arg,
+			(unsigned long long)max);
+}
+
+int cli_cmd_cluster_init(struct cli *c, int argc, char **argv)
+{
+	struct kura_json *ans;
+	struct kura_jw w;
+	uint64_t v;
+	int err, have_replicas = 0;
+
+	cli_req(&w, "cluster_init");
+	for (int i = 0; i < argc; i += 2) {
+		const char *o = argv[i];
+
+		if (strcmp(o, "--replicas") && strcmp(o, "--pgs") && strcmp(o, "--out-after")) {
+			kura_jw_free(&w);
+			return cli_usage(c, o[0] == '-' ? "unknown option %s" : "unexpected argument '%s'",
+					 o);
+		}
+		if (i + 1 >= argc) {
+			kura_jw_free(&w);
+			return cli_usage(c, "%s needs a value", o);
+		}
+		if (!strcmp(o, "--replicas")) {
+			err = parse_count(o, argv[i + 1], 3, &v);
+			have_replicas = 1;
+		} else if (!strcmp(o, "--pgs")) {
+			err = parse_count(o, argv[i + 1], 65536, &v);
+			if (!err && (v & (v - 1)))
+				err = cli_fail(-EINVAL, "--pgs %.40s: give a power of two (256, 1024, ...)",
+					       argv[i + 1]);
+		} else {
+			err = parse_duration(argv[i + 1], &v);
+		}
+		if (err) {
+			kura_jw_free(&w);
+			return err;
+		}
+		kura_jw_u64(&w, !strcmp(o, "--replicas") ? "replicas"
+				: !strcmp(o, "--pgs")  ? "pgs"
+						       : "out_after_ms", v);
+	}
+	if (!have_replicas) {
+		kura_jw_free(&w);
+		return cli_usage(c, "give --replicas 1, 2 or 3");
+	}
+	if ((err = cli_call(c, &w, &ans)))
+		return err;
+	if (c->opts & OPT_JSON)
+		err = cli_print_json(ans, "ok");
+	else
+		printf("created cluster %s\n", cli_str(ans, "cluster_id"));
+	kura_json_free(ans);
+	return err;
+}
+
+static const char *ago(uint64_t since_ms, char *buf, size_t len)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (!since_ms)
+		return "-";
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return cli_fmt_secs(now > since_ms ? (now - since_ms) / 1000 : 0, buf, len);
+}
+
+static int print_status(const struct kura_json *ans)
+{
+	static const char *const hdr[] = { "NODE", "STATE", "FOR", "ADDRESS", "DOMAIN",
+					   "CAPACITY", "USED" };
+	const struct kura_json *nodes = cli_get(ans, "nodes", KURA_JSON_ARR);
+	const struct kura_json *pgs = cli_get(ans, "pgs", KURA_JSON_OBJ);
+	const struct kura_json *me = cli_get(ans, "node", KURA_JSON_OBJ);
+	const struct kura_json *nc = cli_get(pgs, "not_clean", KURA_JSON_ARR);
+	struct cli_table t;
+	char b[32];
+	int init = 0, may = 0;
+
+	kura_json_get_bool(ans, "initialized", &init);
+	if (!init) {
+		printf("etcd at %s holds no cluster yet: run `vdisk cluster init --replicas N`\n",
+		       cli_str(ans, "etcd"));
+		return 0;
+	}
+	cli_kv("cluster", "%s", cli_str(ans, "cluster_id"));
+	cli_kv("epoch", "%llu", (unsigned long long)cli_u64(ans, "epoch"));
+	cli_kv("leader", "%s", cli_str(ans, "leader"));
+	cli_kv("replicas", "%llu", (unsigned long long)cli_u64(ans, "replicas"));
+	cli_kv("out after", "%s", cli_fmt_secs(cli_u64(ans, "out_after_ms") / 1000, b, sizeof(b)));
+	if (!me || kura_json_get_bool(me, "may_ack", &may))
+		may = 0;
+	cli_kv("this node", "%s (%s)", cli_str(me, "name"),
+	       may ? "in the cluster, may acknowledge writes"
+		   : "fenced: acknowledges no replicated write");
+	cli_kv("groups", "%llu: %llu clean, %llu degraded, %llu with no replica up",
+	       (unsigned long long)cli_u64(pgs, "total"), (unsigned long long)cli_u64(pgs, "clean"),
+	       (unsigned long long)cli_u64(pgs, "degraded"),
+	       (unsigned long long)cli_u64(pgs, "down"));
+	for (size_t i = 0; i < kura_json_len(nc); i++) {
+		const struct kura_json *g = kura_json_at(nc, i);
+		char *set = cli_join(cli_get(g, "replicas", KURA_JSON_ARR));
+
+		printf("  group %llu: %llu of its replicas up (%s)\n",
+		       (unsigned long long)cli_u64(g, "pg"), (unsigned long long)cli_u64(g, "up"),
+		       set ? set : "?");
+		free(set);
+	}
+	printf("\n");
+	cli_table_init(&t, KURA_ARRAY_SIZE(hdr), hdr);
+	for (size_t i = 0; i < kura_json_len(nodes); i++) {
+		const struct kura_json *n = kura_json_at(nodes, i);
+
+		cli_table_add(&t, "%s", cli_str(n, "name"));
+		cli_table_add(&t, "%s", cli_str(n, "state"));
+		cli_table_add(&t, "%s", ago(cli_u64(n, "since_ms"), b, sizeof(b)));
+		cli_table_add(&t, "%s", cli_str(n, "addr"));
+		cli_table_add(&t, "%s", cli_str(n, "domain"));
+		cli_table_size(&t, cli_u64(n, "capacity"));
+		cli_table_size(&t, cli_u64(n, "used"));
+	}
+	return cli_table_print(&t);
+}
+
+int cli_cmd_cluster_status(struct cli *c, int argc, char **argv)
+{
+	struct kura_json *ans;
+	struct kura_jw w;
+	int err;
+
+	(void)argc;
+	(void)argv;
+	cli_req(&w, "cluster_status");
+	if ((err = cli_call(c, &w, &ans)))
+		return err;
+	err = (c->opts & OPT_JSON) ? cli_print_json(ans, "ok") : print_status(ans);
+	kura_json_free(ans);
+	return err;
+}
