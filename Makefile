@@ -40,7 +40,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
 	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
-	$(BUILD)/kura-etcdcheck $(BUILD)/kura-peercheck $(BUILD)/unit-tests $(BUILD)/vdisk
+	$(BUILD)/kura-etcdcheck $(BUILD)/kura-peercheck $(BUILD)/kura-repcheck $(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -49,7 +49,7 @@ help:
 	@echo "make            build into $(BUILD)/"
 	@echo "make run        install packages if missing, build, run one node on $(DATA)"
 	@echo "make test       install packages if missing, build, run every test"
-	@echo "make bench      the store against fio, vdisk operations against cp, iSCSI against tgt, guest latency under clones (bench-qos.png)"
+	@echo "make bench      the store against fio, vdisk operations against cp, iSCSI against tgt, guest latency under clones (bench-qos.png), replicated writes RF 1-3 (root)"
 	@echo "make deps       install the Debian packages kura needs"
 	@echo "make SAN=1      build with AddressSanitizer and UBSan"
 	@echo "make fuzz       fuzz the iSCSI PDU checks, login, text keys and CHAP (clang libFuzzer) for FUZZ_SECONDS (600)"
@@ -85,6 +85,9 @@ $(BUILD)/kura-etcdcheck: $(OBJ)/tests/integration/etcdcheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-peercheck: $(OBJ)/tests/cluster/peercheck.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-repcheck: $(OBJ)/tests/cluster/repcheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-protocheck: $(OBJ)/tests/integration/protocheck.o $(OBJ)/libkura.a

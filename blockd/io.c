@@ -45,6 +45,7 @@ struct wreq {
 	uint32_t loc;
 	uint16_t blk, nblk;
 	uint8_t acked, applying;
+	uint8_t if_newer; /* a replica's copy: skipped unless newer than the extent */
 	void *buf;
 	kura_blk_cb cb;
 	void *arg;
@@ -434,6 +435,14 @@ void io_apply_kick(struct kura_blk_store *s)
 	}
 }
 
+static void skip_done(void *arg, int err)
+{
+	struct wreq *w = arg;
+
+	w->cb(w->arg, err);
+	wreq_free(w);
+}
+
 static int write_submit(struct kura_blk_store *s, struct wreq *w)
 {
 	struct kura_jrec rec = { 0 };
@@ -452,6 +461,14 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 	if (err)
 		goto fail;
 	e = idx_find(&s->idx, w->layer, w->ext);
+	if (e && w->if_newer && w->version <= ent_version(e)) {
+		/* a copy this extent has already had (or an older one): nothing to
+		 * write, but answer only once what it has is durable */
+		err = kura_blk_flush(s, skip_done, w);
+		if (err)
+			goto fail;
+		return 0;
+	}
 	if (!e) {
 		uint32_t loc;
 		err = pool_alloc(&s->pool, &loc);
@@ -531,7 +548,7 @@ static int check_range(uint64_t ext, unsigned blk, unsigned nblk)
  * rather than copied. */
 static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			unsigned nblk, void *buf, int own, uint64_t version,
-			enum kura_io_class cls, kura_blk_cb cb, void *arg)
+			enum kura_io_class cls, kura_blk_cb cb, void *arg, int if_newer)
 {
 	struct wreq *w;
 	int err = check_range(ext, blk, nblk);
@@ -562,6 +579,7 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->blk = (uint16_t)blk;
 	w->nblk = (uint16_t)nblk;
 	w->version = version;
+	w->if_newer = (uint8_t)if_newer;
 	w->cb = cb;
 	w->arg = arg;
 	w->pend.retry = write_retry;
@@ -576,14 +594,21 @@ int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsig
 		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
 		   kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg);
+	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg, 0);
 }
 
 int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
 			 kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg);
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 0);
+}
+
+int kura_blk_write_replica(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			   unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
+			   kura_blk_cb cb, void *arg)
+{
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 1);
 }
 
 /* ---- reads ---- */

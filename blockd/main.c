@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "iscsi-target/target.h"
 #include "replication/member.h"
+#include "replication/rep.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -231,6 +232,7 @@ struct node {
 	struct kura_ctl_server *ctl;
 	struct kura_member *member;
 	struct kura_server *peers; /* node-to-node listener (--listen) */
+	struct kura_rep *rep;      /* reads and writes through the cluster */
 	const char *name;          /* --node */
 	char ctl_path[PATH_MAX];
 };
@@ -238,9 +240,11 @@ struct node {
 static void node_stop(struct node *n)
 {
 	kura_ctl_server_stop(n->ctl);
+	kura_rep_shutdown(n->rep);
 	kura_server_stop(n->peers);
-	kura_member_stop(n->member);
 	kura_server_stop(n->srv);
+	kura_rep_destroy(n->rep);
+	kura_member_stop(n->member);
 	kura_iscsi_stop(n->iscsi);
 	if (n->vd)
 		kura_vd_engine_close(n->vd);
@@ -324,10 +328,42 @@ static int node_hello(void *arg, const struct kura_proto_hello *in, struct kura_
 	return 0;
 }
 
+static void node_map(void *arg, const struct kura_map *map)
+{
+	struct node *n = arg;
+
+	if (n->rep)
+		kura_rep_map(n->rep, map);
+}
+
+/* The store socket and node links, in a cluster (blockd/server.h). */
+static int route_read(void *arg, const struct kura_proto_req *q, void *buf, kura_blk_cb cb,
+		      void *cbarg)
+{
+	return kura_rep_read(arg, q->layer, q->ext, q->blk, q->nblk, buf,
+			     (enum kura_io_class)q->cls, cb, cbarg);
+}
+
+static int route_write(void *arg, const struct kura_proto_req *q, const void *data,
+		       kura_blk_cb cb, void *cbarg)
+{
+	return kura_rep_write(arg, q->layer, q->ext, q->blk, q->nblk, data,
+			      (enum kura_io_class)q->cls, cb, cbarg);
+}
+
+static int route_write_primary(void *arg, const struct kura_proto_req *q, const void *data,
+			       kura_blk_cb cb, void *cbarg)
+{
+	return kura_rep_write_primary(arg, q->layer, q->ext, q->blk, q->nblk, data,
+				      (enum kura_io_class)q->cls, cb, cbarg);
+}
+
 static int start_member(struct node *n, const struct args *a, char *errbuf, size_t errlen)
 {
 	struct kura_member_opts mo = { 0 };
 	struct kura_server_peer peer = { node_hello, n };
+	struct kura_rep_opts ro = { 0 };
+	struct kura_server_route route = { route_read, route_write, route_write_primary, NULL };
 	int err;
 
 	mo.loop = n->loop;
@@ -337,11 +373,26 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 	mo.domain = a->domain;
 	mo.data_dir = a->data;
 	mo.usage = node_usage;
+	mo.on_map = node_map;
 	mo.arg = n;
 	n->name = a->node;
 	if ((err = kura_member_start(&mo, &n->member, errbuf, errlen)))
 		return err;
-	return kura_server_start_tcp(n->loop, n->s, a->listen, &peer, &n->peers, errbuf, errlen);
+	ro.loop = n->loop;
+	ro.store = n->s;
+	ro.member = n->member;
+	ro.name = a->node;
+	if ((err = kura_rep_create(&ro, &n->rep))) {
+		snprintf(errbuf, errlen, "out of memory");
+		return err;
+	}
+	route.arg = n->rep;
+	if ((err = kura_server_start_tcp(n->loop, n->s, a->listen, &peer, &n->peers, errbuf,
+					 errlen)))
+		return err;
+	kura_server_set_route(n->peers, &route);
+	kura_server_set_route(n->srv, &route);
+	return 0;
 }
 
 static int node_start(struct node *n, const struct args *a, char *errbuf, size_t errlen)

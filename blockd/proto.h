@@ -36,6 +36,11 @@ enum kura_proto_op {
 	KURA_OP_MAX = 10
 };
 
+/* flags: on node links only, on WRITE only, one at a time. */
+#define KURA_PROTO_F_PRIMARY 1u /* "you are the group's primary: replicate it" */
+#define KURA_PROTO_F_REPLICA 2u /* "your copy, version from the primary": applied
+				 * only when newer (kura_blk_write_replica) */
+
 struct kura_proto_req {
 	uint32_t magic;
 	uint16_t op;

@@ -59,6 +59,7 @@ struct kura_server {
 	char path[108]; /* the unix socket, or the TCP address */
 	int tcp;
 	struct kura_server_peer peer;
+	struct kura_server_route route;
 	struct kura_op accept_op;
 	int accept_armed, stopping;
 	struct conn *conns;
@@ -71,7 +72,8 @@ int kura_proto_check(const struct kura_proto_req *r, const char **why)
 		*why = "bad magic";
 	else if (!r->op || r->op > KURA_OP_MAX)
 		*why = "unknown op";
-	else if (r->flags)
+	else if (r->flags && (r->op != KURA_OP_WRITE ||
+			      (r->flags != KURA_PROTO_F_PRIMARY && r->flags != KURA_PROTO_F_REPLICA)))
 		*why = "unknown flags";
 	else if (r->op == KURA_OP_WRITE && (!r->nblk || r->nblk > KURA_EXT_BLOCKS ||
 					    r->data_len != (uint32_t)r->nblk * KURA_BLK_SIZE))
@@ -269,7 +271,8 @@ static int hello_check(const struct conn *c, const char **why)
 	int hello = c->hdr.op == KURA_OP_HELLO;
 
 	if (!c->srv->tcp)
-		*why = hello ? "hello on the local socket" : NULL;
+		*why = hello ? "hello on the local socket"
+		       : c->hdr.flags ? "node link flags on the local socket" : NULL;
 	else if (c->greeted)
 		*why = hello ? "a second hello" : NULL;
 	else
@@ -336,6 +339,7 @@ static void do_hello(struct conn *c, struct sreq *r, const uint8_t *payload)
 static int dispatch(struct conn *c, uint8_t *payload)
 {
 	struct kura_blk_store *s = c->srv->s;
+	const struct kura_server_route *rt = &c->srv->route;
 	struct sreq *r = calloc(1, sizeof(*r));
 	const struct kura_proto_req *q = &c->hdr;
 	int err = 0;
@@ -362,16 +366,34 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		r->data = kura_aligned_alloc_raw((size_t)q->nblk * KURA_BLK_SIZE);
 		r->reserved = (size_t)q->nblk * KURA_BLK_SIZE; /* its answer is coming */
 		c->inflight_bytes += r->reserved;
-		err = r->data ? kura_blk_read(s, q->layer, q->ext, q->blk, q->nblk, r->data,
-					      (enum kura_io_class)q->cls, store_done, r)
-			      : -ENOMEM;
+		if (!r->data)
+			err = -ENOMEM;
+		else if (rt->read && !c->srv->tcp)
+			err = rt->read(rt->arg, q, r->data, store_done, r);
+		else
+			err = kura_blk_read(s, q->layer, q->ext, q->blk, q->nblk, r->data,
+					    (enum kura_io_class)q->cls, store_done, r);
 		break;
 	case KURA_OP_WRITE:
-		/* the payload goes to the journal as it came off the socket */
-		err = kura_blk_write_owned(s, q->layer, q->ext, q->blk, q->nblk, payload,
-					   q->version, (enum kura_io_class)q->cls, store_done, r);
-		if (!err)
-			payload = NULL;
+		if (rt->write && !c->srv->tcp) {
+			err = rt->write(rt->arg, q, payload, store_done, r);
+		} else if (q->flags == KURA_PROTO_F_PRIMARY) {
+			err = rt->write_primary ? rt->write_primary(rt->arg, q, payload, store_done, r)
+						: -EREMOTE;
+		} else if (q->flags == KURA_PROTO_F_REPLICA) {
+			err = kura_blk_write_replica(s, q->layer, q->ext, q->blk, q->nblk, payload,
+						     q->version, (enum kura_io_class)q->cls,
+						     store_done, r);
+			if (!err)
+				payload = NULL;
+		} else {
+			/* the payload goes to the journal as it came off the socket */
+			err = kura_blk_write_owned(s, q->layer, q->ext, q->blk, q->nblk, payload,
+						   q->version, (enum kura_io_class)q->cls, store_done,
+						   r);
+			if (!err)
+				payload = NULL;
+		}
 		break;
 	case KURA_OP_TRIM:
 		err = kura_blk_trim(s, q->layer, q->ext, q->blk, q->nblk, store_done, r);
@@ -594,6 +616,11 @@ int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, cons
 	}
 	fd = kura_tcp_listen(&ss, sl, "listen for nodes", addr, errbuf, errlen);
 	return fd < 0 ? fd : serve(loop, s, fd, addr, peer, out);
+}
+
+void kura_server_set_route(struct kura_server *srv, const struct kura_server_route *route)
+{
+	srv->route = *route;
 }
 
 void kura_server_stop(struct kura_server *srv)

@@ -35,6 +35,23 @@ struct kura_server_peer {
 int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, const char *addr,
 			  const struct kura_server_peer *peer, struct kura_server **out,
 			  char *errbuf, size_t errlen);
+/* Where requests go besides this node's store, in a cluster: READ and WRITE
+ * on the local socket through the replication layer (read, write), and
+ * WRITE flagged KURA_PROTO_F_PRIMARY on node links to the primary's part
+ * (write_primary; without it such a write gets -EREMOTE). Each returns 0
+ * (cb(cbarg, status) will run) or -errno; data is the request's payload
+ * (the callee copies what it keeps). NULL members: the local store. */
+struct kura_server_route {
+	int (*read)(void *arg, const struct kura_proto_req *q, void *buf, kura_blk_cb cb,
+		    void *cbarg);
+	int (*write)(void *arg, const struct kura_proto_req *q, const void *data, kura_blk_cb cb,
+		     void *cbarg);
+	int (*write_primary)(void *arg, const struct kura_proto_req *q, const void *data,
+			     kura_blk_cb cb, void *cbarg);
+	void *arg;
+};
+void kura_server_set_route(struct kura_server *srv, const struct kura_server_route *route);
+
 /* Stops accepting, closes every connection once its requests are done. */
 void kura_server_stop(struct kura_server *srv);
 

@@ -118,6 +118,16 @@ int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext,
 			 unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
 			 kura_blk_cb cb, void *arg);
 
+/* A replica's copy of a write its group's primary ordered (replication/
+ * rep.h): like kura_blk_write_owned, but written only when version is above
+ * the extent's version at the moment it reaches the journal; otherwise
+ * nothing is written and cb runs once everything before it is durable. So
+ * a write sent again after a link broke is not applied twice, and an older
+ * write never lands over a newer one. */
+int kura_blk_write_replica(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			   unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
+			   kura_blk_cb cb, void *arg);
+
 /* Drops blocks (they read as zeros and no longer count as present); an
  * extent left with no blocks is freed. Durable when cb runs. */
 int kura_blk_trim(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,

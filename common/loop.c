@@ -172,7 +172,6 @@ static int run_deferred(struct kura_loop *l)
 int kura_loop_run_once(struct kura_loop *l, uint64_t timeout_ns)
 {
 	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
 	int n = 0;
 
 	n += run_deferred(l);
@@ -189,21 +188,18 @@ int kura_loop_run_once(struct kura_loop *l, uint64_t timeout_ns)
 	} else {
 		io_uring_submit_and_get_events(&l->ring);
 	}
-	for (;;) {
-		seen = 0;
-		io_uring_for_each_cqe(&l->ring, head, cqe) {
-			struct kura_op *op = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
+	/* Each completion is consumed before its handler runs, so a handler
+	 * that turns the loop itself (a close that waits for a cancel) never
+	 * sees the same completion again. */
+	while (io_uring_peek_cqe(&l->ring, &cqe) == 0) {
+		struct kura_op *op = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
 
-			seen++;
-			l->inflight--;
-			if (op)
-				op->fn(op, res);
-			n++;
-		}
-		if (!seen)
-			break;
-		io_uring_cq_advance(&l->ring, seen);
+		io_uring_cqe_seen(&l->ring, cqe);
+		l->inflight--;
+		if (op)
+			op->fn(op, res);
+		n++;
 	}
 	n += run_deferred(l);
 	return n;

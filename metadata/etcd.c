@@ -413,14 +413,14 @@ int kura_etcd_status(struct kura_etcd *e, int64_t *revision, uint64_t *cluster_i
 }
 
 /* A range request for one key or for every key under a prefix. */
-static int range(struct kura_etcd *e, const char *key, int prefix, struct kura_etcd_kv **kvs,
-		 size_t *n, int64_t *rev)
+static int range(struct kura_etcd *e, const char *key, int prefix, int keys_only,
+		 struct kura_etcd_kv **kvs, size_t *n, int64_t *rev)
 {
 	struct kura_json *a;
 	struct kura_jw w;
 	int err;
 
-	kura_etcd_req_key(&w, key, prefix);
+	kura_etcd_req_key(&w, key, prefix, keys_only);
 	err = call(e, "/v3/kv/range", &w, 0, &a);
 	if (!err)
 		err = kura_etcd_j_range(a, key, !prefix, kvs, n, rev, e->where);
@@ -437,12 +437,29 @@ int kura_etcd_get(struct kura_etcd *e, const char *key, struct kura_etcd_kv *out
 	memset(out, 0, sizeof(*out));
 	if (!key_ok(key))
 		return -EINVAL;
-	err = range(e, key, 0, &kvs, &n, NULL);
+	err = range(e, key, 0, 0, &kvs, &n, NULL);
 	if (!err && !n)
 		err = -ENOENT;
 	if (!err)
 		*out = kvs[0];
 	free(kvs);
+	return err;
+}
+
+int kura_etcd_get_rev(struct kura_etcd *e, const char *key, int64_t *mod_rev)
+{
+	struct kura_etcd_kv *kvs = NULL;
+	size_t n = 0;
+	int err;
+
+	if (!key_ok(key))
+		return -EINVAL;
+	err = range(e, key, 0, 1, &kvs, &n, NULL);
+	if (!err && !n)
+		err = -ENOENT;
+	if (!err)
+		*mod_rev = kvs[0].mod_rev;
+	kura_etcd_kvs_free(kvs, n);
 	return err;
 }
 
@@ -456,7 +473,7 @@ int kura_etcd_list(struct kura_etcd *e, const char *prefix, struct kura_etcd_kv 
 	*n = 0;
 	if (!prefix)
 		return -EINVAL;
-	err = range(e, prefix, 1, kvs, n, &r);
+	err = range(e, prefix, 1, 0, kvs, n, &r);
 	if (!err && rev)
 		*rev = r;
 	return err;
@@ -479,7 +496,7 @@ int kura_etcd_delete(struct kura_etcd *e, const char *key)
 
 	if (!key_ok(key))
 		return -EINVAL;
-	kura_etcd_req_key(&w, key, 0);
+	kura_etcd_req_key(&w, key, 0, 0);
 	return simple(e, "/v3/kv/deleterange", &w);
 }
 

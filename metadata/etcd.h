@@ -76,6 +76,10 @@ int kura_etcd_status(struct kura_etcd *e, int64_t *revision, uint64_t *cluster_i
 int kura_etcd_get(struct kura_etcd *e, const char *key, struct kura_etcd_kv *out);
 void kura_etcd_kv_free(struct kura_etcd_kv *kv);
 
+/* A key's mod revision only (no value travels): -ENOENT when absent. For
+ * polling a large value cheaply. */
+int kura_etcd_get_rev(struct kura_etcd *e, const char *key, int64_t *mod_rev);
+
 /* Every key starting with prefix ("" for every key), in key order, read at
  * one revision (*rev, optional) by one request, so the whole answer must fit
  * in 64 MiB. *kvs is NULL when there are none. Free with kura_etcd_kvs_free(). */

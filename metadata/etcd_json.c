@@ -92,7 +92,7 @@ void kura_etcd_req_empty(struct kura_jw *w)
 	kura_jw_end(w);
 }
 
-void kura_etcd_req_key(struct kura_jw *w, const char *key, int prefix)
+void kura_etcd_req_key(struct kura_jw *w, const char *key, int prefix, int keys_only)
 {
 	kura_jw_init(w);
 	kura_jw_obj(w, NULL);
@@ -100,6 +100,8 @@ void kura_etcd_req_key(struct kura_jw *w, const char *key, int prefix)
 		jw_range(w, key);
 	else
 		jw_key(w, "key", key);
+	if (keys_only)
+		kura_jw_bool(w, "keys_only", 1);
 	kura_jw_end(w);
 }
 

@@ -24,7 +24,8 @@
  * non-empty C strings, checked by the caller. */
 void kura_etcd_req_empty(struct kura_jw *w); /* {} */
 /* {"key"} for one key, or {"key", "range_end"} for every key under a prefix */
-void kura_etcd_req_key(struct kura_jw *w, const char *key, int prefix);
+/* A range of one key or a prefix; keys_only: revisions without values. */
+void kura_etcd_req_key(struct kura_jw *w, const char *key, int prefix, int keys_only);
 /* {"name": v} */
 void kura_etcd_req_int(struct kura_jw *w, const char *name, int64_t v);
 void kura_etcd_req_put(struct kura_jw *w, const char *key, const void *val, size_t len,

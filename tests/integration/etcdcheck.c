@@ -141,8 +141,14 @@ static int check_put_get(struct ctx *c)
 	EXPECT_ERR(c, kura_etcd_put(c->e, k, "", 0, 0), 0);
 	EXPECT_ERR(c, kura_etcd_get(c->e, k, &kv), 0);
 	err = kv.val_len != 0 || kv.val[0] || kv.version != 2 || kv.mod_rev <= kv.create_rev;
+	{
+		int64_t rev = 0;
+
+		EXPECT_ERR(c, kura_etcd_get_rev(c->e, k, &rev), 0);
+		err = err || rev != kv.mod_rev;
+	}
 	kura_etcd_kv_free(&kv);
-	EXPECT(c, !err, "empty value or version differ");
+	EXPECT(c, !err, "empty value, version or revision alone differ");
 	for (size_t i = 0; i < big_len; i++)
 		big[i] = (char)(i * 2654435761u >> 13);
 	err = kura_etcd_put(c->e, key(c, k, "big"), big, big_len, 0);
@@ -162,8 +168,11 @@ static int check_get_missing(struct ctx *c)
 	struct kura_etcd_kv kv;
 	char k[128];
 
+	int64_t rev;
+
 	EXPECT_ERR(c, kura_etcd_get(c->e, key(c, k, "missing"), &kv), -ENOENT);
 	EXPECT(c, !kv.key && !kv.val, "kv filled for a missing key");
+	EXPECT_ERR(c, kura_etcd_get_rev(c->e, k, &rev), -ENOENT);
 	return 0;
 }
 

@@ -108,6 +108,23 @@ int ts_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsig
 					      KURA_IO_GUEST, wdone, &w));
 }
 
+int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+		     const void *buf, uint64_t version)
+{
+	struct waiter w = { 0 };
+	void *copy = kura_aligned_alloc_raw((size_t)n * KURA_BLK_SIZE);
+	int err;
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, buf, (size_t)n * KURA_BLK_SIZE);
+	err = kura_blk_write_replica(t->s, layer, ext, blk, n, copy, version, KURA_IO_GUEST, wdone,
+				     &w);
+	if (err)
+		free(copy);
+	return wait_for(t, &w, err);
+}
+
 int ts_read(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n, void *buf)
 {
 	struct waiter w = { 0 };

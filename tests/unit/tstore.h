@@ -29,6 +29,9 @@ void *ts_buf(unsigned nblocks);
 
 int ts_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
 	     const void *buf, uint64_t version);
+/* kura_blk_write_replica of a copy of buf. */
+int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+		     const void *buf, uint64_t version);
 int ts_read(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n, void *buf);
 int ts_trim(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n);
 int ts_free(struct tstore *t, uint64_t layer, uint64_t ext);

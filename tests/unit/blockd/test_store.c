@@ -474,3 +474,42 @@ TEST(test_disk_counts_slow_ios)
 	CHECK_EQ(d.slow.ios, 4);
 	CHECK_EQ(d.slow.worst_ns, 600 * ms);
 }
+
+/* A replica's copy is applied only when newer than the extent: a write sent
+ * twice lands once, an older one never over a newer one; it survives a
+ * crash like any write. */
+TEST(test_store_replica_writes_apply_only_newer_versions)
+{
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct tstore t = { 0 };
+	struct kura_blk_extent_info info;
+	uint8_t *b = blocks(2), *r = blocks(2);
+
+	CHECK_EQ(ts_open(&t, m, "replica"), 0);
+	ts_fill(b, 1, 3);
+	ts_fill(b + KURA_BLK_SIZE, 1, 3);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 2, b, 5), 0); /* new extent: applied */
+	ts_fill(b, 2, 3);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 5), 0); /* the same version again */
+	ts_fill(b, 3, 3);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 11, 1, b, 4), 0); /* older */
+	CHECK_EQ(ts_read(&t, 9, 4, 10, 2, r), 0);
+	CHECK_EQ(ts_tag(r, 3), 1);
+	CHECK_EQ(ts_tag(r + KURA_BLK_SIZE, 3), 1);
+	ts_fill(b, 4, 3);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 11, 1, b, 6), 0); /* newer: applied */
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 4, &info), 0);
+	CHECK_EQ(info.version, 6);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "replica"), 0);
+	CHECK_EQ(ts_read(&t, 9, 4, 10, 2, r), 0);
+	CHECK_EQ(ts_tag(r, 3), 1);
+	CHECK_EQ(ts_tag(r + KURA_BLK_SIZE, 3), 4);
+	ts_fill(b, 5, 3);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 6), 0); /* replayed version kept */
+	CHECK_EQ(ts_read(&t, 9, 4, 10, 1, r), 0);
+	CHECK_EQ(ts_tag(r, 3), 1);
+	ts_close(&t);
+	fake_media_destroy(m);
+}

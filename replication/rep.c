@@ -1,0 +1,674 @@
+/* Replicated block I/O (replication/rep.h): routing to a group's primary,
+ * the primary's fan-out to the replicas, resending after a link breaks,
+ * waiting (never failing) while replicas or the primary are away. */
+#include "replication/rep.h"
+#include "replication/link.h"
+
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RETRY_NS 100000000ull  /* a write or read waiting for a primary tries again */
+#define VER_BUCKETS 4096u
+
+/* A peer node and the link to it. */
+struct peer {
+	char name[KURA_MAP_NAME_MAX];
+	char addr[KURA_MAP_ADDR_MAX];
+	struct kura_link *link;
+	struct kura_rep *r;
+	int up_in_map;          /* UP in the newest map */
+	struct rtarget *resend; /* replica writes to send again when the link is up, by seq */
+	struct peer *next;
+};
+
+/* The versions handed out for an extent whose writes are in flight. */
+struct vent {
+	uint64_t layer, ext, last;
+	unsigned inflight;
+	struct vent *next;
+};
+
+struct rwrite;
+
+/* One replica's copy of a write. */
+struct rtarget {
+	struct kura_link_req lr;
+	struct rwrite *w;
+	struct peer *p;
+	struct rtarget *next; /* in its peer's resend list */
+};
+
+/* A write at the primary. */
+struct rwrite {
+	struct kura_rep *r;
+	uint64_t layer, ext, version, seq, epoch;
+	unsigned blk, nblk;
+	enum kura_io_class cls;
+	void *buf;
+	unsigned waiting;   /* replicas (and the local write) not done yet */
+	int err;            /* the local write's */
+	kura_blk_cb cb;
+	void *arg;
+	struct kura_timer fence_wait;
+	unsigned ntargets;
+	struct rtarget t[KURA_MAP_MAX_REPLICAS];
+};
+
+/* A write or read that goes to another node's primary, tried again until
+ * it is answered. */
+struct remote {
+	struct kura_link_req lr;
+	struct kura_rep *r;
+	int write;
+	uint64_t layer, ext;
+	unsigned blk, nblk;
+	enum kura_io_class cls;
+	void *buf;       /* write: a copy of the data; read: the caller's */
+	kura_blk_cb cb;
+	void *arg;
+	struct kura_timer retry;
+};
+
+struct kura_rep {
+	struct kura_loop *loop;
+	struct kura_blk_store *store;
+	struct kura_member *member;
+	char name[KURA_MAP_NAME_MAX];
+	const struct kura_map *map; /* the member's, valid until the next kura_rep_map */
+	struct peer *peers;
+	struct vent *vers[VER_BUCKETS];
+	uint64_t seq;
+	unsigned outstanding; /* writes and remote requests not finished */
+	int destroying;
+};
+
+/* ---- peers and links ---- */
+
+static void link_hello(void *arg, struct kura_proto_hello *out)
+{
+	struct peer *p = arg;
+	const struct kura_map *m = p->r->map;
+
+	memset(out, 0, sizeof(*out));
+	out->version = KURA_PROTO_VERSION;
+	if (m) {
+		out->epoch = m->epoch;
+		memcpy(out->cluster_id, m->cluster_id, 36);
+	}
+	snprintf(out->node, sizeof(out->node), "%s", p->r->name);
+}
+
+static void send_replica(struct rtarget *t);
+static void park(struct rtarget *t);
+
+static void link_state(void *arg, struct kura_link *l, int up)
+{
+	struct peer *p = arg;
+	struct rtarget *t = p->resend;
+
+	(void)l;
+	if (!up)
+		return;
+	/* every write the peer has not acknowledged, oldest first: it applies
+	 * only what is newer than what it has */
+	p->resend = NULL;
+	while (t) {
+		struct rtarget *next = t->next;
+
+		t->next = NULL;
+		if (p->resend || kura_link_submit(p->link, &t->lr)) {
+			park(t);
+		}
+		t = next;
+	}
+}
+
+static struct peer *peer_find(struct kura_rep *r, const char *name)
+{
+	for (struct peer *p = r->peers; p; p = p->next)
+		if (!strcmp(p->name, name))
+			return p;
+	return NULL;
+}
+
+struct oldlink {
+	struct kura_op op;
+	struct kura_link *link;
+};
+
+static void close_later(struct kura_op *op, int res)
+{
+	struct oldlink *o = KURA_CONTAINER_OF(op, struct oldlink, op);
+
+	(void)res;
+	kura_link_close(o->link);
+	free(o);
+}
+
+static struct peer *peer_get(struct kura_rep *r, const struct kura_map_node *n)
+{
+	struct peer *p = peer_find(r, n->name);
+	struct kura_link_opts o = { 0 };
+
+	if (p && !strcmp(p->addr, n->addr))
+		return p;
+	if (p) {
+		/* the node moved: a new link; the old one is closed on a later
+		 * turn (closing turns the loop, which a completion must not) and
+		 * fails what it held, which is sent again */
+		struct oldlink *o = calloc(1, sizeof(*o));
+
+		if (!o)
+			return p; /* keep the old link: the node is unreachable meanwhile */
+		o->link = p->link;
+		o->op.fn = close_later;
+		kura_loop_defer(r->loop, &o->op, 0);
+		p->link = NULL;
+	} else {
+		if (!(p = calloc(1, sizeof(*p))))
+			return NULL;
+		p->r = r;
+		snprintf(p->name, sizeof(p->name), "%s", n->name);
+		p->next = r->peers;
+		r->peers = p;
+	}
+	snprintf(p->addr, sizeof(p->addr), "%s", n->addr);
+	o.loop = r->loop;
+	o.addr = p->addr;
+	o.peer = p->name;
+	o.hello = link_hello;
+	o.state = link_state;
+	o.arg = p;
+	if (kura_link_open(&o, &p->link))
+		kura_log(WARN, "replication: no link to node %s at %s", p->name, p->addr);
+	return p;
+}
+
+/* ---- versions ---- */
+
+static struct vent **vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext)
+{
+	struct vent **pp = &r->vers[kura_hash64(layer * 0x9e3779b97f4a7c15ull ^ ext) % VER_BUCKETS];
+
+	while (*pp && ((*pp)->layer != layer || (*pp)->ext != ext))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* The next version of an extent: above everything it has and everything
+ * handed out, and above every version of earlier epochs. */
+static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64_t *out)
+{
+	struct vent **pp = vent_slot(r, layer, ext), *v = *pp;
+	struct kura_blk_extent_info info;
+	uint64_t v0 = r->map->epoch << 32;
+
+	if (!v) {
+		if (!(v = calloc(1, sizeof(*v))))
+			return -ENOMEM;
+		v->layer = layer;
+		v->ext = ext;
+		if (!kura_blk_extent_info(r->store, layer, ext, &info))
+			v->last = info.version;
+		*pp = v;
+	}
+	v->last = KURA_MAX(v->last + 1, v0 + 1);
+	v->inflight++;
+	*out = v->last;
+	return 0;
+}
+
+static void version_done(struct kura_rep *r, uint64_t layer, uint64_t ext)
+{
+	struct vent **pp = vent_slot(r, layer, ext), *v = *pp;
+
+	if (v && !--v->inflight) {
+		/* the store's own version now covers it */
+		*pp = v->next;
+		free(v);
+	}
+}
+
+/* ---- the primary's write ---- */
+
+/* A request may start: 0, or why not. */
+static int can_start(const struct kura_rep *r, uint64_t ext, unsigned blk, unsigned nblk)
+{
+	if (r->destroying)
+		return -ESHUTDOWN;
+	if (!r->map)
+		return -EHOSTDOWN;
+	if (!nblk || nblk > KURA_EXT_BLOCKS || blk + nblk > KURA_EXT_BLOCKS || ext >= KURA_EXT_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+static int primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self)
+{
+	uint32_t pg = kura_map_pg(r->map, layer, ext);
+	int i = kura_map_primary(r->map, pg);
+
+	*self = i >= 0 && !strcmp(r->map->nodes[i].name, r->name);
+	return i;
+}
+
+static void write_finish(struct rwrite *w)
+{
+	version_done(w->r, w->layer, w->ext);
+	w->r->outstanding--;
+	w->cb(w->arg, w->err);
+	free(w->buf);
+	free(w);
+}
+
+static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
+			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
+			kura_blk_cb cb, void *arg);
+
+static void fence_check(struct kura_op *op, int res);
+
+/* Everyone has it: acknowledge, if this node still may. */
+static void write_maybe_done(struct rwrite *w)
+{
+	if (w->waiting)
+		return;
+	if (!w->err && !w->r->destroying && w->epoch != w->r->map->epoch &&
+	    !kura_member_may_ack(w->r->member)) {
+		/* held while fenced, and the cluster moved on meanwhile: another
+		 * node may have ordered writes to this extent; write it again
+		 * through whoever is its primary now */
+		struct kura_rep *r = w->r;
+
+		if (!remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls, w->cb,
+				  w->arg)) {
+			version_done(r, w->layer, w->ext);
+			r->outstanding--;
+			free(w->buf);
+			free(w);
+			return;
+		}
+	}
+	if (!w->err && !kura_member_may_ack(w->r->member) && !w->r->destroying) {
+		/* fenced: hold the answer until the lease is renewed (or the
+		 * node is stopped) */
+		w->fence_wait.op.fn = fence_check;
+		kura_loop_timer(w->r->loop, &w->fence_wait, RETRY_NS);
+		return;
+	}
+	write_finish(w);
+}
+
+static void fence_check(struct kura_op *op, int res)
+{
+	struct rwrite *w = KURA_CONTAINER_OF(op, struct rwrite, fence_wait.op);
+
+	(void)res;
+	write_maybe_done(w);
+}
+
+static void local_done(void *arg, int err)
+{
+	struct rwrite *w = arg;
+
+	w->err = err;
+	w->waiting--;
+	write_maybe_done(w);
+}
+
+static void target_done(struct kura_link_req *lr);
+
+static void send_replica(struct rtarget *t)
+{
+	struct rwrite *w = t->w;
+
+	memset(&t->lr, 0, sizeof(t->lr));
+	t->lr.req.magic = KURA_PROTO_MAGIC;
+	t->lr.req.op = KURA_OP_WRITE;
+	t->lr.req.cls = (uint8_t)w->cls;
+	t->lr.req.flags = KURA_PROTO_F_REPLICA;
+	t->lr.req.layer = w->layer;
+	t->lr.req.ext = w->ext;
+	t->lr.req.blk = (uint16_t)w->blk;
+	t->lr.req.nblk = (uint16_t)w->nblk;
+	t->lr.req.data_len = w->nblk * KURA_BLK_SIZE;
+	t->lr.req.version = w->version;
+	t->lr.data = w->buf;
+	t->lr.cb = target_done;
+	t->lr.arg = t;
+	/* the link carries a peer's copies in write order only: while it is
+	 * down, or older copies wait to be sent again, this one waits too */
+	if (!t->p->link || !kura_link_up(t->p->link) || t->p->resend ||
+	    kura_link_submit(t->p->link, &t->lr))
+		park(t);
+}
+
+/* Keeps t for when its peer's link is up again, in write order. */
+static void park(struct rtarget *t)
+{
+	struct rtarget **pp = &t->p->resend;
+
+	while (*pp && (*pp)->w->seq < t->w->seq)
+		pp = &(*pp)->next;
+	t->next = *pp;
+	*pp = t;
+}
+
+static void target_done(struct kura_link_req *lr)
+{
+	struct rtarget *t = lr->arg;
+	struct rwrite *w = t->w;
+
+	if (lr->status && t->p->up_in_map && !w->r->destroying) {
+		if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT)
+			kura_log(WARN, "replication: node %s failed a write of extent %llu/%llu: %s; "
+				 "sending it again", t->p->name, (unsigned long long)w->layer,
+				 (unsigned long long)w->ext, strerror(-lr->status));
+		park(t); /* sent again, in order, when the link is up */
+		return;
+	}
+	/* done, or the node is DOWN now (the group is degraded without it), or
+	 * this node is stopping (the write is not acknowledged then) */
+	if (lr->status && w->r->destroying && !w->err)
+		w->err = -ESHUTDOWN;
+	w->waiting--;
+	write_maybe_done(w);
+}
+
+int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+			   unsigned nblk, const void *buf, enum kura_io_class cls,
+			   kura_blk_cb cb, void *arg)
+{
+	unsigned idx[KURA_MAP_MAX_REPLICAS], k;
+	struct rwrite *w;
+	int self, err;
+
+	if ((err = can_start(r, ext, blk, nblk)))
+		return err;
+	if (primary_of(r, layer, ext, &self) < 0 || !self)
+		return -EREMOTE;
+	if (!(w = calloc(1, sizeof(*w))))
+		return -ENOMEM;
+	if (!(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)) ||
+	    (err = version_take(r, layer, ext, &w->version))) {
+		free(w->buf);
+		free(w);
+		return -ENOMEM;
+	}
+	memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
+	w->r = r;
+	w->layer = layer;
+	w->ext = ext;
+	w->blk = blk;
+	w->nblk = nblk;
+	w->cls = cls;
+	w->cb = cb;
+	w->arg = arg;
+	w->seq = ++r->seq;
+	w->epoch = r->map->epoch;
+	r->outstanding++;
+	k = kura_map_place(r->map, kura_map_pg(r->map, layer, ext), idx);
+	w->waiting = 1;
+	for (unsigned i = 0; i < k; i++) {
+		const struct kura_map_node *n = &r->map->nodes[idx[i]];
+		struct rtarget *t = &w->t[w->ntargets];
+
+		if (!strcmp(n->name, r->name) || n->state != KURA_NODE_UP)
+			continue;
+		t->w = w;
+		if (!(t->p = peer_get(r, n)))
+			continue; /* out of memory: the group is degraded for this write */
+		w->ntargets++;
+		w->waiting++;
+	}
+	err = kura_blk_write(r->store, layer, ext, blk, nblk, w->buf, w->version, cls, local_done, w);
+	if (err) {
+		r->outstanding--;
+		version_done(r, layer, ext);
+		free(w->buf);
+		free(w);
+		return err;
+	}
+	for (unsigned i = 0; i < w->ntargets; i++)
+		send_replica(&w->t[i]);
+	return 0;
+}
+
+/* ---- writes and reads sent to another node's primary ---- */
+
+static void remote_send(struct remote *x);
+
+static void remote_retry(struct kura_op *op, int res)
+{
+	struct remote *x = KURA_CONTAINER_OF(op, struct remote, retry.op);
+
+	(void)res;
+	remote_send(x);
+}
+
+static void remote_finish(struct remote *x, int err)
+{
+	x->r->outstanding--;
+	x->cb(x->arg, err);
+	if (x->write)
+		free(x->buf);
+	free(x);
+}
+
+static void local_primary_done(void *arg, int err)
+{
+	remote_finish(arg, err);
+}
+
+static void remote_done(struct kura_link_req *lr)
+{
+	struct remote *x = lr->arg;
+	int st = lr->status;
+
+	if (st == -ENOTCONN || st == -ETIMEDOUT || st == -EREMOTE || st == -EAGAIN) {
+		/* the primary is away or the maps disagree: the map will tell */
+		if (x->r->destroying) {
+			remote_finish(x, -ESHUTDOWN);
+			return;
+		}
+		x->retry.op.fn = remote_retry;
+		kura_loop_timer(x->r->loop, &x->retry, RETRY_NS);
+		return;
+	}
+	remote_finish(x, st);
+}
+
+static void remote_send(struct remote *x)
+{
+	struct kura_rep *r = x->r;
+	int self, i = primary_of(r, x->layer, x->ext, &self), err;
+	struct peer *p;
+
+	if (r->destroying) {
+		remote_finish(x, -ESHUTDOWN);
+		return;
+	}
+	if (i >= 0 && self) {
+		/* this node became the primary */
+		err = x->write ? kura_rep_write_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf,
+							x->cls, local_primary_done, x)
+			       : kura_blk_read(r->store, x->layer, x->ext, x->blk, x->nblk, x->buf,
+					       x->cls, local_primary_done, x);
+		if (err)
+			remote_finish(x, err);
+		return;
+	}
+	p = i >= 0 ? peer_get(r, &r->map->nodes[i]) : NULL;
+	memset(&x->lr, 0, sizeof(x->lr));
+	x->lr.req.magic = KURA_PROTO_MAGIC;
+	x->lr.req.op = x->write ? KURA_OP_WRITE : KURA_OP_READ;
+	x->lr.req.cls = (uint8_t)x->cls;
+	x->lr.req.flags = x->write ? KURA_PROTO_F_PRIMARY : 0;
+	x->lr.req.layer = x->layer;
+	x->lr.req.ext = x->ext;
+	x->lr.req.blk = (uint16_t)x->blk;
+	x->lr.req.nblk = (uint16_t)x->nblk;
+	if (x->write) {
+		x->lr.req.data_len = x->nblk * KURA_BLK_SIZE;
+		x->lr.data = x->buf;
+	} else {
+		x->lr.buf = x->buf;
+		x->lr.cap = (size_t)x->nblk * KURA_BLK_SIZE;
+	}
+	x->lr.cb = remote_done;
+	x->lr.arg = x;
+	if (!p || !p->link || !kura_link_up(p->link) || kura_link_submit(p->link, &x->lr)) {
+		/* no primary UP, or no link to it now: ask the map again soon
+		 * rather than wait in a link's queue for a node that may be gone */
+		x->lr.status = -ENOTCONN;
+		remote_done(&x->lr);
+	}
+}
+
+static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
+			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
+			kura_blk_cb cb, void *arg)
+{
+	struct remote *x;
+	int err;
+
+	if ((err = can_start(r, ext, blk, nblk)))
+		return err;
+	if (!(x = calloc(1, sizeof(*x))))
+		return -ENOMEM;
+	x->r = r;
+	x->write = write;
+	x->layer = layer;
+	x->ext = ext;
+	x->blk = blk;
+	x->nblk = nblk;
+	x->cls = cls;
+	x->cb = cb;
+	x->arg = arg;
+	if (write) {
+		if (!(x->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) {
+			free(x);
+			return -ENOMEM;
+		}
+		memcpy(x->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
+	} else {
+		x->buf = buf;
+	}
+	r->outstanding++;
+	/* first try on a later turn: callbacks never run inside this call */
+	x->retry.op.fn = remote_retry;
+	kura_loop_timer(r->loop, &x->retry, 1);
+	return 0;
+}
+
+int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+		   unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
+		   void *arg)
+{
+	int self;
+
+	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
+		return kura_rep_write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg);
+	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg);
+}
+
+int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	int self;
+
+	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
+		return kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cb, arg);
+	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg);
+}
+
+/* ---- the map ---- */
+
+void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
+{
+	r->map = map;
+	for (struct peer *p = r->peers; p; p = p->next)
+		p->up_in_map = 0;
+	for (unsigned i = 0; i < map->nnodes; i++) {
+		const struct kura_map_node *n = &map->nodes[i];
+		struct peer *p;
+
+		if (!strcmp(n->name, r->name) || n->state == KURA_NODE_OUT)
+			continue;
+		if ((p = peer_get(r, n)))
+			p->up_in_map = n->state == KURA_NODE_UP;
+	}
+	/* writes parked for nodes that are DOWN now stop waiting for them */
+	for (struct peer *p = r->peers; p; p = p->next) {
+		struct rtarget *t = p->up_in_map ? NULL : p->resend;
+
+		if (p->up_in_map)
+			continue;
+		p->resend = NULL;
+		while (t) {
+			struct rtarget *next = t->next;
+			t->w->waiting--;
+			write_maybe_done(t->w);
+			t = next;
+		}
+	}
+}
+
+int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out)
+{
+	struct kura_rep *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->loop = o->loop;
+	r->store = o->store;
+	r->member = o->member;
+	snprintf(r->name, sizeof(r->name), "%s", o->name);
+	*out = r;
+	return 0;
+}
+
+void kura_rep_shutdown(struct kura_rep *r)
+{
+	if (!r || r->destroying)
+		return;
+	r->destroying = 1;
+	for (struct peer *p = r->peers, *next; p; p = next) {
+		struct rtarget *t = p->resend;
+
+		next = p->next;
+		p->resend = NULL;
+		while (t) {
+			struct rtarget *tn = t->next;
+			t->w->waiting--;
+			t->w->err = t->w->err ? t->w->err : -ESHUTDOWN;
+			write_maybe_done(t->w);
+			t = tn;
+		}
+		kura_link_close(p->link); /* fails what is in flight: they finish */
+		free(p);
+	}
+	r->peers = NULL;
+	/* writes waiting on the local store or on timers finish as the loop
+	 * turns (timers within RETRY_NS) */
+	while (r->outstanding)
+		kura_loop_run_once(r->loop, RETRY_NS);
+}
+
+void kura_rep_destroy(struct kura_rep *r)
+{
+	if (!r)
+		return;
+	kura_rep_shutdown(r);
+	for (unsigned b = 0; b < VER_BUCKETS; b++)
+		while (r->vers[b]) {
+			struct vent *v = r->vers[b];
+			r->vers[b] = v->next;
+			free(v);
+		}
+	free(r);
+}

@@ -1,0 +1,79 @@
+/* Replicated block I/O: the block store's reads and writes over the
+ * cluster (docs/cluster.md, "Replication").
+ *
+ * Where a block lives: extent (layer, ext) belongs to group
+ * kura_map_pg(); its replicas are the set kura_map_place() gives; the
+ * group's primary is the first UP node of the set.
+ *
+ * Writes: the node a write enters forwards it to the group's primary (over
+ * the link, flagged KURA_PROTO_F_PRIMARY), or is the primary itself. The
+ * primary orders the group's writes: it gives each one a version, higher
+ * than any earlier write to that extent and than any version of an earlier
+ * epoch (epoch << 32 | sequence), writes it to its own store and, at the
+ * same time, to every other replica of the set that is UP (flagged
+ * KURA_PROTO_F_REPLICA), and acknowledges once every one of them has it
+ * durable and this node may acknowledge (replication/member.h, fencing).
+ *
+ * A replica link that breaks while the map still says the node is UP:
+ * the write waits; the link reconnects and the primary sends every write
+ * that node has not acknowledged again, in version order; the replica
+ * applies a write only when it is newer than what its extent holds
+ * (KURA_PROTO_F_REPLICA), so a write it already had is not applied twice,
+ * and an older one never overwrites a newer one. When the map marks the
+ * node DOWN, writes stop waiting for it (the group is degraded). A write
+ * whose group has no UP replica waits for one. So while one replica lives,
+ * I/O stalls and never fails.
+ *
+ * Reads go to the group's primary (this node's own store when it is).
+ *
+ * Not yet: resync of a node that comes back (it holds what it had, not
+ * what it missed; it is UP again at once), rebuild after OUT, and peering
+ * of a new primary with the other replicas over writes that were in flight
+ * when the old one died.
+ *
+ * Thread rule: the store's loop thread, callbacks included (never from
+ * inside the submitting call). Errors: -EINVAL (range), -ENOMEM,
+ * -EHOSTDOWN before the node holds a map; otherwise what the store gives.
+ */
+#ifndef KURA_REPLICATION_REP_H
+#define KURA_REPLICATION_REP_H
+
+#include <stdint.h>
+
+#include "blockd/store.h"
+#include "replication/member.h"
+
+struct kura_rep;
+
+struct kura_rep_opts {
+	struct kura_loop *loop;
+	struct kura_blk_store *store; /* this node's own */
+	struct kura_member *member;
+	const char *name;             /* this node's name */
+};
+
+int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out);
+/* Stopping: what waits for a primary or a replica ends with -ESHUTDOWN,
+ * the links close, and this returns once every request it had is
+ * answered; new requests get -ESHUTDOWN. Then the servers that feed it can
+ * stop, and kura_rep_destroy() frees it. */
+void kura_rep_shutdown(struct kura_rep *r);
+void kura_rep_destroy(struct kura_rep *r);
+/* A new map (from the member's on_map): links to new nodes, writes that
+ * waited on nodes now DOWN go on. */
+void kura_rep_map(struct kura_rep *r, const struct kura_map *map);
+
+/* Writes through the cluster as described above; buf is copied. */
+int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+		   unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
+		   void *arg);
+/* The primary's part: this node must be the group's primary (else
+ * -EREMOTE: the sender's map is older or newer; it retries). */
+int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+			   unsigned nblk, const void *buf, enum kura_io_class cls,
+			   kura_blk_cb cb, void *arg);
+/* Reads from the group's primary. */
+int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+
+#endif
