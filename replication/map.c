@@ -210,13 +210,16 @@ const char *kura_node_state_name(enum kura_node_state s)
 		return "down";
 	case KURA_NODE_OUT:
 		return "out";
+	case KURA_NODE_RECOVERING:
+		return "recovering";
 	}
 	return "?";
 }
 
 static int state_from_name(const char *s, enum kura_node_state *out)
 {
-	static const enum kura_node_state all[] = { KURA_NODE_UP, KURA_NODE_DOWN, KURA_NODE_OUT };
+	static const enum kura_node_state all[] = { KURA_NODE_UP, KURA_NODE_DOWN, KURA_NODE_OUT,
+						    KURA_NODE_RECOVERING };
 
 	for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
 		if (!strcmp(s, kura_node_state_name(all[k]))) {
@@ -441,6 +444,7 @@ char *kura_map_to_json(const struct kura_map *m)
 		kura_jw_str(&w, "domain", nd->domain);
 		kura_jw_str(&w, "state", kura_node_state_name(nd->state));
 		kura_jw_u64(&w, "since_ms", nd->since_ms);
+		kura_jw_u64(&w, "started_ms", nd->started_ms);
 		kura_jw_end(&w);
 	}
 	kura_jw_end(&w);
@@ -572,7 +576,10 @@ static int read_node(struct rd *r, const struct kura_json *o, struct kura_map_no
 	    (err = read_u64(r, o, "since_ms", &nd->since_ms)))
 		return err;
 	if (state_from_name(state, &nd->state))
-		return fail(r, "state", "not one of up, down, out");
+		return fail(r, "state", "not one of up, down, out, recovering");
+	/* started_ms came later: absent is 0, unknown */
+	if (kura_json_get(o, "started_ms") && (err = read_u64(r, o, "started_ms", &nd->started_ms)))
+		return err;
 	return 0;
 }
 
@@ -709,22 +716,42 @@ static int set_state(struct kura_map_node *nd, enum kura_node_state s, uint64_t 
 	return 1;
 }
 
-/* A node of the map that registered: UP, with the address and domain it
- * gave. Whether anything changed. */
+/* A node of the map that registered, with the address and domain it gave:
+ * RECOVERING when it comes back from DOWN or OUT or as a new process (it
+ * may have missed writes), else as it was. Whether anything changed. */
 static int node_live(struct kura_map_node *nd, const struct kura_live_node *l, uint64_t now_ms)
 {
 	int changed = set_str(nd->addr, l->addr);
+	int restarted = nd->started_ms && l->started_ms != nd->started_ms;
 
 	changed |= set_str(nd->domain, l->domain);
-	changed |= set_state(nd, KURA_NODE_UP, now_ms);
+	if (nd->state == KURA_NODE_DOWN || nd->state == KURA_NODE_OUT || restarted)
+		changed |= set_state(nd, KURA_NODE_RECOVERING, now_ms);
+	if (nd->started_ms != l->started_ms) {
+		nd->started_ms = l->started_ms;
+		changed = 1;
+	}
 	return changed;
+}
+
+int kura_map_mark_up(struct kura_map *m, const char *name, uint64_t now_ms)
+{
+	int i = kura_map_find(m, name);
+
+	if (i < 0)
+		return -ENOENT;
+	if (m->nodes[i].state != KURA_NODE_RECOVERING)
+		return 0;
+	set_state(&m->nodes[i], KURA_NODE_UP, now_ms);
+	m->epoch++;
+	return 1;
 }
 
 /* A node of the map that did not register. A clock that went back (now
  * before since) counts as no time gone. */
 static int node_gone(struct kura_map_node *nd, uint64_t now_ms, uint64_t out_after_ms)
 {
-	if (nd->state == KURA_NODE_UP)
+	if (nd->state == KURA_NODE_UP || nd->state == KURA_NODE_RECOVERING)
 		return set_state(nd, KURA_NODE_DOWN, now_ms);
 	if (nd->state == KURA_NODE_DOWN && now_ms >= nd->since_ms &&
 	    now_ms - nd->since_ms >= out_after_ms)

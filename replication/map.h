@@ -42,6 +42,11 @@ enum kura_node_state {
 	KURA_NODE_UP = 0,   /* holds a live lease in etcd */
 	KURA_NODE_DOWN = 1, /* lease gone for less than out_after: keeps its place */
 	KURA_NODE_OUT = 2,  /* gone for out_after or more: its copies are rebuilt elsewhere */
+	KURA_NODE_RECOVERING = 3, /* registered again after it was DOWN or OUT, or as
+				   * a new process (a restart): it keeps its place
+				   * but may have missed writes, so it is nobody's
+				   * primary and gets no copies until it has been
+				   * brought up to date (then UP) */
 };
 const char *kura_node_state_name(enum kura_node_state s);
 
@@ -51,6 +56,8 @@ struct kura_map_node {
 	char domain[KURA_MAP_NAME_MAX]; /* fault domain (rack); same charset */
 	enum kura_node_state state;
 	uint64_t since_ms;              /* unix ms it entered this state */
+	uint64_t started_ms;            /* its process's start (unix ms): a new value
+					 * is a restart; 0 unknown */
 };
 
 struct kura_map {
@@ -68,6 +75,7 @@ struct kura_live_node {
 	char name[KURA_MAP_NAME_MAX];
 	char addr[KURA_MAP_ADDR_MAX];
 	char domain[KURA_MAP_NAME_MAX];
+	uint64_t started_ms; /* when its process started (unix ms) */
 };
 
 /* A new map: epoch 1, no nodes. -EINVAL for a cluster_id that is not UUID
@@ -131,6 +139,10 @@ int kura_map_primary(const struct kura_map *m, uint32_t pg);
  * map is unchanged. */
 int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_t nlive,
 		    uint64_t now_ms);
+
+/* A RECOVERING node has every write it missed: it becomes UP (epoch + 1).
+ * 1 when it changed, 0 when the node is not RECOVERING, -ENOENT unknown. */
+int kura_map_mark_up(struct kura_map *m, const char *name, uint64_t now_ms);
 
 /* Counts of groups by health: every replica UP (clean), some replica not
  * UP or missing (degraded), no replica UP (down; a group with no replica

@@ -192,7 +192,7 @@ static int do_register(struct kura_member *m)
 		if (err)
 			return err;
 		atomic_store(&m->renewed_ms, member_mono_ms());
-		m->next_renew_ms = member_mono_ms() + KURA_MEMBER_LEASE_TTL_S * 1000 / 3;
+		m->next_renew_ms = member_mono_ms() + KURA_MEMBER_RENEW_MS;
 	}
 	snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
 	if (!(val = reg_json(m)))
@@ -258,7 +258,7 @@ static void renew(struct kura_member *m)
 	if (atomic_exchange(&m->etcd_failing_ms, 0))
 		kura_log(INFO, "cluster: etcd answers again");
 	atomic_store(&m->renewed_ms, sent);
-	m->next_renew_ms = sent + KURA_MEMBER_LEASE_TTL_S * 1000 / 3;
+	m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
 	if (sent >= m->next_reg_put_ms) {
 		/* refresh capacity and use in the registration (same lease) */
 		char key[128], *val = reg_json(m);

@@ -65,6 +65,7 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 	kura_json_get_u64(j, "capacity", &out->capacity);
 	kura_json_get_u64(j, "used", &out->used);
 	kura_json_get_u64(j, "started_ms", &out->started_ms);
+	out->n.started_ms = out->started_ms;
 	kura_json_free(j);
 	return err;
 }

@@ -22,6 +22,7 @@ struct peer {
 	struct kura_link *link;
 	struct kura_rep *r;
 	int up_in_map;          /* UP in the newest map */
+	int was_up;             /* ... in the one before (kura_rep_map) */
 	struct rtarget *resend; /* replica writes to send again when the link is up, by seq */
 	struct peer *next;
 };
@@ -128,6 +129,14 @@ static void link_state(void *arg, struct kura_link *l, int up)
 	}
 }
 
+static struct peer *peer_link(struct kura_rep *r, const struct kura_map_node *n, int reopen);
+
+/* The link to node n (a new one when its address changed). */
+static struct peer *peer_get(struct kura_rep *r, const struct kura_map_node *n)
+{
+	return peer_link(r, n, 0);
+}
+
 static struct peer *peer_find(struct kura_rep *r, const char *name)
 {
 	for (struct peer *p = r->peers; p; p = p->next)
@@ -150,17 +159,17 @@ static void close_later(struct kura_op *op, int res)
 	free(o);
 }
 
-static struct peer *peer_get(struct kura_rep *r, const struct kura_map_node *n)
+/* The link to node n, opened when there is none or (reopen) anew: the old
+ * one is closed on a later turn (closing turns the loop, which a
+ * completion must not) and fails what it held, which goes again. */
+static struct peer *peer_link(struct kura_rep *r, const struct kura_map_node *n, int reopen)
 {
 	struct peer *p = peer_find(r, n->name);
 	struct kura_link_opts o = { 0 };
 
-	if (p && !strcmp(p->addr, n->addr))
+	if (p && !reopen && !strcmp(p->addr, n->addr))
 		return p;
 	if (p) {
-		/* the node moved: a new link; the old one is closed on a later
-		 * turn (closing turns the loop, which a completion must not) and
-		 * fails what it held, which is sent again */
 		struct oldlink *o = calloc(1, sizeof(*o));
 
 		if (!o)
@@ -592,15 +601,18 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 {
 	r->map = map;
 	for (struct peer *p = r->peers; p; p = p->next)
-		p->up_in_map = 0;
+		p->was_up = p->up_in_map, p->up_in_map = 0;
 	for (unsigned i = 0; i < map->nnodes; i++) {
 		const struct kura_map_node *n = &map->nodes[i];
-		struct peer *p;
+		int up = n->state == KURA_NODE_UP;
+		struct peer *p = peer_find(r, n->name);
 
 		if (!strcmp(n->name, r->name) || n->state == KURA_NODE_OUT)
 			continue;
-		if ((p = peer_get(r, n)))
-			p->up_in_map = n->state == KURA_NODE_UP;
+		/* a node no longer UP: requests stuck on its link (a cut cable
+		 * answers nothing) fail now and go to whoever serves instead */
+		if ((p = peer_link(r, n, p && p->was_up && !up)))
+			p->up_in_map = up;
 	}
 	/* writes parked for nodes that are DOWN now stop waiting for them */
 	for (struct peer *p = r->peers; p; p = p->next) {

@@ -114,6 +114,15 @@ static const char *ago(uint64_t since_ms, char *buf, size_t len)
 	return cli_fmt_secs(now > since_ms ? (now - since_ms) / 1000 : 0, buf, len);
 }
 
+/* The state of node name in the map's node list ("" when absent). */
+static const char *own_state(const struct kura_json *nodes, const char *name)
+{
+	for (size_t i = 0; i < kura_json_len(nodes); i++)
+		if (!strcmp(cli_str(kura_json_at(nodes, i), "name"), name))
+			return cli_str(kura_json_at(nodes, i), "state");
+	return "";
+}
+
 static int print_status(const struct kura_json *ans)
 {
 	static const char *const hdr[] = { "NODE", "STATE", "FOR", "ADDRESS", "DOMAIN",
@@ -141,7 +150,9 @@ static int print_status(const struct kura_json *ans)
 		may = 0;
 	cli_kv("this node", "%s (%s)", cli_str(me, "name"),
 	       may ? "in the cluster, may acknowledge writes"
-		   : "fenced: acknowledges no replicated write");
+	       : !strcmp(own_state(nodes, cli_str(me, "name")), "recovering")
+		       ? "recovering: may have missed writes, serves none until brought up to date"
+		       : "fenced: acknowledges no replicated write");
 	cli_kv("groups", "%llu: %llu clean, %llu degraded, %llu with no replica up",
 	       (unsigned long long)cli_u64(pgs, "total"), (unsigned long long)cli_u64(pgs, "clean"),
 	       (unsigned long long)cli_u64(pgs, "degraded"),

@@ -182,11 +182,13 @@ const struct cli_cmd cli_cmds[] = {
 	{ "cluster status", "[--json]", "nodes, their state and placement group health",
 	  "Shows the cluster this node belongs to: its id, the map's epoch, the map\n"
 	  "leader, every node with its state (up; down: its lease lapsed, its copies\n"
-	  "are missing; out: gone longer than --out-after), address, fault domain,\n"
-	  "capacity and use, and how many placement groups have all their replicas\n"
-	  "up, some missing (degraded) or none (the first 64 not clean are listed).\n"
+	  "are missing; out: gone longer than --out-after; recovering: back, but it\n"
+	  "may have missed writes, so it serves none until brought up to date),\n"
+	  "address, fault domain, capacity and use, and how many placement groups\n"
+	  "have all their replicas up, some not (degraded) or none (the first 64\n"
+	  "that are not clean are listed).\n"
 	  "\"this node\" says whether the node may acknowledge replicated writes: it\n"
-	  "may not once it has failed to renew its etcd lease for 2 s, so that a node\n"
+	  "may not once it has failed to renew its etcd lease for 1.3 s, so that a node\n"
 	  "cut off from the cluster never acknowledges what the others cannot see.\n"
 	  JSON_RULE,
 	  OPT_JSON, 0, 0, cli_cmd_cluster_status },

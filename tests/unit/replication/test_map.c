@@ -1032,31 +1032,51 @@ TEST(test_map_update_walks_a_node_through_its_states)
 	CHECK_EQ(kura_map_update(&m, &live[1], 2, t + 100 * OUT_AFTER), 0);
 	CHECK_EQ(m.epoch, 4);
 
-	/* back: UP */
+	/* back: RECOVERING (it may have missed writes), not primary anywhere */
 	CHECK_EQ(kura_map_update(&m, live, 3, t + 200 * OUT_AFTER), 1);
 	CHECK_EQ(m.epoch, 5);
-	CHECK_EQ(node(&m, "n3")->state, KURA_NODE_UP);
+	CHECK_EQ(node(&m, "n3")->state, KURA_NODE_RECOVERING);
 	CHECK_EQ(node(&m, "n3")->since_ms, t + 200 * OUT_AFTER);
 	CHECK_EQ(m.nnodes, 3);
+	for (uint32_t pg = 0; pg < m.pgs; pg++)
+		CHECK(strcmp(m.nodes[kura_map_primary(&m, pg)].name, "n3"));
+	/* brought up to date: UP */
+	CHECK_EQ(kura_map_mark_up(&m, "n3", t + 200 * OUT_AFTER + 1), 1);
+	CHECK_EQ(m.epoch, 6);
+	CHECK_EQ(node(&m, "n3")->state, KURA_NODE_UP);
+	CHECK_EQ(kura_map_mark_up(&m, "n3", t + 200 * OUT_AFTER + 2), 0);
+	CHECK_EQ(kura_map_mark_up(&m, "n9", t + 200 * OUT_AFTER + 2), -ENOENT);
+	CHECK_EQ(m.epoch, 6);
 
 	/* the same live set, any order: nothing, however often */
 	CHECK_EQ(kura_map_update(&m, (struct kura_live_node[]){ live[2], live[0], live[1] }, 3,
 				 t + 201 * OUT_AFTER),
 		 0);
 	CHECK_EQ(kura_map_update(&m, live, 3, t + 202 * OUT_AFTER), 0);
-	CHECK_EQ(m.epoch, 5);
+	CHECK_EQ(m.epoch, 6);
 
-	/* down and back before out_after: UP again, since reset */
+	/* down and back before out_after: RECOVERING too, since reset */
 	CHECK_EQ(kura_map_update(&m, two, 2, t + 300 * OUT_AFTER), 1);
 	CHECK_EQ(node(&m, "n2")->state, KURA_NODE_DOWN);
 	CHECK_EQ(kura_map_update(&m, live, 3, t + 300 * OUT_AFTER + 5), 1);
-	CHECK_EQ(node(&m, "n2")->state, KURA_NODE_UP);
+	CHECK_EQ(node(&m, "n2")->state, KURA_NODE_RECOVERING);
 	CHECK_EQ(node(&m, "n2")->since_ms, t + 300 * OUT_AFTER + 5);
-	CHECK_EQ(m.epoch, 7);
-
-	/* everyone gone at once: all DOWN in one step */
-	CHECK_EQ(kura_map_update(&m, NULL, 0, t + 400 * OUT_AFTER), 1);
 	CHECK_EQ(m.epoch, 8);
+
+	/* a restart the leader never saw as a gap (a new started_ms): RECOVERING */
+	CHECK_EQ(kura_map_mark_up(&m, "n2", t + 301 * OUT_AFTER), 1);
+	live[0].started_ms = 77;
+	CHECK_EQ(kura_map_update(&m, live, 3, t + 302 * OUT_AFTER), 1);
+	CHECK_EQ(node(&m, "n3")->state, KURA_NODE_UP); /* first time seen: known now */
+	live[0].started_ms = 78;
+	CHECK_EQ(kura_map_update(&m, live, 3, t + 303 * OUT_AFTER), 1);
+	CHECK_EQ(node(&m, "n3")->state, KURA_NODE_RECOVERING);
+	CHECK_EQ(node(&m, "n3")->started_ms, 78);
+	CHECK_EQ(m.epoch, 11);
+
+	/* everyone gone at once, RECOVERING too: all DOWN in one step */
+	CHECK_EQ(kura_map_update(&m, NULL, 0, t + 400 * OUT_AFTER), 1);
+	CHECK_EQ(m.epoch, 12);
 	for (unsigned i = 0; i < 3; i++)
 		CHECK_EQ(m.nodes[i].state, KURA_NODE_DOWN);
 	kura_map_free(&m);
