@@ -4,7 +4,8 @@
 # 3-member etcd, with 1, 2 and 3 replicas (a new cluster each), all in the
 # same run on the same machine. Each node's disk is a file on the same host
 # disk, so the three replicas of a write share one device.
-#   bench/cluster_bench.sh BUILD_DIR     (root; CLUSTER_SECONDS per run, 5)
+#   bench/cluster_bench.sh BUILD_DIR     (root; CLUSTER_SECONDS per run, 5;
+#   CLUSTER_RFS, the replica counts to run, "1 2 3")
 set -u
 BUILD=$(cd "${1:-build}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +15,7 @@ SECS=${CLUSTER_SECONDS:-5}
 LAYER=0x7e57000002
 hosts 3
 printf "%-3s %12s %12s %12s %12s\n" RF qd1_mean_us qd1_p99_us qd32_iops qd32_mean_us
-for rf in 1 2 3; do
+for rf in ${CLUSTER_RFS:-1 2 3}; do
 	for i in 1 2 3; do rm -rf "$WORK/etcd$i" "$WORK/n$i"; etcd_start $i; done
 	etcd_up
 	for i in 1 2 3; do node_start $i; done

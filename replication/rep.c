@@ -75,12 +75,24 @@ struct remote {
 	struct kura_timer retry;
 };
 
+/* A group's replica set under the current map, computed on first use:
+ * placement hashes every node (9 us a group at 1,000 nodes), too much for
+ * every I/O. */
+struct pgset {
+	uint8_t known, n;
+	int16_t primary; /* index of the first UP node, -1 none */
+	uint16_t self;   /* this node is the primary */
+	unsigned idx[KURA_MAP_MAX_REPLICAS];
+};
+
 struct kura_rep {
 	struct kura_loop *loop;
 	struct kura_blk_store *store;
 	struct kura_member *member;
 	char name[KURA_MAP_NAME_MAX];
 	const struct kura_map *map; /* the member's, valid until the next kura_rep_map */
+	struct pgset *sets;         /* map->pgs entries, for this map (NULL: no memory) */
+	struct pgset uncached;      /* used while sets is NULL */
 	struct peer *peers;
 	struct vent *vers[VER_BUCKETS];
 	uint64_t seq;
@@ -257,13 +269,28 @@ static int can_start(const struct kura_rep *r, uint64_t ext, unsigned blk, unsig
 	return 0;
 }
 
-static int primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self)
+static const struct pgset *set_of(struct kura_rep *r, uint64_t layer, uint64_t ext)
 {
 	uint32_t pg = kura_map_pg(r->map, layer, ext);
-	int i = kura_map_primary(r->map, pg);
+	struct pgset *g = r->sets ? &r->sets[pg] : &r->uncached;
 
-	*self = i >= 0 && !strcmp(r->map->nodes[i].name, r->name);
-	return i;
+	if (!g->known || !r->sets) {
+		int i = kura_map_primary(r->map, pg);
+
+		g->n = (uint8_t)kura_map_place(r->map, pg, g->idx);
+		g->primary = (int16_t)i;
+		g->self = i >= 0 && !strcmp(r->map->nodes[i].name, r->name);
+		g->known = 1;
+	}
+	return g;
+}
+
+static int primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self)
+{
+	const struct pgset *g = set_of(r, layer, ext);
+
+	*self = g->self;
+	return g->primary;
 }
 
 static void write_finish(struct rwrite *w)
@@ -392,7 +419,7 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 			   unsigned nblk, const void *buf, enum kura_io_class cls,
 			   kura_blk_cb cb, void *arg)
 {
-	unsigned idx[KURA_MAP_MAX_REPLICAS], k;
+	const struct pgset *g;
 	struct rwrite *w;
 	int self, err;
 
@@ -420,10 +447,10 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 	w->seq = ++r->seq;
 	w->epoch = r->map->epoch;
 	r->outstanding++;
-	k = kura_map_place(r->map, kura_map_pg(r->map, layer, ext), idx);
+	g = set_of(r, layer, ext);
 	w->waiting = 1;
-	for (unsigned i = 0; i < k; i++) {
-		const struct kura_map_node *n = &r->map->nodes[idx[i]];
+	for (unsigned i = 0; i < g->n; i++) {
+		const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
 		struct rtarget *t = &w->t[w->ntargets];
 
 		if (!strcmp(n->name, r->name) || n->state != KURA_NODE_UP)
@@ -599,6 +626,8 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 
 void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 {
+	free(r->sets);
+	r->sets = calloc(map->pgs, sizeof(*r->sets)); /* NULL: placed on every I/O */
 	r->map = map;
 	for (struct peer *p = r->peers; p; p = p->next)
 		p->was_up = p->up_in_map, p->up_in_map = 0;
@@ -676,6 +705,7 @@ void kura_rep_destroy(struct kura_rep *r)
 	if (!r)
 		return;
 	kura_rep_shutdown(r);
+	free(r->sets);
 	for (unsigned b = 0; b < VER_BUCKETS; b++)
 		while (r->vers[b]) {
 			struct vent *v = r->vers[b];
