@@ -240,11 +240,12 @@ struct node {
 static void node_stop(struct node *n)
 {
 	kura_ctl_server_stop(n->ctl);
-	kura_rep_shutdown(n->rep);
+	kura_rep_shutdown(n->rep); /* maps arriving from now on are ignored */
 	kura_server_stop(n->peers);
 	kura_server_stop(n->srv);
-	kura_rep_destroy(n->rep);
 	kura_member_stop(n->member);
+	kura_rep_destroy(n->rep);
+	n->rep = NULL;
 	kura_iscsi_stop(n->iscsi);
 	if (n->vd)
 		kura_vd_engine_close(n->vd);

@@ -145,6 +145,15 @@ static void respond(struct sreq *r, int status, size_t out_len)
 		conn_maybe_free(c);
 		return;
 	}
+	if (status && r->req.flags == KURA_PROTO_F_REPLICA && !c->close_after_tx) {
+		/* a replica's copy failed: nothing after it on this link may be
+		 * applied (a later version would hide the missing one); the
+		 * primary reconnects and sends both again, in order */
+		kura_log(WARN, "node link %u on %s: copy of extent %llu/%llu failed (%s); closing "
+			 "the link", c->id, c->srv->path, (unsigned long long)r->req.layer,
+			 (unsigned long long)r->req.ext, strerror(-status));
+		c->close_after_tx = 1;
+	}
 	r->resp.magic = KURA_PROTO_RESP_MAGIC;
 	r->resp.status = status;
 	r->resp.tag = r->req.tag;
@@ -357,6 +366,11 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		err = -EINVAL;
 		goto now;
 	}
+	if (rt->write && !c->srv->tcp &&
+	    (q->op == KURA_OP_TRIM || q->op == KURA_OP_FREE || q->op == KURA_OP_MOVE)) {
+		err = -EOPNOTSUPP; /* in a cluster, only reads and writes are replicated yet */
+		goto now;
+	}
 	switch (q->op) {
 	case KURA_OP_READ:
 		if (!q->nblk || q->nblk > KURA_EXT_BLOCKS) {
@@ -465,6 +479,13 @@ static void rx_done(struct kura_op *op, int res)
 	const char *why;
 
 	c->rx_armed = 0;
+	if (c->close_after_tx && res > 0) {
+		free(c->payload);
+		c->payload = NULL;
+		if (!c->txq_head)
+			conn_close(c, NULL);
+		return; /* refused or failed: nothing more is read */
+	}
 	if (c->closing || res <= 0) {
 		conn_close(c, res < 0 && !c->closing ? "receive failed" : NULL);
 		return;
@@ -506,7 +527,7 @@ static void arm_rx(struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (c->rx_armed || c->closing)
+	if (c->rx_armed || c->closing || c->close_after_tx)
 		return;
 	if (c->hdr_got == 0 &&
 	    (c->inflight >= MAX_INFLIGHT || c->inflight_bytes >= MAX_INFLIGHT_BYTES))

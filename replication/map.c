@@ -790,7 +790,9 @@ static size_t merge(const struct kura_map *m, const struct kura_live_node *const
 		}
 		if (c > 0) { /* joins */
 			strcpy(nd->name, live[j]->name);
-			nd->state = KURA_NODE_UP;
+			nd->state = m->join_up_until_ms && now_ms >= m->join_up_until_ms
+					    ? KURA_NODE_RECOVERING
+					    : KURA_NODE_UP;
 			nd->since_ms = now_ms;
 			*changed = 1;
 		} else {

@@ -68,6 +68,12 @@ struct kura_map {
 	uint64_t out_after_ms;
 	unsigned nnodes;
 	struct kura_map_node *nodes; /* sorted by name; malloc'd */
+	/* Not in the JSON: set by the leader before kura_map_update(). A node
+	 * seen for the first time joins UP until this time (unix ms; the
+	 * cluster is forming and holds no data yet) and RECOVERING after it (it
+	 * would otherwise become primary of groups whose data it lacks). 0:
+	 * always UP. */
+	uint64_t join_up_until_ms;
 };
 
 /* A node as it registers itself (its key in etcd, held by its lease). */
@@ -125,9 +131,11 @@ unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA
 int kura_map_primary(const struct kura_map *m, uint32_t pg);
 
 /* The leader's step: from the nodes registered now (live, any order), the
- * next map. A live node unknown to the map joins UP; a known one becomes UP
- * (address and domain updated), an OUT one included; an UP node that is
- * not live becomes DOWN at now_ms; a DOWN node gone for out_after_ms or
+ * next map. A live node unknown to the map joins UP (RECOVERING from
+ * join_up_until_ms on); a known one keeps its state, or becomes RECOVERING
+ * when it was DOWN or OUT or started again (another started_ms), with
+ * address and domain updated; an UP or RECOVERING node that is not live
+ * becomes DOWN at now_ms; a DOWN node gone for out_after_ms or
  * more becomes OUT (a now_ms before its since_ms, from a leader whose
  * clock is behind, counts as no time gone). since_ms is set to now_ms on
  * every change of state and only then. Nodes stay sorted by name; a node

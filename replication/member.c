@@ -33,6 +33,7 @@ struct mapmsg {
 	struct kura_op op;
 	struct kura_member *m;
 	struct kura_map map;
+	int fresh; /* read after a re-registration: ends the stale-map fence */
 };
 
 static void map_arrived(struct kura_op *op, int res)
@@ -51,11 +52,13 @@ static void map_arrived(struct kura_op *op, int res)
 	} else {
 		kura_map_free(&mm->map);
 	}
+	if (mm->fresh)
+		atomic_store(&m->map_stale, 0);
 	free(mm);
 	atomic_fetch_add(&m->delivered, 1);
 }
 
-static void post_map(struct kura_member *m)
+static void post_map(struct kura_member *m, int fresh)
 {
 	struct mapmsg *mm = calloc(1, sizeof(*mm));
 
@@ -67,6 +70,7 @@ static void post_map(struct kura_member *m)
 	}
 	mm->op.fn = map_arrived;
 	mm->m = m;
+	mm->fresh = fresh;
 	atomic_fetch_add(&m->posted, 1);
 	kura_loop_post(m->loop, &mm->op, 0);
 }
@@ -188,11 +192,13 @@ static int do_register(struct kura_member *m)
 	int ok = 0, err;
 
 	if (!m->lease) {
+		uint64_t sent = member_mono_ms(); /* the lease runs from before the call */
+
 		err = kura_etcd_lease_grant(m->etcd, KURA_MEMBER_LEASE_TTL_S, &m->lease);
 		if (err)
 			return err;
-		atomic_store(&m->renewed_ms, member_mono_ms());
-		m->next_renew_ms = member_mono_ms() + KURA_MEMBER_RENEW_MS;
+		atomic_store(&m->renewed_ms, sent);
+		m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
 	}
 	snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
 	if (!(val = reg_json(m)))
@@ -227,6 +233,9 @@ static void lost_lease(struct kura_member *m, const char *why)
 	m->registered = 0;
 	m->leader = 0;
 	atomic_store(&m->renewed_ms, 0);
+	/* the cluster may have moved on while the lease was gone: acknowledge
+	 * nothing until the map has been read again after registering */
+	atomic_store(&m->map_stale, 1);
 }
 
 static void renew(struct kura_member *m)
@@ -272,21 +281,32 @@ static void renew(struct kura_member *m)
 
 /* ---- agent: map and leader ---- */
 
+/* Reads the map when it changed and hands a newer one to the loop. After
+ * a re-registration (map_stale), the message that follows this read, new
+ * map or not, ends the stale-map fence on the loop. */
 static void follow_map(struct kura_member *m)
 {
 	struct kura_etcd_kv kv;
 	struct kura_map nm;
 	char why[160];
+	int stale = atomic_load(&m->map_stale);
 	int64_t rev;
 	int err;
 
 	/* the map's revision first: the map itself (100 KiB at 1000 nodes)
 	 * travels only when it changed */
-	if (kura_etcd_get_rev(m->etcd, KEY_MAP, &rev) || (m->have_amap && rev == m->amap_rev))
+	if (kura_etcd_get_rev(m->etcd, KEY_MAP, &rev))
 		return;
+	if (m->have_amap && rev == m->amap_rev) {
+		if (stale)
+			post_map(m, 1);
+		return;
+	}
 	if ((err = kura_etcd_get(m->etcd, KEY_MAP, &kv)))
 		return;
 	if (m->have_amap && kv.mod_rev == m->amap_rev) {
+		if (stale)
+			post_map(m, 1);
 		kura_etcd_kv_free(&kv);
 		return;
 	}
@@ -301,7 +321,7 @@ static void follow_map(struct kura_member *m)
 			kura_map_free(&m->amap);
 		m->amap = nm;
 		m->have_amap = 1;
-		post_map(m);
+		post_map(m, stale);
 	}
 	m->amap_rev = kv.mod_rev;
 	kura_etcd_kv_free(&kv);
@@ -363,6 +383,9 @@ static void lead(struct kura_member *m)
 		free(live);
 		return;
 	}
+	/* nodes joining the first minute form the cluster; later ones must
+	 * be brought up to date first */
+	next.join_up_until_ms = m->cluster.created_ms + KURA_MEMBER_FORMING_MS;
 	changed = kura_map_update(&next, live, n, member_wall_ms());
 	free(live);
 	if (changed <= 0 || !(text = kura_map_to_json(&next))) {
@@ -388,7 +411,7 @@ static void lead(struct kura_member *m)
 	kura_map_free(&m->amap);
 	m->amap = next;
 	m->amap_rev = rev;
-	post_map(m);
+	post_map(m, 0);
 }
 
 /* A non-leader lists the registrations for status only while someone
@@ -665,6 +688,8 @@ int kura_member_may_ack(const struct kura_member *m)
 		return 0;
 	if (member_mono_ms() - renewed >=
 	    KURA_MEMBER_LEASE_TTL_S * 1000ull - KURA_MEMBER_FENCE_MARGIN_MS)
+		return 0;
+	if (atomic_load(&m->map_stale))
 		return 0;
 	i = kura_map_find(&m->map, m->name);
 	return i >= 0 && m->map.nodes[i].state == KURA_NODE_UP;

@@ -53,6 +53,7 @@
 #define KURA_MEMBER_RENEW_MS 500
 #define KURA_MEMBER_FENCE_MARGIN_MS 700
 #define KURA_MEMBER_OUT_AFTER_MS (10 * 60 * 1000ull)
+#define KURA_MEMBER_FORMING_MS 60000ull /* after init, new nodes join UP */
 
 struct kura_member_opts {
 	struct kura_loop *loop;

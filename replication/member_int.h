@@ -80,6 +80,7 @@ struct kura_member {
 	atomic_uint_least64_t capacity, used;
 	atomic_uint_least64_t posted, delivered; /* messages to the loop */
 	atomic_int stop;
+	atomic_int map_stale; /* the lease was lost: no acks until the map is read again */
 	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */
 	atomic_uint_least64_t view_wanted_ms;  /* mono ms status last asked for a fresh view */
 	pthread_mutex_t mu; /* guards reqs */

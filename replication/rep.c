@@ -24,6 +24,8 @@ struct peer {
 	int up_in_map;          /* UP in the newest map */
 	int was_up;             /* ... in the one before (kura_rep_map) */
 	struct rtarget *resend; /* replica writes to send again when the link is up, by seq */
+	struct kura_timer drain; /* sends them again when they were parked on an up link */
+	int drain_armed;
 	struct peer *next;
 };
 
@@ -31,6 +33,7 @@ struct peer {
 struct vent {
 	uint64_t layer, ext, last;
 	unsigned inflight;
+	int sticky; /* kept: a local write failed after replicas took its version */
 	struct vent *next;
 };
 
@@ -97,6 +100,7 @@ struct kura_rep {
 	struct vent *vers[VER_BUCKETS];
 	uint64_t seq;
 	unsigned outstanding; /* writes and remote requests not finished */
+	unsigned closing;     /* old links whose close is deferred */
 	int destroying;
 };
 
@@ -160,6 +164,7 @@ static struct peer *peer_find(struct kura_rep *r, const char *name)
 struct oldlink {
 	struct kura_op op;
 	struct kura_link *link;
+	struct kura_rep *r;
 };
 
 static void close_later(struct kura_op *op, int res)
@@ -168,6 +173,7 @@ static void close_later(struct kura_op *op, int res)
 
 	(void)res;
 	kura_link_close(o->link);
+	o->r->closing--;
 	free(o);
 }
 
@@ -187,6 +193,8 @@ static struct peer *peer_link(struct kura_rep *r, const struct kura_map_node *n,
 		if (!o)
 			return p; /* keep the old link: the node is unreachable meanwhile */
 		o->link = p->link;
+		o->r = r;
+		r->closing++;
 		o->op.fn = close_later;
 		kura_loop_defer(r->loop, &o->op, 0);
 		p->link = NULL;
@@ -244,11 +252,13 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 	return 0;
 }
 
-static void version_done(struct kura_rep *r, uint64_t layer, uint64_t ext)
+static void version_done(struct kura_rep *r, uint64_t layer, uint64_t ext, int failed)
 {
 	struct vent **pp = vent_slot(r, layer, ext), *v = *pp;
 
-	if (v && !--v->inflight) {
+	if (v && failed)
+		v->sticky = 1; /* replicas may hold a version this store does not */
+	if (v && !--v->inflight && !v->sticky) {
 		/* the store's own version now covers it */
 		*pp = v->next;
 		free(v);
@@ -295,7 +305,7 @@ static int primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *sel
 
 static void write_finish(struct rwrite *w)
 {
-	version_done(w->r, w->layer, w->ext);
+	version_done(w->r, w->layer, w->ext, w->err != 0);
 	w->r->outstanding--;
 	w->cb(w->arg, w->err);
 	free(w->buf);
@@ -322,7 +332,7 @@ static void write_maybe_done(struct rwrite *w)
 
 		if (!remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls, w->cb,
 				  w->arg)) {
-			version_done(r, w->layer, w->ext);
+			version_done(r, w->layer, w->ext, 0);
 			r->outstanding--;
 			free(w->buf);
 			free(w);
@@ -336,6 +346,8 @@ static void write_maybe_done(struct rwrite *w)
 		kura_loop_timer(w->r->loop, &w->fence_wait, RETRY_NS);
 		return;
 	}
+	if (!w->err && w->r->destroying && !kura_member_may_ack(w->r->member))
+		w->err = -ESHUTDOWN; /* stopping while fenced: not acknowledged */
 	write_finish(w);
 }
 
@@ -383,15 +395,34 @@ static void send_replica(struct rtarget *t)
 		park(t);
 }
 
-/* Keeps t for when its peer's link is up again, in write order. */
+static void drain_fired(struct kura_op *op, int res)
+{
+	struct peer *p = KURA_CONTAINER_OF(op, struct peer, drain.op);
+
+	p->drain_armed = 0;
+	if (res == -ECANCELED || p->r->destroying)
+		return;
+	if (p->link && kura_link_up(p->link))
+		link_state(p, p->link, 1);
+}
+
+/* Keeps t for when its peer's link is up again, in write order. Parked
+ * while the link is up (its queue was full, or the replica answered an
+ * error): tried again in 100 ms rather than at the next reconnect. */
 static void park(struct rtarget *t)
 {
 	struct rtarget **pp = &t->p->resend;
+	struct peer *p = t->p;
 
 	while (*pp && (*pp)->w->seq < t->w->seq)
 		pp = &(*pp)->next;
 	t->next = *pp;
 	*pp = t;
+	if (p->link && kura_link_up(p->link) && !p->drain_armed) {
+		p->drain_armed = 1;
+		p->drain.op.fn = drain_fired;
+		kura_loop_timer(p->r->loop, &p->drain, RETRY_NS);
+	}
 }
 
 static void target_done(struct kura_link_req *lr)
@@ -399,7 +430,7 @@ static void target_done(struct kura_link_req *lr)
 	struct rtarget *t = lr->arg;
 	struct rwrite *w = t->w;
 
-	if (lr->status && t->p->up_in_map && !w->r->destroying) {
+	if (lr->status && !w->r->destroying && t->p->up_in_map) {
 		if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT)
 			kura_log(WARN, "replication: node %s failed a write of extent %llu/%llu: %s; "
 				 "sending it again", t->p->name, (unsigned long long)w->layer,
@@ -464,7 +495,7 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 	err = kura_blk_write(r->store, layer, ext, blk, nblk, w->buf, w->version, cls, local_done, w);
 	if (err) {
 		r->outstanding--;
-		version_done(r, layer, ext);
+		version_done(r, layer, ext, 0);
 		free(w->buf);
 		free(w);
 		return err;
@@ -505,8 +536,10 @@ static void remote_done(struct kura_link_req *lr)
 	struct remote *x = lr->arg;
 	int st = lr->status;
 
-	if (st == -ENOTCONN || st == -ETIMEDOUT || st == -EREMOTE || st == -EAGAIN) {
-		/* the primary is away or the maps disagree: the map will tell */
+	if (st == -ENOTCONN || st == -ETIMEDOUT || st == -EREMOTE || st == -EAGAIN ||
+	    st == -ESHUTDOWN || st == -EHOSTDOWN) {
+		/* the primary is away, stopping or starting, or the maps
+		 * disagree: the map will tell */
 		if (x->r->destroying) {
 			remote_finish(x, -ESHUTDOWN);
 			return;
@@ -626,6 +659,8 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 
 void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 {
+	if (r->destroying)
+		return; /* stopping: the peers are going */
 	free(r->sets);
 	r->sets = calloc(map->pgs, sizeof(*r->sets)); /* NULL: placed on every I/O */
 	r->map = map;
@@ -690,13 +725,15 @@ void kura_rep_shutdown(struct kura_rep *r)
 			write_maybe_done(t->w);
 			t = tn;
 		}
+		if (p->drain_armed)
+			kura_loop_cancel_sync(r->loop, &p->drain.op);
 		kura_link_close(p->link); /* fails what is in flight: they finish */
 		free(p);
 	}
 	r->peers = NULL;
 	/* writes waiting on the local store or on timers finish as the loop
 	 * turns (timers within RETRY_NS) */
-	while (r->outstanding)
+	while (r->outstanding || r->closing)
 		kura_loop_run_once(r->loop, RETRY_NS);
 }
 

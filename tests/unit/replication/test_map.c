@@ -1261,3 +1261,23 @@ TEST(test_map_health_counts_groups)
 	CHECK_EQ(h.down, 64);
 	kura_map_free(&m);
 }
+
+/* Once the cluster has formed, a node seen for the first time joins
+ * RECOVERING: it would otherwise be primary of groups whose data it lacks. */
+TEST(test_map_update_late_joiner_is_recovering)
+{
+	struct kura_map m;
+	struct kura_live_node l[2];
+
+	CHECK_EQ(kura_map_init(&m, CID, 2, 64, OUT_AFTER), 0);
+	m.join_up_until_ms = 5000;
+	live_node(&l[0], "n1", "10.99.0.1:7400", "rack1");
+	live_node(&l[1], "n2", "10.99.0.2:7400", "rack2");
+	CHECK_EQ(kura_map_update(&m, l, 1, 4999), 1);
+	CHECK_EQ(m.nodes[0].state, KURA_NODE_UP);
+	CHECK_EQ(kura_map_update(&m, l, 2, 5000), 1);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_RECOVERING);
+	for (uint32_t pg = 0; pg < m.pgs; pg++)
+		CHECK_EQ(kura_map_primary(&m, pg), 0);
+	kura_map_free(&m);
+}
