@@ -542,7 +542,7 @@ static int read_name(struct rd *r, const struct kura_json *o, const char *key, c
 	why = name_problem(s, strlen(s));
 	if (why)
 		return fail(r, key, "%s", why);
-	strcpy(dst, s);
+	snprintf(dst, KURA_MAP_NAME_MAX, "%s", s);
 	return 0;
 }
 
@@ -556,7 +556,7 @@ static int read_addr(struct rd *r, const struct kura_json *o, const char *key, c
 	why = addr_problem(s, strlen(s));
 	if (why)
 		return fail(r, key, "%s", why);
-	strcpy(dst, s);
+	snprintf(dst, KURA_MAP_ADDR_MAX, "%s", s);
 	return 0;
 }
 
@@ -699,11 +699,13 @@ static int check_live(const struct kura_live_node *live, size_t nlive,
 	return 0;
 }
 
+/* dst: an addr or domain field (both KURA_MAP_NAME_MAX bytes). */
+_Static_assert(KURA_MAP_ADDR_MAX == KURA_MAP_NAME_MAX, "addr and name fields are one size");
 static int set_str(char *dst, const char *src)
 {
 	if (!strcmp(dst, src))
 		return 0;
-	strcpy(dst, src);
+	snprintf(dst, KURA_MAP_NAME_MAX, "%s", src);
 	return 1;
 }
 
@@ -789,7 +791,7 @@ static size_t merge(const struct kura_map *m, const struct kura_live_node *const
 			continue;
 		}
 		if (c > 0) { /* joins */
-			strcpy(nd->name, live[j]->name);
+			snprintf(nd->name, sizeof(nd->name), "%s", live[j]->name);
 			nd->state = m->join_up_until_ms && now_ms >= m->join_up_until_ms
 					    ? KURA_NODE_RECOVERING
 					    : KURA_NODE_UP;

@@ -342,7 +342,7 @@ static size_t chap_digest(const struct rsp *r, const char *secret, uint8_t *out)
 		chal[cl++] = (uint8_t)v;
 	}
 	CHECK(cl >= 16);
-	id = (uint8_t)atoi(i);
+	id = (uint8_t)strtoul(i, NULL, 10);
 	{
 		struct kura_hash_piece v[3] = {{&id, 1}, {secret, strlen(secret)}, {chal, cl}};
 
