@@ -588,13 +588,13 @@ TEST(test_text_parse_bad_segments)
 	CHECK_EQ(parse("Bad\001=1\0", 7, &c), -EINVAL);     /* a control character */
 	/* key: 63 bytes fine, 64 not */
 	memset(big, 'K', 63);
-	strcpy(big + 63, "=v");
+	memcpy(big + 63, "=v", 3);
 	CHECK_EQ(parse(big, 66, &c), 0);
 	memset(big, 'K', 64);
-	strcpy(big + 64, "=v");
+	memcpy(big + 64, "=v", 3);
 	CHECK_EQ(parse(big, 67, &c), -EINVAL);
 	/* value: 255 for ordinary keys */
-	strcpy(big, "InitiatorAlias=");
+	memcpy(big, "InitiatorAlias=", 15);
 	memset(big + 15, 'v', 255);
 	big[270] = 0;
 	CHECK_EQ(parse(big, 271, &c), 0);
@@ -602,7 +602,7 @@ TEST(test_text_parse_bad_segments)
 	big[271] = 0;
 	CHECK_EQ(parse(big, 272, &c), -EINVAL);
 	/* ... and 8192 for CHAP_C and CHAP_R */
-	strcpy(big, "CHAP_C=");
+	memcpy(big, "CHAP_C=", 7);
 	memset(big + 7, 'f', 8192);
 	big[7 + 8192] = 0;
 	CHECK_EQ(parse(big, 7 + 8192 + 1, &c), 0);
@@ -755,7 +755,7 @@ TEST(test_login_libiscsi_mutual_chap)
 	CHECK_EQ(status(r), 0);
 	CHECK(rsp_t(r)); /* libiscsi looks for CHAP_N and CHAP_R with T set */
 	kura_md5(v, 3, want);
-	strcpy(whex, "0x");
+	memcpy(whex, "0x", 2);
 	for (int i = 0; i < 16; i++)
 		snprintf(whex + 2 + 2 * i, 3, "%02x", want[i]);
 	CHECK(!strcmp(rsp_get(r, "CHAP_N"), "tgt"));

@@ -582,22 +582,29 @@ TEST(test_deep_chain_reads_stay_right_across_merges)
 	tvd_close(&t);
 }
 
+/* a: 12 extents (2 blocks each), snapshot s1 with a clone b of it, every
+ * third extent's second block rewritten, snapshot s2, block 0 rewritten. */
+static void chain_with_clone(struct tvd *t)
+{
+	tvd_open(t, 0);
+	create(t, "a", "32M");
+	for (unsigned x = 0; x < 12; x++)
+		CHECK(tvd_write(t, "a", x * EXTB, 2, 10 + x) == 0);
+	snap(t, "a", "s1");
+	CHECK(tvd_ctl(t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
+	for (unsigned x = 0; x < 12; x += 3)
+		CHECK(tvd_write(t, "a", x * EXTB + 1, 1, 100 + x) == 0);
+	snap(t, "a", "s2");
+	CHECK(tvd_write(t, "a", 0, 1, 7) == 0);
+}
+
 /* A layer being merged into must not itself be merged away until that
  * merge ends: deleting the next snapshot while the first merge runs. */
 TEST(test_delete_snapshot_while_merging_into_it)
 {
 	struct tvd t;
 
-	tvd_open(&t, 0);
-	create(&t, "a", "32M");
-	for (unsigned x = 0; x < 12; x++)
-		CHECK(tvd_write(&t, "a", x * EXTB, 2, 10 + x) == 0);
-	snap(&t, "a", "s1");
-	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
-	for (unsigned x = 0; x < 12; x += 3)
-		CHECK(tvd_write(&t, "a", x * EXTB + 1, 1, 100 + x) == 0);
-	snap(&t, "a", "s2");
-	CHECK(tvd_write(&t, "a", 0, 1, 7) == 0);
+	chain_with_clone(&t);
 	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"a\",\"snap\":\"s1\"}") == 0);
 	CHECK(tvd_ctl(&t, "{\"op\":\"delete\",\"name\":\"b\"}") == 0);
 	/* s1's layer now merges into s2's; delete s2 before that ends */
@@ -618,16 +625,7 @@ TEST(test_hidden_snapshot_waits_for_its_child_merging_away)
 {
 	struct tvd t;
 
-	tvd_open(&t, 0);
-	create(&t, "a", "32M");
-	for (unsigned x = 0; x < 12; x++)
-		CHECK(tvd_write(&t, "a", x * EXTB, 2, 10 + x) == 0);
-	snap(&t, "a", "s1");
-	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\"}") == 0);
-	for (unsigned x = 0; x < 12; x += 3)
-		CHECK(tvd_write(&t, "a", x * EXTB + 1, 1, 100 + x) == 0);
-	snap(&t, "a", "s2");
-	CHECK(tvd_write(&t, "a", 0, 1, 7) == 0);
+	chain_with_clone(&t);
 	/* the top holds every extent, so s2's merge copies and takes a while */
 	for (unsigned x = 0; x < 12; x++)
 		CHECK(tvd_write(&t, "a", x * EXTB + 2, 1, 200 + x) == 0);
