@@ -359,12 +359,27 @@ static int route_write_primary(void *arg, const struct kura_proto_req *q, const 
 				      (enum kura_io_class)q->cls, cb, cbarg);
 }
 
+static int route_sync(void *arg, const char *peer, const void *data, size_t len,
+		      struct kura_proto_sync_result *out, kura_blk_cb cb, void *cbarg)
+{
+	return kura_rep_sync(arg, peer, data, len, out, cb, cbarg);
+}
+
+static void node_status(void *arg, struct kura_jw *w)
+{
+	struct node *n = arg;
+
+	if (n->rep)
+		kura_rep_status(n->rep, w);
+}
+
 static int start_member(struct node *n, const struct args *a, char *errbuf, size_t errlen)
 {
 	struct kura_member_opts mo = { 0 };
 	struct kura_server_peer peer = { node_hello, n };
 	struct kura_rep_opts ro = { 0 };
-	struct kura_server_route route = { route_read, route_write, route_write_primary, NULL };
+	struct kura_server_route route = { route_read, route_write, route_write_primary,
+					   route_sync, NULL };
 	int err;
 
 	mo.loop = n->loop;
@@ -375,6 +390,7 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 	mo.data_dir = a->data;
 	mo.usage = node_usage;
 	mo.on_map = node_map;
+	mo.status = node_status;
 	mo.arg = n;
 	n->name = a->node;
 	if ((err = kura_member_start(&mo, &n->member, errbuf, errlen)))

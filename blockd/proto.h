@@ -33,7 +33,8 @@ enum kura_proto_op {
 	KURA_OP_LIST = 8,
 	KURA_OP_STATS = 9,
 	KURA_OP_HELLO = 10,
-	KURA_OP_MAX = 10
+	KURA_OP_SYNC = 11,
+	KURA_OP_MAX = 11
 };
 
 /* flags: on node links only, on WRITE only, one at a time. */
@@ -88,6 +89,42 @@ struct kura_proto_hello {
 	uint64_t reserved;    /* zero */
 };
 _Static_assert(sizeof(struct kura_proto_hello) == 128, "hello is 128 bytes");
+
+/* SYNC: on node links only, from a node that is behind to a group's sync
+ * source (replication/rep.h, "Resync"): "bring my copy of group pg up to
+ * date over [from, to); here is what I hold there". The data is a struct
+ * kura_proto_sync and n entries, ascending by (layer, ext), each in [from,
+ * to) and in group pg. The source answers once it has copied (over its own
+ * link to the sender) what the sender lacks of a part of the range, with a
+ * struct kura_proto_sync_result saying where the next request starts.
+ * -EREMOTE: the source's map does not make it the group's source or the
+ * sender a member (the maps differ; the sender asks again). -EINVAL: the
+ * data breaks the rules above. */
+#define KURA_PROTO_SYNC_MAX 4096u /* entries per request */
+struct kura_proto_sync {
+	uint32_t pg;
+	uint32_t n;
+	uint64_t from_layer, from_ext; /* inclusive */
+	uint64_t to_layer, to_ext;     /* exclusive; all ones: to the end */
+	uint64_t reserved;             /* zero */
+};
+_Static_assert(sizeof(struct kura_proto_sync) == 48, "sync header is 48 bytes");
+struct kura_proto_sync_ent {
+	uint64_t layer, ext, version;
+};
+struct kura_proto_sync_result {
+	uint64_t checked;      /* extents compared */
+	uint64_t copied;       /* extents sent whole */
+	uint64_t copied_bytes; /* their present blocks' bytes */
+	uint64_t freed;        /* extents the sender held and the source does not */
+	uint64_t next_layer, next_ext; /* the rest of the range starts here */
+	uint32_t done;         /* 1: nothing of the range is left */
+	uint32_t stream;       /* the source's stream to the sender: another value
+				* than before means it began again (the sender may
+				* have missed writes meanwhile: it starts the group
+				* over) */
+};
+_Static_assert(sizeof(struct kura_proto_sync_result) == 56, "sync result is 56 bytes");
 
 /* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
 int kura_proto_check(const struct kura_proto_req *r, const char **why);

@@ -49,6 +49,7 @@ struct conn {
 	struct conn *next, *prev;
 	unsigned id;
 	int greeted;       /* a node link that has passed its HELLO */
+	char peer[64];     /* ... from this node */
 	int close_after_tx; /* refused: close once the answer is out */
 };
 
@@ -80,7 +81,15 @@ int kura_proto_check(const struct kura_proto_req *r, const char **why)
 		*why = "write data length does not match its block count";
 	else if (r->op == KURA_OP_HELLO && r->data_len != sizeof(struct kura_proto_hello))
 		*why = "hello of the wrong size";
-	else if (r->op != KURA_OP_WRITE && r->op != KURA_OP_HELLO && r->data_len)
+	else if (r->op == KURA_OP_SYNC &&
+		 (r->data_len < sizeof(struct kura_proto_sync) ||
+		  (r->data_len - sizeof(struct kura_proto_sync)) %
+			  sizeof(struct kura_proto_sync_ent) ||
+		  r->data_len > sizeof(struct kura_proto_sync) +
+					KURA_PROTO_SYNC_MAX * sizeof(struct kura_proto_sync_ent)))
+		*why = "sync of the wrong size";
+	else if (r->op != KURA_OP_WRITE && r->op != KURA_OP_HELLO && r->op != KURA_OP_SYNC &&
+		 r->data_len)
 		*why = "data on a request that takes none";
 	else
 		return 0;
@@ -229,7 +238,9 @@ static void store_done(void *arg, int err)
 {
 	struct sreq *r = arg;
 
-	respond(r, err, r->req.op == KURA_OP_READ ? (size_t)r->req.nblk * KURA_BLK_SIZE : 0);
+	respond(r, err, r->req.op == KURA_OP_READ ? (size_t)r->req.nblk * KURA_BLK_SIZE
+			: r->req.op == KURA_OP_SYNC ? sizeof(struct kura_proto_sync_result)
+						    : 0);
 }
 
 static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
@@ -281,7 +292,8 @@ static int hello_check(const struct conn *c, const char **why)
 
 	if (!c->srv->tcp)
 		*why = hello ? "hello on the local socket"
-		       : c->hdr.flags ? "node link flags on the local socket" : NULL;
+		       : c->hdr.flags ? "node link flags on the local socket"
+		       : c->hdr.op == KURA_OP_SYNC ? "sync on the local socket" : NULL;
 	else if (c->greeted)
 		*why = hello ? "a second hello" : NULL;
 	else
@@ -340,6 +352,7 @@ static void do_hello(struct conn *c, struct sreq *r, const uint8_t *payload)
 	kura_log(INFO, "node link %u on %s: node %s (epoch %llu)", c->id, c->srv->path, in.node,
 		 (unsigned long long)in.epoch);
 	c->greeted = 1;
+	snprintf(c->peer, sizeof(c->peer), "%s", in.node);
 	r->data = (uint8_t *)out;
 	respond(r, 0, sizeof(*out));
 }
@@ -453,6 +466,18 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		do_hello(c, r, payload);
 		free(payload);
 		return 0;
+	case KURA_OP_SYNC:
+		if (!rt->sync) {
+			err = -EREMOTE; /* not in a cluster */
+			break;
+		}
+		r->data = calloc(1, sizeof(struct kura_proto_sync_result));
+		r->reserved = sizeof(struct kura_proto_sync_result);
+		c->inflight_bytes += r->reserved;
+		err = r->data ? rt->sync(rt->arg, c->peer, payload, q->data_len,
+					 (struct kura_proto_sync_result *)r->data, store_done, r)
+			      : -ENOMEM;
+		break;
 	case KURA_OP_STATS: {
 		size_t n;
 		r->data = malloc(16384);

@@ -36,9 +36,9 @@ int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, cons
 			  const struct kura_server_peer *peer, struct kura_server **out,
 			  char *errbuf, size_t errlen);
 /* Where requests go besides this node's store, in a cluster: READ and WRITE
- * on the local socket through the replication layer (read, write), and
+ * on the local socket through the replication layer (read, write),
  * WRITE flagged KURA_PROTO_F_PRIMARY on node links to the primary's part
- * (write_primary; without it such a write gets -EREMOTE). Each returns 0
+ * (write_primary; without it such a write gets -EREMOTE), and SYNC. Each returns 0
  * (cb(cbarg, status) will run) or -errno; data is the request's payload
  * (the callee copies what it keeps). NULL members: the local store. */
 struct kura_server_route {
@@ -48,6 +48,11 @@ struct kura_server_route {
 		     void *cbarg);
 	int (*write_primary)(void *arg, const struct kura_proto_req *q, const void *data,
 			     kura_blk_cb cb, void *cbarg);
+	/* SYNC from node peer (proto.h): data is the request's payload, of len
+	 * bytes (framing checked, fields not); the answer goes into *out.
+	 * NULL: SYNC gets -EREMOTE. */
+	int (*sync)(void *arg, const char *peer, const void *data, size_t len,
+		    struct kura_proto_sync_result *out, kura_blk_cb cb, void *cbarg);
 	void *arg;
 };
 void kura_server_set_route(struct kura_server *srv, const struct kura_server_route *route);

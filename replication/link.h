@@ -33,9 +33,10 @@
  * a request's callback, the state callback, a timer or a posted op. From
  * there, kura_loop_defer() an op that closes the link.
  *
- * Memory: the request's data (WRITE) must stay valid until its callback.
- * Answer data lands in the caller's buffer: READ answers carry exactly
- * nblk * 4096 bytes (cap must hold them); INFO, LIST and STATS answers at
+ * Memory: the request's data (WRITE, SYNC) must stay valid until its
+ * callback. Answer data lands in the caller's buffer: READ answers carry
+ * exactly nblk * 4096 bytes (cap must hold them), SYNC answers a struct
+ * kura_proto_sync_result; INFO, LIST and STATS answers at
  * most cap bytes (a longer one is a protocol error: the link resets);
  * other answers and every error carry none. No allocation per request.
  */

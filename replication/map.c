@@ -160,10 +160,41 @@ unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA
 	return place(m, NULL, pg, idx);
 }
 
-static int first_up(const struct kura_map *m, const unsigned *idx, unsigned n)
+static int fill_cmp(uint32_t pg, const char *node, const struct kura_map_fill *f)
+{
+	if (pg != f->pg)
+		return pg < f->pg ? -1 : 1;
+	return strcmp(node, f->node);
+}
+
+int kura_map_filling(const struct kura_map *m, uint32_t pg, const char *node)
+{
+	size_t lo = 0, hi = m->nfills;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = fill_cmp(pg, node, &m->fills[mid]);
+
+		if (!c)
+			return 1;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return 0;
+}
+
+/* Whether member i holds group pg: not filling it. */
+static int holds(const struct kura_map *m, uint32_t pg, unsigned i)
+{
+	return !m->nfills || !kura_map_filling(m, pg, m->nodes[i].name);
+}
+
+static int first_up(const struct kura_map *m, uint32_t pg, const unsigned *idx, unsigned n)
 {
 	for (unsigned k = 0; k < n; k++)
-		if (m->nodes[idx[k]].state == KURA_NODE_UP)
+		if (m->nodes[idx[k]].state == KURA_NODE_UP && holds(m, pg, idx[k]))
 			return (int)idx[k];
 	return -1;
 }
@@ -172,7 +203,31 @@ int kura_map_primary(const struct kura_map *m, uint32_t pg)
 {
 	unsigned idx[KURA_MAP_MAX_REPLICAS];
 
-	return first_up(m, idx, kura_map_place(m, pg, idx));
+	return first_up(m, pg, idx, kura_map_place(m, pg, idx));
+}
+
+int kura_map_sync_source(const struct kura_map *m, uint32_t pg)
+{
+	unsigned idx[KURA_MAP_MAX_REPLICAS], n = kura_map_place(m, pg, idx), holders = 0;
+	int p = first_up(m, pg, idx, n);
+	uint64_t best = 0;
+
+	if (p >= 0)
+		return p;
+	for (unsigned i = 0; i < n; i++)
+		if (holds(m, pg, idx[i])) {
+			best = KURA_MAX(best, m->nodes[idx[i]].last_up_epoch);
+			holders++;
+		}
+	for (unsigned i = 0; i < n; i++) {
+		const struct kura_map_node *nd = &m->nodes[idx[i]];
+
+		if (!holders ? nd->state == KURA_NODE_UP || nd->state == KURA_NODE_RECOVERING
+			     : nd->state == KURA_NODE_RECOVERING && nd->last_up_epoch == best &&
+				       holds(m, pg, idx[i]))
+			return (int)idx[i];
+	}
+	return -1;
 }
 
 void kura_map_health(const struct kura_map *m, struct kura_map_health *out)
@@ -188,7 +243,7 @@ void kura_map_health(const struct kura_map *m, struct kura_map_health *out)
 		unsigned idx[KURA_MAP_MAX_REPLICAS], n = place(m, keys, pg, idx), up = 0;
 
 		for (unsigned k = 0; k < n; k++)
-			up += m->nodes[idx[k]].state == KURA_NODE_UP;
+			up += m->nodes[idx[k]].state == KURA_NODE_UP && holds(m, pg, idx[k]);
 		if (!up)
 			out->down++;
 		else if (up == m->replicas)
@@ -382,6 +437,7 @@ int kura_map_init(struct kura_map *m, const char *cluster_id, unsigned replicas,
 void kura_map_free(struct kura_map *m)
 {
 	free(m->nodes);
+	free(m->fills);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -397,6 +453,15 @@ int kura_map_copy(struct kura_map *dst, const struct kura_map *src)
 	}
 	*dst = *src;
 	dst->nodes = nodes;
+	dst->fills = NULL;
+	if (src->nfills) {
+		if (!(dst->fills = malloc(src->nfills * sizeof(*dst->fills)))) {
+			free(nodes);
+			memset(dst, 0, sizeof(*dst));
+			return -ENOMEM;
+		}
+		memcpy(dst->fills, src->fills, src->nfills * sizeof(*dst->fills));
+	}
 	return 0;
 }
 
@@ -445,9 +510,21 @@ char *kura_map_to_json(const struct kura_map *m)
 		kura_jw_str(&w, "state", kura_node_state_name(nd->state));
 		kura_jw_u64(&w, "since_ms", nd->since_ms);
 		kura_jw_u64(&w, "started_ms", nd->started_ms);
+		kura_jw_u64(&w, "last_up_epoch", nd->last_up_epoch);
 		kura_jw_end(&w);
 	}
 	kura_jw_end(&w);
+	if (m->nfills) {
+		kura_jw_arr(&w, "fills");
+		for (unsigned i = 0; i < m->nfills; i++) {
+			kura_jw_obj(&w, NULL);
+			kura_jw_u64(&w, "pg", m->fills[i].pg);
+			kura_jw_str(&w, "node", m->fills[i].node);
+			kura_jw_u64(&w, "epoch", m->fills[i].epoch);
+			kura_jw_end(&w);
+		}
+		kura_jw_end(&w);
+	}
 	kura_jw_end(&w);
 	text = kura_jw_finish(&w, &len);
 	if (text) {
@@ -580,6 +657,9 @@ static int read_node(struct rd *r, const struct kura_json *o, struct kura_map_no
 	/* started_ms came later: absent is 0, unknown */
 	if (kura_json_get(o, "started_ms") && (err = read_u64(r, o, "started_ms", &nd->started_ms)))
 		return err;
+	if (kura_json_get(o, "last_up_epoch") &&
+	    (err = read_u64(r, o, "last_up_epoch", &nd->last_up_epoch)))
+		return err;
 	return 0;
 }
 
@@ -617,6 +697,60 @@ static int read_nodes(struct rd *r, const struct kura_json *doc, struct kura_map
 	return 0;
 }
 
+static int read_fill(struct rd *r, const struct kura_json *o, const struct kura_map *m,
+		     struct kura_map_fill *f)
+{
+	uint64_t pg;
+	int err;
+
+	if (kura_json_type(o) != KURA_JSON_OBJ) {
+		r->path[strlen(r->path) - 1] = '\0';
+		return fail(r, "", "not an object");
+	}
+	if ((err = read_u64(r, o, "pg", &pg)) || (err = read_name(r, o, "node", f->node)) ||
+	    (err = read_u64(r, o, "epoch", &f->epoch)))
+		return err;
+	if (pg >= m->pgs)
+		return fail(r, "pg", "not below pgs (%u)", m->pgs);
+	f->pg = (uint32_t)pg;
+	if (kura_map_find(m, f->node) < 0)
+		return fail(r, "node", "not a node of the map");
+	if (!f->epoch || f->epoch > m->epoch)
+		return fail(r, "epoch", "not from 1 to the map's epoch");
+	return 0;
+}
+
+static int read_fills(struct rd *r, const struct kura_json *doc, struct kura_map *m)
+{
+	const struct kura_json *a = kura_json_get(doc, "fills");
+	size_t n;
+
+	if (!a)
+		return 0; /* none */
+	if (kura_json_type(a) != KURA_JSON_ARR)
+		return fail(r, "fills", "not an array");
+	n = kura_json_len(a);
+	if (n > (size_t)m->pgs * KURA_MAP_MAX_REPLICAS)
+		return fail(r, "fills", "more than pgs * %u", KURA_MAP_MAX_REPLICAS);
+	if (!n)
+		return 0;
+	if (!(m->fills = calloc(n, sizeof(*m->fills))))
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int err;
+
+		snprintf(r->path, sizeof(r->path), "fills[%zu].", i);
+		if ((err = read_fill(r, kura_json_at(a, i), m, &m->fills[i])))
+			return err;
+		m->nfills++;
+		if (i && fill_cmp(m->fills[i].pg, m->fills[i].node, &m->fills[i - 1]) <= 0)
+			return fail(r, "pg", "not after fills[%zu] (sorted by pg and node, unique)",
+				    i - 1);
+	}
+	r->path[0] = '\0';
+	return 0;
+}
+
 static int read_map(struct rd *r, const struct kura_json *doc, struct kura_map *m)
 {
 	const char *id;
@@ -640,7 +774,9 @@ static int read_map(struct rd *r, const struct kura_json *doc, struct kura_map *
 		return fail(r, "pgs", "not a power of two");
 	if ((err = read_u64(r, doc, "out_after_ms", &m->out_after_ms)))
 		return err;
-	return read_nodes(r, doc, m);
+	if ((err = read_nodes(r, doc, m)))
+		return err;
+	return read_fills(r, doc, m);
 }
 
 int kura_map_from_json(const char *text, size_t len, struct kura_map *out, char *err,
@@ -709,10 +845,14 @@ static int set_str(char *dst, const char *src)
 	return 1;
 }
 
-static int set_state(struct kura_map_node *nd, enum kura_node_state s, uint64_t now_ms)
+/* epoch: the map's before this update (a node leaving UP was UP in it). */
+static int set_state(struct kura_map_node *nd, enum kura_node_state s, uint64_t now_ms,
+		     uint64_t epoch)
 {
 	if (nd->state == s)
 		return 0;
+	if (nd->state == KURA_NODE_UP)
+		nd->last_up_epoch = epoch;
 	nd->state = s;
 	nd->since_ms = now_ms;
 	return 1;
@@ -721,14 +861,17 @@ static int set_state(struct kura_map_node *nd, enum kura_node_state s, uint64_t 
 /* A node of the map that registered, with the address and domain it gave:
  * RECOVERING when it comes back from DOWN or OUT or as a new process (it
  * may have missed writes), else as it was. Whether anything changed. */
-static int node_live(struct kura_map_node *nd, const struct kura_live_node *l, uint64_t now_ms)
+static int node_live(struct kura_map_node *nd, const struct kura_live_node *l, uint64_t now_ms,
+		     uint64_t epoch)
 {
 	int changed = set_str(nd->addr, l->addr);
 	int restarted = nd->started_ms && l->started_ms != nd->started_ms;
 
 	changed |= set_str(nd->domain, l->domain);
 	if (nd->state == KURA_NODE_DOWN || nd->state == KURA_NODE_OUT || restarted)
-		changed |= set_state(nd, KURA_NODE_RECOVERING, now_ms);
+		changed |= set_state(nd, KURA_NODE_RECOVERING, now_ms, epoch);
+	else if (nd->state == KURA_NODE_RECOVERING && l->synced_ms && l->synced_ms == nd->since_ms)
+		changed |= set_state(nd, KURA_NODE_UP, now_ms, epoch);
 	if (nd->started_ms != l->started_ms) {
 		nd->started_ms = l->started_ms;
 		changed = 1;
@@ -744,20 +887,21 @@ int kura_map_mark_up(struct kura_map *m, const char *name, uint64_t now_ms)
 		return -ENOENT;
 	if (m->nodes[i].state != KURA_NODE_RECOVERING)
 		return 0;
-	set_state(&m->nodes[i], KURA_NODE_UP, now_ms);
+	set_state(&m->nodes[i], KURA_NODE_UP, now_ms, m->epoch);
 	m->epoch++;
 	return 1;
 }
 
 /* A node of the map that did not register. A clock that went back (now
  * before since) counts as no time gone. */
-static int node_gone(struct kura_map_node *nd, uint64_t now_ms, uint64_t out_after_ms)
+static int node_gone(struct kura_map_node *nd, uint64_t now_ms, uint64_t out_after_ms,
+		     uint64_t epoch)
 {
 	if (nd->state == KURA_NODE_UP || nd->state == KURA_NODE_RECOVERING)
-		return set_state(nd, KURA_NODE_DOWN, now_ms);
+		return set_state(nd, KURA_NODE_DOWN, now_ms, epoch);
 	if (nd->state == KURA_NODE_DOWN && now_ms >= nd->since_ms &&
 	    now_ms - nd->since_ms >= out_after_ms)
-		return set_state(nd, KURA_NODE_OUT, now_ms);
+		return set_state(nd, KURA_NODE_OUT, now_ms, epoch) ? 2 : 0;
 	return 0;
 }
 
@@ -787,7 +931,7 @@ static size_t merge(const struct kura_map *m, const struct kura_live_node *const
 
 		if (c < 0) {
 			*nd = m->nodes[i++];
-			*changed |= node_gone(nd, now_ms, m->out_after_ms);
+			*changed |= node_gone(nd, now_ms, m->out_after_ms, m->epoch);
 			continue;
 		}
 		if (c > 0) { /* joins */
@@ -800,9 +944,86 @@ static size_t merge(const struct kura_map *m, const struct kura_live_node *const
 		} else {
 			*nd = m->nodes[i++];
 		}
-		*changed |= node_live(nd, live[j++], now_ms);
+		*changed |= node_live(nd, live[j++], now_ms, m->epoch);
 	}
 	return n;
+}
+
+/* The fills of the next map (nodes next[0..n), epoch m->epoch + 1):
+ * those of m whose node is still in the group's set and has not reported
+ * them filled, and, when a node went OUT (gained), one for every node that
+ * entered a set. Sets *out (malloc'd, sorted) and returns whether they
+ * differ from m's; -ENOMEM. */
+static int next_fills(const struct kura_map *m, struct kura_map_node *next, size_t n,
+		      const struct kura_live_node *const *live, size_t nlive, int gained,
+		      struct kura_map_fill **out, unsigned *nout)
+{
+	struct kura_map after = *m;
+	unsigned a[KURA_MAP_MAX_REPLICAS], b[KURA_MAP_MAX_REPLICAS], k = 0, nb;
+	size_t cap = m->nfills + (gained ? (size_t)m->pgs * m->replicas : 0);
+	struct kura_map_fill *f = cap ? calloc(cap, sizeof(*f)) : NULL;
+	int changed = 0;
+
+	if (cap && !f)
+		return -ENOMEM;
+	after.nodes = next;
+	after.nnodes = (unsigned)n;
+	after.nfills = 0;
+	for (uint32_t pg = 0, i = 0; pg < m->pgs && (gained || i < m->nfills); pg++) {
+		if (!gained && m->fills[i].pg != pg)
+			continue; /* placed only where there is something to do */
+		nb = kura_map_place(&after, pg, b);
+		/* the group's fills that go on */
+		for (; i < m->nfills && m->fills[i].pg == pg; i++) {
+			const struct kura_map_fill *o = &m->fills[i];
+			int in = 0, done = 0;
+
+			for (unsigned j = 0; j < nb; j++)
+				in |= !strcmp(next[b[j]].name, o->node);
+			for (size_t j = 0; j < nlive; j++)
+				if (!strcmp(live[j]->name, o->node))
+					done = live[j]->filled_epoch >= o->epoch;
+			if (in && !done)
+				f[k++] = *o;
+			else
+				changed = 1;
+		}
+		if (!gained || pg >= m->pgs)
+			continue;
+		/* nodes entering the set in place of one gone OUT */
+		{
+			unsigned na = kura_map_place(m, pg, a), first = k;
+
+			for (unsigned j = 0; j < nb; j++) {
+				const char *name = next[b[j]].name;
+				int was = 0, have = 0;
+
+				for (unsigned x = 0; x < na; x++)
+					was |= !strcmp(m->nodes[a[x]].name, name);
+				for (unsigned x = first; x < k; x++)
+					have |= !strcmp(f[x].node, name);
+				for (unsigned x = 0; x < first && !have; x++)
+					have = f[x].pg == pg && !strcmp(f[x].node, name);
+				if (was || have)
+					continue;
+				f[k].pg = pg;
+				snprintf(f[k].node, sizeof(f[k].node), "%s", name);
+				f[k++].epoch = m->epoch + 1;
+				changed = 1;
+			}
+			/* keep (pg, node) order within the group */
+			for (unsigned x = first + 1; x < k; x++)
+				for (unsigned y = x; y > first && strcmp(f[y - 1].node, f[y].node) > 0;
+				     y--) {
+					struct kura_map_fill t = f[y];
+					f[y] = f[y - 1];
+					f[y - 1] = t;
+				}
+		}
+	}
+	*out = f;
+	*nout = k;
+	return changed;
 }
 
 int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_t nlive,
@@ -810,8 +1031,10 @@ int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_
 {
 	const struct kura_live_node **sorted = NULL;
 	struct kura_map_node *next = NULL;
+	struct kura_map_fill *fills = NULL;
+	unsigned nfills = 0;
 	size_t n = m->nnodes + nlive;
-	int changed = 0, err = -ENOMEM;
+	int changed = 0, fc, err = -ENOMEM;
 
 	if (nlive > SIZE_MAX / sizeof(*next) - m->nnodes)
 		return -ENOMEM; /* no list that long could be held */
@@ -826,14 +1049,23 @@ int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_
 	err = -ENOSPC;
 	if (n > KURA_MAP_MAX_NODES)
 		goto free_next;
-	err = 0;
-	if (changed) {
+	fc = next_fills(m, next, n, sorted, nlive, changed & 2, &fills, &nfills);
+	err = fc < 0 ? fc : 0;
+	if (err)
+		goto free_next;
+	if (changed || fc) {
+		changed = 1;
 		free(m->nodes);
 		m->nodes = next;
 		m->nnodes = (unsigned)n;
+		free(m->fills);
+		m->fills = fills;
+		m->nfills = nfills;
+		fills = NULL;
 		m->epoch++;
 		next = NULL;
 	}
+	free(fills);
 free_next:
 	free(next); /* the new list, unless it became the map's */
 free_sorted:

@@ -58,6 +58,18 @@ struct kura_map_node {
 	uint64_t since_ms;              /* unix ms it entered this state */
 	uint64_t started_ms;            /* its process's start (unix ms): a new value
 					 * is a restart; 0 unknown */
+	uint64_t last_up_epoch;         /* the last epoch it was UP in, set when it
+					 * leaves UP (0: it never left UP) */
+};
+
+/* A member filling a group: it entered the group's set when another node
+ * went OUT, so it holds nothing of the group yet. It is not the group's
+ * primary or sync source, and the group is not clean, until it has copied
+ * the group (replication/rep.h, "Resync") and said so (filled_epoch). */
+struct kura_map_fill {
+	uint32_t pg;
+	char node[KURA_MAP_NAME_MAX];
+	uint64_t epoch; /* the map epoch it began in */
 };
 
 struct kura_map {
@@ -68,6 +80,8 @@ struct kura_map {
 	uint64_t out_after_ms;
 	unsigned nnodes;
 	struct kura_map_node *nodes; /* sorted by name; malloc'd */
+	unsigned nfills;
+	struct kura_map_fill *fills; /* sorted by (pg, node), unique; malloc'd */
 	/* Not in the JSON: set by the leader before kura_map_update(). A node
 	 * seen for the first time joins UP until this time (unix ms; the
 	 * cluster is forming and holds no data yet) and RECOVERING after it (it
@@ -82,6 +96,10 @@ struct kura_live_node {
 	char addr[KURA_MAP_ADDR_MAX];
 	char domain[KURA_MAP_NAME_MAX];
 	uint64_t started_ms; /* when its process started (unix ms) */
+	uint64_t synced_ms;  /* a RECOVERING node that has every write it missed
+			      * puts its since_ms here (0: not synced) */
+	uint64_t filled_epoch; /* it has filled every group it was filling in
+				* the map of this epoch (0: none) */
 };
 
 /* A new map: epoch 1, no nodes. -EINVAL for a cluster_id that is not UUID
@@ -97,7 +115,10 @@ int kura_map_copy(struct kura_map *dst, const struct kura_map *src);
 /* JSON text (malloc'd, NUL-terminated; NULL on ENOMEM) and back:
  *   {"cluster_id":"<uuid>","epoch":7,"replicas":3,"pgs":256,
  *    "out_after_ms":600000,"nodes":[{"name":"n1","addr":"10.99.0.1:7400",
- *    "domain":"rack1","state":"up","since_ms":1796300000000}]}
+ *    "domain":"rack1","state":"up","since_ms":1796300000000}],
+ *    "fills":[{"pg":12,"node":"n1","epoch":6}]}
+ * ("fills" may be absent: none; each names a node of the map, a group
+ * below pgs, an epoch from 1 to the map's, sorted by (pg, node), unique).
  * Parsing validates every field (types, ranges, names' charset, sorted
  * unique names, addresses, states; at most KURA_MAP_MAX_NODES nodes) and
  * gives -EINVAL with a one-line reason naming the field in err (such as
@@ -110,6 +131,9 @@ int kura_map_copy(struct kura_map *dst, const struct kura_map *src);
 char *kura_map_to_json(const struct kura_map *m);
 int kura_map_from_json(const char *text, size_t len, struct kura_map *out, char *err,
 		       size_t errlen);
+
+/* Whether node is filling group pg. */
+int kura_map_filling(const struct kura_map *m, uint32_t pg, const char *node);
 
 /* Index of the node called name, or -1. */
 int kura_map_find(const struct kura_map *m, const char *name);
@@ -127,18 +151,34 @@ uint32_t kura_map_pg(const struct kura_map *m, uint64_t layer, uint64_t ext);
  * per node. */
 unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA_MAP_MAX_REPLICAS]);
 
-/* The group's primary: the first UP node of its set, or -1 when none is UP. */
+/* The group's primary: the first UP node of its set that is not filling
+ * it, or -1 when there is none. */
 int kura_map_primary(const struct kura_map *m, uint32_t pg);
+
+/* The group's sync source: the node a member that is behind copies the
+ * group from (replication/rep.h, "Resync"). The primary when there is one;
+ * else (the whole set restarted, say) of the members not filling the
+ * group, the first RECOVERING one that was UP as late as any of them (the
+ * highest last_up_epoch): no write can have been acknowledged without it;
+ * -1 while such a member is DOWN (the group waits for it, or for it to go
+ * OUT). When every member is filling (OUT took every copy: the group's
+ * data is lost), the first member UP or RECOVERING. */
+int kura_map_sync_source(const struct kura_map *m, uint32_t pg);
 
 /* The leader's step: from the nodes registered now (live, any order), the
  * next map. A live node unknown to the map joins UP (RECOVERING from
  * join_up_until_ms on); a known one keeps its state, or becomes RECOVERING
  * when it was DOWN or OUT or started again (another started_ms), with
- * address and domain updated; an UP or RECOVERING node that is not live
+ * address and domain updated; a RECOVERING node whose synced_ms equals its
+ * since_ms becomes UP; an UP or RECOVERING node that is not live
  * becomes DOWN at now_ms; a DOWN node gone for out_after_ms or
  * more becomes OUT (a now_ms before its since_ms, from a leader whose
- * clock is behind, counts as no time gone). since_ms is set to now_ms on
- * every change of state and only then. Nodes stay sorted by name; a node
+ * clock is behind, counts as no time gone). When a node goes OUT, every
+ * node that enters a group's set in its place is filling that group (a
+ * fill, with the new epoch) until it reports filled_epoch at or after the
+ * fill's epoch (the rebuild); a fill ends too when its node leaves the
+ * set. A node leaving UP records the epoch it leaves (last_up_epoch).
+ * since_ms is set to now_ms on every change of state and only then. Nodes stay sorted by name; a node
  * is never removed (an OUT node keeps its entry). Returns 1 and bumps the
  * epoch by one when anything changed (a state, an address or a domain), 0
  * when nothing did, -errno (-ENOSPC past KURA_MAP_MAX_NODES, -ENOMEM,
@@ -149,12 +189,14 @@ int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_
 		    uint64_t now_ms);
 
 /* A RECOVERING node has every write it missed: it becomes UP (epoch + 1).
+ * (kura_map_update() does this from the node's synced_ms.)
  * 1 when it changed, 0 when the node is not RECOVERING, -ENOENT unknown. */
 int kura_map_mark_up(struct kura_map *m, const char *name, uint64_t now_ms);
 
-/* Counts of groups by health: every replica UP (clean), some replica not
- * UP or missing (degraded), no replica UP (down; a group with no replica
- * at all is down). Places every group, hashing each name once. */
+/* Counts of groups by health: every replica UP and none filling (clean),
+ * some replica not UP, filling or missing (degraded), no replica UP and
+ * holding the group (down; a group with no replica at all is down).
+ * Places every group, hashing each name once. */
 struct kura_map_health {
 	unsigned clean, degraded, down;
 };

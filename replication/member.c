@@ -160,7 +160,7 @@ static int load_cluster(struct kura_member *m)
 	return err ? err : 1;
 }
 
-static char *reg_json(struct kura_member *m)
+static char *reg_json(struct kura_member *m, uint64_t synced_ms, uint64_t filled_epoch)
 {
 	struct kura_jw w;
 	const char *t;
@@ -174,6 +174,8 @@ static char *reg_json(struct kura_member *m)
 	kura_jw_u64(&w, "capacity", atomic_load(&m->capacity));
 	kura_jw_u64(&w, "used", atomic_load(&m->used));
 	kura_jw_u64(&w, "started_ms", m->started_ms);
+	kura_jw_u64(&w, "synced_ms", synced_ms);
+	kura_jw_u64(&w, "filled_epoch", filled_epoch);
 	kura_jw_end(&w);
 	if ((t = kura_jw_finish(&w, NULL)))
 		s = strdup(t);
@@ -201,14 +203,24 @@ static int do_register(struct kura_member *m)
 		m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
 	}
 	snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
-	if (!(val = reg_json(m)))
+	if (!(val = reg_json(m, 0, 0)))
 		return -ENOMEM;
 	cmp = (struct kura_etcd_cmp){ .key = key, .mod_rev = 0 };
 	op = (struct kura_etcd_op){ .key = key, .val = val, .len = strlen(val), .lease = m->lease };
 	err = kura_etcd_txn(m->etcd, &cmp, 1, &op, 1, &ok, NULL);
 	free(val);
+	if (err || !ok) {
+		/* nothing renews a lease until the node is registered: a new one
+		 * for the next attempt (this one would lapse meanwhile) */
+		if (!err)
+			kura_etcd_lease_revoke(m->etcd, m->lease);
+		m->lease = 0;
+		atomic_store(&m->renewed_ms, 0);
+	}
 	if (err)
 		return err;
+	m->reg_synced_ms = 0;
+	m->reg_filled_epoch = 0;
 	if (!ok) {
 		if (!m->waiting_logged)
 			kura_log(WARN, "cluster: node name %s is still registered (another blockd, or "
@@ -268,13 +280,19 @@ static void renew(struct kura_member *m)
 		kura_log(INFO, "cluster: etcd answers again");
 	atomic_store(&m->renewed_ms, sent);
 	m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
-	if (sent >= m->next_reg_put_ms) {
-		/* refresh capacity and use in the registration (same lease) */
-		char key[128], *val = reg_json(m);
+	if (sent >= m->next_reg_put_ms || atomic_load(&m->synced_ms) != m->reg_synced_ms ||
+	    atomic_load(&m->filled_epoch) != m->reg_filled_epoch) {
+		/* refresh capacity and use in the registration (same lease), or
+		 * tell the leader this node is in sync */
+		uint64_t synced = atomic_load(&m->synced_ms), filled = atomic_load(&m->filled_epoch);
+		char key[128], *val = reg_json(m, synced, filled);
 
 		snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
-		if (val && !kura_etcd_put(m->etcd, key, val, strlen(val), m->lease))
+		if (val && !kura_etcd_put(m->etcd, key, val, strlen(val), m->lease)) {
 			m->next_reg_put_ms = sent + 10000;
+			m->reg_synced_ms = synced;
+			m->reg_filled_epoch = filled;
+		}
 		free(val);
 	}
 }
@@ -580,6 +598,7 @@ static int setup(struct kura_member *m, const struct kura_member_opts *o, char *
 	m->out_after_ms = o->out_after_ms ? o->out_after_ms : KURA_MEMBER_OUT_AFTER_MS;
 	m->usage = o->usage;
 	m->on_map = o->on_map;
+	m->status = o->status;
 	m->arg = o->arg;
 	m->started_ms = member_wall_ms();
 	atomic_store(&m->view_wanted_ms, member_mono_ms());
@@ -677,6 +696,16 @@ void kura_member_stop(struct kura_member *m)
 const struct kura_map *kura_member_map(const struct kura_member *m)
 {
 	return m->have_map ? &m->map : NULL;
+}
+
+void kura_member_set_synced(struct kura_member *m, uint64_t since_ms)
+{
+	atomic_store(&m->synced_ms, since_ms);
+}
+
+void kura_member_set_filled(struct kura_member *m, uint64_t epoch)
+{
+	atomic_store(&m->filled_epoch, epoch);
 }
 
 int kura_member_may_ack(const struct kura_member *m)

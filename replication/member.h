@@ -4,7 +4,8 @@
  * etcd keys (all under KURA_KEY_PREFIX):
  *   cluster      {"id","replicas","pgs","out_after_ms","created_ms"}: written
  *                once, by `vdisk cluster init` (kura_member_ctl, cluster_init)
- *   nodes/NAME   {"name","addr","domain","capacity","used","started_ms"}:
+ *   nodes/NAME   {"name","addr","domain","capacity","used","started_ms",
+ *                "synced_ms","filled_epoch"}:
  *                the node's registration, held by its lease, so it vanishes
  *                when the node stops renewing it
  *   map          the cluster map (replication/map.h), written only by the
@@ -67,6 +68,9 @@ struct kura_member_opts {
 	void (*usage)(void *arg, uint64_t *capacity, uint64_t *used);
 	/* a newer map: runs on the loop thread; map stays valid until the next call */
 	void (*on_map)(void *arg, const struct kura_map *map);
+	/* adds this node's replication figures to `vdisk cluster status` (an
+	 * object's members, on the loop thread); may be NULL */
+	void (*status)(void *arg, struct kura_jw *w);
 	void *arg;
 };
 
@@ -86,6 +90,16 @@ void kura_member_stop(struct kura_member *m);
 const struct kura_map *kura_member_map(const struct kura_member *m);
 /* See "Fencing" above. */
 int kura_member_may_ack(const struct kura_member *m);
+
+/* This RECOVERING node has every write it missed (replication/rep.h,
+ * "Resync"): since_ms is its state's since_ms in the map it synced
+ * under; it goes into the registration (synced_ms), and the leader marks
+ * the node UP (kura_map_update). 0 withdraws it. */
+void kura_member_set_synced(struct kura_member *m, uint64_t since_ms);
+/* This node has filled every group it was filling in the map of this
+ * epoch (map.h, fills): it goes into the registration (filled_epoch) and
+ * the leader ends those fills. */
+void kura_member_set_filled(struct kura_member *m, uint64_t epoch);
 
 /* Control requests whose op starts with "cluster_" (docs/control.md):
  * cluster_init {replicas, pgs, out_after_ms}, cluster_status. */

@@ -66,6 +66,8 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 	kura_json_get_u64(j, "used", &out->used);
 	kura_json_get_u64(j, "started_ms", &out->started_ms);
 	out->n.started_ms = out->started_ms;
+	kura_json_get_u64(j, "synced_ms", &out->n.synced_ms);
+	kura_json_get_u64(j, "filled_epoch", &out->n.filled_epoch);
 	kura_json_free(j);
 	return err;
 }
@@ -217,6 +219,8 @@ void member_status_json(struct kura_member *m, struct kura_jw *w)
 	kura_jw_str(w, "addr", m->addr);
 	kura_jw_str(w, "domain", m->domain);
 	kura_jw_bool(w, "may_ack", kura_member_may_ack(m));
+	if (m->status)
+		m->status(m->arg, w);
 	kura_jw_end(w);
 	if (!map)
 		return;

@@ -66,6 +66,7 @@ struct kura_member {
 	uint64_t out_after_ms;
 	void (*usage)(void *arg, uint64_t *capacity, uint64_t *used);
 	void (*on_map)(void *arg, const struct kura_map *map);
+	void (*status)(void *arg, struct kura_jw *w);
 	void *arg;
 
 	/* loop thread */
@@ -81,6 +82,8 @@ struct kura_member {
 	atomic_uint_least64_t posted, delivered; /* messages to the loop */
 	atomic_int stop;
 	atomic_int map_stale; /* the lease was lost: no acks until the map is read again */
+	atomic_uint_least64_t synced_ms; /* kura_member_set_synced */
+	atomic_uint_least64_t filled_epoch; /* kura_member_set_filled */
 	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */
 	atomic_uint_least64_t view_wanted_ms;  /* mono ms status last asked for a fresh view */
 	pthread_mutex_t mu; /* guards reqs */
@@ -101,6 +104,8 @@ struct kura_member {
 	size_t view_n; /* registrations in the last view posted */
 	char view_leader[KURA_MAP_NAME_MAX]; /* the leader named in it */
 	uint64_t next_renew_ms, next_reg_put_ms, started_ms;
+	uint64_t reg_synced_ms; /* synced_ms in the registration etcd holds */
+	uint64_t reg_filled_epoch; /* ... and filled_epoch */
 	struct kura_map amap; /* the newest map the agent has seen */
 	int64_t amap_rev;
 	int have_amap;

@@ -1,8 +1,7 @@
 /* Replicated block I/O (replication/rep.h): routing to a group's primary,
  * the primary's fan-out to the replicas, resending after a link breaks,
  * waiting (never failing) while replicas or the primary are away. */
-#include "replication/rep.h"
-#include "replication/link.h"
+#include "replication/rep_int.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -11,98 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RETRY_NS 100000000ull  /* a write or read waiting for a primary tries again */
-#define VER_BUCKETS 4096u
-
-/* A peer node and the link to it. */
-struct peer {
-	char name[KURA_MAP_NAME_MAX];
-	char addr[KURA_MAP_ADDR_MAX];
-	struct kura_link *link;
-	struct kura_rep *r;
-	int up_in_map;          /* UP in the newest map */
-	int was_up;             /* ... in the one before (kura_rep_map) */
-	struct rtarget *resend; /* replica writes to send again when the link is up, by seq */
-	struct kura_timer drain; /* sends them again when they were parked on an up link */
-	int drain_armed;
-	struct peer *next;
-};
-
-/* The versions handed out for an extent whose writes are in flight. */
-struct vent {
-	uint64_t layer, ext, last;
-	unsigned inflight;
-	int sticky; /* kept: a local write failed after replicas took its version */
-	struct vent *next;
-};
-
-struct rwrite;
-
-/* One replica's copy of a write. */
-struct rtarget {
-	struct kura_link_req lr;
-	struct rwrite *w;
-	struct peer *p;
-	struct rtarget *next; /* in its peer's resend list */
-};
-
-/* A write at the primary. */
-struct rwrite {
-	struct kura_rep *r;
-	uint64_t layer, ext, version, seq, epoch;
-	unsigned blk, nblk;
-	enum kura_io_class cls;
-	void *buf;
-	unsigned waiting;   /* replicas (and the local write) not done yet */
-	int err;            /* the local write's */
-	kura_blk_cb cb;
-	void *arg;
-	struct kura_timer fence_wait;
-	unsigned ntargets;
-	struct rtarget t[KURA_MAP_MAX_REPLICAS];
-};
-
-/* A write or read that goes to another node's primary, tried again until
- * it is answered. */
-struct remote {
-	struct kura_link_req lr;
-	struct kura_rep *r;
-	int write;
-	uint64_t layer, ext;
-	unsigned blk, nblk;
-	enum kura_io_class cls;
-	void *buf;       /* write: a copy of the data; read: the caller's */
-	kura_blk_cb cb;
-	void *arg;
-	struct kura_timer retry;
-};
-
-/* A group's replica set under the current map, computed on first use:
- * placement hashes every node (9 us a group at 1,000 nodes), too much for
- * every I/O. */
-struct pgset {
-	uint8_t known, n;
-	int16_t primary; /* index of the first UP node, -1 none */
-	uint16_t self;   /* this node is the primary */
-	unsigned idx[KURA_MAP_MAX_REPLICAS];
-};
-
-struct kura_rep {
-	struct kura_loop *loop;
-	struct kura_blk_store *store;
-	struct kura_member *member;
-	char name[KURA_MAP_NAME_MAX];
-	const struct kura_map *map; /* the member's, valid until the next kura_rep_map */
-	struct pgset *sets;         /* map->pgs entries, for this map (NULL: no memory) */
-	struct pgset uncached;      /* used while sets is NULL */
-	struct peer *peers;
-	struct vent *vers[VER_BUCKETS];
-	uint64_t seq;
-	unsigned outstanding; /* writes and remote requests not finished */
-	unsigned closing;     /* old links whose close is deferred */
-	int destroying;
-};
 
 /* ---- peers and links ---- */
 
@@ -151,6 +58,11 @@ static struct peer *peer_link(struct kura_rep *r, const struct kura_map_node *n,
 static struct peer *peer_get(struct kura_rep *r, const struct kura_map_node *n)
 {
 	return peer_link(r, n, 0);
+}
+
+struct peer *rep_peer(struct kura_rep *r, const struct kura_map_node *n)
+{
+	return peer_get(r, n);
 }
 
 static struct peer *peer_find(struct kura_rep *r, const char *name)
@@ -220,7 +132,7 @@ static struct peer *peer_link(struct kura_rep *r, const struct kura_map_node *n,
 
 /* ---- versions ---- */
 
-static struct vent **vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext)
+struct vent **rep_vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext)
 {
 	struct vent **pp = &r->vers[kura_hash64(layer * 0x9e3779b97f4a7c15ull ^ ext) % VER_BUCKETS];
 
@@ -231,21 +143,42 @@ static struct vent **vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext)
 
 /* The next version of an extent: above everything it has and everything
  * handed out, and above every version of earlier epochs. */
+struct vent *rep_vent_get(struct kura_rep *r, uint64_t layer, uint64_t ext)
+{
+	struct vent **pp = rep_vent_slot(r, layer, ext), *v = *pp;
+	struct kura_blk_extent_info info;
+
+	if (v)
+		return v;
+	if (!(v = calloc(1, sizeof(*v))))
+		return NULL;
+	v->layer = layer;
+	v->ext = ext;
+	if (!kura_blk_extent_info(r->store, layer, ext, &info))
+		v->last = info.version;
+	*pp = v;
+	return v;
+}
+
+void rep_vent_put(struct kura_rep *r, struct vent *v)
+{
+	struct vent **pp;
+
+	if (v->inflight || v->sticky || v->locker || v->held)
+		return;
+	/* the store's own version now covers it */
+	pp = rep_vent_slot(r, v->layer, v->ext);
+	*pp = v->next;
+	free(v);
+}
+
 static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64_t *out)
 {
-	struct vent **pp = vent_slot(r, layer, ext), *v = *pp;
-	struct kura_blk_extent_info info;
+	struct vent *v = rep_vent_get(r, layer, ext);
 	uint64_t v0 = r->map->epoch << 32;
 
-	if (!v) {
-		if (!(v = calloc(1, sizeof(*v))))
-			return -ENOMEM;
-		v->layer = layer;
-		v->ext = ext;
-		if (!kura_blk_extent_info(r->store, layer, ext, &info))
-			v->last = info.version;
-		*pp = v;
-	}
+	if (!v)
+		return -ENOMEM;
 	v->last = KURA_MAX(v->last + 1, v0 + 1);
 	v->inflight++;
 	*out = v->last;
@@ -254,15 +187,18 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 
 static void version_done(struct kura_rep *r, uint64_t layer, uint64_t ext, int failed)
 {
-	struct vent **pp = vent_slot(r, layer, ext), *v = *pp;
+	struct vent *v = *rep_vent_slot(r, layer, ext);
 
-	if (v && failed)
+	if (!v)
+		return;
+	if (failed)
 		v->sticky = 1; /* replicas may hold a version this store does not */
-	if (v && !--v->inflight && !v->sticky) {
-		/* the store's own version now covers it */
-		*pp = v->next;
-		free(v);
-	}
+	if (--v->inflight)
+		return;
+	if (v->locker)
+		sync_vent_idle(r, v); /* a resync waits to lock it */
+	else
+		rep_vent_put(r, v);
 }
 
 /* ---- the primary's write ---- */
@@ -446,18 +382,48 @@ static void target_done(struct kura_link_req *lr)
 	write_maybe_done(w);
 }
 
+/* A write to an extent a resync is locking waits (sync.c releases it). */
+static int hold(struct kura_rep *r, struct vent *v, uint64_t layer, uint64_t ext, unsigned blk,
+		unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	struct held *h = calloc(1, sizeof(*h));
+
+	if (!h || !(h->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) {
+		free(h);
+		return -ENOMEM;
+	}
+	memcpy(h->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
+	h->layer = layer;
+	h->ext = ext;
+	h->blk = blk;
+	h->nblk = nblk;
+	h->cls = cls;
+	h->cb = cb;
+	h->arg = arg;
+	if (!v->held)
+		v->held_tail = &v->held;
+	*v->held_tail = h;
+	v->held_tail = &h->next;
+	r->outstanding++;
+	return 0;
+}
+
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, const void *buf, enum kura_io_class cls,
 			   kura_blk_cb cb, void *arg)
 {
 	const struct pgset *g;
 	struct rwrite *w;
+	struct vent *v;
+	uint32_t pg;
 	int self, err;
 
 	if ((err = can_start(r, ext, blk, nblk)))
 		return err;
 	if (primary_of(r, layer, ext, &self) < 0 || !self)
 		return -EREMOTE;
+	if ((v = *rep_vent_slot(r, layer, ext)) && v->locker)
+		return hold(r, v, layer, ext, blk, nblk, buf, cls, cb, arg);
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if (!(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)) ||
@@ -479,13 +445,22 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 	w->epoch = r->map->epoch;
 	r->outstanding++;
 	g = set_of(r, layer, ext);
+	pg = kura_map_pg(r->map, layer, ext);
 	w->waiting = 1;
 	for (unsigned i = 0; i < g->n; i++) {
 		const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
 		struct rtarget *t = &w->t[w->ntargets];
+		struct stream *st;
 
-		if (!strcmp(n->name, r->name) || n->state != KURA_NODE_UP)
+		if (!strcmp(n->name, r->name))
 			continue;
+		if (rep_behind(r->map, pg, n)) {
+			if (!(st = sync_stream(r, pg, n->name)))
+				continue;
+			sync_dirty(st, layer, ext); /* it is catching up: it gets this too */
+		} else if (n->state != KURA_NODE_UP) {
+			continue;
+		}
 		t->w = w;
 		if (!(t->p = peer_get(r, n)))
 			continue; /* out of memory: the group is degraded for this write */
@@ -668,7 +643,7 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 		p->was_up = p->up_in_map, p->up_in_map = 0;
 	for (unsigned i = 0; i < map->nnodes; i++) {
 		const struct kura_map_node *n = &map->nodes[i];
-		int up = n->state == KURA_NODE_UP;
+		int up = n->state == KURA_NODE_UP || n->state == KURA_NODE_RECOVERING;
 		struct peer *p = peer_find(r, n->name);
 
 		if (!strcmp(n->name, r->name) || n->state == KURA_NODE_OUT)
@@ -692,6 +667,7 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 			t = next;
 		}
 	}
+	sync_map(r);
 }
 
 int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out)
@@ -713,6 +689,7 @@ void kura_rep_shutdown(struct kura_rep *r)
 	if (!r || r->destroying)
 		return;
 	r->destroying = 1;
+	sync_shutdown(r);
 	for (struct peer *p = r->peers, *next; p; p = next) {
 		struct rtarget *t = p->resend;
 

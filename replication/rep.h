@@ -26,10 +26,27 @@
  *
  * Reads go to the group's primary (this node's own store when it is).
  *
- * Not yet: resync of a node that comes back (it holds what it had, not
- * what it missed; it is UP again at once), rebuild after OUT, and peering
- * of a new primary with the other replicas over writes that were in flight
- * when the old one died.
+ * Resync (sync.c): a node that is RECOVERING (back after DOWN or OUT,
+ * restarted, or taking an OUT node's place) is nobody's primary and gets no
+ * copies until it has caught up. For every group whose set holds it, it
+ * asks the group's sync source (kura_map_sync_source: the primary, or with
+ * no member UP the member that was UP last) with SYNC requests
+ * (blockd/proto.h) listing the extents it holds there and their versions.
+ * From the first request on, the source sends it the group's new writes as
+ * to any replica (the stream). Then for each extent of either side the
+ * source waits for the extent's writes in flight, holds new ones, and
+ * compares: equal versions and no write since the stream began: nothing
+ * moves; otherwise the member's copy is freed and the source's present
+ * blocks are sent at the source's version (rebuild class); an extent the
+ * source lacks is freed at the member. Only extents that differ move,
+ * whole. When every group is copied from its current source, the node
+ * reports it (kura_member_set_synced) and the leader marks it UP; a group
+ * whose source changes meanwhile is copied again from the new one.
+ *
+ * Not yet: peering of a new primary with the other replicas over writes
+ * that were in flight when the old one died (a replica may keep a write
+ * that was never acknowledged); freeing what a node holds of groups it has
+ * left.
  *
  * Thread rule: the store's loop thread, callbacks included (never from
  * inside the submitting call). Errors: -EINVAL (range), -ENOMEM,
@@ -40,7 +57,9 @@
 
 #include <stdint.h>
 
+#include "blockd/proto.h"
 #include "blockd/store.h"
+#include "common/json.h"
 #include "replication/member.h"
 
 struct kura_rep;
@@ -75,5 +94,19 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 /* Reads from the group's primary. */
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+
+/* A SYNC request from node peer (blockd/proto.h: data of len bytes, framing
+ * checked): 0 and cb(arg, status) later, with *out filled when status is
+ * 0; or -EINVAL (a field breaks the rules), -EREMOTE (this node is not
+ * the group's source or peer not a member, in this node's map),
+ * -EHOSTDOWN (no map yet), -ESHUTDOWN, -ENOMEM. */
+int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t len,
+		  struct kura_proto_sync_result *out, kura_blk_cb cb, void *arg);
+
+/* This node's resync figures, for `vdisk cluster status`: objects
+ * "resync" (its own catching up: state none|running|done, groups,
+ * groups_done, extents_compared, extents_copied, bytes_copied,
+ * extents_freed, ms) and "resync_served" (what it copied to others). */
+void kura_rep_status(struct kura_rep *r, struct kura_jw *w);
 
 #endif

@@ -92,6 +92,40 @@ status_of() { vdn "$1" cluster status --json 2>&1 | tr -d ' \n'; }
 state_in() {
 	status_of "$1" | sed -n "s/.*{\"name\":\"$2\",\"addr\":\"[^\"]*\",\"domain\":\"[^\"]*\",\"state\":\"\([a-z]*\)\".*/\1/p"
 }
+# resyncs I: how many times node I has caught up (resync) so far
+resyncs() { grep -c "resync: node n$1 has every group" "$WORK/n$1.log"; }
+# back_up J I: node I is UP in node J's map and has caught up once more
+# than when RESYNCS_BEFORE_I was taken (back_up_mark I)
+back_up_mark() { eval "RESYNCS_BEFORE_$1=\$(resyncs $1)"; }
+back_up() {
+	[ "$(state_in "$1" "n$2")" = up ] || return 1
+	eval "[ \"\$(resyncs $2)\" -gt \"\${RESYNCS_BEFORE_$2:-0}\" ]"
+}
+# resync_fig I FIELD: a figure of node I's last resync (status "resync")
+resync_fig() { status_of "$1" | sed -n "s/.*\"resync\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
+# served_fig I FIELD: what node I copied to others (status "resync_served")
+served_fig() { status_of "$1" | sed -n "s/.*\"resync_served\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
+
+# The aim: I/O resumes within 5 s. Sanitizer builds run several times
+# slower and raise the bound (KURA_STALL_LIMIT_MS, .ci/run).
+LIMIT=${KURA_STALL_LIMIT_MS:-5000}
+# load_while TAG LAYER SECONDS ACTION...: writes through n1 for SECONDS,
+# ACTION 3 s in; every write must succeed and read back, none wait LIMIT
+# (or WAIT_LIMIT ms when set)
+load_while() {
+	tag=$1 layer=$2 secs=$3 lim=${WAIT_LIMIT:-$LIMIT}
+	shift 3
+	"$BUILD/kura-repcheck" load "$WORK/n1/store.sock" "$layer" 8 "$secs" "$WORK/$tag" \
+		>"$WORK/$tag.out" 2>&1 &
+	LP=$!
+	sleep 3
+	"$@"
+	wait $LP || fail "writes during $tag: $(cat "$WORK/$tag.out")"
+	cat "$WORK/$tag.out"
+	max=$(sed -n 's/.*max_ms \([0-9]*\).*/\1/p' "$WORK/$tag")
+	[ -n "$max" ] && [ "$max" -lt "$lim" ] || fail "a write waited ${max} ms (over $lim ms) during $tag"
+}
+
 # diag: what each node and etcd hold, for a failure's log
 diag() {
 	for i in $(seq 1 "$NHOSTS"); do

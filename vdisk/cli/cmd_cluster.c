@@ -123,6 +123,31 @@ static const char *own_state(const struct kura_json *nodes, const char *name)
 	return "";
 }
 
+/* This node's catching up (resync) and what it copied to others. */
+static void print_resync(const struct kura_json *me)
+{
+	const struct kura_json *rs = cli_get(me, "resync", KURA_JSON_OBJ);
+	const struct kura_json *sv = cli_get(me, "resync_served", KURA_JSON_OBJ);
+	const char *st = cli_str(rs, "state");
+	char b[32];
+
+	if (rs && strcmp(st, "none"))
+		cli_kv("resync", "%s: %llu of %llu groups, %llu extents compared, %llu copied "
+		       "(%s), %llu freed, %.1f s", st,
+		       (unsigned long long)cli_u64(rs, "groups_done"),
+		       (unsigned long long)cli_u64(rs, "groups"),
+		       (unsigned long long)cli_u64(rs, "extents_compared"),
+		       (unsigned long long)cli_u64(rs, "extents_copied"),
+		       kura_fmt_size(cli_u64(rs, "bytes_copied"), b, sizeof(b)),
+		       (unsigned long long)cli_u64(rs, "extents_freed"),
+		       (double)cli_u64(rs, "ms") / 1000.0);
+	if (sv && cli_u64(sv, "extents_copied") + cli_u64(sv, "extents_freed"))
+		cli_kv("copied to others", "%llu extents (%s), %llu freed",
+		       (unsigned long long)cli_u64(sv, "extents_copied"),
+		       kura_fmt_size(cli_u64(sv, "bytes_copied"), b, sizeof(b)),
+		       (unsigned long long)cli_u64(sv, "extents_freed"));
+}
+
 static int print_status(const struct kura_json *ans)
 {
 	static const char *const hdr[] = { "NODE", "STATE", "FOR", "ADDRESS", "DOMAIN",
@@ -153,6 +178,7 @@ static int print_status(const struct kura_json *ans)
 	       : !strcmp(own_state(nodes, cli_str(me, "name")), "recovering")
 		       ? "recovering: may have missed writes, serves none until brought up to date"
 		       : "fenced: acknowledges no replicated write");
+	print_resync(me);
 	cli_kv("groups", "%llu: %llu clean, %llu degraded, %llu with no replica up",
 	       (unsigned long long)cli_u64(pgs, "total"), (unsigned long long)cli_u64(pgs, "clean"),
 	       (unsigned long long)cli_u64(pgs, "degraded"),

@@ -1,0 +1,212 @@
+/* Inside replication/rep: shared by rep.c (routing, the primary's writes)
+ * and sync.c (resync: a member that is behind copies its groups from their
+ * sync source). Loop thread only. */
+#ifndef KURA_REPLICATION_REP_INT_H
+#define KURA_REPLICATION_REP_INT_H
+
+#include "replication/link.h"
+#include "replication/rep.h"
+
+#define RETRY_NS 100000000ull  /* a write or read waiting for a primary tries again */
+#define VER_BUCKETS 4096u
+
+/* A peer node and the link to it. */
+struct peer {
+	char name[KURA_MAP_NAME_MAX];
+	char addr[KURA_MAP_ADDR_MAX];
+	struct kura_link *link;
+	struct kura_rep *r;
+	int up_in_map;          /* takes copies in the newest map: UP, or RECOVERING
+				 * (copies of the groups it is catching up on) */
+	int was_up;             /* ... in the one before (kura_rep_map) */
+	struct rtarget *resend; /* replica writes to send again when the link is up, by seq */
+	struct kura_timer drain; /* sends them again when they were parked on an up link */
+	int drain_armed;
+	struct peer *next;
+};
+
+struct xtask;
+struct held;
+
+/* The versions handed out for an extent whose writes are in flight; and
+ * the lock a resync takes on it (sync.c): writes arriving meanwhile wait. */
+struct vent {
+	uint64_t layer, ext, last;
+	unsigned inflight;
+	int sticky; /* kept: a local write failed after replicas took its version */
+	struct xtask *locker;     /* the resync task holding or waiting for the lock */
+	int locked;               /* held: new writes go to held */
+	struct held *held, **held_tail;
+	struct vent *next;
+};
+
+/* A write that arrived while its extent was locked. */
+struct held {
+	uint64_t layer, ext;
+	unsigned blk, nblk;
+	enum kura_io_class cls;
+	void *buf;
+	kura_blk_cb cb;
+	void *arg;
+	struct held *next;
+};
+
+#define DIRTY_BUCKETS 256u
+struct dext {
+	uint64_t layer, ext;
+	struct dext *next;
+};
+
+/* At a group's sync source: a member catching up on group pg gets the
+ * group's new writes from the moment it first asks (a stream), and the
+ * extents written since are remembered (dirty): what the member listed for
+ * them may predate a copy it got, so they are copied whole. */
+struct stream {
+	uint32_t pg;
+	char node[KURA_MAP_NAME_MAX];
+	uint32_t id;  /* unique in this process's life */
+	struct dext *dirty[DIRTY_BUCKETS];
+	struct stream *next;
+};
+#define STREAM_BUCKETS 256u
+
+/* At a member catching up: one group. */
+enum sg_state { SG_NA = 0, SG_PENDING, SG_RUNNING, SG_DONE };
+struct sgroup {
+	uint8_t state;
+	char source[KURA_MAP_NAME_MAX];  /* who it was copied from (SG_DONE) */
+	uint64_t source_started;         /* ... in that process's life */
+	uint64_t from_layer, from_ext;   /* where the next request starts */
+	uint32_t stream;                 /* the source's stream id (0: none yet) */
+};
+
+struct syncreq;
+
+/* A member's resync (sync.c): of every group whose set holds it while it
+ * is RECOVERING, else of the groups it is filling (map.h). */
+struct syncer {
+	int active;
+	uint64_t since;          /* the RECOVERING state's since_ms; 0: filling only */
+	struct sgroup *g;        /* map->pgs entries */
+	unsigned pgs, total, done, running;
+	uint64_t epoch;          /* of the map the groups were counted in */
+	uint64_t gen;            /* which recovery or rebuild this is */
+	uint64_t checked, copied, copied_bytes, freed;
+	uint64_t start_ns, end_ns;
+	struct ment *mine;       /* this store's extents, sorted by (pg, layer, ext) */
+	size_t nmine;
+	int mine_built;
+	struct kura_timer pump;
+	int pump_armed;
+	uint32_t next_stream;    /* at sources: the next stream's id */
+	/* at sources: what this node copied to others */
+	uint64_t served_copied, served_bytes, served_freed;
+};
+
+/* An extent of this store, by group, for SYNC requests. */
+struct ment {
+	uint32_t pg;
+	uint64_t layer, ext;
+};
+
+struct rwrite;
+
+/* One replica's copy of a write. */
+struct rtarget {
+	struct kura_link_req lr;
+	struct rwrite *w;
+	struct peer *p;
+	struct rtarget *next; /* in its peer's resend list */
+};
+
+/* A write at the primary. */
+struct rwrite {
+	struct kura_rep *r;
+	uint64_t layer, ext, version, seq, epoch;
+	unsigned blk, nblk;
+	enum kura_io_class cls;
+	void *buf;
+	unsigned waiting;   /* replicas (and the local write) not done yet */
+	int err;            /* the local write's */
+	kura_blk_cb cb;
+	void *arg;
+	struct kura_timer fence_wait;
+	unsigned ntargets;
+	struct rtarget t[KURA_MAP_MAX_REPLICAS];
+};
+
+/* A write or read that goes to another node's primary, tried again until
+ * it is answered. */
+struct remote {
+	struct kura_link_req lr;
+	struct kura_rep *r;
+	int write;
+	uint64_t layer, ext;
+	unsigned blk, nblk;
+	enum kura_io_class cls;
+	void *buf;       /* write: a copy of the data; read: the caller's */
+	kura_blk_cb cb;
+	void *arg;
+	struct kura_timer retry;
+};
+
+/* A group's replica set under the current map, computed on first use:
+ * placement hashes every node (9 us a group at 1,000 nodes), too much for
+ * every I/O. */
+struct pgset {
+	uint8_t known, n;
+	int16_t primary; /* index of the first UP node, -1 none */
+	uint16_t self;   /* this node is the primary */
+	unsigned idx[KURA_MAP_MAX_REPLICAS];
+};
+
+struct kura_rep {
+	struct kura_loop *loop;
+	struct kura_blk_store *store;
+	struct kura_member *member;
+	char name[KURA_MAP_NAME_MAX];
+	const struct kura_map *map; /* the member's, valid until the next kura_rep_map */
+	struct pgset *sets;         /* map->pgs entries, for this map (NULL: no memory) */
+	struct pgset uncached;      /* used while sets is NULL */
+	struct peer *peers;
+	struct vent *vers[VER_BUCKETS];
+	uint64_t seq;
+	struct stream *streams[STREAM_BUCKETS];
+	struct syncer sync;
+	unsigned outstanding; /* writes, remote requests and resync work not finished */
+	unsigned closing;     /* old links whose close is deferred */
+	int destroying;
+};
+
+/* Whether node n (of r's map) is behind on group pg: RECOVERING, or
+ * filling it. It gets the group's writes only through a stream. */
+static inline int rep_behind(const struct kura_map *m, uint32_t pg, const struct kura_map_node *n)
+{
+	return n->state == KURA_NODE_RECOVERING ||
+	       (m->nfills && n->state == KURA_NODE_UP && kura_map_filling(m, pg, n->name));
+}
+
+/* rep.c */
+struct peer *rep_peer(struct kura_rep *r, const struct kura_map_node *n);
+struct vent **rep_vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext);
+/* The vent of an extent, created when absent (NULL: no memory). */
+struct vent *rep_vent_get(struct kura_rep *r, uint64_t layer, uint64_t ext);
+/* Frees v when nothing holds it any more. */
+void rep_vent_put(struct kura_rep *r, struct vent *v);
+
+/* sync.c */
+/* The stream of group pg to node, or NULL. */
+struct stream *sync_stream(struct kura_rep *r, uint32_t pg, const char *node);
+/* A write of (layer, ext) in group pg goes out: remembered in its stream. */
+void sync_dirty(struct stream *st, uint64_t layer, uint64_t ext);
+/* v's in-flight writes are done: a task waiting to lock it goes on. */
+void sync_vent_idle(struct kura_rep *r, struct vent *v);
+/* A new map: streams that no longer apply end; this node's own resync
+ * starts, goes on or stops. */
+void sync_map(struct kura_rep *r);
+/* Stopping: every stream ends. */
+void sync_shutdown(struct kura_rep *r);
+/* Starts what this node's recovery can start now. */
+void sync_pump(struct kura_rep *r);
+
+#endif
