@@ -27,8 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SYNC_PARALLEL 4u        /* groups a member copies at once */
-#define SYNC_TASKS 4u           /* extents a source works on at once per request */
+#define SYNC_PARALLEL 8u        /* groups a member copies at once */
+#define SYNC_TASKS 8u           /* extents a source works on at once per request */
 #define SYNC_BUDGET 16u         /* extents sent or freed per request */
 #define SYNC_RETRY_NS 200000000ull
 

@@ -14,6 +14,9 @@
  *   kura-repcheck bench SOCK LAYER QD SECONDS
  *       4 KiB writes to random blocks of 64 extents at queue depth QD for
  *       SECONDS; prints "iops N mean_us N p99_us N".
+ *   kura-repcheck touch SOCK LAYER FIRST N
+ *       writes one 4 KiB block (a random one) in each of extents FIRST ..
+ *       FIRST+N-1 of LAYER, one at a time: N extents and N * 4 KiB changed.
  *   kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...
  *       over a node link to each ADDR, checks that every extent is held by
  *       exactly R of them, at the same version, with the same data.
@@ -277,6 +280,33 @@ static int bench(char **argv)
 	return 0;
 }
 
+static int touch(char **argv)
+{
+	uint64_t layer = strtoull(argv[3], NULL, 0), first = strtoull(argv[4], NULL, 0);
+	uint64_t n = strtoull(argv[5], NULL, 0), seed = 0x7357;
+	uint8_t *buf = kura_aligned_alloc_raw(KURA_BLK_SIZE);
+	struct kura_client *c;
+
+	if (!buf || kura_client_connect(argv[2], &c))
+		die("touch: no socket at %s%llu", argv[2], 0);
+	for (uint64_t e = first; e < first + n; e++) {
+		struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_WRITE,
+					    .layer = layer, .ext = e, .nblk = 1,
+					    .data_len = KURA_BLK_SIZE };
+		struct kura_proto_resp resp;
+
+		seed = kura_hash64(seed);
+		q.blk = (uint16_t)(seed % KURA_EXT_BLOCKS);
+		memset(buf, (int)(seed >> 32), KURA_BLK_SIZE);
+		if (kura_client_send(c, &q, buf) || kura_client_recv(c, &resp, NULL, 0) ||
+		    resp.status)
+			die("touch: the write to extent %s%llu failed", "", (unsigned long long)e);
+	}
+	kura_client_close(c);
+	free(buf);
+	return 0;
+}
+
 static struct kura_client *link_to(const char *addr, const char *cluster)
 {
 	struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_HELLO,
@@ -354,10 +384,13 @@ int main(int argc, char **argv)
 		return load(argc, argv);
 	if (argc >= 7 && !strcmp(argv[1], "replicas"))
 		return replicas(argc, argv);
+	if (argc == 6 && !strcmp(argv[1], "touch"))
+		return touch(argv);
 	if (argc == 6 && !strcmp(argv[1], "bench"))
 		return bench(argv);
 	fprintf(stderr, "usage: kura-repcheck load SOCK LAYER NEXT SECONDS OUT\n"
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
+			"       kura-repcheck touch SOCK LAYER FIRST N\n"
 			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n");
 	return 2;
 }

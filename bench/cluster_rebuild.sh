@@ -1,0 +1,67 @@
+#!/bin/sh
+# Resync and rebuild on four network-namespace hosts (etcd on three), RF 3,
+# every node's disks files on the same host disk:
+# - resync: n3 is cut off while one 4 KiB block of each of N extents is
+#   written; back, it copies what changed: bytes moved against bytes
+#   changed (and against the data it holds);
+# - rebuild: n4 is killed and goes out; the nodes that take its places copy
+#   its groups: rebuild throughput against the host disk's sequential
+#   bandwidth (dd, 1 MiB O_DIRECT writes and reads of a file beside the
+#   nodes' disks).
+#   bench/cluster_rebuild.sh BUILD_DIR     (root; REBUILD_EXTENTS of data, 256)
+set -u
+BUILD=$(cd "${1:-build}" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export BUILD ROOT
+EXTS=${REBUILD_EXTENTS:-256}
+TOUCH=32
+. "$ROOT/tests/cluster/lib.sh"
+LAYER=0x7e57000021
+hosts 4
+for i in 1 2 3; do etcd_start $i; done
+etcd_up
+for i in 1 2 3 4; do node_start $i --disk "$WORK/n$i/data.img,size=1G"; done
+vdn 1 cluster init --replicas 3 --pgs 64 --out-after 3s >/dev/null || fail "cluster init"
+clean() { status_of 1 | grep -q '"clean":64'; }
+wait_for 20 "four nodes up" clean
+sleep 1
+# the data: every block of EXTS extents, three copies
+"$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $LAYER "$EXTS" $((EXTS / 24 + 4)) \
+	"$WORK/fill" >/dev/null || fail "filling the layer"
+
+# resync: N extents change while n3 is away
+back_up_mark 3
+link_down 3
+down3() { [ "$(state_in 1 n3)" = down ]; }
+wait_for 15 "n3 down" down3
+"$BUILD/kura-repcheck" touch "$WORK/n1/store.sock" $LAYER 0 $TOUCH || fail "writes while n3 was away"
+link_up 3
+wait_for 30 "n3 back up" back_up 1 3
+moved=$(resync_fig 3 bytes_copied) ext=$(resync_fig 3 extents_copied) ms=$(resync_fig 3 ms)
+held=$((EXTS * 3 / 4))
+echo "resync: one 4 KiB block of each of $TOUCH extents written while n3 was away (n3 holds about 3/4 of the $EXTS extents: ~$((TOUCH * 3 / 4)) of those)"
+echo "resync: moved $ext extents, $((moved / 1048576)) MiB in $ms ms: $((moved / (ext * 4096)))x the bytes changed in them (whole 1 MiB extents move), $((moved * 100 / (held * 1048576)))% of a full copy"
+
+# rebuild: n4 out
+before=0
+for i in 1 2 3; do before=$((before + $(served_fig $i bytes_copied))); done
+node_kill 4
+out4() { [ "$(state_in 1 n4)" = out ]; }
+wait_for 20 "n4 out" out4
+wait_for 120 "n4's groups rebuilt" clean
+after=0 ms=0
+for i in 1 2 3; do
+	after=$((after + $(served_fig $i bytes_copied)))
+	m=$(resync_fig $i ms)
+	[ "${m:-0}" -gt $ms ] && ms=$m
+done
+bytes=$((after - before))
+[ $ms -gt 0 ] || fail "no rebuild time"
+rb=$((bytes / 1048576 * 1000 / ms))
+dd if=/dev/zero of="$WORK/seq.img" bs=1M count=512 oflag=direct 2>"$WORK/dd.w" || fail "dd"
+dd if="$WORK/seq.img" of=/dev/null bs=1M iflag=direct 2>"$WORK/dd.r" || fail "dd"
+mbs() { sed -n 's/.* \([0-9.]*\) \([MG]\)B\/s$/\1 \2/p' "$1" | awk '{ print ($2 == "G") ? $1 * 1000 : $1 }'; }
+w=$(mbs "$WORK/dd.w") r=$(mbs "$WORK/dd.r")
+echo "rebuild: $((bytes / 1048576)) MiB copied in $ms ms: $rb MiB/s; host disk sequential write $w MB/s, read $r MB/s"
+awk -v rb="$rb" -v w="$w" 'BEGIN { printf "rebuild: %.2f of the sequential write bandwidth (each byte is read once and written twice: journal, then in place, all on one disk)\n", rb * 1.048576 / w }'
+exit 0
