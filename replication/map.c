@@ -866,12 +866,15 @@ static int node_live(struct kura_map_node *nd, const struct kura_live_node *l, u
 {
 	int changed = set_str(nd->addr, l->addr);
 	int restarted = nd->started_ms && l->started_ms != nd->started_ms;
+	int had_domain = nd->domain[0] != '\0'; /* not a node joining now */
 
-	changed |= set_str(nd->domain, l->domain);
 	if (nd->state == KURA_NODE_DOWN || nd->state == KURA_NODE_OUT || restarted)
 		changed |= set_state(nd, KURA_NODE_RECOVERING, now_ms, epoch);
-	else if (nd->state == KURA_NODE_RECOVERING && l->synced_ms && l->synced_ms == nd->since_ms)
+	else if (nd->state == KURA_NODE_RECOVERING && l->synced_ms && l->synced_ms == nd->since_ms &&
+		 l->synced_epoch == epoch)
 		changed |= set_state(nd, KURA_NODE_UP, now_ms, epoch);
+	if (set_str(nd->domain, l->domain))
+		changed |= had_domain ? 2 : 1; /* placement moves: nodes entering sets fill them */
 	if (nd->started_ms != l->started_ms) {
 		nd->started_ms = l->started_ms;
 		changed = 1;
@@ -949,6 +952,13 @@ static size_t merge(const struct kura_map *m, const struct kura_live_node *const
 	return n;
 }
 
+static int fill_sort(const void *a, const void *b)
+{
+	const struct kura_map_fill *x = a, *y = b;
+
+	return fill_cmp(x->pg, x->node, y);
+}
+
 /* The fills of the next map (nodes next[0..n), epoch m->epoch + 1):
  * those of m whose node is still in the group's set and has not reported
  * them filled, and, when a node went OUT (gained), one for every node that
@@ -972,6 +982,8 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 	for (uint32_t pg = 0, i = 0; pg < m->pgs && (gained || i < m->nfills); pg++) {
 		if (!gained && m->fills[i].pg != pg)
 			continue; /* placed only where there is something to do */
+		unsigned gstart = k;
+
 		nb = kura_map_place(&after, pg, b);
 		/* the group's fills that go on */
 		for (; i < m->nfills && m->fills[i].pg == pg; i++) {
@@ -980,9 +992,12 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 
 			for (unsigned j = 0; j < nb; j++)
 				in |= !strcmp(next[b[j]].name, o->node);
+			/* a report counts only when made in the map at hand: one
+			 * made under an older map may predate a change of the
+			 * group's source */
 			for (size_t j = 0; j < nlive; j++)
 				if (!strcmp(live[j]->name, o->node))
-					done = live[j]->filled_epoch >= o->epoch;
+					done = live[j]->filled_epoch == m->epoch;
 			if (in && !done)
 				f[k++] = *o;
 			else
@@ -990,9 +1005,9 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 		}
 		if (!gained || pg >= m->pgs)
 			continue;
-		/* nodes entering the set in place of one gone OUT */
+		/* nodes entering the set (in place of one gone OUT, say) */
 		{
-			unsigned na = kura_map_place(m, pg, a), first = k;
+			unsigned na = kura_map_place(m, pg, a);
 
 			for (unsigned j = 0; j < nb; j++) {
 				const char *name = next[b[j]].name;
@@ -1000,10 +1015,8 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 
 				for (unsigned x = 0; x < na; x++)
 					was |= !strcmp(m->nodes[a[x]].name, name);
-				for (unsigned x = first; x < k; x++)
+				for (unsigned x = gstart; x < k; x++)
 					have |= !strcmp(f[x].node, name);
-				for (unsigned x = 0; x < first && !have; x++)
-					have = f[x].pg == pg && !strcmp(f[x].node, name);
 				if (was || have)
 					continue;
 				f[k].pg = pg;
@@ -1011,16 +1024,11 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 				f[k++].epoch = m->epoch + 1;
 				changed = 1;
 			}
-			/* keep (pg, node) order within the group */
-			for (unsigned x = first + 1; x < k; x++)
-				for (unsigned y = x; y > first && strcmp(f[y - 1].node, f[y].node) > 0;
-				     y--) {
-					struct kura_map_fill t = f[y];
-					f[y] = f[y - 1];
-					f[y - 1] = t;
-				}
 		}
 	}
+	/* fills kept and fills new of one group interleave by name */
+	if (k > 1)
+		qsort(f, k, sizeof(*f), fill_sort);
 	*out = f;
 	*nout = k;
 	return changed;

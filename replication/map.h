@@ -98,8 +98,11 @@ struct kura_live_node {
 	uint64_t started_ms; /* when its process started (unix ms) */
 	uint64_t synced_ms;  /* a RECOVERING node that has every write it missed
 			      * puts its since_ms here (0: not synced) */
+	uint64_t synced_epoch; /* ... in the map of this epoch: it counts only
+				* in that map (0: none) */
 	uint64_t filled_epoch; /* it has filled every group it was filling in
-				* the map of this epoch (0: none) */
+				* the map of this epoch, which counts only in
+				* that map (0: none) */
 };
 
 /* A new map: epoch 1, no nodes. -EINVAL for a cluster_id that is not UUID
@@ -170,14 +173,14 @@ int kura_map_sync_source(const struct kura_map *m, uint32_t pg);
  * join_up_until_ms on); a known one keeps its state, or becomes RECOVERING
  * when it was DOWN or OUT or started again (another started_ms), with
  * address and domain updated; a RECOVERING node whose synced_ms equals its
- * since_ms becomes UP; an UP or RECOVERING node that is not live
+ * since_ms and whose synced_epoch is the map's epoch becomes UP; an UP or RECOVERING node that is not live
  * becomes DOWN at now_ms; a DOWN node gone for out_after_ms or
  * more becomes OUT (a now_ms before its since_ms, from a leader whose
  * clock is behind, counts as no time gone). When a node goes OUT, every
  * node that enters a group's set in its place is filling that group (a
- * fill, with the new epoch) until it reports filled_epoch at or after the
- * fill's epoch (the rebuild); a fill ends too when its node leaves the
- * set. A node leaving UP records the epoch it leaves (last_up_epoch).
+ * fill, with the new epoch) until it reports filled_epoch equal to the
+ * map's epoch (the rebuild); a fill ends too when its node leaves the
+ * set. The same holds when a node's fault domain changes (placement moves). A node leaving UP records the epoch it leaves (last_up_epoch).
  * since_ms is set to now_ms on every change of state and only then. Nodes stay sorted by name; a node
  * is never removed (an OUT node keeps its entry). Returns 1 and bumps the
  * epoch by one when anything changed (a state, an address or a domain), 0

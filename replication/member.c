@@ -160,7 +160,8 @@ static int load_cluster(struct kura_member *m)
 	return err ? err : 1;
 }
 
-static char *reg_json(struct kura_member *m, uint64_t synced_ms, uint64_t filled_epoch)
+static char *reg_json(struct kura_member *m, uint64_t synced_ms, uint64_t synced_epoch,
+		      uint64_t filled_epoch)
 {
 	struct kura_jw w;
 	const char *t;
@@ -175,6 +176,7 @@ static char *reg_json(struct kura_member *m, uint64_t synced_ms, uint64_t filled
 	kura_jw_u64(&w, "used", atomic_load(&m->used));
 	kura_jw_u64(&w, "started_ms", m->started_ms);
 	kura_jw_u64(&w, "synced_ms", synced_ms);
+	kura_jw_u64(&w, "synced_epoch", synced_epoch);
 	kura_jw_u64(&w, "filled_epoch", filled_epoch);
 	kura_jw_end(&w);
 	if ((t = kura_jw_finish(&w, NULL)))
@@ -203,7 +205,7 @@ static int do_register(struct kura_member *m)
 		m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
 	}
 	snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
-	if (!(val = reg_json(m, 0, 0)))
+	if (!(val = reg_json(m, 0, 0, 0)))
 		return -ENOMEM;
 	cmp = (struct kura_etcd_cmp){ .key = key, .mod_rev = 0 };
 	op = (struct kura_etcd_op){ .key = key, .val = val, .len = strlen(val), .lease = m->lease };
@@ -219,7 +221,7 @@ static int do_register(struct kura_member *m)
 	}
 	if (err)
 		return err;
-	m->reg_synced_ms = 0;
+	m->reg_synced_ms = m->reg_synced_epoch = 0;
 	m->reg_filled_epoch = 0;
 	if (!ok) {
 		if (!m->waiting_logged)
@@ -281,16 +283,19 @@ static void renew(struct kura_member *m)
 	atomic_store(&m->renewed_ms, sent);
 	m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
 	if (sent >= m->next_reg_put_ms || atomic_load(&m->synced_ms) != m->reg_synced_ms ||
+	    atomic_load(&m->synced_epoch) != m->reg_synced_epoch ||
 	    atomic_load(&m->filled_epoch) != m->reg_filled_epoch) {
 		/* refresh capacity and use in the registration (same lease), or
 		 * tell the leader this node is in sync */
-		uint64_t synced = atomic_load(&m->synced_ms), filled = atomic_load(&m->filled_epoch);
-		char key[128], *val = reg_json(m, synced, filled);
+		uint64_t synced = atomic_load(&m->synced_ms), sepoch = atomic_load(&m->synced_epoch);
+		uint64_t filled = atomic_load(&m->filled_epoch);
+		char key[128], *val = reg_json(m, synced, sepoch, filled);
 
 		snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
 		if (val && !kura_etcd_put(m->etcd, key, val, strlen(val), m->lease)) {
 			m->next_reg_put_ms = sent + 10000;
 			m->reg_synced_ms = synced;
+			m->reg_synced_epoch = sepoch;
 			m->reg_filled_epoch = filled;
 		}
 		free(val);
@@ -698,8 +703,9 @@ const struct kura_map *kura_member_map(const struct kura_member *m)
 	return m->have_map ? &m->map : NULL;
 }
 
-void kura_member_set_synced(struct kura_member *m, uint64_t since_ms)
+void kura_member_set_synced(struct kura_member *m, uint64_t since_ms, uint64_t epoch)
 {
+	atomic_store(&m->synced_epoch, epoch);
 	atomic_store(&m->synced_ms, since_ms);
 }
 

@@ -5,7 +5,7 @@
  *   cluster      {"id","replicas","pgs","out_after_ms","created_ms"}: written
  *                once, by `vdisk cluster init` (kura_member_ctl, cluster_init)
  *   nodes/NAME   {"name","addr","domain","capacity","used","started_ms",
- *                "synced_ms","filled_epoch"}:
+ *                "synced_ms","synced_epoch","filled_epoch"}:
  *                the node's registration, held by its lease, so it vanishes
  *                when the node stops renewing it
  *   map          the cluster map (replication/map.h), written only by the
@@ -92,10 +92,11 @@ const struct kura_map *kura_member_map(const struct kura_member *m);
 int kura_member_may_ack(const struct kura_member *m);
 
 /* This RECOVERING node has every write it missed (replication/rep.h,
- * "Resync"): since_ms is its state's since_ms in the map it synced
- * under; it goes into the registration (synced_ms), and the leader marks
- * the node UP (kura_map_update). 0 withdraws it. */
-void kura_member_set_synced(struct kura_member *m, uint64_t since_ms);
+ * "Resync") in the map of this epoch: since_ms is its state's since_ms
+ * there; both go into the registration (synced_ms, synced_epoch), and the
+ * leader marks the node UP (kura_map_update) if its map is still that
+ * one. since_ms 0 withdraws it. */
+void kura_member_set_synced(struct kura_member *m, uint64_t since_ms, uint64_t epoch);
 /* This node has filled every group it was filling in the map of this
  * epoch (map.h, fills): it goes into the registration (filled_epoch) and
  * the leader ends those fills. */

@@ -67,6 +67,7 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 	kura_json_get_u64(j, "started_ms", &out->started_ms);
 	out->n.started_ms = out->started_ms;
 	kura_json_get_u64(j, "synced_ms", &out->n.synced_ms);
+	kura_json_get_u64(j, "synced_epoch", &out->n.synced_epoch);
 	kura_json_get_u64(j, "filled_epoch", &out->n.filled_epoch);
 	kura_json_free(j);
 	return err;

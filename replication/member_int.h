@@ -82,7 +82,7 @@ struct kura_member {
 	atomic_uint_least64_t posted, delivered; /* messages to the loop */
 	atomic_int stop;
 	atomic_int map_stale; /* the lease was lost: no acks until the map is read again */
-	atomic_uint_least64_t synced_ms; /* kura_member_set_synced */
+	atomic_uint_least64_t synced_ms, synced_epoch; /* kura_member_set_synced */
 	atomic_uint_least64_t filled_epoch; /* kura_member_set_filled */
 	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */
 	atomic_uint_least64_t view_wanted_ms;  /* mono ms status last asked for a fresh view */
@@ -104,7 +104,7 @@ struct kura_member {
 	size_t view_n; /* registrations in the last view posted */
 	char view_leader[KURA_MAP_NAME_MAX]; /* the leader named in it */
 	uint64_t next_renew_ms, next_reg_put_ms, started_ms;
-	uint64_t reg_synced_ms; /* synced_ms in the registration etcd holds */
+	uint64_t reg_synced_ms, reg_synced_epoch; /* in the registration etcd holds */
 	uint64_t reg_filled_epoch; /* ... and filled_epoch */
 	struct kura_map amap; /* the newest map the agent has seen */
 	int64_t amap_rev;

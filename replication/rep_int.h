@@ -78,6 +78,7 @@ struct sgroup {
 	uint64_t source_started;         /* ... in that process's life */
 	uint64_t from_layer, from_ext;   /* where the next request starts */
 	uint32_t stream;                 /* the source's stream id (0: none yet) */
+	uint8_t confirmed, confirming;   /* its stream checked in this map */
 };
 
 struct syncreq;
@@ -88,7 +89,8 @@ struct syncer {
 	int active;
 	uint64_t since;          /* the RECOVERING state's since_ms; 0: filling only */
 	struct sgroup *g;        /* map->pgs entries */
-	unsigned pgs, total, done, running;
+	unsigned pgs, total, done, running, confirmed;
+	uint64_t reported_epoch; /* the map the last report was made in */
 	uint64_t epoch;          /* of the map the groups were counted in */
 	uint64_t gen;            /* which recovery or rebuild this is */
 	uint64_t checked, copied, copied_bytes, freed;

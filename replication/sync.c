@@ -31,6 +31,7 @@
 #define SYNC_TASKS 8u           /* extents a source works on at once per request */
 #define SYNC_BUDGET 16u         /* extents sent or freed per request */
 #define SYNC_RETRY_NS 200000000ull
+#define SYNC_JOB_NS 1000000000ull  /* a request starts no extent after this long */
 
 /* ---- keys ---- */
 
@@ -136,7 +137,7 @@ struct xtask {
 	void *buf;
 	struct kura_link_req *reqs;
 	unsigned nreq, pending;
-	int err, freeing;
+	int err, freeing, started;
 };
 
 struct sjob {
@@ -148,7 +149,8 @@ struct sjob {
 	size_t n, ni;
 	struct kura_proto_sync_ent *mine; /* the source's (version unused) */
 	size_t nm, mi;
-	unsigned active, started;
+	unsigned active, started, begun;
+	uint64_t deadline_ns;
 	int err, stopped;
 	uint64_t next_layer, next_ext;
 	struct kura_proto_sync_result *out;
@@ -221,7 +223,11 @@ static void unlock(struct kura_rep *r, struct vent *v)
 		}
 		return;
 	}
+	/* the writes released may fail and finish their versions at once:
+	 * v stays until they are all on their way */
+	v->inflight++;
 	release_held(r, v);
+	v->inflight--;
 	rep_vent_put(r, v);
 }
 
@@ -230,6 +236,14 @@ static void task_end(struct xtask *t)
 	struct sjob *j = t->j;
 	struct kura_rep *r = j->r;
 
+	if (t->err && t->started) {
+		/* a copy that may have landed in part: whatever the member lists
+		 * for it next time, it is sent again */
+		struct stream *st = sync_stream(r, j->pg, j->node);
+
+		if (st)
+			sync_dirty(st, t->layer, t->ext);
+	}
 	if (t->v)
 		unlock(r, t->v);
 	if (t->err && !j->err)
@@ -287,13 +301,20 @@ static void task_send(struct xtask *t)
 	struct sjob *j = t->j;
 	struct kura_rep *r = j->r;
 	int i = kura_map_find(r->map, j->node);
-	struct peer *p = i >= 0 ? rep_peer(r, &r->map->nodes[i]) : NULL;
+	struct peer *p = i >= 0 && !r->destroying ? rep_peer(r, &r->map->nodes[i]) : NULL;
 	unsigned runs = 0, n = 0;
 
 	for (unsigned b = 0; t->buf && b < KURA_EXT_BLOCKS; b++)
 		runs += bit(&t->present, b) && (!b || !bit(&t->present, b - 1));
+	if (!member_ok(r, j->pg, j->node, 1)) {
+		/* the map moved on while the extent was read: another source may
+		 * be copying it now; this copy must not land after that one */
+		t->err = -EREMOTE;
+		task_end(t);
+		return;
+	}
 	if (!p || !p->link || !kura_link_up(p->link)) {
-		t->err = -ENOTCONN;
+		t->err = r->destroying ? -ESHUTDOWN : -ENOTCONN;
 		task_end(t);
 		return;
 	}
@@ -322,16 +343,25 @@ static void task_send(struct xtask *t)
 			e++;
 		q = &t->reqs[n++];
 		q->req.op = KURA_OP_WRITE;
-		q->req.flags = KURA_PROTO_F_REPLICA;
 		q->req.cls = KURA_IO_REBUILD;
 		q->req.layer = t->layer;
 		q->req.ext = t->ext;
 		q->req.blk = (uint16_t)b;
 		q->req.nblk = (uint16_t)(e - b);
-		q->req.version = t->version;
 		q->data = (uint8_t *)t->buf + (size_t)b * KURA_BLK_SIZE;
 		b = e;
 	}
+	/* the runs land as plain writes, the last one carries the version
+	 * (flagged, so the member applies it only when newer than what it
+	 * has: the extent is freed first, so it is): until every run is in,
+	 * the member's copy does not show the source's version, and a copy
+	 * cut short is compared as different and sent again */
+	for (unsigned k = n; k-- > 0;)
+		if (t->reqs[k].req.op == KURA_OP_WRITE) {
+			t->reqs[k].req.flags = t->version ? KURA_PROTO_F_REPLICA : 0;
+			t->reqs[k].req.version = t->version;
+			break;
+		}
 	t->nreq = n;
 	t->pending = 1; /* until every request is in */
 	for (unsigned k = 0; k < n; k++) {
@@ -392,6 +422,7 @@ static void task_decide(struct xtask *t)
 		return;
 	}
 	j->started++;
+	t->started = 1;
 	t->freeing = t->listed || dirty;
 	if (!have) {
 		task_send(t);
@@ -483,7 +514,9 @@ static void job_pump(struct sjob *j)
 			break;
 		c = !a ? 1 : !b ? -1 : key_cmp(a->layer, a->ext, b->layer, b->ext);
 		k = c <= 0 ? a : b;
-		if (j->started + j->active >= SYNC_BUDGET) {
+		if (j->started + j->active >= SYNC_BUDGET ||
+		    (j->begun && kura_now_ns() >= j->deadline_ns)) {
+			/* answer well within the link's timeout: the rest next time */
 			j->stopped = 1;
 			j->next_layer = k->layer;
 			j->next_ext = k->ext;
@@ -501,6 +534,7 @@ static void job_pump(struct sjob *j)
 		j->ni += c <= 0;
 		j->mi += c >= 0;
 		j->active++;
+		j->begun++;
 		task_start(t);
 	}
 	if (!j->active)
@@ -551,6 +585,59 @@ static int list_group(struct kura_rep *r, uint32_t pg, const struct kura_proto_s
 	}
 	*out = v;
 	*nout = n;
+	return 0;
+}
+
+static int ent_cmp(const void *a, const void *b)
+{
+	const struct kura_proto_sync_ent *x = a, *y = b;
+
+	return key_cmp(x->layer, x->ext, y->layer, y->ext);
+}
+
+/* Extents of the group with writes in flight or waiting (a vent): a first
+ * write to an extent may still wait for journal room, absent from the
+ * index, with no copy for the member, whose stream began after it; so
+ * each is walked too and, when the member is behind, sent whole. */
+static int add_inflight(struct kura_rep *r, const struct kura_proto_sync *h, const char *node,
+			struct kura_proto_sync_ent **mine, size_t *n)
+{
+	struct stream *st = sync_stream(r, h->pg, node);
+	size_t k = *n, cap = *n;
+	struct kura_proto_sync_ent *v = *mine;
+
+	for (unsigned b = 0; b < VER_BUCKETS; b++)
+		for (struct vent *e = r->vers[b]; e; e = e->next) {
+			if (kura_map_pg(r->map, e->layer, e->ext) != h->pg ||
+			    key_cmp(e->layer, e->ext, h->from_layer, h->from_ext) < 0 ||
+			    key_cmp(e->layer, e->ext, h->to_layer, h->to_ext) >= 0)
+				continue;
+			if (st)
+				sync_dirty(st, e->layer, e->ext);
+			if (k == cap) {
+				void *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
+				if (!nv) {
+					*mine = v;
+					return -ENOMEM;
+				}
+				v = nv;
+			}
+			v[k].layer = e->layer;
+			v[k].ext = e->ext;
+			v[k++].version = 0;
+		}
+	if (k > *n) {
+		/* sorted, each once */
+		size_t w = 0;
+
+		qsort(v, k, sizeof(*v), ent_cmp);
+		for (size_t i = 0; i < k; i++)
+			if (!w || ent_cmp(&v[w - 1], &v[i]))
+				v[w++] = v[i];
+		k = w;
+	}
+	*mine = v;
+	*n = k;
 	return 0;
 }
 
@@ -605,8 +692,11 @@ int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t
 	}
 	if (!err)
 		err = list_group(r, h.pg, &h, &j->mine, &j->nm);
+	if (!err)
+		err = add_inflight(r, &h, peer, &j->mine, &j->nm);
 	if (err) {
 		free(j->ents);
+		free(j->mine);
 		free(j);
 		return err;
 	}
@@ -618,6 +708,7 @@ int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t
 	j->cb = cb;
 	j->arg = arg;
 	memset(out, 0, sizeof(*out));
+	j->deadline_ns = kura_now_ns() + SYNC_JOB_NS;
 	r->outstanding++;
 	/* the walk starts on a later turn: the answer never comes from inside
 	 * this call */
@@ -633,6 +724,7 @@ struct syncreq {
 	struct kura_rep *r;
 	uint32_t pg;
 	uint64_t gen; /* the recovery or rebuild it belongs to */
+	int confirm;  /* an empty range: is the group's stream still the one? */
 	struct kura_proto_sync_result res;
 	uint8_t *data;
 };
@@ -698,21 +790,26 @@ static void report_if_done(struct kura_rep *r)
 {
 	struct syncer *sy = &r->sync;
 
-	if (!sy->active || sy->done < sy->total || sy->end_ns)
+	if (!sy->active || sy->done < sy->total || sy->confirmed < sy->total ||
+	    sy->reported_epoch == sy->epoch)
 		return;
-	sy->end_ns = kura_now_ns();
-	kura_log(INFO, "resync: node %s has every group it %s (%u): %llu extents compared, "
-		 "%llu copied (%.1f MiB), %llu freed, in %.1f s", r->name,
-		 sy->since ? "holds" : "was filling", sy->total,
-		 (unsigned long long)sy->checked, (unsigned long long)sy->copied,
-		 (double)sy->copied_bytes / 1048576.0, (unsigned long long)sy->freed,
-		 (double)(sy->end_ns - sy->start_ns) / 1e9);
+	if (!sy->end_ns) {
+		sy->end_ns = kura_now_ns();
+		kura_log(INFO, "resync: node %s has every group it %s (%u): %llu extents compared, "
+			 "%llu copied (%.1f MiB), %llu freed, in %.1f s", r->name,
+			 sy->since ? "holds" : "was filling", sy->total,
+			 (unsigned long long)sy->checked, (unsigned long long)sy->copied,
+			 (double)sy->copied_bytes / 1048576.0, (unsigned long long)sy->freed,
+			 (double)(sy->end_ns - sy->start_ns) / 1e9);
+	}
+	/* good for this map only: the leader takes it if its map is this one */
+	sy->reported_epoch = sy->epoch;
 	if (sy->since)
-		kura_member_set_synced(r->member, sy->since);
+		kura_member_set_synced(r->member, sy->since, sy->epoch);
 	kura_member_set_filled(r->member, sy->epoch);
 }
 
-static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p);
+static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confirm);
 
 static void syncreq_done(struct kura_link_req *lr)
 {
@@ -725,6 +822,27 @@ static void syncreq_done(struct kura_link_req *lr)
 
 	r->outstanding--;
 	sy->running--;
+	if (q->confirm) {
+		/* whether the stream the group was copied under still runs */
+		if (!r->destroying && g && g->state == SG_DONE && g->confirming) {
+			g->confirming = 0;
+			if (!st && q->res.stream == g->stream) {
+				g->confirmed = 1;
+				sy->confirmed++;
+			} else if (!st) {
+				/* it began again: writes may have missed this node */
+				sg_reset(g);
+				sy->done--;
+			}
+		}
+		free(q->data);
+		free(q);
+		if (st)
+			pump_later(r);
+		else
+			sync_pump(r);
+		return;
+	}
 	if (r->destroying || !g || g->state != SG_RUNNING) {
 		free(q->data);
 		free(q);
@@ -787,7 +905,7 @@ static void syncreq_done(struct kura_link_req *lr)
 }
 
 /* One SYNC request for group pg from its cursor. */
-static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p)
+static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confirm)
 {
 	struct syncer *sy = &r->sync;
 	struct sgroup *g = &sy->g[pg];
@@ -805,7 +923,8 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p)
 		else
 			hi = mid;
 	}
-	for (i = lo; i < sy->nmine && sy->mine[i].pg == pg && n < KURA_PROTO_SYNC_MAX; i++)
+	for (i = lo; !confirm && i < sy->nmine && sy->mine[i].pg == pg && n < KURA_PROTO_SYNC_MAX;
+	     i++)
 		n++;
 	if (!q || !(q->data = calloc(1, sizeof(*h) + n * sizeof(*e)))) {
 		free(q);
@@ -815,10 +934,10 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p)
 	h = (struct kura_proto_sync *)q->data;
 	e = (struct kura_proto_sync_ent *)(q->data + sizeof(*h));
 	h->pg = pg;
-	h->from_layer = g->from_layer;
-	h->from_ext = g->from_ext;
-	h->to_layer = h->to_ext = UINT64_MAX;
-	if (i < sy->nmine && sy->mine[i].pg == pg) {
+	h->from_layer = confirm ? 0 : g->from_layer;
+	h->from_ext = confirm ? 0 : g->from_ext;
+	h->to_layer = h->to_ext = confirm ? 0 : UINT64_MAX; /* confirm: an empty range */
+	if (!confirm && i < sy->nmine && sy->mine[i].pg == pg) {
 		/* more than one request holds: this one ends where the next starts */
 		h->to_layer = sy->mine[i].layer;
 		h->to_ext = sy->mine[i].ext;
@@ -835,6 +954,7 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p)
 	q->r = r;
 	q->pg = pg;
 	q->gen = sy->gen;
+	q->confirm = confirm;
 	q->lr.req.op = KURA_OP_SYNC;
 	q->lr.req.cls = KURA_IO_REBUILD;
 	q->lr.req.data_len = (uint32_t)(sizeof(*h) + h->n * sizeof(*e));
@@ -849,7 +969,10 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p)
 		pump_later(r);
 		return;
 	}
-	g->state = SG_RUNNING;
+	if (confirm)
+		g->confirming = 1;
+	else
+		g->state = SG_RUNNING;
 	sy->running++;
 	r->outstanding++;
 }
@@ -900,7 +1023,32 @@ void sync_pump(struct kura_rep *r)
 			snprintf(g->source, sizeof(g->source), "%s", sn->name);
 			g->source_started = sn->started_ms;
 		}
-		sync_send(r, pg, p);
+		sync_send(r, pg, p, 0);
+	}
+	/* every group copied: before saying so, check each was copied under
+	 * a stream that still runs (one that began again, or a source that
+	 * changed in maps this node never saw, means writes may have missed
+	 * it) */
+	for (uint32_t pg = 0; sy->done == sy->total && pg < sy->pgs && sy->running < SYNC_PARALLEL;
+	     pg++) {
+		struct sgroup *g = &sy->g[pg];
+		int src;
+		struct peer *p;
+
+		if (g->state != SG_DONE || g->confirmed || g->confirming)
+			continue;
+		src = kura_map_sync_source(r->map, pg);
+		if (src >= 0 && !strcmp(r->map->nodes[src].name, r->name)) {
+			g->confirmed = 1;
+			sy->confirmed++;
+			continue;
+		}
+		p = src >= 0 ? rep_peer(r, &r->map->nodes[src]) : NULL;
+		if (!p || !p->link || !kura_link_up(p->link)) {
+			waiting = 1;
+			continue;
+		}
+		sync_send(r, pg, p, 1);
 	}
 	if (waiting)
 		pump_later(r);
@@ -972,8 +1120,9 @@ static void syncer_map(struct kura_rep *r)
 		sy->checked = sy->copied = sy->copied_bytes = sy->freed = 0;
 		sy->start_ns = kura_now_ns();
 		sy->end_ns = 0;
+		sy->reported_epoch = 0;
 		if (rec)
-			kura_member_set_synced(r->member, 0);
+			kura_member_set_synced(r->member, 0, 0);
 		kura_log(INFO, "resync: node %s is %s", r->name,
 			 rec ? "recovering: copying what it missed"
 			     : "filling groups it took over from a node gone out: copying them");
@@ -1004,14 +1153,14 @@ static void syncer_map(struct kura_rep *r)
 			sg_reset(g); /* copied from a node that is not its source now */
 		sy->done += g->state == SG_DONE;
 	}
-	if (sy->end_ns && sy->done < sy->total) {
+	if (sy->end_ns && sy->done < sy->total)
 		sy->end_ns = 0; /* not every group is copied any more */
-		if (rec)
-			kura_member_set_synced(r->member, 0);
-	}
+	/* a report holds for one map: in this one, every group's stream is
+	 * checked again first */
 	sy->epoch = m->epoch;
-	if (sy->end_ns)
-		kura_member_set_filled(r->member, m->epoch); /* still all done in this map */
+	sy->confirmed = 0;
+	for (uint32_t pg = 0; pg < sy->pgs; pg++)
+		sy->g[pg].confirmed = 0;
 	sync_pump(r);
 }
 

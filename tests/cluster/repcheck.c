@@ -14,9 +14,10 @@
  *   kura-repcheck bench SOCK LAYER QD SECONDS
  *       4 KiB writes to random blocks of 64 extents at queue depth QD for
  *       SECONDS; prints "iops N mean_us N p99_us N".
- *   kura-repcheck touch SOCK LAYER FIRST N
- *       writes one 4 KiB block (a random one) in each of extents FIRST ..
- *       FIRST+N-1 of LAYER, one at a time: N extents and N * 4 KiB changed.
+ *   kura-repcheck touch SOCK LAYER FIRST N [SEED]
+ *       writes one 4 KiB block (a random one, by SEED) in each of extents
+ *       FIRST .. FIRST+N-1 of LAYER, one at a time: N extents and N * 4 KiB
+ *       changed.
  *   kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...
  *       over a node link to each ADDR, checks that every extent is held by
  *       exactly R of them, at the same version, with the same data.
@@ -283,7 +284,7 @@ static int bench(char **argv)
 static int touch(char **argv)
 {
 	uint64_t layer = strtoull(argv[3], NULL, 0), first = strtoull(argv[4], NULL, 0);
-	uint64_t n = strtoull(argv[5], NULL, 0), seed = 0x7357;
+	uint64_t n = strtoull(argv[5], NULL, 0), seed = argv[6] ? strtoull(argv[6], NULL, 0) : 0x7357;
 	uint8_t *buf = kura_aligned_alloc_raw(KURA_BLK_SIZE);
 	struct kura_client *c;
 
@@ -384,13 +385,13 @@ int main(int argc, char **argv)
 		return load(argc, argv);
 	if (argc >= 7 && !strcmp(argv[1], "replicas"))
 		return replicas(argc, argv);
-	if (argc == 6 && !strcmp(argv[1], "touch"))
+	if ((argc == 6 || argc == 7) && !strcmp(argv[1], "touch"))
 		return touch(argv);
 	if (argc == 6 && !strcmp(argv[1], "bench"))
 		return bench(argv);
 	fprintf(stderr, "usage: kura-repcheck load SOCK LAYER NEXT SECONDS OUT\n"
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
-			"       kura-repcheck touch SOCK LAYER FIRST N\n"
+			"       kura-repcheck touch SOCK LAYER FIRST N [SEED]\n"
 			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n");
 	return 2;
 }

@@ -1306,6 +1306,10 @@ TEST(test_map_update_synced_recovering_node_becomes_up)
 	CHECK_EQ(kura_map_update(&m, l, 2, 4000), 0);
 	CHECK_EQ(m.nodes[1].state, KURA_NODE_RECOVERING);
 	l[1].synced_ms = since;
+	l[1].synced_epoch = m.epoch - 1; /* made under an older map: the sources may have moved */
+	CHECK_EQ(kura_map_update(&m, l, 2, 4500), 0);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_RECOVERING);
+	l[1].synced_epoch = m.epoch;
 	CHECK_EQ(kura_map_update(&m, l, 2, 5000), 1);
 	CHECK_EQ(m.nodes[1].state, KURA_NODE_UP);
 	CHECK_EQ(m.nodes[1].since_ms, 5000);
@@ -1404,8 +1408,8 @@ TEST(test_map_update_out_makes_the_nodes_that_take_its_place_fill)
 	CHECK(!memcmp(back.fills, m.fills, m.nfills * sizeof(*m.fills)));
 	free(text);
 	kura_map_free(&back);
-	/* a report from before the fills began ends none; one at their epoch
-	 * ends that node's */
+	/* a report made under an older map ends none; one under this map ends
+	 * that node's */
 	l[0].filled_epoch = m.epoch - 1;
 	CHECK_EQ(kura_map_update(&m, l, 3, 3100), 0);
 	CHECK_EQ(m.nfills, gained);
@@ -1416,6 +1420,7 @@ TEST(test_map_update_out_makes_the_nodes_that_take_its_place_fill)
 			mine += !strcmp(m.fills[i].node, m.nodes[0].name);
 		CHECK_EQ(kura_map_update(&m, l, 3, 3200), mine > 0);
 		CHECK_EQ(m.nfills, gained - mine);
+		l[0].filled_epoch = 0;
 	}
 	for (unsigned i = 0; i < m.nfills; i++)
 		CHECK(strcmp(m.fills[i].node, m.nodes[0].name));
@@ -1423,6 +1428,40 @@ TEST(test_map_update_out_makes_the_nodes_that_take_its_place_fill)
 	CHECK_EQ(kura_map_update(&m, l, 4, 4000), 1);
 	CHECK_EQ(m.nodes[3].state, KURA_NODE_RECOVERING);
 	CHECK_EQ(m.nfills, 0);
+	kura_map_free(&before);
+	kura_map_free(&m);
+}
+
+TEST(test_map_update_domain_change_makes_the_nodes_entering_sets_fill)
+{
+	struct kura_map m, before;
+	struct kura_live_node l[5];
+	unsigned a[KURA_MAP_MAX_REPLICAS], b[KURA_MAP_MAX_REPLICAS], entered = 0;
+
+	CHECK_EQ(kura_map_init(&m, CID, 3, 64, 1000), 0);
+	for (unsigned k = 0; k < 5; k++)
+		test_node(&l[k], k, 5);
+	CHECK_EQ(kura_map_update(&m, l, 5, 1000), 1);
+	CHECK_EQ(kura_map_copy(&before, &m), 0);
+	snprintf(l[4].domain, sizeof(l[4].domain), "%s", l[3].domain); /* n004 into n003's rack */
+	CHECK_EQ(kura_map_update(&m, l, 5, 2000), 1);
+	for (uint32_t pg = 0; pg < m.pgs; pg++) {
+		unsigned na = kura_map_place(&before, pg, a), nb = kura_map_place(&m, pg, b);
+		for (unsigned i = 0; i < nb; i++) {
+			int was = 0;
+			for (unsigned j = 0; j < na; j++)
+				was |= a[j] == b[i];
+			CHECK_EQ(kura_map_filling(&m, pg, m.nodes[b[i]].name), !was);
+			entered += !was;
+		}
+	}
+	CHECK(entered > 0);
+	CHECK_EQ(m.nfills, entered);
+	/* sorted, as the JSON rules want */
+	for (unsigned i = 1; i < m.nfills; i++)
+		CHECK(m.fills[i - 1].pg < m.fills[i].pg ||
+		      (m.fills[i - 1].pg == m.fills[i].pg &&
+		       strcmp(m.fills[i - 1].node, m.fills[i].node) < 0));
 	kura_map_free(&before);
 	kura_map_free(&m);
 }
