@@ -365,6 +365,16 @@ static int route_sync(void *arg, const char *peer, const void *data, size_t len,
 	return kura_rep_sync(arg, peer, data, len, out, cb, cbarg);
 }
 
+static int route_glist(void *arg, const struct kura_proto_req *q, uint8_t **out, size_t *len)
+{
+	return kura_rep_glist(arg, q, out, len);
+}
+
+static int route_peer_may_write(void *arg, const char *peer, const struct kura_proto_req *q)
+{
+	return kura_rep_peer_may_write(arg, peer, q);
+}
+
 static void node_status(void *arg, struct kura_jw *w)
 {
 	struct node *n = arg;
@@ -378,8 +388,12 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 	struct kura_member_opts mo = { 0 };
 	struct kura_server_peer peer = { node_hello, n };
 	struct kura_rep_opts ro = { 0 };
-	struct kura_server_route route = { route_read, route_write, route_write_primary,
-					   route_sync, NULL };
+	struct kura_server_route route = { .read = route_read,
+					   .write = route_write,
+					   .write_primary = route_write_primary,
+					   .sync = route_sync,
+					   .glist = route_glist,
+					   .peer_may_write = route_peer_may_write };
 	int err;
 
 	mo.loop = n->loop;

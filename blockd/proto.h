@@ -34,7 +34,8 @@ enum kura_proto_op {
 	KURA_OP_STATS = 9,
 	KURA_OP_HELLO = 10,
 	KURA_OP_SYNC = 11,
-	KURA_OP_MAX = 11
+	KURA_OP_GLIST = 12,
+	KURA_OP_MAX = 12
 };
 
 /* flags: on node links only, on WRITE only, one at a time. */
@@ -125,6 +126,13 @@ struct kura_proto_sync_result {
 				* over) */
 };
 _Static_assert(sizeof(struct kura_proto_sync_result) == 56, "sync result is 56 bytes");
+
+/* GLIST: on node links only, from a group's new primary to a member it
+ * peers with (replication/rep.h, "Peering"): "list what you hold of group
+ * arg_layer from (layer, ext) on". No data; the answer is a struct
+ * kura_proto_sync (pg, n, from, to: where the list stops, all ones when it
+ * holds all the rest) and n entries, at most KURA_PROTO_SYNC_MAX.
+ * -EINVAL: pg or ext out of range; -EHOSTDOWN: no map yet. */
 
 /* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
 int kura_proto_check(const struct kura_proto_req *r, const char **why);

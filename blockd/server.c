@@ -293,7 +293,8 @@ static int hello_check(const struct conn *c, const char **why)
 	if (!c->srv->tcp)
 		*why = hello ? "hello on the local socket"
 		       : c->hdr.flags ? "node link flags on the local socket"
-		       : c->hdr.op == KURA_OP_SYNC ? "sync on the local socket" : NULL;
+		       : c->hdr.op == KURA_OP_SYNC ? "sync on the local socket"
+		       : c->hdr.op == KURA_OP_GLIST ? "group list on the local socket" : NULL;
 	else if (c->greeted)
 		*why = hello ? "a second hello" : NULL;
 	else
@@ -384,6 +385,13 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		err = -EOPNOTSUPP; /* in a cluster, only reads and writes are replicated yet */
 		goto now;
 	}
+	if (rt->peer_may_write && c->srv->tcp &&
+	    ((q->op == KURA_OP_WRITE && q->flags != KURA_PROTO_F_PRIMARY) ||
+	     q->op == KURA_OP_FREE || q->op == KURA_OP_TRIM || q->op == KURA_OP_MOVE) &&
+	    (err = q->op == KURA_OP_TRIM || q->op == KURA_OP_MOVE
+			   ? -EOPNOTSUPP
+			   : rt->peer_may_write(rt->arg, c->peer, q)))
+		goto now; /* a node that may not change this node's copy of that group */
 	switch (q->op) {
 	case KURA_OP_READ:
 		if (!q->nblk || q->nblk > KURA_EXT_BLOCKS) {
@@ -466,6 +474,20 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		do_hello(c, r, payload);
 		free(payload);
 		return 0;
+	case KURA_OP_GLIST: {
+		size_t n = 0;
+
+		if (!rt->glist) {
+			err = -EREMOTE;
+			break;
+		}
+		err = rt->glist(rt->arg, q, &r->data, &n);
+		if (err)
+			goto now;
+		free(payload);
+		respond(r, 0, n);
+		return 0;
+	}
 	case KURA_OP_SYNC:
 		if (!rt->sync) {
 			err = -EREMOTE; /* not in a cluster */

@@ -456,6 +456,11 @@ static int answer_fits(const struct kura_link_req *r, const struct kura_proto_re
 		return h->data_len <= r->cap;
 	case KURA_OP_SYNC:
 		return h->data_len == sizeof(struct kura_proto_sync_result) && r->cap >= h->data_len;
+	case KURA_OP_GLIST:
+		return h->data_len >= sizeof(struct kura_proto_sync) && h->data_len <= r->cap &&
+		       (h->data_len - sizeof(struct kura_proto_sync)) %
+				       sizeof(struct kura_proto_sync_ent) ==
+			       0;
 	default:
 		return h->data_len == 0;
 	}

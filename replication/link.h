@@ -36,7 +36,8 @@
  * Memory: the request's data (WRITE, SYNC) must stay valid until its
  * callback. Answer data lands in the caller's buffer: READ answers carry
  * exactly nblk * 4096 bytes (cap must hold them), SYNC answers a struct
- * kura_proto_sync_result; INFO, LIST and STATS answers at
+ * kura_proto_sync_result, GLIST a struct kura_proto_sync and whole
+ * entries, at most cap bytes; INFO, LIST and STATS answers at
  * most cap bytes (a longer one is a protocol error: the link resets);
  * other answers and every error carry none. No allocation per request.
  */

@@ -250,7 +250,7 @@ static void write_finish(struct rwrite *w)
 
 static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
 			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
-			kura_blk_cb cb, void *arg);
+			kura_blk_cb cb, void *arg, uint64_t delay_ns);
 
 static void fence_check(struct kura_op *op, int res);
 
@@ -259,15 +259,19 @@ static void write_maybe_done(struct rwrite *w)
 {
 	if (w->waiting)
 		return;
-	if (!w->err && !w->r->destroying && w->epoch != w->r->map->epoch &&
-	    !kura_member_may_ack(w->r->member)) {
+	if ((!w->err && !w->r->destroying && w->epoch != w->r->map->epoch &&
+	     !kura_member_may_ack(w->r->member)) ||
+	    (w->redrive && !w->err && !w->r->destroying)) {
 		/* held while fenced, and the cluster moved on meanwhile: another
 		 * node may have ordered writes to this extent; write it again
 		 * through whoever is its primary now */
 		struct kura_rep *r = w->r;
 
+		/* or a replica refused it: its map makes another node the
+		 * group's primary; once this node's map says so too, the write
+		 * goes there (tried again every 100 ms until then) */
 		if (!remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls, w->cb,
-				  w->arg)) {
+				  w->arg, w->redrive ? RETRY_NS : 0)) {
 			version_done(r, w->layer, w->ext, 0);
 			r->outstanding--;
 			free(w->buf);
@@ -366,8 +370,14 @@ static void target_done(struct kura_link_req *lr)
 	struct rtarget *t = lr->arg;
 	struct rwrite *w = t->w;
 
+	if (lr->status == -EREMOTE && !w->r->destroying) {
+		w->redrive = 1; /* see write_maybe_done */
+		w->waiting--;
+		write_maybe_done(w);
+		return;
+	}
 	if (lr->status && !w->r->destroying && t->p->up_in_map) {
-		if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT)
+		if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT && lr->status != -EAGAIN)
 			kura_log(WARN, "replication: node %s failed a write of extent %llu/%llu: %s; "
 				 "sending it again", t->p->name, (unsigned long long)w->layer,
 				 (unsigned long long)w->ext, strerror(-lr->status));
@@ -382,9 +392,11 @@ static void target_done(struct kura_link_req *lr)
 	write_maybe_done(w);
 }
 
-/* A write to an extent a resync is locking waits (sync.c releases it). */
-static int hold(struct kura_rep *r, struct vent *v, uint64_t layer, uint64_t ext, unsigned blk,
-		unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+/* A write to an extent a resync is locking, or to a group being peered,
+ * waits on list (head, tail) until rep_release(). */
+static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uint64_t layer,
+		uint64_t ext, unsigned blk, unsigned nblk, const void *buf, enum kura_io_class cls,
+		kura_blk_cb cb, void *arg)
 {
 	struct held *h = calloc(1, sizeof(*h));
 
@@ -400,10 +412,10 @@ static int hold(struct kura_rep *r, struct vent *v, uint64_t layer, uint64_t ext
 	h->cls = cls;
 	h->cb = cb;
 	h->arg = arg;
-	if (!v->held)
-		v->held_tail = &v->held;
-	*v->held_tail = h;
-	v->held_tail = &h->next;
+	if (!*head)
+		*tail = head;
+	**tail = h;
+	*tail = &h->next;
 	r->outstanding++;
 	return 0;
 }
@@ -422,8 +434,14 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 		return err;
 	if (primary_of(r, layer, ext, &self) < 0 || !self)
 		return -EREMOTE;
+	pg = kura_map_pg(r->map, layer, ext);
+	if (r->peering && peering_holds(r, pg)) {
+		struct heldq *q = peering_queue(r, pg);
+
+		return hold(r, &q->head, &q->tail, layer, ext, blk, nblk, buf, cls, cb, arg);
+	}
 	if ((v = *rep_vent_slot(r, layer, ext)) && v->locker)
-		return hold(r, v, layer, ext, blk, nblk, buf, cls, cb, arg);
+		return hold(r, &v->held, &v->held_tail, layer, ext, blk, nblk, buf, cls, cb, arg);
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if (!(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)) ||
@@ -445,7 +463,6 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 	w->epoch = r->map->epoch;
 	r->outstanding++;
 	g = set_of(r, layer, ext);
-	pg = kura_map_pg(r->map, layer, ext);
 	w->waiting = 1;
 	for (unsigned i = 0; i < g->n; i++) {
 		const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
@@ -575,7 +592,7 @@ static void remote_send(struct remote *x)
 
 static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
 			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
-			kura_blk_cb cb, void *arg)
+			kura_blk_cb cb, void *arg, uint64_t delay_ns)
 {
 	struct remote *x;
 	int err;
@@ -605,7 +622,7 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 	r->outstanding++;
 	/* first try on a later turn: callbacks never run inside this call */
 	x->retry.op.fn = remote_retry;
-	kura_loop_timer(r->loop, &x->retry, 1);
+	kura_loop_timer(r->loop, &x->retry, delay_ns ? delay_ns : 1);
 	return 0;
 }
 
@@ -617,7 +634,7 @@ int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned bl
 
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
 		return kura_rep_write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg);
-	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg);
+	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg, 0);
 }
 
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
@@ -627,7 +644,7 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
 		return kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cb, arg);
-	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg);
+	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0);
 }
 
 /* ---- the map ---- */
@@ -668,6 +685,7 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 		}
 	}
 	sync_map(r);
+	peering_map(r);
 }
 
 int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out)
@@ -690,6 +708,7 @@ void kura_rep_shutdown(struct kura_rep *r)
 		return;
 	r->destroying = 1;
 	sync_shutdown(r);
+	peering_shutdown(r);
 	for (struct peer *p = r->peers, *next; p; p = next) {
 		struct rtarget *t = p->resend;
 

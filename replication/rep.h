@@ -103,6 +103,18 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t len,
 		  struct kura_proto_sync_result *out, kura_blk_cb cb, void *arg);
 
+/* GLIST (blockd/proto.h): what this node holds of a group, from a key on;
+ * *out is malloc'd. -EINVAL, -EHOSTDOWN, -ENOMEM. */
+int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q, uint8_t **out,
+		   size_t *len);
+
+/* Whether node peer may change this node's copy of the group of q's
+ * extent (a copy, a resync's FREE or write): only the group's primary or
+ * sync source in this node's map, or a node whose map is newer (a version
+ * of a later epoch). 0, -EREMOTE (the sender then sends the write through
+ * whoever is primary now), -EAGAIN (no map yet). */
+int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct kura_proto_req *q);
+
 /* This node's resync figures, for `vdisk cluster status`: objects
  * "resync" (its own catching up: state none|running|done, groups,
  * groups_done, extents_compared, extents_copied, bytes_copied,

@@ -133,6 +133,7 @@ struct rwrite {
 	kura_blk_cb cb;
 	void *arg;
 	struct kura_timer fence_wait;
+	int redrive;        /* a replica refused it (not the primary in its map) */
 	unsigned ntargets;
 	struct rtarget t[KURA_MAP_MAX_REPLICAS];
 };
@@ -175,6 +176,9 @@ struct kura_rep {
 	uint64_t seq;
 	struct stream *streams[STREAM_BUCKETS];
 	struct syncer sync;
+	struct peering *peering;     /* peering.c's */
+	struct kura_timer peering_retry;
+	int peering_retry_armed;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
 	unsigned closing;     /* old links whose close is deferred */
 	int destroying;
@@ -210,5 +214,28 @@ void sync_map(struct kura_rep *r);
 void sync_shutdown(struct kura_rep *r);
 /* Starts what this node's recovery can start now. */
 void sync_pump(struct kura_rep *r);
+/* The source's walk of group h->pg over [from, to) for member peer, as a
+ * SYNC request does (ents: what the member holds there, taken, freed
+ * here; *out filled when cb gets 0): 0, or -errno and cb will not run. */
+int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync *h,
+	     struct kura_proto_sync_ent *ents, size_t n, struct kura_proto_sync_result *out,
+	     kura_blk_cb cb, void *arg);
+/* Starts the writes that waited on a lock or on peering, in order. */
+void rep_release(struct kura_rep *r, struct held **list);
+
+/* peering.c */
+struct heldq {
+	struct held *head, **tail;
+};
+/* A new map: groups this node became the primary of start peering;
+ * groups it no longer leads stop (their waiting writes go on). */
+void peering_map(struct kura_rep *r);
+/* Whether writes to group pg wait for peering, and where. */
+int peering_holds(struct kura_rep *r, uint32_t pg);
+struct heldq *peering_queue(struct kura_rep *r, uint32_t pg);
+/* Stopping: waiting writes go on (and fail: the layer is stopping). */
+void peering_shutdown(struct kura_rep *r);
+/* figures for status */
+void peering_status(struct kura_rep *r, struct kura_jw *w);
 
 #endif

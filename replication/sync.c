@@ -185,12 +185,11 @@ static int member_ok(struct kura_rep *r, uint32_t pg, const char *node, int need
 	return 0;
 }
 
-static void release_held(struct kura_rep *r, struct vent *v)
+void rep_release(struct kura_rep *r, struct held **list)
 {
-	struct held *h = v->held;
+	struct held *h = *list;
 
-	v->held = NULL;
-	v->held_tail = NULL;
+	*list = NULL;
 	while (h) {
 		struct held *next = h->next;
 		int err;
@@ -226,7 +225,8 @@ static void unlock(struct kura_rep *r, struct vent *v)
 	/* the writes released may fail and finish their versions at once:
 	 * v stays until they are all on their way */
 	v->inflight++;
-	release_held(r, v);
+	v->held_tail = NULL;
+	rep_release(r, &v->held);
 	v->inflight--;
 	rep_vent_put(r, v);
 }
@@ -658,42 +658,37 @@ static int check_request(const struct kura_rep *r, const struct kura_proto_sync 
 	return 0;
 }
 
-int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t len,
-		  struct kura_proto_sync_result *out, kura_blk_cb cb, void *arg)
+int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync *h,
+	     struct kura_proto_sync_ent *ents, size_t n, struct kura_proto_sync_result *out,
+	     kura_blk_cb cb, void *arg)
 {
-	struct kura_proto_sync h;
-	size_t n;
-	struct sjob *j;
+	struct sjob *j = NULL;
 	int i, err;
 
 	if (r->destroying)
-		return -ESHUTDOWN;
-	if (!r->map)
-		return -EHOSTDOWN;
-	if (len < sizeof(h) || (len - sizeof(h)) % sizeof(struct kura_proto_sync_ent))
-		return -EINVAL;
-	memcpy(&h, data, sizeof(h));
-	n = (len - sizeof(h)) / sizeof(struct kura_proto_sync_ent);
-	if (!(j = calloc(1, sizeof(*j))))
-		return -ENOMEM;
-	if (n && !(j->ents = malloc(n * sizeof(*j->ents)))) {
+		err = -ESHUTDOWN;
+	else if (!r->map)
+		err = -EHOSTDOWN;
+	else if (!(j = calloc(1, sizeof(*j))))
+		err = -ENOMEM;
+	else
+		err = check_request(r, h, ents, n);
+	if (err) {
 		free(j);
-		return -ENOMEM;
+		free(ents);
+		return err;
 	}
-	memcpy(j->ents, (const uint8_t *)data + sizeof(h), n * sizeof(*j->ents));
-	err = check_request(r, &h, j->ents, n);
-	if (!err) {
-		/* a member catching up: its stream starts now */
-		i = kura_map_find(r->map, peer);
-		if (!member_ok(r, h.pg, peer, 0))
-			err = -EREMOTE;
-		else if (rep_behind(r->map, h.pg, &r->map->nodes[i]) && !stream_get(r, h.pg, peer))
-			err = -ENOMEM;
-	}
+	j->ents = ents;
+	/* a member catching up: its stream starts now */
+	i = kura_map_find(r->map, peer);
+	if (!member_ok(r, h->pg, peer, 0))
+		err = -EREMOTE;
+	else if (rep_behind(r->map, h->pg, &r->map->nodes[i]) && !stream_get(r, h->pg, peer))
+		err = -ENOMEM;
 	if (!err)
-		err = list_group(r, h.pg, &h, &j->mine, &j->nm);
+		err = list_group(r, h->pg, h, &j->mine, &j->nm);
 	if (!err)
-		err = add_inflight(r, &h, peer, &j->mine, &j->nm);
+		err = add_inflight(r, h, peer, &j->mine, &j->nm);
 	if (err) {
 		free(j->ents);
 		free(j->mine);
@@ -702,7 +697,7 @@ int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t
 	}
 	j->r = r;
 	snprintf(j->node, sizeof(j->node), "%s", peer);
-	j->pg = h.pg;
+	j->pg = h->pg;
 	j->n = n;
 	j->out = out;
 	j->cb = cb;
@@ -715,6 +710,24 @@ int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t
 	j->op.fn = job_start;
 	kura_loop_defer(r->loop, &j->op, 0);
 	return 0;
+}
+
+int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t len,
+		  struct kura_proto_sync_result *out, kura_blk_cb cb, void *arg)
+{
+	struct kura_proto_sync h;
+	struct kura_proto_sync_ent *ents = NULL;
+	size_t n;
+
+	if (len < sizeof(h) || (len - sizeof(h)) % sizeof(struct kura_proto_sync_ent))
+		return -EINVAL;
+	memcpy(&h, data, sizeof(h));
+	n = (len - sizeof(h)) / sizeof(struct kura_proto_sync_ent);
+	if (n && !(ents = malloc(n * sizeof(*ents))))
+		return -ENOMEM;
+	if (n)
+		memcpy(ents, (const uint8_t *)data + sizeof(h), n * sizeof(*ents));
+	return sync_job(r, peer, &h, ents, n, out, cb, arg);
 }
 
 /* ---- the member: catching up ---- */
@@ -1225,9 +1238,72 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 		kura_jw_u64(w, "ms", ((sy->end_ns ? sy->end_ns : now) - sy->start_ns) / 1000000);
 	}
 	kura_jw_end(w);
+	peering_status(r, w);
 	kura_jw_obj(w, "resync_served");
 	kura_jw_u64(w, "extents_copied", sy->served_copied);
 	kura_jw_u64(w, "bytes_copied", sy->served_bytes);
 	kura_jw_u64(w, "extents_freed", sy->served_freed);
 	kura_jw_end(w);
+}
+
+/* ---- checks and lists for other nodes ---- */
+
+int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct kura_proto_req *q)
+{
+	int src;
+
+	if (!r->map)
+		return -EAGAIN;
+	if (q->ext >= KURA_EXT_MAX)
+		return -EINVAL;
+	if (q->op == KURA_OP_WRITE && q->version >> 32 > r->map->epoch)
+		return 0; /* ordered under a map newer than this node's */
+	src = kura_map_sync_source(r->map, kura_map_pg(r->map, q->layer, q->ext));
+	return src >= 0 && !strcmp(r->map->nodes[src].name, peer) ? 0 : -EREMOTE;
+}
+
+int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q, uint8_t **out,
+		   size_t *len)
+{
+	struct kura_proto_sync h = { 0 };
+	struct kura_proto_sync_ent *v = NULL;
+	size_t n = 0;
+	uint8_t *buf;
+	int err;
+
+	if (!r->map)
+		return -EHOSTDOWN;
+	if (q->arg_layer >= r->map->pgs || q->ext >= KURA_EXT_MAX || q->blk || q->nblk ||
+	    q->version || q->arg_ext)
+		return -EINVAL;
+	h.pg = (uint32_t)q->arg_layer;
+	h.from_layer = q->layer;
+	h.from_ext = q->ext;
+	h.to_layer = h.to_ext = UINT64_MAX;
+	if ((err = list_group(r, h.pg, &h, &v, &n)))
+		return err;
+	if (n > KURA_PROTO_SYNC_MAX) {
+		/* the rest in the next answer */
+		h.to_layer = v[KURA_PROTO_SYNC_MAX].layer;
+		h.to_ext = v[KURA_PROTO_SYNC_MAX].ext;
+		n = KURA_PROTO_SYNC_MAX;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct kura_blk_extent_info info;
+
+		if (!kura_blk_extent_info(r->store, v[i].layer, v[i].ext, &info))
+			v[i].version = info.version;
+	}
+	h.n = (uint32_t)n;
+	*len = sizeof(h) + n * sizeof(*v);
+	if (!(buf = malloc(*len))) {
+		free(v);
+		return -ENOMEM;
+	}
+	memcpy(buf, &h, sizeof(h));
+	if (n)
+		memcpy(buf + sizeof(h), v, n * sizeof(*v));
+	free(v);
+	*out = buf;
+	return 0;
 }

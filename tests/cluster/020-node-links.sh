@@ -3,7 +3,8 @@
 # HELLO of the same cluster (another cluster's node is refused with EXDEV),
 # every field of the hello is checked, requests before it, a second hello,
 # a wrong-size hello and garbage close that link only, the node keeps
-# serving, and store data round trips over a link (kura-peercheck, run from
+# serving; a node that is not a group's primary may not change this node's
+# copy (writes, copies, frees refused), reads are served (kura-peercheck, run from
 # the other host). SYNC: one of the wrong size closes its link (logged); one
 # breaking a field rule (count, reserved, group, range, order, extent
 # number, an entry of another group) is answered EINVAL and the link goes

@@ -31,8 +31,14 @@ echo "ok: RF 3 through n1: $(cat "$WORK/load1")"
 on 1 "$BUILD/kura-repcheck" replicas "$id" $LAYER 8 3 10.99.0.1:7400 10.99.0.2:7400 10.99.0.3:7400 ||
 	fail "replicas differ"
 
+peered0=$(( $(peering_fig 1 members_compared) + $(peering_fig 2 members_compared) ))
 load_while kill9 $LAYER 12 node_kill 3
 echo "ok: n3 killed -9 during writes: no write failed, the longest waited ${max} ms"
+# the groups n3 led have new primaries, which compared them with the other
+# member before taking writes (peering)
+peered=$(( $(peering_fig 1 members_compared) + $(peering_fig 2 members_compared) - peered0 ))
+[ "$peered" -gt 0 ] || fail "no group was peered after n3 was lost"
+echo "ok: new primaries peered $peered groups with their other member"
 on 1 "$BUILD/kura-repcheck" replicas "$id" $LAYER 8 2 10.99.0.1:7400 10.99.0.2:7400 ||
 	fail "n1 and n2 differ after n3 was lost"
 

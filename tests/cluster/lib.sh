@@ -93,7 +93,7 @@ state_in() {
 	status_of "$1" | sed -n "s/.*{\"name\":\"$2\",\"addr\":\"[^\"]*\",\"domain\":\"[^\"]*\",\"state\":\"\([a-z]*\)\".*/\1/p"
 }
 # resyncs I: how many times node I has caught up (resync) so far
-resyncs() { grep -c "resync: node n$1 has every group" "$WORK/n$1.log"; }
+resyncs() { grep -c "resync: node n$1 has every group it holds" "$WORK/n$1.log"; }
 # back_up J I: node I is UP in node J's map and has caught up once more
 # than when RESYNCS_BEFORE_I was taken (back_up_mark I)
 back_up_mark() { eval "RESYNCS_BEFORE_$1=\$(resyncs $1)"; }
@@ -103,6 +103,8 @@ back_up() {
 }
 # resync_fig I FIELD: a figure of node I's last resync (status "resync")
 resync_fig() { status_of "$1" | sed -n "s/.*\"resync\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
+# peering_fig I FIELD: node I's peering figures (status "peering")
+peering_fig() { status_of "$1" | sed -n "s/.*\"peering\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
 # served_fig I FIELD: what node I copied to others (status "resync_served")
 served_fig() { status_of "$1" | sed -n "s/.*\"resync_served\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
 

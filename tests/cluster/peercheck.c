@@ -99,8 +99,22 @@ static void spoil_name(struct kura_proto_hello *h) { h->node[3] = ' '; }
 static void spoil_padding(struct kura_proto_hello *h) { h->node[40] = 'x'; }
 static void spoil_unterminated(struct kura_proto_hello *h) { memset(h->node, 'a', sizeof(h->node)); }
 
-static void round_trip(struct kura_client *c)
+/* A node that is not the group's primary or source may not change this
+ * node's copy: its writes and frees are refused (EREMOTE), its reads
+ * served. */
+static struct kura_client *link_open_hello(void)
 {
+	struct kura_client *c = link_open();
+	struct kura_proto_hello h;
+
+	hello_fill(&h, cluster, "peercheck");
+	CHECK(hello(c, &h, NULL) == 0);
+	return c;
+}
+
+static void round_trip(void)
+{
+	struct kura_client *c = link_open_hello();
 	struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_WRITE,
 				    .cls = KURA_IO_REBUILD, .layer = TEST_LAYER, .ext = 3, .blk = 5,
 				    .nblk = 2, .data_len = 2 * KURA_BLK_SIZE, .version = 7 };
@@ -110,18 +124,26 @@ static void round_trip(struct kura_client *c)
 	CHECK(w && r);
 	for (size_t i = 0; i < 2 * KURA_BLK_SIZE; i++)
 		w[i] = (uint8_t)(i * 7 + 3);
-	CHECK(kura_client_call(c, &q, w, NULL, 0, &got) == 0);
+	CHECK(kura_client_call(c, &q, w, NULL, 0, &got) == -EREMOTE);
+	q.flags = KURA_PROTO_F_REPLICA;
+	CHECK(kura_client_call(c, &q, w, NULL, 0, &got) == -EREMOTE);
+	kura_client_close(c); /* a refused copy closes the link */
+	c = link_open_hello();
+	q = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_FREE,
+				     .layer = TEST_LAYER, .ext = 3 };
+	CHECK(kura_client_call(c, &q, NULL, NULL, 0, &got) == -EREMOTE);
 	q = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_READ,
 				     .cls = KURA_IO_REBUILD, .layer = TEST_LAYER, .ext = 3,
 				     .blk = 5, .nblk = 2 };
 	CHECK(kura_client_call(c, &q, NULL, r, 2 * KURA_BLK_SIZE, &got) == 0);
-	CHECK(got == 2 * KURA_BLK_SIZE && !memcmp(w, r, got));
-	q = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_FREE,
-				     .layer = TEST_LAYER, .ext = 3 };
-	CHECK(kura_client_call(c, &q, NULL, NULL, 0, &got) == 0);
+	CHECK(got == 2 * KURA_BLK_SIZE);
+	for (size_t i = 0; i < got; i++)
+		CHECK(r[i] == 0);
+	kura_client_close(c);
 	free(w);
 	free(r);
-	printf("ok: 8 KiB written and read back over a node link, then freed\n");
+	printf("ok: writes, copies and frees from a node that is not the group's primary "
+	       "refused (EREMOTE); reads served\n");
 }
 
 /* A READ on c still answers (absent blocks read as zeros). */
@@ -418,12 +440,12 @@ int main(int argc, char **argv)
 	CHECK(a.node[0] && memchr(a.node, 0, sizeof(a.node)));
 	printf("ok: hello answered by node %s, map epoch %llu\n", a.node,
 	       (unsigned long long)a.epoch);
-	round_trip(c);
 
 	/* a second HELLO on that link closes it */
 	CHECK(hello(c, &h, NULL) != 0);
 	kura_client_close(c);
 	printf("ok: a second hello: link closed\n");
+	round_trip();
 
 	sync_checks();
 
