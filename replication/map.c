@@ -1034,6 +1034,67 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 	return changed;
 }
 
+static int reports(const struct kura_live_node *l, const char *name)
+{
+	for (unsigned i = 0; i < l->nunreach && i < KURA_MAP_UNREACH_MAX; i++)
+		if (!strncmp(l->unreach[i], name, KURA_MAP_NAME_MAX))
+			return 1;
+	return 0;
+}
+
+static const struct kura_live_node *live_find(const struct kura_live_node *const *live,
+					      size_t nlive, const char *name)
+{
+	for (size_t i = 0; i < nlive; i++)
+		if (!strcmp(live[i]->name, name))
+			return live[i];
+	return NULL;
+}
+
+/* Nodes UP nodes report unreachable are set back (see kura_map_update);
+ * states are judged as merge() left them, before any of these changes. */
+static int set_back_unreachable(struct kura_map_node *next, size_t n,
+				const struct kura_live_node *const *live, size_t nlive,
+				uint64_t now_ms, uint64_t epoch)
+{
+	enum kura_node_state *was = malloc((n ? n : 1) * sizeof(*was));
+	int changed = 0;
+
+	if (!was)
+		return 0; /* next time */
+	for (size_t i = 0; i < n; i++)
+		was[i] = next[i].state;
+	for (size_t x = 0; x < nlive; x++) {
+		const struct kura_live_node *rep = live[x];
+		size_t xi = 0;
+
+		while (xi < n && strcmp(next[xi].name, rep->name))
+			xi++;
+		if (xi == n || was[xi] != KURA_NODE_UP)
+			continue; /* only an UP node's word counts */
+		for (unsigned k = 0; k < rep->nunreach && k < KURA_MAP_UNREACH_MAX; k++) {
+			const struct kura_live_node *back;
+			size_t ri = 0;
+
+			while (ri < n && strncmp(next[ri].name, rep->unreach[k], KURA_MAP_NAME_MAX))
+				ri++;
+			if (ri == n || ri == xi ||
+			    (was[ri] != KURA_NODE_UP && was[ri] != KURA_NODE_RECOVERING))
+				continue;
+			back = live_find(live, nlive, next[ri].name);
+			if (back && was[ri] == KURA_NODE_UP && reports(back, rep->name) &&
+			    strcmp(next[ri].name, rep->name) < 0)
+				continue; /* each cannot reach the other: the later name goes */
+			changed |= set_state(&next[ri],
+					     was[ri] == KURA_NODE_UP ? KURA_NODE_RECOVERING
+								   : KURA_NODE_DOWN,
+					     now_ms, epoch);
+		}
+	}
+	free(was);
+	return changed;
+}
+
 int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_t nlive,
 		    uint64_t now_ms)
 {
@@ -1057,6 +1118,7 @@ int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_
 	err = -ENOSPC;
 	if (n > KURA_MAP_MAX_NODES)
 		goto free_next;
+	changed |= set_back_unreachable(next, n, sorted, nlive, now_ms, m->epoch);
 	fc = next_fills(m, next, n, sorted, nlive, changed & 2, &fills, &nfills);
 	err = fc < 0 ? fc : 0;
 	if (err)

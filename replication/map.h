@@ -37,6 +37,7 @@
 #define KURA_MAP_NAME_MAX 64   /* node names and fault domains, NUL included */
 #define KURA_MAP_ADDR_MAX 64   /* "HOST:PORT", NUL included */
 #define KURA_MAP_PGS_MAX 65536
+#define KURA_MAP_UNREACH_MAX 8 /* nodes one node may report unreachable */
 
 enum kura_node_state {
 	KURA_NODE_UP = 0,   /* holds a live lease in etcd */
@@ -103,6 +104,10 @@ struct kura_live_node {
 	uint64_t filled_epoch; /* it has filled every group it was filling in
 				* the map of this epoch, which counts only in
 				* that map (0: none) */
+	/* nodes it has copies for that have answered none for a while
+	 * (replication/rep.h, "Partitions") */
+	unsigned nunreach;
+	char unreach[KURA_MAP_UNREACH_MAX][KURA_MAP_NAME_MAX];
 };
 
 /* A new map: epoch 1, no nodes. -EINVAL for a cluster_id that is not UUID
@@ -180,7 +185,12 @@ int kura_map_sync_source(const struct kura_map *m, uint32_t pg);
  * node that enters a group's set in its place is filling that group (a
  * fill, with the new epoch) until it reports filled_epoch equal to the
  * map's epoch (the rebuild); a fill ends too when its node leaves the
- * set. The same holds when a node's fault domain changes (placement moves). A node leaving UP records the epoch it leaves (last_up_epoch).
+ * set. The same holds when a node's fault domain changes (placement moves). A node that an UP node reports unreachable (it
+ * holds copies for it that it cannot deliver, while both hold their etcd
+ * leases: a partition between nodes) is set back: UP becomes RECOVERING,
+ * RECOVERING becomes DOWN; when two nodes report each other, only the one
+ * whose name sorts last is. A node leaving UP records the epoch it leaves
+ * (last_up_epoch).
  * since_ms is set to now_ms on every change of state and only then. Nodes stay sorted by name; a node
  * is never removed (an OUT node keeps its entry). Returns 1 and bumps the
  * epoch by one when anything changed (a state, an address or a domain), 0

@@ -178,6 +178,12 @@ static char *reg_json(struct kura_member *m, uint64_t synced_ms, uint64_t synced
 	kura_jw_u64(&w, "synced_ms", synced_ms);
 	kura_jw_u64(&w, "synced_epoch", synced_epoch);
 	kura_jw_u64(&w, "filled_epoch", filled_epoch);
+	kura_jw_arr(&w, "unreachable");
+	pthread_mutex_lock(&m->mu);
+	for (unsigned i = 0; i < m->nunreach; i++)
+		kura_jw_str(&w, NULL, m->unreach[i]);
+	pthread_mutex_unlock(&m->mu);
+	kura_jw_end(&w);
 	kura_jw_end(&w);
 	if ((t = kura_jw_finish(&w, NULL)))
 		s = strdup(t);
@@ -284,11 +290,12 @@ static void renew(struct kura_member *m)
 	m->next_renew_ms = sent + KURA_MEMBER_RENEW_MS;
 	if (sent >= m->next_reg_put_ms || atomic_load(&m->synced_ms) != m->reg_synced_ms ||
 	    atomic_load(&m->synced_epoch) != m->reg_synced_epoch ||
-	    atomic_load(&m->filled_epoch) != m->reg_filled_epoch) {
+	    atomic_load(&m->filled_epoch) != m->reg_filled_epoch ||
+	    atomic_load(&m->unreach_gen) != m->reg_unreach_gen) {
 		/* refresh capacity and use in the registration (same lease), or
 		 * tell the leader this node is in sync */
 		uint64_t synced = atomic_load(&m->synced_ms), sepoch = atomic_load(&m->synced_epoch);
-		uint64_t filled = atomic_load(&m->filled_epoch);
+		uint64_t filled = atomic_load(&m->filled_epoch), ugen = atomic_load(&m->unreach_gen);
 		char key[128], *val = reg_json(m, synced, sepoch, filled);
 
 		snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
@@ -297,6 +304,7 @@ static void renew(struct kura_member *m)
 			m->reg_synced_ms = synced;
 			m->reg_synced_epoch = sepoch;
 			m->reg_filled_epoch = filled;
+			m->reg_unreach_gen = ugen;
 		}
 		free(val);
 	}
@@ -707,6 +715,28 @@ void kura_member_set_synced(struct kura_member *m, uint64_t since_ms, uint64_t e
 {
 	atomic_store(&m->synced_epoch, epoch);
 	atomic_store(&m->synced_ms, since_ms);
+}
+
+void kura_member_set_unreachable(struct kura_member *m, const char (*names)[KURA_MAP_NAME_MAX],
+				 unsigned n)
+{
+	int same;
+
+	n = n > KURA_MAP_UNREACH_MAX ? KURA_MAP_UNREACH_MAX : n;
+	pthread_mutex_lock(&m->mu);
+	same = n == m->nunreach;
+	for (unsigned i = 0; same && i < n; i++)
+		same = !strcmp(m->unreach[i], names[i]);
+	for (unsigned i = 0; !same && i < n; i++)
+		snprintf(m->unreach[i], KURA_MAP_NAME_MAX, "%s", names[i]);
+	m->nunreach = n;
+	pthread_mutex_unlock(&m->mu);
+	if (!same) {
+		atomic_fetch_add(&m->unreach_gen, 1);
+		if (n)
+			kura_log(WARN, "cluster: node %s cannot deliver copies to %u node(s) (first: "
+				 "%s); asking the leader to set them back", m->name, n, names[0]);
+	}
 }
 
 void kura_member_set_filled(struct kura_member *m, uint64_t epoch)

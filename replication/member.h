@@ -5,7 +5,7 @@
  *   cluster      {"id","replicas","pgs","out_after_ms","created_ms"}: written
  *                once, by `vdisk cluster init` (kura_member_ctl, cluster_init)
  *   nodes/NAME   {"name","addr","domain","capacity","used","started_ms",
- *                "synced_ms","synced_epoch","filled_epoch"}:
+ *                "synced_ms","synced_epoch","filled_epoch","unreachable"}:
  *                the node's registration, held by its lease, so it vanishes
  *                when the node stops renewing it
  *   map          the cluster map (replication/map.h), written only by the
@@ -101,6 +101,11 @@ void kura_member_set_synced(struct kura_member *m, uint64_t since_ms, uint64_t e
  * epoch (map.h, fills): it goes into the registration (filled_epoch) and
  * the leader ends those fills. */
 void kura_member_set_filled(struct kura_member *m, uint64_t epoch);
+/* Nodes this node holds copies for that have answered none for a while
+ * (at most KURA_MAP_UNREACH_MAX; n 0 clears): they go into the
+ * registration (unreachable), and the leader sets them back (map.h). */
+void kura_member_set_unreachable(struct kura_member *m, const char (*names)[KURA_MAP_NAME_MAX],
+				 unsigned n);
 
 /* Control requests whose op starts with "cluster_" (docs/control.md):
  * cluster_init {replicas, pgs, out_after_ms}, cluster_status. */

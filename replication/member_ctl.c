@@ -69,6 +69,19 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 	kura_json_get_u64(j, "synced_ms", &out->n.synced_ms);
 	kura_json_get_u64(j, "synced_epoch", &out->n.synced_epoch);
 	kura_json_get_u64(j, "filled_epoch", &out->n.filled_epoch);
+	{
+		const struct kura_json *u = kura_json_get(j, "unreachable");
+
+		for (size_t i = 0; i < kura_json_len(u) && out->n.nunreach < KURA_MAP_UNREACH_MAX;
+		     i++) {
+			const char *name = kura_json_str(kura_json_at(u, i));
+
+			if (kura_json_type(u) == KURA_JSON_ARR && name &&
+			    strlen(name) < KURA_MAP_NAME_MAX)
+				snprintf(out->n.unreach[out->n.nunreach++], KURA_MAP_NAME_MAX, "%s",
+					 name);
+		}
+	}
 	kura_json_free(j);
 	return err;
 }

@@ -86,7 +86,11 @@ struct kura_member {
 	atomic_uint_least64_t filled_epoch; /* kura_member_set_filled */
 	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */
 	atomic_uint_least64_t view_wanted_ms;  /* mono ms status last asked for a fresh view */
-	pthread_mutex_t mu; /* guards reqs */
+	pthread_mutex_t mu; /* guards reqs and unreach */
+	unsigned nunreach;
+	char unreach[KURA_MAP_UNREACH_MAX][KURA_MAP_NAME_MAX];
+	atomic_uint_least64_t unreach_gen; /* +1 per change */
+	uint64_t reg_unreach_gen;          /* agent: the one etcd holds */
 	pthread_cond_t cv;
 	struct mreq *reqs;
 

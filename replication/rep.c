@@ -3,6 +3,9 @@
  * waiting (never failing) while replicas or the primary are away. */
 #include "replication/rep_int.h"
 
+#define UNREACH_NS 2000000000ull      /* no answer this long: reported */
+#define UNREACH_SCAN_NS 500000000ull
+
 #include "common/log.h"
 #include "common/util.h"
 
@@ -328,6 +331,8 @@ static void send_replica(struct rtarget *t)
 	t->lr.data = w->buf;
 	t->lr.cb = target_done;
 	t->lr.arg = t;
+	if (!t->p->pending++)
+		t->p->progress_ns = kura_now_ns();
 	/* the link carries a peer's copies in write order only: while it is
 	 * down, or older copies wait to be sent again, this one waits too */
 	if (!t->p->link || !kura_link_up(t->p->link) || t->p->resend ||
@@ -365,13 +370,24 @@ static void park(struct rtarget *t)
 	}
 }
 
+/* t is finished with (done, refused, or its node no longer counts). */
+static void target_settled(struct rtarget *t)
+{
+	t->p->pending--;
+	t->p->progress_ns = kura_now_ns();
+}
+
 static void target_done(struct kura_link_req *lr)
 {
 	struct rtarget *t = lr->arg;
 	struct rwrite *w = t->w;
 
+	if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT)
+		t->p->progress_ns = kura_now_ns(); /* it answers */
+
 	if (lr->status == -EREMOTE && !w->r->destroying) {
 		w->redrive = 1; /* see write_maybe_done */
+		target_settled(t);
 		w->waiting--;
 		write_maybe_done(w);
 		return;
@@ -388,6 +404,7 @@ static void target_done(struct kura_link_req *lr)
 	 * this node is stopping (the write is not acknowledged then) */
 	if (lr->status && w->r->destroying && !w->err)
 		w->err = -ESHUTDOWN;
+	target_settled(t);
 	w->waiting--;
 	write_maybe_done(w);
 }
@@ -649,6 +666,28 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 
 /* ---- the map ---- */
 
+/* Every half second: peers that hold copies of this node's writes and have
+ * answered nothing for UNREACH_NS while the map counts them are reported
+ * to the leader (a partition between nodes that etcd does not see). */
+static void unreach_scan(struct kura_op *op, int res)
+{
+	struct kura_rep *r = KURA_CONTAINER_OF(op, struct kura_rep, unreach_timer.op);
+	char names[KURA_MAP_UNREACH_MAX][KURA_MAP_NAME_MAX];
+	uint64_t now = kura_now_ns();
+	unsigned n = 0;
+
+	r->unreach_armed = 0;
+	if (res == -ECANCELED || r->destroying)
+		return;
+	for (struct peer *p = r->peers; p && n < KURA_MAP_UNREACH_MAX; p = p->next)
+		if (p->up_in_map && p->pending && now - p->progress_ns >= UNREACH_NS)
+			snprintf(names[n++], KURA_MAP_NAME_MAX, "%s", p->name);
+	kura_member_set_unreachable(r->member, names, n);
+	r->unreach_armed = 1;
+	r->unreach_timer.op.fn = unreach_scan;
+	kura_loop_timer(r->loop, &r->unreach_timer, UNREACH_SCAN_NS);
+}
+
 void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 {
 	if (r->destroying)
@@ -657,7 +696,7 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 	r->sets = calloc(map->pgs, sizeof(*r->sets)); /* NULL: placed on every I/O */
 	r->map = map;
 	for (struct peer *p = r->peers; p; p = p->next)
-		p->was_up = p->up_in_map, p->up_in_map = 0;
+		p->was_up = p->strictly_up, p->up_in_map = p->strictly_up = 0;
 	for (unsigned i = 0; i < map->nnodes; i++) {
 		const struct kura_map_node *n = &map->nodes[i];
 		int up = n->state == KURA_NODE_UP || n->state == KURA_NODE_RECOVERING;
@@ -667,8 +706,10 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 			continue;
 		/* a node no longer UP: requests stuck on its link (a cut cable
 		 * answers nothing) fail now and go to whoever serves instead */
-		if ((p = peer_link(r, n, p && p->was_up && !up)))
+		if ((p = peer_link(r, n, p && p->was_up && n->state != KURA_NODE_UP))) {
 			p->up_in_map = up;
+			p->strictly_up = n->state == KURA_NODE_UP;
+		}
 	}
 	/* writes parked for nodes that are DOWN now stop waiting for them */
 	for (struct peer *p = r->peers; p; p = p->next) {
@@ -679,12 +720,18 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 		p->resend = NULL;
 		while (t) {
 			struct rtarget *next = t->next;
+			target_settled(t);
 			t->w->waiting--;
 			write_maybe_done(t->w);
 			t = next;
 		}
 	}
 	sync_map(r);
+	if (!r->unreach_armed) {
+		r->unreach_armed = 1;
+		r->unreach_timer.op.fn = unreach_scan;
+		kura_loop_timer(r->loop, &r->unreach_timer, UNREACH_SCAN_NS);
+	}
 	peering_map(r);
 }
 
@@ -707,6 +754,10 @@ void kura_rep_shutdown(struct kura_rep *r)
 	if (!r || r->destroying)
 		return;
 	r->destroying = 1;
+	if (r->unreach_armed) {
+		kura_loop_cancel_sync(r->loop, &r->unreach_timer.op);
+		r->unreach_armed = 0;
+	}
 	sync_shutdown(r);
 	peering_shutdown(r);
 	for (struct peer *p = r->peers, *next; p; p = next) {

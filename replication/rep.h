@@ -43,10 +43,15 @@
  * reports it (kura_member_set_synced) and the leader marks it UP; a group
  * whose source changes meanwhile is copied again from the new one.
  *
- * Not yet: peering of a new primary with the other replicas over writes
- * that were in flight when the old one died (a replica may keep a write
- * that was never acknowledged); freeing what a node holds of groups it has
- * left.
+ * Peering (peering.c): a node that becomes a group's primary compares the
+ * group with each other member that is UP and holds it (GLIST, then the
+ * resync walk) before it takes writes to it; they wait meanwhile. A node
+ * refuses copies and resync writes from a node that is not the group's
+ * primary or sync source in its map (kura_rep_peer_may_write), so an old
+ * primary's late copies never land after the new primary's; the old
+ * primary sends such a write again through the new one.
+ *
+ * Not yet: freeing what a node holds of groups it has left.
  *
  * Thread rule: the store's loop thread, callbacks included (never from
  * inside the submitting call). Errors: -EINVAL (range), -ENOMEM,

@@ -18,10 +18,13 @@ struct peer {
 	struct kura_rep *r;
 	int up_in_map;          /* takes copies in the newest map: UP, or RECOVERING
 				 * (copies of the groups it is catching up on) */
+	int strictly_up;        /* UP in the newest map */
 	int was_up;             /* ... in the one before (kura_rep_map) */
 	struct rtarget *resend; /* replica writes to send again when the link is up, by seq */
 	struct kura_timer drain; /* sends them again when they were parked on an up link */
 	int drain_armed;
+	unsigned pending;        /* copies sent or parked, not finished */
+	uint64_t progress_ns;    /* the last answer, or when pending became non-zero */
 	struct peer *next;
 };
 
@@ -179,6 +182,8 @@ struct kura_rep {
 	struct peering *peering;     /* peering.c's */
 	struct kura_timer peering_retry;
 	int peering_retry_armed;
+	struct kura_timer unreach_timer; /* looks for peers that answer nothing */
+	int unreach_armed;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
 	unsigned closing;     /* old links whose close is deferred */
 	int destroying;

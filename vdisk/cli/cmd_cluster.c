@@ -128,6 +128,7 @@ static void print_resync(const struct kura_json *me)
 {
 	const struct kura_json *rs = cli_get(me, "resync", KURA_JSON_OBJ);
 	const struct kura_json *sv = cli_get(me, "resync_served", KURA_JSON_OBJ);
+	const struct kura_json *pe = cli_get(me, "peering", KURA_JSON_OBJ);
 	const char *st = cli_str(rs, "state");
 	char b[32];
 
@@ -141,6 +142,9 @@ static void print_resync(const struct kura_json *me)
 		       kura_fmt_size(cli_u64(rs, "bytes_copied"), b, sizeof(b)),
 		       (unsigned long long)cli_u64(rs, "extents_freed"),
 		       (double)cli_u64(rs, "ms") / 1000.0);
+	if (pe && cli_u64(pe, "groups_waiting"))
+		cli_kv("peering", "%llu groups wait for their members to be compared",
+		       (unsigned long long)cli_u64(pe, "groups_waiting"));
 	if (sv && cli_u64(sv, "extents_copied") + cli_u64(sv, "extents_freed"))
 		cli_kv("copied to others", "%llu extents (%s), %llu freed",
 		       (unsigned long long)cli_u64(sv, "extents_copied"),

@@ -1501,3 +1501,46 @@ TEST(test_map_json_rejects_bad_fills)
 	CHECK_EQ(kura_map_sync_source(&m, 1), 0); /* the data is lost: it starts empty */
 	kura_map_free(&m);
 }
+
+TEST(test_map_update_sets_back_a_node_reported_unreachable)
+{
+	struct kura_map m;
+	struct kura_live_node l[3];
+
+	CHECK_EQ(kura_map_init(&m, CID, 3, 16, OUT_AFTER), 0);
+	live_node(&l[0], "n1", "10.99.0.1:7400", "rack1");
+	live_node(&l[1], "n2", "10.99.0.2:7400", "rack2");
+	live_node(&l[2], "n3", "10.99.0.3:7400", "rack3");
+	CHECK_EQ(kura_map_update(&m, l, 3, 1000), 1);
+	/* n1 cannot deliver to n2: n2 is set back (recovering) */
+	l[0].nunreach = 1;
+	snprintf(l[0].unreach[0], sizeof(l[0].unreach[0]), "n2");
+	CHECK_EQ(kura_map_update(&m, l, 3, 2000), 1);
+	CHECK_EQ(m.nodes[0].state, KURA_NODE_UP);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_RECOVERING);
+	CHECK_EQ(m.nodes[1].last_up_epoch, 2);
+	/* still reported while recovering: down (its copies stop waiting) */
+	CHECK_EQ(kura_map_update(&m, l, 3, 3000), 1);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_DOWN);
+	kura_map_free(&m);
+
+	/* each reports the other: only the later name is set back */
+	CHECK_EQ(kura_map_init(&m, CID, 3, 16, OUT_AFTER), 0);
+	l[0].nunreach = 0;
+	CHECK_EQ(kura_map_update(&m, l, 3, 1000), 1);
+	l[0].nunreach = 1;
+	l[1].nunreach = 1;
+	snprintf(l[1].unreach[0], sizeof(l[1].unreach[0]), "n1");
+	CHECK_EQ(kura_map_update(&m, l, 3, 2000), 1);
+	CHECK_EQ(m.nodes[0].state, KURA_NODE_UP);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_RECOVERING);
+	CHECK_EQ(m.nodes[2].state, KURA_NODE_UP);
+	/* a recovering node's word does not count; nor a name not in the map */
+	l[1].nunreach = 2;
+	snprintf(l[1].unreach[1], sizeof(l[1].unreach[1]), "n3");
+	l[0].nunreach = 1;
+	snprintf(l[0].unreach[0], sizeof(l[0].unreach[0]), "nx");
+	CHECK_EQ(kura_map_update(&m, l, 3, 3000), 0);
+	CHECK_EQ(m.nodes[2].state, KURA_NODE_UP);
+	kura_map_free(&m);
+}
