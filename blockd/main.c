@@ -365,9 +365,10 @@ static int route_sync(void *arg, const char *peer, const void *data, size_t len,
 	return kura_rep_sync(arg, peer, data, len, out, cb, cbarg);
 }
 
-static int route_glist(void *arg, const struct kura_proto_req *q, uint8_t **out, size_t *len)
+static int route_glist(void *arg, const struct kura_proto_req *q,
+		       void (*done)(void *cbarg, int err, uint8_t *data, size_t len), void *cbarg)
 {
-	return kura_rep_glist(arg, q, out, len);
+	return kura_rep_glist(arg, q, done, cbarg);
 }
 
 static int route_peer_may_write(void *arg, const char *peer, const struct kura_proto_req *q)

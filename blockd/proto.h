@@ -55,7 +55,9 @@ struct kura_proto_req {
 	uint16_t nblk;
 	uint32_t data_len;
 	uint64_t version;
-	uint64_t arg_layer; /* MOVE: destination */
+	uint64_t arg_layer; /* MOVE: destination; WRITE and FREE on node links: the
+			     * map epoch the sender sent it under as the
+			     * group's primary or sync source */
 	uint64_t arg_ext;
 };
 _Static_assert(sizeof(struct kura_proto_req) == 64, "request header is 64 bytes");
@@ -129,10 +131,12 @@ _Static_assert(sizeof(struct kura_proto_sync_result) == 56, "sync result is 56 b
 
 /* GLIST: on node links only, from a group's new primary to a member it
  * peers with (replication/rep.h, "Peering"): "list what you hold of group
- * arg_layer from (layer, ext) on". No data; the answer is a struct
+ * arg_layer from (layer, ext) on; my map's epoch is version". No data; the
+ * answer, once what the member took before is in its index, is a struct
  * kura_proto_sync (pg, n, from, to: where the list stops, all ones when it
  * holds all the rest) and n entries, at most KURA_PROTO_SYNC_MAX.
- * -EINVAL: pg or ext out of range; -EHOSTDOWN: no map yet. */
+ * -EINVAL: pg or ext out of range; -EHOSTDOWN: no map yet; -EAGAIN: the
+ * member's map is older than the asker's (it asks again). */
 
 /* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
 int kura_proto_check(const struct kura_proto_req *r, const char **why);

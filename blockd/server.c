@@ -154,10 +154,14 @@ static void respond(struct sreq *r, int status, size_t out_len)
 		conn_maybe_free(c);
 		return;
 	}
-	if (status && r->req.flags == KURA_PROTO_F_REPLICA && !c->close_after_tx) {
+	if (status && status != -EREMOTE && r->req.flags == KURA_PROTO_F_REPLICA &&
+	    !c->close_after_tx) {
 		/* a replica's copy failed: nothing after it on this link may be
 		 * applied (a later version would hide the missing one); the
-		 * primary reconnects and sends both again, in order */
+		 * primary reconnects and sends both again, in order. (A copy
+		 * refused as not the primary's, EREMOTE, is written again by the
+		 * group's primary as a new write, newer than any: the link goes
+		 * on.) */
 		kura_log(WARN, "node link %u on %s: copy of extent %llu/%llu failed (%s); closing "
 			 "the link", c->id, c->srv->path, (unsigned long long)r->req.layer,
 			 (unsigned long long)r->req.ext, strerror(-status));
@@ -358,6 +362,14 @@ static void do_hello(struct conn *c, struct sreq *r, const uint8_t *payload)
 	respond(r, 0, sizeof(*out));
 }
 
+static void glist_done(void *arg, int err, uint8_t *data, size_t len)
+{
+	struct sreq *r = arg;
+
+	r->data = data;
+	respond(r, err, len);
+}
+
 /* Returns -1 when the connection was closed (and may be gone). */
 static int dispatch(struct conn *c, uint8_t *payload)
 {
@@ -474,20 +486,9 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		do_hello(c, r, payload);
 		free(payload);
 		return 0;
-	case KURA_OP_GLIST: {
-		size_t n = 0;
-
-		if (!rt->glist) {
-			err = -EREMOTE;
-			break;
-		}
-		err = rt->glist(rt->arg, q, &r->data, &n);
-		if (err)
-			goto now;
-		free(payload);
-		respond(r, 0, n);
-		return 0;
-	}
+	case KURA_OP_GLIST:
+		err = rt->glist ? rt->glist(rt->arg, q, glist_done, r) : -EREMOTE;
+		break;
 	case KURA_OP_SYNC:
 		if (!rt->sync) {
 			err = -EREMOTE; /* not in a cluster */

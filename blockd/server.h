@@ -53,9 +53,10 @@ struct kura_server_route {
 	 * NULL: SYNC gets -EREMOTE. */
 	int (*sync)(void *arg, const char *peer, const void *data, size_t len,
 		    struct kura_proto_sync_result *out, kura_blk_cb cb, void *cbarg);
-	/* GLIST (proto.h): the answer's data into *out (malloc'd, the server
-	 * frees it) and its length; NULL: -EREMOTE. */
-	int (*glist)(void *arg, const struct kura_proto_req *q, uint8_t **out, size_t *len);
+	/* GLIST (proto.h): 0 and done(cbarg, status, data (malloc'd, the
+	 * server frees it), len) later, or -errno; NULL: -EREMOTE. */
+	int (*glist)(void *arg, const struct kura_proto_req *q,
+		     void (*done)(void *cbarg, int err, uint8_t *data, size_t len), void *cbarg);
 	/* Whether node peer may change this node's copy with q (a WRITE
 	 * without F_PRIMARY, or FREE), on a node link: 0, or -errno answered
 	 * at once. NULL: any may; TRIM and MOVE are refused (EOPNOTSUPP) when

@@ -385,6 +385,68 @@ static void campaign(struct kura_member *m)
 			 m->leader ? "is now" : "is no longer");
 }
 
+/* Keeps in live only the unreachable reports that have stood
+ * KURA_MEMBER_REPORT_AGE_MS; remembers when each was first seen. */
+static void age_reports(struct kura_member *m, struct kura_live_node *live, size_t n)
+{
+	uint64_t now = member_mono_ms();
+	size_t k = 0;
+
+	for (size_t j = 0; j < m->nureps; j++)
+		m->ureps[j].seen = 0;
+	for (size_t i = 0; i < n; i++) {
+		for (unsigned u = 0; u < live[i].nunreach && u < KURA_MAP_UNREACH_MAX; u++) {
+			struct ureport *e = NULL;
+
+			for (size_t j = 0; j < m->nureps && !e; j++)
+				if (!strcmp(m->ureps[j].from, live[i].name) &&
+				    !strcmp(m->ureps[j].to, live[i].unreach[u]))
+					e = &m->ureps[j];
+			if (!e) {
+				struct ureport *nv = realloc(m->ureps, (m->nureps + 1) * sizeof(*nv));
+
+				if (!nv)
+					continue; /* not counted this time */
+				m->ureps = nv;
+				e = &m->ureps[m->nureps++];
+				snprintf(e->from, sizeof(e->from), "%s", live[i].name);
+				snprintf(e->to, sizeof(e->to), "%s", live[i].unreach[u]);
+				e->first_ms = now;
+			}
+			e->seen = 1;
+		}
+	}
+	/* a report stands once old enough, and once the reverse one, if any,
+	 * is too (then the map's rule between the two applies) */
+	for (size_t i = 0; i < n; i++) {
+		unsigned keep = 0;
+
+		for (unsigned u = 0; u < live[i].nunreach && u < KURA_MAP_UNREACH_MAX; u++) {
+			int ok = 0;
+
+			for (size_t j = 0; j < m->nureps; j++) {
+				const struct ureport *e = &m->ureps[j];
+				int young = now - e->first_ms < KURA_MEMBER_REPORT_AGE_MS;
+
+				if (!e->seen)
+					continue;
+				if (!strcmp(e->from, live[i].name) && !strcmp(e->to, live[i].unreach[u]))
+					ok |= young ? -4 : 1;
+				else if (!strcmp(e->from, live[i].unreach[u]) &&
+					 !strcmp(e->to, live[i].name) && young)
+					ok = -4;
+			}
+			if (ok > 0)
+				memmove(live[i].unreach[keep++], live[i].unreach[u], KURA_MAP_NAME_MAX);
+		}
+		live[i].nunreach = keep;
+	}
+	for (size_t j = 0; j < m->nureps; j++)
+		if (m->ureps[j].seen)
+			m->ureps[k++] = m->ureps[j];
+	m->nureps = k;
+}
+
 static void lead(struct kura_member *m)
 {
 	struct kura_live_node *live = NULL;
@@ -417,6 +479,7 @@ static void lead(struct kura_member *m)
 	/* nodes joining the first minute form the cluster; later ones must
 	 * be brought up to date first */
 	next.join_up_until_ms = m->cluster.created_ms + KURA_MEMBER_FORMING_MS;
+	age_reports(m, live, n);
 	changed = kura_map_update(&next, live, n, member_wall_ms());
 	free(live);
 	if (changed <= 0 || !(text = kura_map_to_json(&next))) {
@@ -633,6 +696,7 @@ static void member_free(struct kura_member *m)
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m->endpoints);
+	free(m->ureps);
 	free(m->data_dir);
 	free(m);
 }

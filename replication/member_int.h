@@ -40,6 +40,16 @@ struct mview {
 
 enum mreq_kind { MREQ_INIT };
 
+/* The leader acts on a node's report that another is unreachable only
+ * once it has stood this long: when each reports the other, both reports
+ * are in by then and the rule between them applies (map.h). */
+#define KURA_MEMBER_REPORT_AGE_MS 750
+struct ureport {
+	char from[KURA_MAP_NAME_MAX], to[KURA_MAP_NAME_MAX];
+	uint64_t first_ms;
+	int seen;
+};
+
 /* A control request handed to the agent and answered back on the loop. */
 struct mreq {
 	struct kura_op op; /* posted back to the loop when answered */
@@ -91,6 +101,8 @@ struct kura_member {
 	char unreach[KURA_MAP_UNREACH_MAX][KURA_MAP_NAME_MAX];
 	atomic_uint_least64_t unreach_gen; /* +1 per change */
 	uint64_t reg_unreach_gen;          /* agent: the one etcd holds */
+	struct ureport *ureps;             /* leader (agent): reports by age */
+	size_t nureps;
 	pthread_cond_t cv;
 	struct mreq *reqs;
 

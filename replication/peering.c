@@ -18,10 +18,12 @@
 
 #define PEER_PARALLEL 8u
 #define PEER_RETRY_NS 200000000ull
+#define PEER_HOLD_NS 1000000000ull /* forwarded writes wait at most this long */
 #define GLIST_CAP (sizeof(struct kura_proto_sync) + \
 		   KURA_PROTO_SYNC_MAX * sizeof(struct kura_proto_sync_ent))
 
 struct pgpeer {
+	uint64_t sethash; /* of the set need's positions refer to */
 	uint8_t need;    /* set positions of members not compared yet */
 	uint8_t running; /* ... being compared */
 	uint8_t lead;    /* this node led the group in the last map */
@@ -64,11 +66,45 @@ struct heldq *peering_queue(struct kura_rep *r, uint32_t pg)
 	return &r->peering->g[pg].q;
 }
 
-static void group_done(struct kura_rep *r, struct pgpeer *g)
+static void group_done(struct kura_rep *r, struct pgpeer *g, int lost)
 {
 	g->need = 0;
 	g->q.tail = NULL;
-	rep_release(r, &g->q.head);
+	rep_release(r, &g->q.head, lost);
+}
+
+/* Forwarded writes held a second get EAGAIN (their node tries again in
+ * 100 ms), so none waits on its link's timeout; the others stay in order. */
+static void expire_forwarded(struct kura_rep *r, struct pgpeer *g, uint64_t now)
+{
+	struct held **pp = &g->q.head, *h;
+
+	while ((h = *pp)) {
+		if (!h->forwarded || now - h->since_ns < PEER_HOLD_NS) {
+			pp = &h->next;
+			continue;
+		}
+		*pp = h->next;
+		r->outstanding--;
+		h->cb(h->arg, -EAGAIN);
+		free(h->buf);
+		free(h);
+	}
+	g->q.tail = pp;
+	if (!g->q.head)
+		g->q.tail = NULL;
+}
+
+/* A hash of the group's set, in order: another set means the members to
+ * compare are others. */
+static uint64_t set_hash(const struct kura_map *m, const unsigned *idx, unsigned n)
+{
+	uint64_t h = n;
+
+	for (unsigned i = 0; i < n; i++)
+		for (const char *c = m->nodes[idx[i]].name; *c; c++)
+			h = kura_hash64(h ^ (uint8_t)*c);
+	return h;
 }
 
 /* The members of group pg (set positions) that must be compared: UP,
@@ -120,22 +156,25 @@ void peering_map(struct kura_rep *r)
 		int p = kura_map_primary(m, pg);
 		int lead = p >= 0 && !strcmp(m->nodes[p].name, r->name);
 		uint8_t mask;
+		uint64_t h;
 
 		g->running = 0; /* drives under the old map are ignored when they end */
 		if (!lead) {
 			g->lead = 0;
 			if (g->need || g->q.head)
-				group_done(r, g); /* the writes go to whoever leads now */
+				group_done(r, g, 1); /* the writes go to whoever leads now */
 			continue;
 		}
 		mask = members(r, pg, idx, &n);
-		if (!g->lead || skipped)
-			g->need = mask;
+		h = set_hash(m, idx, n);
+		if (!g->lead || skipped || h != g->sethash)
+			g->need = mask; /* positions in the set name other nodes now */
 		else
 			g->need &= mask; /* members gone meanwhile are not waited for */
+		g->sethash = h;
 		g->lead = 1;
 		if (!g->need && g->q.head)
-			group_done(r, g);
+			group_done(r, g, 0);
 	}
 	pump(r);
 }
@@ -167,7 +206,8 @@ static void drive_failed(struct pdrive *d, int err)
 	if (g) {
 		g->running &= (uint8_t) ~(1u << d->pos);
 		r->peering->running--;
-		if (err != -ENOTCONN && err != -EREMOTE && err != -EHOSTDOWN && err != -ESHUTDOWN)
+		if (err != -ENOTCONN && err != -EREMOTE && err != -EHOSTDOWN && err != -ESHUTDOWN &&
+		    err != -EAGAIN)
 			kura_log(WARN, "peering: group %u with node %s: %s; trying again", d->pg,
 				 d->node, strerror(-err));
 	}
@@ -202,7 +242,7 @@ static void job_done(void *arg, int err)
 		pe->running--;
 		pe->rounds++;
 		if (!g->need)
-			group_done(r, g);
+			group_done(r, g, 0);
 		drive_free(d);
 		pump(r);
 		return;
@@ -258,6 +298,7 @@ static void drive_next(struct pdrive *d)
 	d->lr.req.layer = d->from_layer;
 	d->lr.req.ext = d->from_ext;
 	d->lr.req.arg_layer = d->pg;
+	d->lr.req.version = r->map->epoch; /* the member answers once its map is this new */
 	d->lr.buf = d->ans;
 	d->lr.cap = GLIST_CAP;
 	d->lr.cb = glist_done;
@@ -274,11 +315,15 @@ static void pump(struct kura_rep *r)
 
 	if (!pe || r->destroying)
 		return;
-	for (uint32_t pg = 0; pg < pe->pgs && pe->running < PEER_PARALLEL; pg++) {
+	for (uint32_t pg = 0; pg < pe->pgs; pg++) {
 		struct pgpeer *g = &pe->g[pg];
 		uint8_t todo = g->need & (uint8_t)~g->running;
 
-		if (!todo)
+		if (g->q.head) {
+			expire_forwarded(r, g, kura_now_ns());
+			waiting |= g->q.head != NULL; /* swept again soon */
+		}
+		if (!todo || pe->running >= PEER_PARALLEL)
 			continue;
 		n = kura_map_place(r->map, pg, idx);
 		for (unsigned pos = 0; pos < n && pe->running < PEER_PARALLEL; pos++) {
@@ -337,7 +382,7 @@ void peering_shutdown(struct kura_rep *r)
 	if (!pe)
 		return;
 	for (uint32_t pg = 0; pg < pe->pgs; pg++)
-		group_done(r, &pe->g[pg]);
+		group_done(r, &pe->g[pg], 1);
 	r->peering = NULL;
 	free(pe->g);
 	free(pe);

@@ -182,6 +182,12 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 
 	if (!v)
 		return -ENOMEM;
+	if (v->last >> 32 > r->map->epoch) {
+		/* ordered under a newer map than this node holds: it is not the
+		 * primary there; the write waits for this node's map */
+		rep_vent_put(r, v);
+		return -EAGAIN;
+	}
 	v->last = KURA_MAX(v->last + 1, v0 + 1);
 	v->inflight++;
 	*out = v->last;
@@ -273,15 +279,21 @@ static void write_maybe_done(struct rwrite *w)
 		/* or a replica refused it: its map makes another node the
 		 * group's primary; once this node's map says so too, the write
 		 * goes there (tried again every 100 ms until then) */
-		if (!remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls, w->cb,
-				  w->arg, w->redrive ? RETRY_NS : 0)) {
+		int err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
+				       w->cb, w->arg, w->redrive ? RETRY_NS : 0);
+
+		if (!err) {
 			version_done(r, w->layer, w->ext, 0);
 			r->outstanding--;
 			free(w->buf);
 			free(w);
 			return;
 		}
+		if (w->redrive)
+			w->err = err; /* never acknowledged: the group's primary lacks it */
 	}
+	if (w->redrive && !w->err)
+		w->err = -ESHUTDOWN; /* refused by a replica, and this node is stopping */
 	if (!w->err && !kura_member_may_ack(w->r->member) && !w->r->destroying) {
 		/* fenced: hold the answer until the lease is renewed (or the
 		 * node is stopped) */
@@ -328,6 +340,7 @@ static void send_replica(struct rtarget *t)
 	t->lr.req.nblk = (uint16_t)w->nblk;
 	t->lr.req.data_len = w->nblk * KURA_BLK_SIZE;
 	t->lr.req.version = w->version;
+	t->lr.req.arg_layer = w->epoch; /* ordered by this node as primary under that map */
 	t->lr.data = w->buf;
 	t->lr.cb = target_done;
 	t->lr.arg = t;
@@ -392,7 +405,10 @@ static void target_done(struct kura_link_req *lr)
 		write_maybe_done(w);
 		return;
 	}
-	if (lr->status && !w->r->destroying && t->p->up_in_map) {
+	if (lr->status && !w->r->destroying &&
+	    (t->p->strictly_up || (t->stream && t->p->up_in_map))) {
+		/* still a copy the node must have: UP, or catching up by this
+		 * stream (set back to recovering, it catches up by resync) */
 		if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT && lr->status != -EAGAIN)
 			kura_log(WARN, "replication: node %s failed a write of extent %llu/%llu: %s; "
 				 "sending it again", t->p->name, (unsigned long long)w->layer,
@@ -413,7 +429,7 @@ static void target_done(struct kura_link_req *lr)
  * waits on list (head, tail) until rep_release(). */
 static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uint64_t layer,
 		uint64_t ext, unsigned blk, unsigned nblk, const void *buf, enum kura_io_class cls,
-		kura_blk_cb cb, void *arg)
+		kura_blk_cb cb, void *arg, int forwarded)
 {
 	struct held *h = calloc(1, sizeof(*h));
 
@@ -429,6 +445,8 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 	h->cls = cls;
 	h->cb = cb;
 	h->arg = arg;
+	h->since_ns = kura_now_ns();
+	h->forwarded = forwarded;
 	if (!*head)
 		*tail = head;
 	**tail = h;
@@ -437,9 +455,20 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 	return 0;
 }
 
+static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
+			 void *arg, int forwarded);
+
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, const void *buf, enum kura_io_class cls,
 			   kura_blk_cb cb, void *arg)
+{
+	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1);
+}
+
+static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
+			 void *arg, int forwarded)
 {
 	const struct pgset *g;
 	struct rwrite *w;
@@ -455,17 +484,19 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 	if (r->peering && peering_holds(r, pg)) {
 		struct heldq *q = peering_queue(r, pg);
 
-		return hold(r, &q->head, &q->tail, layer, ext, blk, nblk, buf, cls, cb, arg);
+		return hold(r, &q->head, &q->tail, layer, ext, blk, nblk, buf, cls, cb, arg,
+			    forwarded);
 	}
 	if ((v = *rep_vent_slot(r, layer, ext)) && v->locker)
-		return hold(r, &v->held, &v->held_tail, layer, ext, blk, nblk, buf, cls, cb, arg);
+		return hold(r, &v->held, &v->held_tail, layer, ext, blk, nblk, buf, cls, cb, arg,
+			    forwarded);
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if (!(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)) ||
 	    (err = version_take(r, layer, ext, &w->version))) {
 		free(w->buf);
 		free(w);
-		return -ENOMEM;
+		return err == -EAGAIN ? err : -ENOMEM;
 	}
 	memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
 	w->r = r;
@@ -488,10 +519,12 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 
 		if (!strcmp(n->name, r->name))
 			continue;
+		t->stream = 0;
 		if (rep_behind(r->map, pg, n)) {
 			if (!(st = sync_stream(r, pg, n->name)))
 				continue;
 			sync_dirty(st, layer, ext); /* it is catching up: it gets this too */
+			t->stream = 1;
 		} else if (n->state != KURA_NODE_UP) {
 			continue;
 		}
@@ -572,12 +605,17 @@ static void remote_send(struct remote *x)
 	}
 	if (i >= 0 && self) {
 		/* this node became the primary */
-		err = x->write ? kura_rep_write_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf,
-							x->cls, local_primary_done, x)
+		err = x->write ? write_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf, x->cls,
+					       local_primary_done, x, 0)
 			       : kura_blk_read(r->store, x->layer, x->ext, x->blk, x->nblk, x->buf,
 					       x->cls, local_primary_done, x);
-		if (err)
+		if (err == -EAGAIN) {
+			/* this node's map is behind the extent's versions */
+			x->retry.op.fn = remote_retry;
+			kura_loop_timer(r->loop, &x->retry, RETRY_NS);
+		} else if (err) {
 			remote_finish(x, err);
+		}
 		return;
 	}
 	p = i >= 0 ? peer_get(r, &r->map->nodes[i]) : NULL;
@@ -649,8 +687,12 @@ int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned bl
 {
 	int self;
 
-	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
-		return kura_rep_write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg);
+	int err;
+
+	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self &&
+	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0)) != -EAGAIN)
+		return err;
+	/* another node's, or this node's map is behind: through the retry path */
 	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg, 0);
 }
 
@@ -711,19 +753,23 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 			p->strictly_up = n->state == KURA_NODE_UP;
 		}
 	}
-	/* writes parked for nodes that are DOWN now stop waiting for them */
+	/* writes parked for nodes that are DOWN now stop waiting for them, and
+	 * those for nodes set back (recovering) too, but for the copies of
+	 * their streams: they catch up by resync */
 	for (struct peer *p = r->peers; p; p = p->next) {
-		struct rtarget *t = p->up_in_map ? NULL : p->resend;
+		struct rtarget **pp = &p->resend, *t;
 
-		if (p->up_in_map)
+		if (p->strictly_up)
 			continue;
-		p->resend = NULL;
-		while (t) {
-			struct rtarget *next = t->next;
+		while ((t = *pp)) {
+			if (p->up_in_map && t->stream) {
+				pp = &t->next;
+				continue;
+			}
+			*pp = t->next;
 			target_settled(t);
 			t->w->waiting--;
 			write_maybe_done(t->w);
-			t = next;
 		}
 	}
 	sync_map(r);

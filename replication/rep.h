@@ -108,15 +108,18 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 int kura_rep_sync(struct kura_rep *r, const char *peer, const void *data, size_t len,
 		  struct kura_proto_sync_result *out, kura_blk_cb cb, void *arg);
 
-/* GLIST (blockd/proto.h): what this node holds of a group, from a key on;
- * *out is malloc'd. -EINVAL, -EHOSTDOWN, -ENOMEM. */
-int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q, uint8_t **out,
-		   size_t *len);
+/* GLIST (blockd/proto.h): what this node holds of a group, from a key on,
+ * once everything it took before is in its index: 0 and done(arg, 0,
+ * data (malloc'd, the callee's), len) later, or done(arg, -errno, NULL,
+ * 0); or at once -EINVAL, -EHOSTDOWN, -EAGAIN (the asker's map, in the
+ * request's version, is newer than this node's), -ENOMEM. */
+int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q,
+		   void (*done)(void *arg, int err, uint8_t *data, size_t len), void *arg);
 
 /* Whether node peer may change this node's copy of the group of q's
  * extent (a copy, a resync's FREE or write): only the group's primary or
- * sync source in this node's map, or a node whose map is newer (a version
- * of a later epoch). 0, -EREMOTE (the sender then sends the write through
+ * sync source in this node's map, or a node that sent it as such under a
+ * newer map (the request's arg_layer). 0, -EREMOTE (the sender then sends the write through
  * whoever is primary now), -EAGAIN (no map yet). */
 int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct kura_proto_req *q);
 

@@ -51,6 +51,8 @@ struct held {
 	void *buf;
 	kura_blk_cb cb;
 	void *arg;
+	uint64_t since_ns;
+	int forwarded; /* from another node (F_PRIMARY): it retries on EAGAIN */
 	struct held *next;
 };
 
@@ -121,6 +123,7 @@ struct rtarget {
 	struct kura_link_req lr;
 	struct rwrite *w;
 	struct peer *p;
+	int stream;           /* to a member catching up (not UP) */
 	struct rtarget *next; /* in its peer's resend list */
 };
 
@@ -225,8 +228,11 @@ void sync_pump(struct kura_rep *r);
 int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync *h,
 	     struct kura_proto_sync_ent *ents, size_t n, struct kura_proto_sync_result *out,
 	     kura_blk_cb cb, void *arg);
-/* Starts the writes that waited on a lock or on peering, in order. */
-void rep_release(struct kura_rep *r, struct held **list);
+/* Starts the writes that waited on a lock or on peering, in order; with
+ * lost set (this node no longer leads the group), those another node
+ * forwarded get EAGAIN instead: that node sends them to the new primary
+ * itself, in its own order. */
+void rep_release(struct kura_rep *r, struct held **list, int lost);
 
 /* peering.c */
 struct heldq {

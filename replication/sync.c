@@ -141,10 +141,10 @@ struct xtask {
 };
 
 struct sjob {
-	struct kura_op op;
 	struct kura_rep *r;
 	char node[KURA_MAP_NAME_MAX];
 	uint32_t pg;
+	struct kura_proto_sync range;
 	struct kura_proto_sync_ent *ents;
 	size_t n, ni;
 	struct kura_proto_sync_ent *mine; /* the source's (version unused) */
@@ -185,7 +185,7 @@ static int member_ok(struct kura_rep *r, uint32_t pg, const char *node, int need
 	return 0;
 }
 
-void rep_release(struct kura_rep *r, struct held **list)
+void rep_release(struct kura_rep *r, struct held **list, int lost)
 {
 	struct held *h = *list;
 
@@ -195,8 +195,9 @@ void rep_release(struct kura_rep *r, struct held **list)
 		int err;
 
 		r->outstanding--;
-		err = kura_rep_write(r, h->layer, h->ext, h->blk, h->nblk, h->buf, h->cls, h->cb,
-				     h->arg);
+		err = lost && h->forwarded ? -EAGAIN
+					   : kura_rep_write(r, h->layer, h->ext, h->blk, h->nblk,
+							    h->buf, h->cls, h->cb, h->arg);
 		if (err)
 			h->cb(h->arg, err);
 		free(h->buf);
@@ -226,7 +227,7 @@ static void unlock(struct kura_rep *r, struct vent *v)
 	 * v stays until they are all on their way */
 	v->inflight++;
 	v->held_tail = NULL;
-	rep_release(r, &v->held);
+	rep_release(r, &v->held, 0);
 	v->inflight--;
 	rep_vent_put(r, v);
 }
@@ -362,6 +363,8 @@ static void task_send(struct xtask *t)
 			t->reqs[k].req.version = t->version;
 			break;
 		}
+	for (unsigned k = 0; k < n; k++)
+		t->reqs[k].req.arg_layer = r->map->epoch; /* sent as the source under this map */
 	t->nreq = n;
 	t->pending = 1; /* until every request is in */
 	for (unsigned k = 0; k < n; k++) {
@@ -541,10 +544,25 @@ static void job_pump(struct sjob *j)
 		job_finish(j);
 }
 
-static void job_start(struct kura_op *op, int res)
+static int list_group(struct kura_rep *r, uint32_t pg, const struct kura_proto_sync *h,
+		      struct kura_proto_sync_ent **out, size_t *nout);
+static int add_inflight(struct kura_rep *r, const struct kura_proto_sync *h, const char *node,
+			struct kura_proto_sync_ent **mine, size_t *n);
+
+/* Copies other nodes sent before the walk began (an old primary's, say)
+ * are in the index now, even those that waited for journal room: the
+ * walk sees them. */
+static void job_flushed(void *arg, int err)
 {
-	(void)res;
-	job_pump(KURA_CONTAINER_OF(op, struct sjob, op));
+	struct sjob *j = arg;
+
+	if (!err)
+		err = list_group(j->r, j->pg, &j->range, &j->mine, &j->nm);
+	if (!err)
+		err = add_inflight(j->r, &j->range, j->node, &j->mine, &j->nm);
+	j->err = err;
+	j->deadline_ns = kura_now_ns() + SYNC_JOB_NS;
+	job_pump(j);
 }
 
 /* This store's extents of group pg in [from, to), ascending. */
@@ -686,29 +704,22 @@ int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync 
 	else if (rep_behind(r->map, h->pg, &r->map->nodes[i]) && !stream_get(r, h->pg, peer))
 		err = -ENOMEM;
 	if (!err)
-		err = list_group(r, h->pg, h, &j->mine, &j->nm);
-	if (!err)
-		err = add_inflight(r, h, peer, &j->mine, &j->nm);
+		err = kura_blk_flush(r->store, job_flushed, j);
 	if (err) {
 		free(j->ents);
-		free(j->mine);
 		free(j);
 		return err;
 	}
 	j->r = r;
 	snprintf(j->node, sizeof(j->node), "%s", peer);
 	j->pg = h->pg;
+	j->range = *h;
 	j->n = n;
 	j->out = out;
 	j->cb = cb;
 	j->arg = arg;
 	memset(out, 0, sizeof(*out));
-	j->deadline_ns = kura_now_ns() + SYNC_JOB_NS;
 	r->outstanding++;
-	/* the walk starts on a later turn: the answer never comes from inside
-	 * this call */
-	j->op.fn = job_start;
-	kura_loop_defer(r->loop, &j->op, 0);
 	return 0;
 }
 
@@ -857,8 +868,12 @@ static void syncreq_done(struct kura_link_req *lr)
 		return;
 	}
 	if (r->destroying || !g || g->state != SG_RUNNING) {
+		/* of an earlier recovery, or a group that changed meanwhile:
+		 * its place in the window goes to the next */
 		free(q->data);
 		free(q);
+		if (!r->destroying)
+			sync_pump(r);
 		return;
 	}
 	if (!st && !q->res.done &&
@@ -1236,6 +1251,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 		kura_jw_u64(w, "bytes_copied", sy->copied_bytes);
 		kura_jw_u64(w, "extents_freed", sy->freed);
 		kura_jw_u64(w, "ms", ((sy->end_ns ? sy->end_ns : now) - sy->start_ns) / 1000000);
+		kura_jw_u64(w, "requests_in_flight", sy->running);
 	}
 	kura_jw_end(w);
 	peering_status(r, w);
@@ -1256,54 +1272,88 @@ int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct k
 		return -EAGAIN;
 	if (q->ext >= KURA_EXT_MAX)
 		return -EINVAL;
-	if (q->op == KURA_OP_WRITE && q->version >> 32 > r->map->epoch)
-		return 0; /* ordered under a map newer than this node's */
+	if (q->op == KURA_OP_WRITE && q->arg_layer > r->map->epoch)
+		return 0; /* sent as primary or source under a map newer than this node's */
 	src = kura_map_sync_source(r->map, kura_map_pg(r->map, q->layer, q->ext));
 	return src >= 0 && !strcmp(r->map->nodes[src].name, peer) ? 0 : -EREMOTE;
 }
 
-int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q, uint8_t **out,
-		   size_t *len)
-{
-	struct kura_proto_sync h = { 0 };
-	struct kura_proto_sync_ent *v = NULL;
-	size_t n = 0;
-	uint8_t *buf;
-	int err;
+struct glist {
+	struct kura_rep *r;
+	struct kura_proto_sync h;
+	void (*done)(void *arg, int err, uint8_t *data, size_t len);
+	void *arg;
+};
 
-	if (!r->map)
-		return -EHOSTDOWN;
-	if (q->arg_layer >= r->map->pgs || q->ext >= KURA_EXT_MAX || q->blk || q->nblk ||
-	    q->version || q->arg_ext)
-		return -EINVAL;
-	h.pg = (uint32_t)q->arg_layer;
-	h.from_layer = q->layer;
-	h.from_ext = q->ext;
-	h.to_layer = h.to_ext = UINT64_MAX;
-	if ((err = list_group(r, h.pg, &h, &v, &n)))
-		return err;
-	if (n > KURA_PROTO_SYNC_MAX) {
+static void glist_flushed(void *arg, int err)
+{
+	struct glist *g = arg;
+	struct kura_rep *r = g->r;
+	struct kura_proto_sync_ent *v = NULL;
+	size_t n = 0, len = 0;
+	uint8_t *buf = NULL;
+
+	r->outstanding--;
+	if (!err && (r->destroying || !r->map))
+		err = -ESHUTDOWN;
+	if (!err)
+		err = list_group(r, g->h.pg, &g->h, &v, &n);
+	if (!err && n > KURA_PROTO_SYNC_MAX) {
 		/* the rest in the next answer */
-		h.to_layer = v[KURA_PROTO_SYNC_MAX].layer;
-		h.to_ext = v[KURA_PROTO_SYNC_MAX].ext;
+		g->h.to_layer = v[KURA_PROTO_SYNC_MAX].layer;
+		g->h.to_ext = v[KURA_PROTO_SYNC_MAX].ext;
 		n = KURA_PROTO_SYNC_MAX;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; !err && i < n; i++) {
 		struct kura_blk_extent_info info;
 
 		if (!kura_blk_extent_info(r->store, v[i].layer, v[i].ext, &info))
 			v[i].version = info.version;
 	}
-	h.n = (uint32_t)n;
-	*len = sizeof(h) + n * sizeof(*v);
-	if (!(buf = malloc(*len))) {
-		free(v);
-		return -ENOMEM;
+	g->h.n = (uint32_t)n;
+	len = sizeof(g->h) + n * sizeof(*v);
+	if (!err && !(buf = malloc(len)))
+		err = -ENOMEM;
+	if (!err) {
+		memcpy(buf, &g->h, sizeof(g->h));
+		if (n)
+			memcpy(buf + sizeof(g->h), v, n * sizeof(*v));
 	}
-	memcpy(buf, &h, sizeof(h));
-	if (n)
-		memcpy(buf + sizeof(h), v, n * sizeof(*v));
 	free(v);
-	*out = buf;
+	g->done(g->arg, err, buf, err ? 0 : len);
+	free(g);
+}
+
+int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q,
+		   void (*done)(void *arg, int err, uint8_t *data, size_t len), void *arg)
+{
+	struct glist *g;
+	int err;
+
+	if (r->destroying)
+		return -ESHUTDOWN;
+	if (!r->map)
+		return -EHOSTDOWN;
+	if (q->arg_layer >= r->map->pgs || q->ext >= KURA_EXT_MAX || q->blk || q->nblk ||
+	    q->arg_ext)
+		return -EINVAL;
+	if (q->version > r->map->epoch)
+		return -EAGAIN; /* the asking primary's map is newer: wait for it */
+	if (!(g = calloc(1, sizeof(*g))))
+		return -ENOMEM;
+	g->r = r;
+	g->h.pg = (uint32_t)q->arg_layer;
+	g->h.from_layer = q->layer;
+	g->h.from_ext = q->ext;
+	g->h.to_layer = g->h.to_ext = UINT64_MAX;
+	g->done = done;
+	g->arg = arg;
+	/* copies that waited for journal room are in the index once this is
+	 * done: the list shows them */
+	if ((err = kura_blk_flush(r->store, glist_flushed, g))) {
+		free(g);
+		return err;
+	}
+	r->outstanding++;
 	return 0;
 }
