@@ -338,7 +338,7 @@ static int copy_name(char *dst, size_t cap, const struct kura_json *o, const cha
 	}
 	if (err || strlen(s) >= cap)
 		return -EINVAL;
-	strcpy(dst, s);
+	snprintf(dst, cap, "%s", s);
 	return 0;
 }
 

@@ -189,11 +189,9 @@ char *cli_join(const struct kura_json *arr)
 	out = malloc(len);
 	if (!out)
 		return NULL;
-	strcpy(out, n ? "" : "-");
-	for (size_t i = 0; i < n; i++) {
-		strcat(out, i ? ", " : "");
-		strcat(out, cli_str_at(arr, i));
-	}
+	size_t at = (size_t)snprintf(out, len, "%s", n ? "" : "-");
+	for (size_t i = 0; i < n && at < len; i++)
+		at += (size_t)snprintf(out + at, len - at, "%s%s", i ? ", " : "", cli_str_at(arr, i));
 	return out;
 }
 

@@ -153,7 +153,9 @@ static void run_cut(uint64_t cut, enum fake_cut_mode mode)
 static unsigned points(void)
 {
 	const char *p = getenv("KURA_CRASH_POINTS");
-	return p && atoi(p) > 0 ? (unsigned)atoi(p) : 40;
+	unsigned long n = p ? strtoul(p, NULL, 10) : 0;
+
+	return n > 0 && n < 100000 ? (unsigned)n : 40;
 }
 
 TEST_T(test_vdisk_power_cut_during_operations, 300)
