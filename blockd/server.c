@@ -370,6 +370,29 @@ static void glist_done(void *arg, int err, uint8_t *data, size_t len)
 	respond(r, err, len);
 }
 
+/* On a node link in a cluster, a request that would change this node's
+ * copy from a node that may not (route.peer_may_write): 0, or the answer. */
+static int peer_refuses(const struct conn *c, const struct kura_proto_req *q)
+{
+	const struct kura_server_route *rt = &c->srv->route;
+
+	if (!rt->peer_may_write || !c->srv->tcp)
+		return 0;
+	switch (q->op) {
+	case KURA_OP_TRIM:
+	case KURA_OP_MOVE:
+		return -EOPNOTSUPP; /* nothing sends them between nodes */
+	case KURA_OP_WRITE:
+		if (q->flags == KURA_PROTO_F_PRIMARY)
+			return 0; /* the primary's part decides */
+		/* fall through */
+	case KURA_OP_FREE:
+		return rt->peer_may_write(rt->arg, c->peer, q);
+	default:
+		return 0;
+	}
+}
+
 /* Returns -1 when the connection was closed (and may be gone). */
 static int dispatch(struct conn *c, uint8_t *payload)
 {
@@ -397,13 +420,8 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		err = -EOPNOTSUPP; /* in a cluster, only reads and writes are replicated yet */
 		goto now;
 	}
-	if (rt->peer_may_write && c->srv->tcp &&
-	    ((q->op == KURA_OP_WRITE && q->flags != KURA_PROTO_F_PRIMARY) ||
-	     q->op == KURA_OP_FREE || q->op == KURA_OP_TRIM || q->op == KURA_OP_MOVE) &&
-	    (err = q->op == KURA_OP_TRIM || q->op == KURA_OP_MOVE
-			   ? -EOPNOTSUPP
-			   : rt->peer_may_write(rt->arg, c->peer, q)))
-		goto now; /* a node that may not change this node's copy of that group */
+	if ((err = peer_refuses(c, q)))
+		goto now;
 	switch (q->op) {
 	case KURA_OP_READ:
 		if (!q->nblk || q->nblk > KURA_EXT_BLOCKS) {

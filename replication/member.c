@@ -422,7 +422,7 @@ static void age_reports(struct kura_member *m, struct kura_live_node *live, size
 		unsigned keep = 0;
 
 		for (unsigned u = 0; u < live[i].nunreach && u < KURA_MAP_UNREACH_MAX; u++) {
-			int ok = 0;
+			int old = 0, reverse_young = 0;
 
 			for (size_t j = 0; j < m->nureps; j++) {
 				const struct ureport *e = &m->ureps[j];
@@ -431,12 +431,12 @@ static void age_reports(struct kura_member *m, struct kura_live_node *live, size
 				if (!e->seen)
 					continue;
 				if (!strcmp(e->from, live[i].name) && !strcmp(e->to, live[i].unreach[u]))
-					ok |= young ? -4 : 1;
+					old = !young;
 				else if (!strcmp(e->from, live[i].unreach[u]) &&
-					 !strcmp(e->to, live[i].name) && young)
-					ok = -4;
+					 !strcmp(e->to, live[i].name))
+					reverse_young = young;
 			}
-			if (ok > 0)
+			if (old && !reverse_young)
 				memmove(live[i].unreach[keep++], live[i].unreach[u], KURA_MAP_NAME_MAX);
 		}
 		live[i].nunreach = keep;

@@ -15,15 +15,7 @@
 
 LAYER=0x7e57000001 # far above the ids vdisks use
 hosts 3
-for i in 1 2 3; do etcd_start $i; done
-etcd_up
-for i in 1 2 3; do node_start $i; done
-id=$(vdn 1 cluster init --replicas 3 --pgs 64 --out-after 10m | sed -n 's/^created cluster //p')
-[ ${#id} = 36 ] || fail "cluster init gave no id"
-all_up() {
-	for i in 1 2 3; do status_of "$i" | grep -q '"clean":64' || return 1; done
-}
-wait_for 15 "three nodes up" all_up
+cluster_up 3 10m
 
 "$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $LAYER 8 4 "$WORK/load1" ||
 	fail "writes through n1 did not read back"
@@ -49,8 +41,7 @@ on 1 "$BUILD/kura-repcheck" replicas "$id" $LAYER 8 2 10.99.0.1:7400 10.99.0.2:7
 L2=0x7e57000003
 # etcd's leader stays on host 1: a cut etcd leader costs etcd an election
 # and gives every lease its full time again (about 2 s more; docs/cluster.md)
-s1=$(on 1 etcdctl --endpoints "$ETCD_URLS" member list 2>/dev/null | awk -F', ' '$3 == "s1" { print $1 }')
-[ -n "$s1" ] && on 1 etcdctl --endpoints "$ETCD_URLS" move-leader "$s1" >/dev/null 2>&1
+etcd_leader_to 1
 cut_n2() { link_down 2; sleep 5; link_up 2; }
 back_up_mark 2
 load_while cut $L2 14 cut_n2

@@ -13,17 +13,8 @@
 LAYER=0x7e57000011
 L2=0x7e57000012
 hosts 4
-for i in 1 2 3; do etcd_start $i; done
-etcd_up
-for i in 1 2 3 4; do node_start $i; done
-id=$(vdn 1 cluster init --replicas 3 --pgs 64 --out-after 6s | sed -n 's/^created cluster //p')
-[ ${#id} = 36 ] || fail "cluster init gave no id"
+cluster_up 4 6s
 clean() { status_of "$1" | grep -q '"clean":64'; }
-all_up() {
-	for i in 1 2 3 4; do [ "$(state_in 1 "n$i")" = up ] || return 1; done
-	clean 1
-}
-wait_for 15 "four nodes up" all_up
 "$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $LAYER 8 4 "$WORK/load1" ||
 	fail "writes through n1 did not read back"
 echo "ok: RF 3 on 4 nodes through n1: $(cat "$WORK/load1")"

@@ -12,17 +12,10 @@
 
 LAYER=0x7e57000031
 hosts 3
-for i in 1 2 3; do etcd_start $i; done
-etcd_up
-for i in 1 2 3; do node_start $i; done
-id=$(vdn 1 cluster init --replicas 3 --pgs 64 --out-after 10m | sed -n 's/^created cluster //p')
-[ ${#id} = 36 ] || fail "cluster init gave no id"
-clean() { status_of 1 | grep -q '"clean":64'; }
-wait_for 15 "three nodes up" clean
+cluster_up 3 10m
 # etcd's leader on host 3, away from the partition (an etcd member that
 # loses half its traffic would hold elections: another story)
-s3=$(on 1 etcdctl --endpoints "$ETCD_URLS" member list 2>/dev/null | awk -F', ' '$3 == "s3" { print $1 }')
-[ -n "$s3" ] && on 1 etcdctl --endpoints "$ETCD_URLS" move-leader "$s3" >/dev/null 2>&1
+etcd_leader_to 3
 
 back_up_mark 2
 partition() {

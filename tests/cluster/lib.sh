@@ -92,6 +92,27 @@ status_of() { vdn "$1" cluster status --json 2>&1 | tr -d ' \n'; }
 state_in() {
 	status_of "$1" | sed -n "s/.*{\"name\":\"$2\",\"addr\":\"[^\"]*\",\"domain\":\"[^\"]*\",\"state\":\"\([a-z]*\)\".*/\1/p"
 }
+# cluster_up N OUT_AFTER: etcd on hosts 1-3, nodes n1..nN, a cluster of
+# RF 3 and 64 groups; returns once every node sees all 64 groups clean.
+# Sets $id, the cluster id.
+cluster_up() {
+	for i in 1 2 3; do etcd_start $i; done
+	etcd_up
+	for i in $(seq 1 "$1"); do node_start $i; done
+	id=$(vdn 1 cluster init --replicas 3 --pgs 64 --out-after "$2" | sed -n 's/^created cluster //p')
+	[ ${#id} = 36 ] || fail "cluster init gave no id"
+	CLUSTER_NODES=$1
+	wait_for 20 "$1 nodes up, 64 groups clean" all_clean
+}
+all_clean() {
+	for i in $(seq 1 "$CLUSTER_NODES"); do status_of "$i" | grep -q '"clean":64' || return 1; done
+}
+# etcd_leader_to I: etcd's leader moves to member sI
+etcd_leader_to() {
+	m=$(on 1 etcdctl --endpoints "$ETCD_URLS" member list 2>/dev/null | awk -F', ' -v n="s$1" '$3 == n { print $1 }')
+	[ -n "$m" ] && on 1 etcdctl --endpoints "$ETCD_URLS" move-leader "$m" >/dev/null 2>&1
+}
+
 # resyncs I: how many times node I has caught up (resync) so far
 resyncs() { grep -c "resync: node n$1 has every group it holds" "$WORK/n$1.log"; }
 # back_up J I: node I is UP in node J's map and has caught up once more

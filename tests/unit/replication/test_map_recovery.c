@@ -8,6 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether node index x is among set[0..n) (a group's set by index; node
+ * indexes stay put as long as no node joins). */
+static int in_set(const unsigned *set, unsigned n, unsigned x)
+{
+	for (unsigned j = 0; j < n; j++)
+		if (set[j] == x)
+			return 1;
+	return 0;
+}
+
 TEST(test_map_update_synced_recovering_node_becomes_up)
 {
 	struct kura_map m;
@@ -110,9 +120,7 @@ TEST(test_map_update_out_makes_the_nodes_that_take_its_place_fill)
 	for (uint32_t pg = 0; pg < m.pgs; pg++) {
 		unsigned na = kura_map_place(&before, pg, a), nb = kura_map_place(&m, pg, b);
 		for (unsigned i = 0; i < nb; i++) {
-			int was = 0;
-			for (unsigned j = 0; j < na; j++)
-				was |= a[j] == b[i];
+			int was = in_set(a, na, b[i]);
 			CHECK_EQ(kura_map_filling(&m, pg, m.nodes[b[i]].name), !was);
 			gained += !was;
 			/* the one that fills is nobody's primary or source */
@@ -174,9 +182,7 @@ TEST(test_map_update_domain_change_makes_the_nodes_entering_sets_fill)
 	for (uint32_t pg = 0; pg < m.pgs; pg++) {
 		unsigned na = kura_map_place(&before, pg, a), nb = kura_map_place(&m, pg, b);
 		for (unsigned i = 0; i < nb; i++) {
-			int was = 0;
-			for (unsigned j = 0; j < na; j++)
-				was |= a[j] == b[i];
+			int was = in_set(a, na, b[i]);
 			CHECK_EQ(kura_map_filling(&m, pg, m.nodes[b[i]].name), !was);
 			entered += !was;
 		}
