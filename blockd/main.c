@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "iscsi-target/target.h"
+#include "replication/vdblk.h"
 #include "replication/member.h"
 #include "replication/rep.h"
 
@@ -233,24 +234,62 @@ struct node {
 	struct kura_member *member;
 	struct kura_server *peers; /* node-to-node listener (--listen) */
 	struct kura_rep *rep;      /* reads and writes through the cluster */
+	struct kura_vdblk *vdblk;  /* the vdisks' blocks, while this node serves them */
+	uint64_t svc_gen;          /* +1 whenever the vdisk service is taken or lost */
+	int64_t svc_rev;
+	int svc_held;              /* the member's last word on the service */
+	unsigned svc_stopping;     /* vdisks_stop is draining */
+	struct kura_timer svc_retry; /* starts the service again after a failure */
+	int svc_retry_armed;
+	const struct args *args;
 	const char *name;          /* --node */
 	char ctl_path[PATH_MAX];
 };
 
+/* The frontends, the vdisk engine and its catalog, in that order. Each
+ * stop turns the loop while it drains, so the node forgets each part
+ * before stopping it (requests arriving meanwhile find none), and a
+ * change of the vdisk service meanwhile waits (node_service). */
+static void vdisks_stop(struct node *n)
+{
+	struct kura_iscsi *iscsi = n->iscsi;
+	struct kura_vd_engine *vd = n->vd;
+	struct kura_cat *cat = n->cat;
+	struct kura_vdblk *vdblk = n->vdblk;
+
+	n->iscsi = NULL;
+	n->vd = NULL;
+	n->cat = NULL;
+	n->vdblk = NULL;
+	n->svc_stopping++;
+	kura_iscsi_stop(iscsi);
+	if (vd)
+		kura_vd_engine_close(vd);
+	if (cat)
+		kura_cat_close(cat);
+	kura_vdblk_destroy(vdblk);
+	n->svc_stopping--;
+}
+
 static void node_stop(struct node *n)
 {
 	kura_ctl_server_stop(n->ctl);
+	n->svc_gen++; /* a vdisk service start in progress ends */
+	n->svc_held = 0;
+	if (n->svc_retry_armed)
+		kura_loop_cancel_sync(n->loop, &n->svc_retry.op);
+	n->svc_retry_armed = 0;
+	/* in a cluster, vdisk I/O waiting for a primary ends (-ESHUTDOWN) here,
+	 * so the frontends can drain */
 	kura_rep_shutdown(n->rep); /* maps arriving from now on are ignored */
+	kura_iscsi_stop(n->iscsi);
+	n->iscsi = NULL;
 	kura_server_stop(n->peers);
 	kura_server_stop(n->srv);
+	vdisks_stop(n); /* while the member's map, which the rep reads, is there */
 	kura_member_stop(n->member);
 	kura_rep_destroy(n->rep);
 	n->rep = NULL;
-	kura_iscsi_stop(n->iscsi);
-	if (n->vd)
-		kura_vd_engine_close(n->vd);
-	if (n->cat)
-		kura_cat_close(n->cat);
 	if (n->s)
 		kura_blk_store_close(n->s);
 	kura_loop_destroy(n->loop);
@@ -264,12 +303,26 @@ static void node_ctl(void *ctx, const struct kura_json *req, struct kura_jw *out
 	struct node *n = ctx;
 	const char *op = NULL;
 
-	if (!kura_json_get_str(req, "op", &op) && !strncmp(op, "iscsi_", 6))
-		kura_iscsi_ctl(n->iscsi, req, out, cb, arg);
-	else if (op && !strncmp(op, "cluster_", 8))
+	kura_json_get_str(req, "op", &op);
+	if (op && !strncmp(op, "cluster_", 8)) {
 		kura_member_ctl(n->member, req, out, cb, arg);
-	else
+	} else if (!n->vd || !n->iscsi) {
+		/* a cluster node that does not serve the vdisks (now) */
+		const char *holder = kura_member_service_holder(n->member);
+		char msg[256];
+
+		if (*holder && strcmp(holder, n->name))
+			snprintf(msg, sizeof(msg), "node %s serves the cluster's vdisks; run this "
+				 "on %s", holder, holder);
+		else
+			snprintf(msg, sizeof(msg), "no node serves the cluster's vdisks yet (this "
+				 "one is starting to, or none is up): try again in a few seconds");
+		cb(arg, -EAGAIN, msg);
+	} else if (op && !strncmp(op, "iscsi_", 6)) {
+		kura_iscsi_ctl(n->iscsi, req, out, cb, arg);
+	} else {
 		kura_vd_ctl(n->vd, req, out, cb, arg);
+	}
 }
 
 static int start_iscsi(struct node *n, const struct args *a, char *errbuf, size_t errlen)
@@ -359,6 +412,13 @@ static int route_write_primary(void *arg, const struct kura_proto_req *q, const 
 				      (enum kura_io_class)q->cls, cb, cbarg);
 }
 
+static int route_free_primary(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
+			      void *cbarg)
+{
+	return kura_rep_free_primary(arg, q->layer, q->ext, (enum kura_io_class)q->cls, cb,
+				     cbarg);
+}
+
 static int route_sync(void *arg, const char *peer, const void *data, size_t len,
 		      struct kura_proto_sync_result *out, kura_blk_cb cb, void *cbarg)
 {
@@ -384,6 +444,130 @@ static void node_status(void *arg, struct kura_jw *w)
 		kura_rep_status(n->rep, w);
 }
 
+/* ---- the cluster's vdisks, on the node holding the vdisk service ---- */
+
+static int vdisks_open(struct node *n, const struct kura_cat_ops *ops, void *be,
+		       const struct kura_vd_blk_ops *blk, void *blk_arg, char *errbuf,
+		       size_t errlen)
+{
+	struct kura_vd_opts vo = { 0 };
+	int err;
+
+	if ((err = kura_cat_open(n->loop, ops, be, &n->cat))) {
+		ops->close(be);
+		snprintf(errbuf, errlen, "cannot start the catalog: %s", kura_strerror(err));
+		return err;
+	}
+	vo.loop = n->loop;
+	vo.store = n->s;
+	vo.blk = blk;
+	vo.blk_arg = blk_arg;
+	vo.cat = n->cat;
+	vo.sched_fifo = n->args->sched_fifo;
+	if ((err = kura_vd_engine_open(&vo, &n->vd, errbuf, errlen)))
+		return err;
+	return start_iscsi(n, n->args, errbuf, errlen);
+}
+
+static void svc_retry_later(struct node *n, uint64_t ms);
+
+struct svc_start {
+	struct node *n;
+	uint64_t gen;
+};
+
+/* What the cluster holds of the vdisks is listed: the catalog, the engine
+ * and the frontends follow. */
+static void svc_loaded(void *arg, int err)
+{
+	struct svc_start *ss = arg;
+	struct node *n = ss->n;
+	const struct kura_cat_ops *ops;
+	char errbuf[512] = "";
+	void *be;
+
+	if (ss->gen != n->svc_gen) {
+		free(ss);
+		return; /* lost or stopping meanwhile */
+	}
+	free(ss);
+	if (!err)
+		err = kura_cat_etcd_create(n->args->cluster, KURA_KEY_PREFIX "cat/",
+					   KURA_KEY_PREFIX "vdisk-service", n->svc_rev, &ops, &be,
+					   errbuf, sizeof(errbuf));
+	else
+		snprintf(errbuf, sizeof(errbuf), "cannot list the vdisks' extents: %s",
+			 kura_strerror(err));
+	if (!err)
+		err = vdisks_open(n, ops, be, &kura_vdblk_ops, n->vdblk, errbuf, sizeof(errbuf));
+	if (err) {
+		kura_log(ERR, "cluster: node %s cannot serve the vdisks: %s; trying again in 2 s",
+			 n->name, errbuf);
+		vdisks_stop(n);
+		svc_retry_later(n, 2000);
+		return;
+	}
+	kura_log(INFO, "cluster: node %s serves the cluster's vdisks; iSCSI %s", n->name,
+		 kura_iscsi_portal(n->iscsi));
+}
+
+static void svc_apply(struct node *n);
+
+static void svc_retry_fired(struct kura_op *op, int res)
+{
+	struct node *n = KURA_CONTAINER_OF(op, struct node, svc_retry.op);
+
+	n->svc_retry_armed = 0;
+	if (res != -ECANCELED)
+		svc_apply(n);
+}
+
+static void svc_retry_later(struct node *n, uint64_t ms)
+{
+	if (n->svc_retry_armed)
+		return;
+	n->svc_retry_armed = 1;
+	n->svc_retry.op.fn = svc_retry_fired;
+	kura_loop_timer(n->loop, &n->svc_retry, ms * 1000000ull);
+}
+
+static void node_service(void *arg, int held, int64_t rev)
+{
+	struct node *n = arg;
+
+	n->svc_held = held;
+	n->svc_rev = rev;
+	svc_apply(n);
+}
+
+/* Makes the vdisks served or not as the member last said. */
+static void svc_apply(struct node *n)
+{
+	struct svc_start *ss;
+	int err;
+
+	if (n->svc_stopping) {
+		svc_retry_later(n, 100); /* once the stop in progress is over */
+		return;
+	}
+	n->svc_gen++;
+	vdisks_stop(n);
+	if (!n->svc_held || n->svc_stopping)
+		return;
+	if (!(ss = calloc(1, sizeof(*ss))) || kura_vdblk_create(n->rep, n->s, &n->vdblk)) {
+		free(ss);
+		kura_log(ERR, "cluster: out of memory starting the vdisk service");
+		return;
+	}
+	ss->n = n;
+	ss->gen = n->svc_gen;
+	if ((err = kura_vdblk_load(n->vdblk, KURA_VD_ID_BASE, svc_loaded, ss))) {
+		free(ss);
+		kura_log(ERR, "cluster: cannot list the vdisks' extents: %s", kura_strerror(err));
+		svc_retry_later(n, 2000);
+	}
+}
+
 static int start_member(struct node *n, const struct args *a, char *errbuf, size_t errlen)
 {
 	struct kura_member_opts mo = { 0 };
@@ -393,6 +577,7 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 					   .write = route_write,
 					   .write_primary = route_write_primary,
 					   .sync = route_sync,
+					   .free_primary = route_free_primary,
 					   .glist = route_glist,
 					   .peer_may_write = route_peer_may_write };
 	int err;
@@ -406,6 +591,7 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 	mo.usage = node_usage;
 	mo.on_map = node_map;
 	mo.status = node_status;
+	mo.on_service = node_service;
 	mo.arg = n;
 	n->name = a->node;
 	if ((err = kura_member_start(&mo, &n->member, errbuf, errlen)))
@@ -430,7 +616,6 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 static int node_start(struct node *n, const struct args *a, char *errbuf, size_t errlen)
 {
 	struct kura_blk_opts o = { 0 };
-	struct kura_vd_opts vo = { 0 };
 	const struct kura_cat_ops *ops;
 	char sock[PATH_MAX];
 	void *be;
@@ -445,19 +630,14 @@ static int node_start(struct node *n, const struct args *a, char *errbuf, size_t
 	o.create = 1;
 	if ((err = kura_blk_store_open(&o, &n->s, errbuf, errlen)))
 		return err;
-	kura_cat_rocks_create(kura_blk_store_md(n->s), &ops, &be);
-	if ((err = kura_cat_open(n->loop, ops, be, &n->cat))) {
-		snprintf(errbuf, errlen, "cannot start the catalog: %s", kura_strerror(err));
-		return err;
+	n->args = a;
+	/* On its own, the node serves its vdisks from its store; in a cluster,
+	 * the node holding the vdisk service does (node_service). */
+	if (!a->cluster) {
+		kura_cat_rocks_create(kura_blk_store_md(n->s), &ops, &be);
+		if ((err = vdisks_open(n, ops, be, NULL, NULL, errbuf, errlen)))
+			return err;
 	}
-	vo.loop = n->loop;
-	vo.store = n->s;
-	vo.cat = n->cat;
-	vo.sched_fifo = a->sched_fifo;
-	if ((err = kura_vd_engine_open(&vo, &n->vd, errbuf, errlen)))
-		return err;
-	if ((err = start_iscsi(n, a, errbuf, errlen)))
-		return err;
 	if (a->store_socket)
 		snprintf(sock, sizeof(sock), "%s", a->store_socket);
 	else

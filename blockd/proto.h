@@ -35,10 +35,12 @@ enum kura_proto_op {
 	KURA_OP_HELLO = 10,
 	KURA_OP_SYNC = 11,
 	KURA_OP_GLIST = 12,
-	KURA_OP_MAX = 12
+	KURA_OP_PLIST = 13,
+	KURA_OP_MAX = 13
 };
 
-/* flags: on node links only, on WRITE only, one at a time. */
+/* flags: on node links only, on WRITE and FREE only, one at a time (a
+ * FREE has no blocks and no data). */
 #define KURA_PROTO_F_PRIMARY 1u /* "you are the group's primary: replicate it" */
 #define KURA_PROTO_F_REPLICA 2u /* "your copy, version from the primary": applied
 				 * only when newer (kura_blk_write_replica) */
@@ -137,6 +139,18 @@ _Static_assert(sizeof(struct kura_proto_sync_result) == 56, "sync result is 56 b
  * holds all the rest) and n entries, at most KURA_PROTO_SYNC_MAX.
  * -EINVAL: pg or ext out of range; -EHOSTDOWN: no map yet; -EAGAIN: the
  * member's map is older than the asker's (it asks again). */
+
+/* PLIST: on node links only, to a group's primary, from a node serving
+ * vdisks (replication/vdblk.h): like GLIST, with each entry's present
+ * blocks; only extents of layers >= layer are listed and only the group's
+ * primary answers (-EREMOTE otherwise, -EAGAIN while it peers the group).
+ * Entries: struct kura_proto_plist_ent, at most KURA_PROTO_PLIST_MAX. */
+struct kura_proto_plist_ent {
+	uint64_t layer, ext, version;
+	uint64_t present[4]; /* bit i: block i of the extent holds data */
+};
+_Static_assert(sizeof(struct kura_proto_plist_ent) == 56, "plist entry is 56 bytes");
+#define KURA_PROTO_PLIST_MAX 1024u
 
 /* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
 int kura_proto_check(const struct kura_proto_req *r, const char **why);

@@ -73,9 +73,11 @@ int kura_proto_check(const struct kura_proto_req *r, const char **why)
 		*why = "bad magic";
 	else if (!r->op || r->op > KURA_OP_MAX)
 		*why = "unknown op";
-	else if (r->flags && (r->op != KURA_OP_WRITE ||
+	else if (r->flags && ((r->op != KURA_OP_WRITE && r->op != KURA_OP_FREE) ||
 			      (r->flags != KURA_PROTO_F_PRIMARY && r->flags != KURA_PROTO_F_REPLICA)))
 		*why = "unknown flags";
+	else if (r->op == KURA_OP_FREE && (r->blk || r->nblk || r->data_len))
+		*why = "free with blocks or data";
 	else if (r->op == KURA_OP_WRITE && (!r->nblk || r->nblk > KURA_EXT_BLOCKS ||
 					    r->data_len != (uint32_t)r->nblk * KURA_BLK_SIZE))
 		*why = "write data length does not match its block count";
@@ -154,6 +156,9 @@ static void respond(struct sreq *r, int status, size_t out_len)
 		conn_maybe_free(c);
 		return;
 	}
+	if (status == -ENOENT && r->req.op == KURA_OP_FREE && r->req.flags == KURA_PROTO_F_REPLICA)
+		status = 0; /* a primary's free of what this copy lacks: sent again, or
+			     * an extent a member catching up never got */
 	if (status && status != -EREMOTE && r->req.flags == KURA_PROTO_F_REPLICA &&
 	    !c->close_after_tx) {
 		/* a replica's copy failed: nothing after it on this link may be
@@ -298,7 +303,8 @@ static int hello_check(const struct conn *c, const char **why)
 		*why = hello ? "hello on the local socket"
 		       : c->hdr.flags ? "node link flags on the local socket"
 		       : c->hdr.op == KURA_OP_SYNC ? "sync on the local socket"
-		       : c->hdr.op == KURA_OP_GLIST ? "group list on the local socket" : NULL;
+		       : c->hdr.op == KURA_OP_GLIST ? "group list on the local socket"
+		       : c->hdr.op == KURA_OP_PLIST ? "presence list on the local socket" : NULL;
 	else if (c->greeted)
 		*why = hello ? "a second hello" : NULL;
 	else
@@ -383,10 +389,9 @@ static int peer_refuses(const struct conn *c, const struct kura_proto_req *q)
 	case KURA_OP_MOVE:
 		return -EOPNOTSUPP; /* nothing sends them between nodes */
 	case KURA_OP_WRITE:
+	case KURA_OP_FREE:
 		if (q->flags == KURA_PROTO_F_PRIMARY)
 			return 0; /* the primary's part decides */
-		/* fall through */
-	case KURA_OP_FREE:
 		return rt->peer_may_write(rt->arg, c->peer, q);
 	default:
 		return 0;
@@ -464,7 +469,11 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		err = kura_blk_trim(s, q->layer, q->ext, q->blk, q->nblk, store_done, r);
 		break;
 	case KURA_OP_FREE:
-		err = kura_blk_free(s, q->layer, q->ext, store_done, r);
+		if (q->flags == KURA_PROTO_F_PRIMARY)
+			err = rt->free_primary ? rt->free_primary(rt->arg, q, store_done, r)
+					       : -EREMOTE;
+		else
+			err = kura_blk_free(s, q->layer, q->ext, store_done, r);
 		break;
 	case KURA_OP_MOVE:
 		err = kura_blk_move(s, q->layer, q->ext, q->arg_layer, q->arg_ext, store_done, r);
@@ -505,6 +514,7 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		free(payload);
 		return 0;
 	case KURA_OP_GLIST:
+	case KURA_OP_PLIST:
 		err = rt->glist ? rt->glist(rt->arg, q, glist_done, r) : -EREMOTE;
 		break;
 	case KURA_OP_SYNC:

@@ -48,12 +48,15 @@ struct kura_server_route {
 		     void *cbarg);
 	int (*write_primary)(void *arg, const struct kura_proto_req *q, const void *data,
 			     kura_blk_cb cb, void *cbarg);
+	/* FREE flagged F_PRIMARY on a node link. NULL: -EREMOTE. */
+	int (*free_primary)(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
+			    void *cbarg);
 	/* SYNC from node peer (proto.h): data is the request's payload, of len
 	 * bytes (framing checked, fields not); the answer goes into *out.
 	 * NULL: SYNC gets -EREMOTE. */
 	int (*sync)(void *arg, const char *peer, const void *data, size_t len,
 		    struct kura_proto_sync_result *out, kura_blk_cb cb, void *cbarg);
-	/* GLIST (proto.h): 0 and done(cbarg, status, data (malloc'd, the
+	/* GLIST and PLIST (proto.h): 0 and done(cbarg, status, data (malloc'd, the
 	 * server frees it), len) later, or -errno; NULL: -EREMOTE. */
 	int (*glist)(void *arg, const struct kura_proto_req *q,
 		     void (*done)(void *cbarg, int err, uint8_t *data, size_t len), void *cbarg);

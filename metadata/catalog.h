@@ -58,6 +58,32 @@ struct kura_cat_ops {
 /* The embedded backend: records in the node's RocksDB under key space 'V'. */
 int kura_cat_rocks_create(struct kura_md *md, const struct kura_cat_ops **ops, void **be);
 
+/* The cluster backend: records in etcd under prefix (e.g. "/kura/<cluster id>/cat/"),
+ * key = prefix + kind + '/' + id as 16 lowercase hex digits, value = the JSON text.
+ * Every commit is one etcd transaction; when fence_key is not NULL the transaction
+ * applies only while fence_key's mod revision is still fence_rev (the caller holds
+ * that key, e.g. the right to change the catalog), else commit returns -ESTALE and
+ * nothing is applied. Each transaction also puts the key prefix + "txn" to a value
+ * of its own, so that a commit whose answer was lost (-ETIMEDOUT, -EHOSTUNREACH)
+ * can read whether it was applied; it reads, and sends again what was not applied,
+ * for up to about 10 s before it returns the error. This assumes that only this
+ * backend writes under prefix (the fence, or the caller, sees to that).
+ *
+ * The backend opens its own etcd client (endpoints as kura_etcd_open() takes them,
+ * 2 s per request) and ops->close closes it; load and commit run one at a time.
+ * Load reads every record at one etcd revision in one answer (up to 64 MiB); it
+ * skips, with a warning, keys under prefix that are not record keys and values
+ * holding a NUL byte. Within one transaction the later record of two with the same
+ * kind and id wins. Commit errors besides the client's (metadata/etcd.h):
+ *   -E2BIG    more than 127 records (etcd takes 128 ops, the marker is one)
+ *   -ESTALE   the fence key moved: the caller no longer holds it
+ *   -EINVAL   a record of kind '\0'
+ * Create returns -EINVAL for an empty prefix or fence key or fence_rev < 1, or
+ * what kura_etcd_open() returns; err then says why in one line. */
+int kura_cat_etcd_create(const char *endpoints, const char *prefix, const char *fence_key,
+			 int64_t fence_rev, const struct kura_cat_ops **ops, void **be,
+			 char *err, size_t errlen);
+
 struct kura_cat;
 
 int kura_cat_open(struct kura_loop *loop, const struct kura_cat_ops *ops, void *be,

@@ -461,6 +461,11 @@ static int answer_fits(const struct kura_link_req *r, const struct kura_proto_re
 		       (h->data_len - sizeof(struct kura_proto_sync)) %
 				       sizeof(struct kura_proto_sync_ent) ==
 			       0;
+	case KURA_OP_PLIST:
+		return h->data_len >= sizeof(struct kura_proto_sync) && h->data_len <= r->cap &&
+		       (h->data_len - sizeof(struct kura_proto_sync)) %
+				       sizeof(struct kura_proto_plist_ent) ==
+			       0;
 	default:
 		return h->data_len == 0;
 	}

@@ -256,6 +256,7 @@ static void lost_lease(struct kura_member *m, const char *why)
 	/* the cluster may have moved on while the lease was gone: acknowledge
 	 * nothing until the map has been read again after registering */
 	atomic_store(&m->map_stale, 1);
+	member_service_lost(m);
 }
 
 static void renew(struct kura_member *m)
@@ -564,6 +565,7 @@ static void tick(struct kura_member *m)
 {
 	int err;
 
+	member_service_deadline(m);
 	if (!m->have_cluster) {
 		char msg[512];
 
@@ -592,6 +594,7 @@ static void tick(struct kura_member *m)
 		lead(m);
 	else
 		refresh_view(m);
+	member_service_tick(m);
 }
 
 static void *agent(void *arg)
@@ -675,6 +678,7 @@ static int setup(struct kura_member *m, const struct kura_member_opts *o, char *
 	m->usage = o->usage;
 	m->on_map = o->on_map;
 	m->status = o->status;
+	m->on_service = o->on_service;
 	m->arg = o->arg;
 	m->started_ms = member_wall_ms();
 	atomic_store(&m->view_wanted_ms, member_mono_ms());

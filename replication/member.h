@@ -12,6 +12,9 @@
  *                leader, with a compare on the map's and its own leader key's
  *                revisions
  *   leader       the leader's node name, held by its lease
+ *   vdisk-service the name of the node serving the cluster's vdisks, held
+ *                by its lease (with on_service set, a node UP in the map
+ *                takes it when it is free)
  *
  * Who does what: every node renews its lease every lease_ttl/3 and reads the
  * map and leader keys every tick (KURA_MEMBER_TICK_MS): two reads of one key
@@ -71,6 +74,10 @@ struct kura_member_opts {
 	/* adds this node's replication figures to `vdisk cluster status` (an
 	 * object's members, on the loop thread); may be NULL */
 	void (*status)(void *arg, struct kura_jw *w);
+	/* this node got (held 1; rev: the key's mod revision, which fences the
+	 * catalog's commits) or lost (held 0) the vdisk service; loop thread;
+	 * NULL: the node never takes it */
+	void (*on_service)(void *arg, int held, int64_t rev);
 	void *arg;
 };
 
@@ -107,6 +114,8 @@ void kura_member_set_filled(struct kura_member *m, uint64_t epoch);
 void kura_member_set_unreachable(struct kura_member *m, const char (*names)[KURA_MAP_NAME_MAX],
 				 unsigned n);
 
+/* The node serving the cluster's vdisks as last read ("" none known). */
+const char *kura_member_service_holder(const struct kura_member *m);
 /* Control requests whose op starts with "cluster_" (docs/control.md):
  * cluster_init {replicas, pgs, out_after_ms}, cluster_status. */
 void kura_member_ctl(struct kura_member *m, const struct kura_json *req, struct kura_jw *out,

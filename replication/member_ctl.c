@@ -242,6 +242,7 @@ void member_status_json(struct kura_member *m, struct kura_jw *w)
 	kura_jw_str(w, "cluster_id", map->cluster_id);
 	kura_jw_u64(w, "epoch", map->epoch);
 	kura_jw_str(w, "leader", v && v->leader[0] ? v->leader : NULL);
+	kura_jw_str(w, "vdisk_service", m->svc_holder[0] ? m->svc_holder : NULL);
 	kura_jw_u64(w, "nodes_read_ms", v ? v->read_ms : 0);
 	kura_jw_u64(w, "replicas", map->replicas);
 	kura_jw_u64(w, "out_after_ms", map->out_after_ms);

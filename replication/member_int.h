@@ -13,6 +13,7 @@
 #define KEY_MAP KURA_KEY_PREFIX "map"
 #define KEY_LEADER KURA_KEY_PREFIX "leader"
 #define KEY_NODES KURA_KEY_PREFIX "nodes/"
+#define KEY_SERVICE KURA_KEY_PREFIX "vdisk-service"
 
 /* The cluster's fixed settings (KEY_CLUSTER). */
 struct mcluster {
@@ -77,6 +78,7 @@ struct kura_member {
 	void (*usage)(void *arg, uint64_t *capacity, uint64_t *used);
 	void (*on_map)(void *arg, const struct kura_map *map);
 	void (*status)(void *arg, struct kura_jw *w);
+	void (*on_service)(void *arg, int held, int64_t rev);
 	void *arg;
 
 	/* loop thread */
@@ -85,6 +87,9 @@ struct kura_member {
 	struct kura_timer usage_timer;
 	int usage_armed;
 	struct mview *view; /* the newest, or NULL */
+	char svc_holder[KURA_MAP_NAME_MAX]; /* the vdisk service's node, as last heard */
+	int svc_held_loop;                  /* on_service last said held */
+	int64_t svc_rev_loop;               /* ... at this revision */
 
 	/* shared: the agent writes, the loop reads */
 	atomic_uint_least64_t renewed_ms; /* monotonic ms the last good renewal was sent */
@@ -122,11 +127,20 @@ struct kura_member {
 	uint64_t next_renew_ms, next_reg_put_ms, started_ms;
 	uint64_t reg_synced_ms, reg_synced_epoch; /* in the registration etcd holds */
 	uint64_t reg_filled_epoch; /* ... and filled_epoch */
+	int svc_held;         /* the vdisk service (member_svc.c) */
+	int64_t svc_rev;
+	char svc_name[KURA_MAP_NAME_MAX];
 	struct kura_map amap; /* the newest map the agent has seen */
 	int64_t amap_rev;
 	int have_amap;
 	char cluster_file[4096];
 };
+
+/* member_svc.c: take or follow the vdisk service key; forget it when the
+ * lease is lost. Agent thread. */
+void member_service_tick(struct kura_member *m);
+void member_service_lost(struct kura_member *m);
+void member_service_deadline(struct kura_member *m);
 
 uint64_t member_wall_ms(void);
 uint64_t member_mono_ms(void);

@@ -212,14 +212,17 @@ static void version_done(struct kura_rep *r, uint64_t layer, uint64_t ext, int f
 
 /* ---- the primary's write ---- */
 
-/* A request may start: 0, or why not. */
+/* A request may start: 0, or why not. A change of nblk 0 (and blk 0) frees
+ * the whole extent: writes, held writes and remote writes carry frees that
+ * way, so they are ordered, versioned and sent again like writes. */
 static int can_start(const struct kura_rep *r, uint64_t ext, unsigned blk, unsigned nblk)
 {
 	if (r->destroying)
 		return -ESHUTDOWN;
 	if (!r->map)
 		return -EHOSTDOWN;
-	if (!nblk || nblk > KURA_EXT_BLOCKS || blk + nblk > KURA_EXT_BLOCKS || ext >= KURA_EXT_MAX)
+	if (nblk > KURA_EXT_BLOCKS || blk + nblk > KURA_EXT_BLOCKS || (!nblk && blk) ||
+	    ext >= KURA_EXT_MAX)
 		return -EINVAL;
 	return 0;
 }
@@ -318,6 +321,9 @@ static void local_done(void *arg, int err)
 {
 	struct rwrite *w = arg;
 
+	if (!w->nblk && err == -ENOENT)
+		err = 0; /* a free of what is gone already (sent again) */
+
 	w->err = err;
 	w->waiting--;
 	write_maybe_done(w);
@@ -331,7 +337,7 @@ static void send_replica(struct rtarget *t)
 
 	memset(&t->lr, 0, sizeof(t->lr));
 	t->lr.req.magic = KURA_PROTO_MAGIC;
-	t->lr.req.op = KURA_OP_WRITE;
+	t->lr.req.op = w->nblk ? KURA_OP_WRITE : KURA_OP_FREE;
 	t->lr.req.cls = (uint8_t)w->cls;
 	t->lr.req.flags = KURA_PROTO_F_REPLICA;
 	t->lr.req.layer = w->layer;
@@ -397,6 +403,8 @@ static void target_done(struct kura_link_req *lr)
 
 	if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT)
 		t->p->progress_ns = kura_now_ns(); /* it answers */
+	if (!w->nblk && lr->status == -ENOENT)
+		lr->status = 0; /* a free the replica had already, or never held */
 
 	if (lr->status == -EREMOTE && !w->r->destroying) {
 		w->redrive = 1; /* see write_maybe_done */
@@ -433,11 +441,12 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 {
 	struct held *h = calloc(1, sizeof(*h));
 
-	if (!h || !(h->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) {
+	if (!h || (nblk && !(h->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)))) {
 		free(h);
 		return -ENOMEM;
 	}
-	memcpy(h->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
+	if (nblk)
+		memcpy(h->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
 	h->layer = layer;
 	h->ext = ext;
 	h->blk = blk;
@@ -463,6 +472,8 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 			   unsigned nblk, const void *buf, enum kura_io_class cls,
 			   kura_blk_cb cb, void *arg)
 {
+	if (!nblk)
+		return -EINVAL;
 	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1);
 }
 
@@ -492,13 +503,14 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 			    forwarded);
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
-	if (!(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)) ||
+	if ((nblk && !(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) ||
 	    (err = version_take(r, layer, ext, &w->version))) {
 		free(w->buf);
 		free(w);
 		return err == -EAGAIN ? err : -ENOMEM;
 	}
-	memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
+	if (nblk)
+		memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
 	w->r = r;
 	w->layer = layer;
 	w->ext = ext;
@@ -534,7 +546,9 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 		w->ntargets++;
 		w->waiting++;
 	}
-	err = kura_blk_write(r->store, layer, ext, blk, nblk, w->buf, w->version, cls, local_done, w);
+	err = nblk ? kura_blk_write(r->store, layer, ext, blk, nblk, w->buf, w->version, cls,
+				    local_done, w)
+		   : kura_blk_free(r->store, layer, ext, local_done, w);
 	if (err) {
 		r->outstanding--;
 		version_done(r, layer, ext, 0);
@@ -621,7 +635,7 @@ static void remote_send(struct remote *x)
 	p = i >= 0 ? peer_get(r, &r->map->nodes[i]) : NULL;
 	memset(&x->lr, 0, sizeof(x->lr));
 	x->lr.req.magic = KURA_PROTO_MAGIC;
-	x->lr.req.op = x->write ? KURA_OP_WRITE : KURA_OP_READ;
+	x->lr.req.op = !x->write ? KURA_OP_READ : x->nblk ? KURA_OP_WRITE : KURA_OP_FREE;
 	x->lr.req.cls = (uint8_t)x->cls;
 	x->lr.req.flags = x->write ? KURA_PROTO_F_PRIMARY : 0;
 	x->lr.req.layer = x->layer;
@@ -665,13 +679,13 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 	x->cls = cls;
 	x->cb = cb;
 	x->arg = arg;
-	if (write) {
+	if (write && nblk) {
 		if (!(x->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) {
 			free(x);
 			return -ENOMEM;
 		}
 		memcpy(x->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
-	} else {
+	} else if (!write) {
 		x->buf = buf;
 	}
 	r->outstanding++;
@@ -685,10 +699,32 @@ int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned bl
 		   unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
 		   void *arg)
 {
+	if (!nblk)
+		return -EINVAL;
+	return rep_change(r, layer, ext, blk, nblk, buf, cls, cb, arg);
+}
+
+int kura_rep_free(struct kura_rep *r, uint64_t layer, uint64_t ext, enum kura_io_class cls,
+		  kura_blk_cb cb, void *arg)
+{
+	return rep_change(r, layer, ext, 0, 0, NULL, cls, cb, arg);
+}
+
+int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
+			  enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	return write_primary(r, layer, ext, 0, 0, NULL, cls, cb, arg, 1);
+}
+
+int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
 	int self;
 
 	int err;
 
+	if (r->destroying)
+		return -ESHUTDOWN;
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self &&
 	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0)) != -EAGAIN)
 		return err;
@@ -701,6 +737,8 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 {
 	int self;
 
+	if (r->destroying)
+		return -ESHUTDOWN;
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
 		return kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cb, arg);
 	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0);

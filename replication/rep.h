@@ -96,6 +96,15 @@ int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned bl
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, const void *buf, enum kura_io_class cls,
 			   kura_blk_cb cb, void *arg);
+/* Frees a whole extent the same way: ordered by the group's primary among
+ * the extent's writes, applied on every replica. A replica applies a free
+ * whenever it comes (a free carries no "newer than" test), so a caller
+ * never frees an extent it may still write to (the vdisk engine frees only
+ * layers nothing writes to any more). */
+int kura_rep_free(struct kura_rep *r, uint64_t layer, uint64_t ext, enum kura_io_class cls,
+		  kura_blk_cb cb, void *arg);
+int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
+			  enum kura_io_class cls, kura_blk_cb cb, void *arg);
 /* Reads from the group's primary. */
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);

@@ -205,6 +205,10 @@ struct peer *rep_peer(struct kura_rep *r, const struct kura_map_node *n);
 struct vent **rep_vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext);
 /* The vent of an extent, created when absent (NULL: no memory). */
 struct vent *rep_vent_get(struct kura_rep *r, uint64_t layer, uint64_t ext);
+/* A write, or with nblk 0 a free of the whole extent, through the
+ * group's primary (kura_rep_write, kura_rep_free). */
+int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
 /* Frees v when nothing holds it any more. */
 void rep_vent_put(struct kura_rep *r, struct vent *v);
 

@@ -196,8 +196,8 @@ void rep_release(struct kura_rep *r, struct held **list, int lost)
 
 		r->outstanding--;
 		err = lost && h->forwarded ? -EAGAIN
-					   : kura_rep_write(r, h->layer, h->ext, h->blk, h->nblk,
-							    h->buf, h->cls, h->cb, h->arg);
+					   : rep_change(r, h->layer, h->ext, h->blk, h->nblk,
+							h->buf, h->cls, h->cb, h->arg);
 		if (err)
 			h->cb(h->arg, err);
 		free(h->buf);
@@ -1272,7 +1272,7 @@ int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct k
 		return -EAGAIN;
 	if (q->ext >= KURA_EXT_MAX)
 		return -EINVAL;
-	if (q->op == KURA_OP_WRITE && q->arg_layer > r->map->epoch)
+	if ((q->op == KURA_OP_WRITE || q->op == KURA_OP_FREE) && q->arg_layer > r->map->epoch)
 		return 0; /* sent as primary or source under a map newer than this node's */
 	src = kura_map_sync_source(r->map, kura_map_pg(r->map, q->layer, q->ext));
 	return src >= 0 && !strcmp(r->map->nodes[src].name, peer) ? 0 : -EREMOTE;
@@ -1280,10 +1280,22 @@ int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct k
 
 struct glist {
 	struct kura_rep *r;
+	int plist; /* PLIST: with present blocks, at the primary only */
 	struct kura_proto_sync h;
 	void (*done)(void *arg, int err, uint8_t *data, size_t len);
 	void *arg;
 };
+
+/* PLIST is answered by the group's primary, once it has peered the group:
+ * then what it holds is what the group holds. */
+static int plist_check(struct kura_rep *r, uint32_t pg)
+{
+	int i = kura_map_primary(r->map, pg);
+
+	if (i < 0 || strcmp(r->map->nodes[i].name, r->name))
+		return -EREMOTE;
+	return r->peering && peering_holds(r, pg) ? -EAGAIN : 0;
+}
 
 static void glist_flushed(void *arg, int err)
 {
@@ -1291,33 +1303,39 @@ static void glist_flushed(void *arg, int err)
 	struct kura_rep *r = g->r;
 	struct kura_proto_sync_ent *v = NULL;
 	size_t n = 0, len = 0;
+	size_t esize = g->plist ? sizeof(struct kura_proto_plist_ent)
+				: sizeof(struct kura_proto_sync_ent);
+	size_t max = g->plist ? KURA_PROTO_PLIST_MAX : KURA_PROTO_SYNC_MAX;
 	uint8_t *buf = NULL;
 
 	r->outstanding--;
 	if (!err && (r->destroying || !r->map))
 		err = -ESHUTDOWN;
+	if (!err && g->plist)
+		err = plist_check(r, g->h.pg);
 	if (!err)
 		err = list_group(r, g->h.pg, &g->h, &v, &n);
-	if (!err && n > KURA_PROTO_SYNC_MAX) {
+	if (!err && n > max) {
 		/* the rest in the next answer */
-		g->h.to_layer = v[KURA_PROTO_SYNC_MAX].layer;
-		g->h.to_ext = v[KURA_PROTO_SYNC_MAX].ext;
-		n = KURA_PROTO_SYNC_MAX;
-	}
-	for (size_t i = 0; !err && i < n; i++) {
-		struct kura_blk_extent_info info;
-
-		if (!kura_blk_extent_info(r->store, v[i].layer, v[i].ext, &info))
-			v[i].version = info.version;
+		g->h.to_layer = v[max].layer;
+		g->h.to_ext = v[max].ext;
+		n = max;
 	}
 	g->h.n = (uint32_t)n;
-	len = sizeof(g->h) + n * sizeof(*v);
+	len = sizeof(g->h) + n * esize;
 	if (!err && !(buf = malloc(len)))
 		err = -ENOMEM;
-	if (!err) {
+	if (!err)
 		memcpy(buf, &g->h, sizeof(g->h));
-		if (n)
-			memcpy(buf + sizeof(g->h), v, n * sizeof(*v));
+	for (size_t i = 0; !err && i < n; i++) {
+		struct kura_blk_extent_info info = { 0 };
+		struct kura_proto_plist_ent pe = { v[i].layer, v[i].ext, 0, { 0 } };
+
+		if (!kura_blk_extent_info(r->store, v[i].layer, v[i].ext, &info))
+			pe.version = info.version;
+		memcpy(pe.present, info.present.w, sizeof(pe.present));
+		/* a GLIST entry is the first 24 bytes of a PLIST one */
+		memcpy(buf + sizeof(g->h) + i * esize, &pe, esize);
 	}
 	free(v);
 	g->done(g->arg, err, buf, err ? 0 : len);
@@ -1342,6 +1360,7 @@ int kura_rep_glist(struct kura_rep *r, const struct kura_proto_req *q,
 	if (!(g = calloc(1, sizeof(*g))))
 		return -ENOMEM;
 	g->r = r;
+	g->plist = q->op == KURA_OP_PLIST;
 	g->h.pg = (uint32_t)q->arg_layer;
 	g->h.from_layer = q->layer;
 	g->h.from_ext = q->ext;

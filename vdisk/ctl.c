@@ -114,7 +114,7 @@ static uint64_t layer_bytes(struct kura_vd_engine *e, uint64_t id)
 {
 	uint64_t exts, blocks;
 
-	kura_blk_layer_usage(e->store, id, &exts, &blocks);
+	e->bops->layer_usage(e->b, id, &exts, &blocks);
 	return blocks * VD_BLK;
 }
 

@@ -480,7 +480,8 @@ int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **ou
 		return -ENOMEM;
 	errbuf[0] = '\0';
 	e->loop = o->loop;
-	e->store = o->store;
+	e->bops = o->blk ? o->blk : &kura_vd_store_ops;
+	e->b = o->blk ? o->blk_arg : (void *)o->store;
 	e->cat = o->cat;
 	e->job_qd = o->job_qd ? o->job_qd : 8;
 	e->max_jobs = o->max_jobs ? o->max_jobs : 4;

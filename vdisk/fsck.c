@@ -81,14 +81,14 @@ static uint64_t check_store(struct kura_vd_engine *e, struct fsck *f, uint64_t *
 	size_t n;
 
 	*nlayers = 0;
-	if (kura_blk_layers(e->store, &ids, &n)) {
+	if (e->bops->layers(e->b, &ids, &n)) {
 		problem(f, "cannot list the store's layers: out of memory");
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (ids[i] < KURA_VD_ID_BASE)
 			continue;
-		kura_blk_layer_usage(e->store, ids[i], &exts, &blocks);
+		e->bops->layer_usage(e->b, ids[i], &exts, &blocks);
 		total += exts;
 		(*nlayers)++;
 		if (!vd_layer_get(e, ids[i])) {

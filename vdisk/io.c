@@ -115,7 +115,7 @@ static int layer_take(struct kura_vd_engine *e, const struct vd_chain *c, unsign
 	struct kura_blk_extent_info info;
 
 	bm_clip(want, ext, c->lims[i]);
-	if (kura_blk_extent_info(e->store, c->ids[i], ext, &info))
+	if (e->bops->extent_info(e->b, c->ids[i], ext, &info))
 		return 0;
 	*take = info.present;
 	bm_and(take, want);
@@ -153,7 +153,7 @@ static uint64_t lower_mask(struct kura_vd_engine *e, const struct vd_chain *c, u
 	if (c->cache->slot[k].ext1 == ext + 1 && c->cache->slot[k].gen == e->store_gen)
 		return c->cache->slot[k].mask;
 	for (unsigned i = 1; i < c->n; i++)
-		if (!kura_blk_extent_info(e->store, c->ids[i], ext, &info))
+		if (!e->bops->extent_info(e->b, c->ids[i], ext, &info))
 			mask |= 1ull << (i - 1);
 	c->cache->slot[k].ext1 = ext + 1;
 	c->cache->slot[k].gen = e->store_gen;
@@ -188,7 +188,7 @@ int vd_chain_read(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t e
 			continue;
 		bm_or(&cr->present, &take);
 		for (unsigned pos = blk, n; (n = vd_bm_next_run(&take, &pos, blk + nblk)); pos += n) {
-			err = kura_blk_read(e->store, c->ids[i], ext, pos, n,
+			err = e->bops->read(e->b, c->ids[i], ext, pos, n,
 					    (char *)buf + (size_t)(pos - blk) * VD_BLK, cls,
 					    cread_one, cr);
 			if (err)
@@ -456,10 +456,10 @@ static int discard_piece(struct vd_io *io, const struct vd_chain *c, uint64_t ex
 	vd_chain_present(e, &lower, ext, &below);
 	vd_bm_range(&below, blk, nblk);
 	if (bm_empty(&below))
-		return kura_blk_trim(e->store, c->ids[0], ext, blk, nblk, io_piece_done, io);
+		return e->bops->trim(e->b, c->ids[0], ext, blk, nblk, io_piece_done, io);
 	if (!io->zeros && !(io->zeros = kura_aligned_alloc(VD_EXT)))
 		return -ENOMEM;
-	return kura_blk_write(e->store, c->ids[0], ext, blk, nblk, io->zeros, kura_now_ns(),
+	return e->bops->write(e->b, c->ids[0], ext, blk, nblk, io->zeros,
 			      KURA_IO_GUEST, io_piece_done, io);
 }
 
@@ -472,7 +472,7 @@ static int io_piece(struct vd_io *io, const struct vd_chain *c, uint64_t ext, un
 	case IO_READ:
 		return vd_chain_read(e, c, ext, blk, nblk, buf, io->cls, io_read_piece_done, io);
 	case IO_WRITE:
-		return kura_blk_write(e->store, c->ids[0], ext, blk, nblk, buf, kura_now_ns(),
+		return e->bops->write(e->b, c->ids[0], ext, blk, nblk, buf,
 				      io->cls, io_piece_done, io);
 	default:
 		return discard_piece(io, c, ext, blk, nblk);
@@ -587,7 +587,7 @@ int kura_vd_discard(struct kura_vd_handle *h, uint64_t off, uint64_t len, kura_b
 
 int kura_vd_flush(struct kura_vd_handle *h, kura_blk_cb cb, void *arg)
 {
-	return kura_blk_flush(h->e->store, cb, arg);
+	return h->e->bops->flush(h->e->b, cb, arg);
 }
 
 /* ---- write pause for snapshots ---- */

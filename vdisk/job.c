@@ -330,9 +330,10 @@ static void step_end(struct step *st, int err)
 			break;
 		}
 	}
-	if (err == KURA_E_DEAD) {
-		/* The store stopped: nothing more can be done until blockd
-		 * restarts, and then the job resumes from its cursor. */
+	if (err == KURA_E_DEAD || err == -ESHUTDOWN) {
+		/* The store (or, in a cluster, the replicated layer) stopped:
+		 * nothing more can be done until blockd restarts, and then the
+		 * job resumes from its cursor. */
 		j->paused = true;
 	} else if (err && err != -ENOENT && !j->error[0]) {
 		j->err_code = err;
@@ -388,7 +389,7 @@ static void step_after_writes(void *arg, int err)
 	if (!st->err && st->one_id) {
 		/* merge: the source extent's blocks are all in dst now */
 		st->pending = 1;
-		int e2 = kura_blk_free(st->e->store, st->one_id, st->ext, step_io_done, st);
+		int e2 = st->e->bops->free(st->e->b, st->one_id, st->ext, step_io_done, st);
 		if (!e2)
 			return;
 		st->err = e2;
@@ -413,8 +414,8 @@ static void step_write_next(void *arg, int err)
 	if (!st->err && (n = vd_bm_next_run(&st->need, &pos, st->hi))) {
 		n = KURA_MIN(n, STEP_CHUNK_BLOCKS);
 		st->wpos = pos + n;
-		err = kura_blk_write(st->e->store, st->wdst, st->ext, pos, n,
-				     st->buf + (size_t)(pos - st->lo) * VD_BLK, kura_now_ns(),
+		err = st->e->bops->write(st->e->b, st->wdst, st->ext, pos, n,
+				     st->buf + (size_t)(pos - st->lo) * VD_BLK,
 				     st->sr.cls, step_write_next, st);
 		if (!err)
 			return;
@@ -437,8 +438,8 @@ static void step_write_runs(struct step *st, uint64_t dst, uint64_t free_after)
 		return;
 	}
 	for (unsigned pos = st->lo, n; (n = vd_bm_next_run(&st->need, &pos, st->hi)); pos += n) {
-		err = kura_blk_write(e->store, dst, st->ext, pos, n,
-				     st->buf + (size_t)(pos - st->lo) * VD_BLK, kura_now_ns(),
+		err = e->bops->write(e->b, dst, st->ext, pos, n,
+				     st->buf + (size_t)(pos - st->lo) * VD_BLK,
 				     st->sr.cls, step_after_writes, st);
 		if (err)
 			break;
@@ -538,7 +539,7 @@ static void merge_locked(void *arg)
 	int err;
 
 	st->locked = true;
-	if (!dl || kura_blk_extent_info(e->store, j->src, st->ext, &si)) {
+	if (!dl || e->bops->extent_info(e->b, j->src, st->ext, &si)) {
 		step_later(st, 0);
 		return;
 	}
@@ -546,10 +547,10 @@ static void merge_locked(void *arg)
 	vd_bm_range(&st->need, 0, dl->clip >= (st->ext + 1) * VD_EXT ? KURA_EXT_BLOCKS :
 				  dl->clip > st->ext * VD_EXT ?
 				  (unsigned)((dl->clip - st->ext * VD_EXT) / VD_BLK) : 0);
-	if (kura_blk_extent_info(e->store, j->dst, st->ext, &di)) {
-		if (!memcmp(&st->need, &si.present, sizeof(si.present))) {
+	if (e->bops->extent_info(e->b, j->dst, st->ext, &di)) {
+		if (e->bops->move && !memcmp(&st->need, &si.present, sizeof(si.present))) {
 			st->pending = 1;
-			err = kura_blk_move(e->store, j->src, st->ext, j->dst, st->ext,
+			err = e->bops->move(e->b, j->src, st->ext, j->dst, st->ext,
 					    step_io_done, st);
 			if (err)
 				step_later(st, err);
@@ -617,7 +618,7 @@ static void flatten_locked(void *arg)
 		return;
 	}
 	vd_chain_present(e, &j->chain, st->ext, &st->need);
-	if (!kura_blk_extent_info(e->store, j->dst, st->ext, &di))
+	if (!e->bops->extent_info(e->b, j->dst, st->ext, &di))
 		for (unsigned i = 0; i < KURA_EXT_BLOCKS / 64; i++)
 			st->need.w[i] &= ~di.present.w[i];
 	step_read(st, &j->chain);
@@ -765,7 +766,7 @@ static void step_go(struct vd_sreq *r)
 	switch (j->type) {
 	case JOB_FREE:
 		st->pending = 1;
-		err = kura_blk_free(e->store, j->layers[j->li], ext, step_io_done, st);
+		err = e->bops->free(e->b, j->layers[j->li], ext, step_io_done, st);
 		break;
 	case JOB_MERGE:
 		err = vd_lock_ext(e, ext, merge_locked, st);
@@ -803,7 +804,7 @@ static int union_list(struct kura_vd_engine *e, const struct vd_chain *c, uint64
 	for (unsigned i = 0; i < c->n; i++) {
 		uint64_t *v;
 		size_t nv;
-		int err = kura_blk_list(e->store, c->ids[i], &v, &nv);
+		int err = e->bops->list(e->b, c->ids[i], &v, &nv);
 		if (err) {
 			free(all);
 			return err;
@@ -840,7 +841,7 @@ static int job_list(struct kura_vd_engine *e, struct vd_job *j)
 	switch (j->type) {
 	case JOB_FREE:
 		while (j->li < j->nlayers) {
-			err = kura_blk_list(e->store, j->layers[j->li], &j->exts, &j->nexts);
+			err = e->bops->list(e->b, j->layers[j->li], &j->exts, &j->nexts);
 			if (err || j->nexts)
 				break;
 			free(j->exts);
@@ -849,7 +850,7 @@ static int job_list(struct kura_vd_engine *e, struct vd_job *j)
 		}
 		break;
 	case JOB_MERGE:
-		err = kura_blk_list(e->store, j->src, &j->exts, &j->nexts);
+		err = e->bops->list(e->b, j->src, &j->exts, &j->nexts);
 		break;
 	case JOB_FLATTEN:
 	case JOB_CLONE:

@@ -231,7 +231,7 @@ static void shrink(struct vd_ctl *c)
 	struct kura_vd_engine *e = c->e;
 	uint64_t *exts;
 	size_t n;
-	int err = kura_blk_list(e->store, c->v->top, &exts, &n);
+	int err = e->bops->list(e->b, c->v->top, &exts, &n);
 
 	c->pending = 1;
 	for (size_t i = 0; !err && i < n; i++) {
@@ -239,10 +239,10 @@ static void shrink(struct vd_ctl *c)
 		if (base + VD_EXT <= c->size)
 			continue;
 		if (base >= c->size) {
-			err = kura_blk_free(e->store, c->v->top, exts[i], shrink_trimmed, c);
+			err = e->bops->free(e->b, c->v->top, exts[i], shrink_trimmed, c);
 		} else {
 			unsigned blk = (unsigned)((c->size - base) / VD_BLK);
-			err = kura_blk_trim(e->store, c->v->top, exts[i], blk, KURA_EXT_BLOCKS - blk,
+			err = e->bops->trim(e->b, c->v->top, exts[i], blk, KURA_EXT_BLOCKS - blk,
 					    shrink_trimmed, c);
 		}
 		if (!err)

@@ -332,7 +332,7 @@ void vd_op_stats(struct vd_ctl *c, const char *name)
 	kura_jw_u64(c->out, "background_queued", s.bg_queued);
 	kura_jw_end(c->out);
 	kura_jw_arr(c->out, "disks");
-	for (unsigned i = 0; !kura_blk_disk_info(e->store, i, &di); i++) {
+	for (unsigned i = 0; !e->bops->disk_info(e->b, i, &di); i++) {
 		kura_jw_obj(c->out, NULL);
 		kura_jw_str(c->out, "path", di.path);
 		kura_jw_u64(c->out, "slow_ios", di.slow_ios);

@@ -130,7 +130,8 @@ struct vd_job {
 
 struct kura_vd_engine {
 	struct kura_loop *loop;
-	struct kura_blk_store *store;
+	const struct kura_vd_blk_ops *bops; /* where the blocks live */
+	void *b;
 	struct kura_cat *cat;
 	unsigned job_qd, max_jobs;
 	bool no_resume;

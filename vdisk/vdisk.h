@@ -41,9 +41,40 @@
 struct kura_vd_engine;
 struct kura_vd_handle;
 
+/* Where an engine's blocks live: the node's own store (blockd/store.h), or
+ * the cluster's replicated layer (replication/vdblk.h). Each operation means
+ * what blockd/store.h says of the store's function of that name; writes take
+ * no version (the layer below orders them). move may be NULL: extents then
+ * move between layers by copying. extent_info, list, layers and layer_usage
+ * answer synchronously from memory. Same thread rule as the engine. */
+struct kura_vd_blk_ops {
+	int (*read)(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk, void *buf,
+		    enum kura_io_class cls, kura_blk_cb cb, void *arg);
+	int (*write)(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+		     const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+	int (*trim)(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+		    kura_blk_cb cb, void *arg);
+	int (*free)(void *b, uint64_t layer, uint64_t ext, kura_blk_cb cb, void *arg);
+	int (*move)(void *b, uint64_t layer, uint64_t ext, uint64_t new_layer, uint64_t new_ext,
+		    kura_blk_cb cb, void *arg);
+	int (*flush)(void *b, kura_blk_cb cb, void *arg);
+	int (*extent_info)(void *b, uint64_t layer, uint64_t ext,
+			   struct kura_blk_extent_info *out);
+	int (*list)(void *b, uint64_t layer, uint64_t **exts, size_t *n);
+	int (*layers)(void *b, uint64_t **ids, size_t *n);
+	void (*layer_usage)(void *b, uint64_t layer, uint64_t *extents, uint64_t *blocks);
+	/* The disks under it, for `vdisk stats` (-ENOENT past the last). */
+	int (*disk_info)(void *b, unsigned i, struct kura_blk_disk_info *out);
+};
+
+/* The store's operations (b: the struct kura_blk_store). */
+extern const struct kura_vd_blk_ops kura_vd_store_ops;
+
 struct kura_vd_opts {
 	struct kura_loop *loop;
-	struct kura_blk_store *store;
+	struct kura_blk_store *store; /* used when blk is NULL */
+	const struct kura_vd_blk_ops *blk;
+	void *blk_arg;
 	struct kura_cat *cat;
 	unsigned job_qd;       /* extents in flight per job; 0: 8 */
 	unsigned max_jobs;     /* jobs running at once; 0: 4 */

@@ -2,6 +2,9 @@
 # free 127.0.0.1 ports: values, lists, transactions, leases, watches and
 # their stop flag, endpoint failover, dead endpoints and answers no etcd
 # sends (kura-etcdcheck). --compact is passed because this etcd is ours alone.
+# Then the catalog's etcd backend (metadata/catalog_etcd.c) on the same etcd:
+# records in (kind, id) order, deletes, duplicate keys, the fence, the op
+# limit, foreign keys, lost answers (kura-etcdcheck catalog).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/iscsi-lib.sh"
 have etcd || { echo "etcd missing (Debian etcd-server; make deps)"; exit 77; }
@@ -26,3 +29,4 @@ until curl -sf -m 1 "$url/health" 2>/dev/null | grep -q '"health":"true"'; do
 done
 echo "ok: etcd $(etcd --version | sed -n 's/^etcd Version: //p') serves $url"
 "$BUILD/kura-etcdcheck" --endpoints "$url" --compact || fail "etcd client checks"
+"$BUILD/kura-etcdcheck" catalog --endpoints "$url" || fail "etcd catalog backend checks"

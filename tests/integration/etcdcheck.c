@@ -5,15 +5,22 @@
  * are not strings, oversized or endless answers, silence). Prints "ok NAME"
  * or "FAIL NAME: why" per check and the mean latency of a put and a get.
  *
- * usage: kura-etcdcheck --endpoints URLS [--compact]
+ * The subcommand catalog checks the catalog's etcd backend
+ * (metadata/catalog_etcd.c) instead: records put, deleted and loaded back in
+ * order, duplicate keys in a transaction, the fence, the op limit, foreign
+ * keys, and commits whose answer is lost (through the local server).
+ *
+ * usage: kura-etcdcheck [catalog] --endpoints URLS [--compact]
  *   --compact  also compact etcd's history to check that a watch from a
  *              compacted revision ends with -ECANCELED (for test etcds only) */
 #include "common/log.h"
 #include "common/util.h"
+#include "metadata/catalog.h"
 #include "metadata/etcd.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,11 +33,18 @@
 
 #define TIMEOUT_MS 1000
 
+struct model;
+
 struct ctx {
 	const char *endpoints;
 	char p[64]; /* key prefix of this run */
 	struct kura_etcd *e;
 	char why[512];
+	/* the catalog checks: the backend under test and what it should hold */
+	char cp[96];
+	const struct kura_cat_ops *cops;
+	void *cbe;
+	struct model *m;
 };
 
 static int failf(struct ctx *c, int line, const char *fmt, ...)
@@ -420,23 +434,34 @@ static int check_watch_big(struct ctx *c)
 	return 0;
 }
 
+static CURLcode http_post(const char *url, const char *body, size_t len, long *status)
+{
+	CURL *h = curl_easy_init();
+	CURLcode r;
+
+	*status = 0;
+	if (!h)
+		return CURLE_FAILED_INIT;
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	r = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(h);
+	return r;
+}
+
 /* A POST outside the client, for what it does not offer (compaction). */
 static int raw_post(struct ctx *c, const char *path, const char *body)
 {
 	char url[256];
-	CURL *h = curl_easy_init();
 	CURLcode r;
-	long status = 0;
+	long status;
 
 	snprintf(url, sizeof(url), "%.*s%s", (int)strcspn(c->endpoints, ","), c->endpoints, path);
-	EXPECT(c, h, "curl_easy_init");
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-	r = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(h);
+	r = http_post(url, body, strlen(body), &status);
 	EXPECT(c, r == CURLE_OK && status == 200, "POST %s: %s, HTTP %ld", path,
 	       curl_easy_strerror(r), status);
 	return 0;
@@ -529,6 +554,9 @@ struct fake {
 	_Atomic(const char *) answer;
 	_Atomic size_t piece;	/* write the answer this many bytes at a time */
 	_Atomic size_t endless; /* after the answer: this many bytes of spaces, chunked */
+	/* hand each request on to this etcd (and drop its answer) first */
+	atomic_int forwarding;
+	char forward_to[256];
 };
 
 /* read() that waits through the receive timeouts (which are only there so
@@ -542,12 +570,14 @@ static ssize_t read_wait(struct fake *f, int fd, char *buf, size_t len)
 	}
 }
 
-/* Reads one request (headers, then Content-Length bytes). */
-static int read_request(struct fake *f, int fd)
+/* Reads one request (headers, then Content-Length bytes); *req is the whole
+ * request, or NULL when it did not fit in the buffer. */
+static int read_request(struct fake *f, int fd, const char **req, size_t *req_len)
 {
 	static char buf[1 << 16];
 	size_t len = 0, need = 0;
 	char *hdr_end = NULL;
+	int whole = 1;
 
 	while (!hdr_end || len < need) {
 		ssize_t r = read_wait(f, fd, buf + len, sizeof(buf) - 1 - len);
@@ -559,10 +589,30 @@ static int read_request(struct fake *f, int fd)
 			char *cl = strcasestr(buf, "Content-Length:");
 			need = (size_t)(hdr_end + 4 - buf) + (cl ? strtoul(cl + 15, NULL, 10) : 0);
 		}
-		if (len == sizeof(buf) - 1)
+		if (len == sizeof(buf) - 1) {
 			len = 0; /* the body itself is not needed */
+			whole = 0;
+		}
 	}
+	*req = whole ? buf : NULL;
+	*req_len = len;
 	return 0;
+}
+
+/* Hands a request on to the etcd at url and drops its answer: a fake that
+ * then says nothing is a member that applied a request and went silent. */
+static void forward(const char *url, const char *req, size_t len)
+{
+	const char *path = strchr(req, ' '), *body = strstr(req, "\r\n\r\n");
+	char to[512];
+	long status;
+
+	if (!path || !body)
+		return;
+	path++;
+	body += 4;
+	snprintf(to, sizeof(to), "%s%.*s", url, (int)strcspn(path, " "), path);
+	http_post(to, body, len - (size_t)(body - req), &status);
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -580,11 +630,13 @@ static void serve(struct fake *f, int fd)
 {
 	static char chunk[1 << 16];
 
-	const char *answer = atomic_load(&f->answer);
-	size_t piece = atomic_load(&f->piece), endless = atomic_load(&f->endless);
+	const char *answer = atomic_load(&f->answer), *req;
+	size_t piece = atomic_load(&f->piece), endless = atomic_load(&f->endless), req_len;
 
-	if (read_request(f, fd))
+	if (read_request(f, fd, &req, &req_len))
 		return;
+	if (atomic_load(&f->forwarding) && req)
+		forward(f->forward_to, req, req_len);
 	if (endless) {
 		const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
 		char size[16];
@@ -838,6 +890,476 @@ static int check_not_etcd(struct ctx *c)
 	return err;
 }
 
+/* ---- the catalog's etcd backend ---- */
+
+#define MODEL_MAX 512
+
+struct mrec {
+	char kind;
+	uint64_t id;
+	char val[160];
+};
+
+/* Records as the backend should hold them, or as a load returned them. */
+struct model {
+	size_t n;
+	int overflow;
+	struct mrec r[MODEL_MAX];
+};
+
+static int rec_cmp(char k1, uint64_t i1, char k2, uint64_t i2)
+{
+	if (k1 != k2)
+		return (unsigned char)k1 < (unsigned char)k2 ? -1 : 1;
+	return i1 < i2 ? -1 : i1 > i2;
+}
+
+static int mrec_cmp(const void *a, const void *b)
+{
+	const struct mrec *x = a, *y = b;
+
+	return rec_cmp(x->kind, x->id, y->kind, y->id);
+}
+
+static void model_append(struct model *m, char kind, uint64_t id, const char *val)
+{
+	if (m->n == MODEL_MAX || strlen(val) >= sizeof(m->r[0].val)) {
+		m->overflow = 1;
+		return;
+	}
+	m->r[m->n].kind = kind;
+	m->r[m->n].id = id;
+	snprintf(m->r[m->n].val, sizeof(m->r[0].val), "%s", val);
+	m->n++;
+}
+
+/* A put, or with val NULL a delete, as a committed transaction applies it. */
+static void model_set(struct model *m, char kind, uint64_t id, const char *val)
+{
+	size_t i = 0;
+
+	while (i < m->n && rec_cmp(m->r[i].kind, m->r[i].id, kind, id))
+		i++;
+	if (i < m->n)
+		m->r[i] = m->r[--m->n];
+	if (val)
+		model_append(m, kind, id, val);
+}
+
+/* Adds to t a record the test expects to be committed. */
+static void cat_add(struct ctx *c, struct kura_cat_txn *t, char kind, uint64_t id,
+		    const char *val)
+{
+	kura_cat_txn_add(t, kind, id, val);
+	model_set(c->m, kind, id, val);
+}
+
+/* Commits t through a backend and frees it. */
+static int cat_commit(const struct kura_cat_ops *ops, void *be, struct kura_cat_txn *t)
+{
+	int err = t->err ? t->err : ops->commit(be, t);
+
+	kura_cat_txn_free(t);
+	return err;
+}
+
+struct loaded {
+	struct model got;
+	int disorder;    /* a record at or before the one before it */
+	int stop_after;  /* return 5 from the call after this many (0: never) */
+	int calls;
+};
+
+static int collect(void *arg, const struct kura_cat_rec *r)
+{
+	struct loaded *l = arg;
+	const struct mrec *prev = l->got.n ? &l->got.r[l->got.n - 1] : NULL;
+
+	if (l->stop_after && l->calls++ == l->stop_after)
+		return 5;
+	if (prev && rec_cmp(prev->kind, prev->id, r->kind, r->id) >= 0)
+		l->disorder = 1;
+	model_append(&l->got, r->kind, r->id, r->val);
+	return 0;
+}
+
+static int compare_loaded(struct ctx *c, const struct kura_cat_ops *ops, void *be,
+			  struct loaded *l)
+{
+	struct model *m = c->m;
+
+	EXPECT_ERR(c, ops->load(be, collect, l), 0);
+	EXPECT(c, !l->got.overflow && !m->overflow, "more records than the test keeps");
+	EXPECT(c, !l->disorder, "records not in (kind, id) order");
+	qsort(m->r, m->n, sizeof(m->r[0]), mrec_cmp);
+	for (size_t i = 0; i < m->n && i < l->got.n; i++) {
+		const struct mrec *g = &l->got.r[i], *w = &m->r[i];
+		EXPECT(c, !mrec_cmp(g, w) && !strcmp(g->val, w->val),
+		       "record %zu: got %c/%" PRIx64 " %s, expected %c/%" PRIx64 " %s", i, g->kind,
+		       g->id, g->val, w->kind, w->id, w->val);
+	}
+	EXPECT(c, l->got.n == m->n, "loaded %zu records, expected %zu", l->got.n, m->n);
+	return 0;
+}
+
+/* Loads through a backend: every record of the model, in order, no other. */
+static int cat_expect(struct ctx *c, const struct kura_cat_ops *ops, void *be)
+{
+	struct loaded *l = calloc(1, sizeof(*l));
+	int err;
+
+	EXPECT(c, l, "calloc");
+	err = compare_loaded(c, ops, be, l);
+	free(l);
+	return err;
+}
+
+static int cat_open(struct ctx *c, const char *endpoints, const char *fence, int64_t rev,
+		    const struct kura_cat_ops **ops, void **be)
+{
+	char err[200];
+
+	EXPECT_ERR(c, kura_cat_etcd_create(endpoints, c->cp, fence, rev, ops, be, err,
+					   sizeof(err)), 0);
+	return 0;
+}
+
+static int check_cat_create(struct ctx *c)
+{
+	const struct kura_cat_ops *ops;
+	void *be;
+	char err[200];
+
+	EXPECT_ERR(c, kura_cat_etcd_create(c->endpoints, "", NULL, 0, &ops, &be, err, sizeof(err)),
+		   -EINVAL);
+	EXPECT_ERR(c, kura_cat_etcd_create(c->endpoints, c->cp, "f", 0, &ops, &be, err,
+					   sizeof(err)), -EINVAL);
+	EXPECT_ERR(c, kura_cat_etcd_create("localhost:2379", c->cp, NULL, 0, &ops, &be, err,
+					   sizeof(err)), -EINVAL);
+	EXPECT(c, strstr(err, "http://HOST:PORT"), "message: %s", err);
+	if (cat_open(c, c->endpoints, NULL, 0, &c->cops, &c->cbe))
+		return -1;
+	EXPECT(c, !strcmp(c->cops->name, "etcd"), "backend name %s", c->cops->name);
+	return cat_expect(c, c->cops, c->cbe);
+}
+
+/* Every kind with ids that sort differently as text of other widths, in an
+ * order of their own; values with quotes, backslashes and UTF-8. */
+static int check_cat_put_load(struct ctx *c)
+{
+	static const char kinds[] = "pvnljqi";
+	static const uint64_t ids[] = { 0xa0, 9, UINT64_MAX, 0, 10, 1ull << 63, 0x100 };
+	struct kura_cat_txn t;
+	struct kura_etcd_kv kv;
+	char val[128], k[160];
+	int err;
+
+	kura_cat_txn_init(&t);
+	for (size_t i = 0; i < KURA_ARRAY_SIZE(ids); i++)
+		for (size_t j = 0; j < strlen(kinds); j++) {
+			snprintf(val, sizeof(val), "{\"kind\":\"%c\",\"id\":%" PRIu64
+				 ",\"s\":\"\\\"\\\\ \xc3\xa9\"}", kinds[j], ids[i]);
+			cat_add(c, &t, kinds[j], ids[i], val);
+		}
+	EXPECT_ERR(c, cat_commit(c->cops, c->cbe, &t), 0);
+	if (cat_expect(c, c->cops, c->cbe))
+		return -1;
+	/* the key layout other tools rely on */
+	snprintf(k, sizeof(k), "%sv/00000000000000a0", c->cp);
+	EXPECT_ERR(c, kura_etcd_get(c->e, k, &kv), 0);
+	err = strncmp(kv.val, "{\"kind\":\"v\",\"id\":160,", 21);
+	kura_etcd_kv_free(&kv);
+	EXPECT(c, !err, "value of %s", k);
+	return 0;
+}
+
+static int check_cat_delete_put(struct ctx *c)
+{
+	struct kura_cat_txn t;
+
+	kura_cat_txn_init(&t);
+	cat_add(c, &t, 'v', 9, NULL);
+	cat_add(c, &t, 'v', 11, "{\"new\":true}");
+	cat_add(c, &t, 'l', 0, "{\"overwritten\":true}");
+	cat_add(c, &t, 'v', 12345, NULL); /* deleting what is not there is no error */
+	EXPECT_ERR(c, cat_commit(c->cops, c->cbe, &t), 0);
+	return cat_expect(c, c->cops, c->cbe);
+}
+
+/* etcd refuses two ops on one key; the backend keeps the later. */
+static int check_cat_duplicate(struct ctx *c)
+{
+	struct kura_cat_txn t;
+
+	kura_cat_txn_init(&t);
+	cat_add(c, &t, 'j', 5, "{\"first\":1}");
+	cat_add(c, &t, 'j', 6, "{\"gone\":1}");
+	cat_add(c, &t, 'j', 0, NULL);
+	cat_add(c, &t, 'j', 5, "{\"second\":2}");
+	cat_add(c, &t, 'j', 6, NULL);
+	cat_add(c, &t, 'j', 0, "{\"back\":1}");
+	cat_add(c, &t, 'j', 5, "{\"third\":3}");
+	EXPECT_ERR(c, cat_commit(c->cops, c->cbe, &t), 0);
+	return cat_expect(c, c->cops, c->cbe);
+}
+
+static int marker(struct ctx *c, char *val, size_t len)
+{
+	struct kura_etcd_kv kv;
+	char k[160];
+
+	snprintf(k, sizeof(k), "%stxn", c->cp);
+	EXPECT_ERR(c, kura_etcd_get(c->e, k, &kv), 0);
+	snprintf(val, len, "%s", kv.val);
+	kura_etcd_kv_free(&kv);
+	return 0;
+}
+
+static int fenced_checks(struct ctx *c, const struct kura_cat_ops *ops, void *be,
+			 const char *fence)
+{
+	struct kura_cat_txn t;
+	char before[64], after[64];
+
+	kura_cat_txn_init(&t);
+	cat_add(c, &t, 'f', 1, "{\"fenced\":1}");
+	EXPECT_ERR(c, cat_commit(ops, be, &t), 0);
+	if (cat_expect(c, ops, be) || marker(c, before, sizeof(before)))
+		return -1;
+	/* someone else takes the fence: nothing more is applied */
+	EXPECT_ERR(c, kura_etcd_put(c->e, fence, "holder-2", 8, 0), 0);
+	kura_cat_txn_init(&t);
+	kura_cat_txn_add(&t, 'f', 1, NULL);
+	kura_cat_txn_add(&t, 'f', 2, "{\"stale\":1}");
+	EXPECT_ERR(c, cat_commit(ops, be, &t), -ESTALE);
+	if (cat_expect(c, ops, be) || marker(c, after, sizeof(after)))
+		return -1;
+	EXPECT(c, !strcmp(before, after), "marker moved from %s to %s", before, after);
+	return 0;
+}
+
+static int check_cat_fence(struct ctx *c)
+{
+	const struct kura_cat_ops *ops;
+	struct kura_cat_txn t;
+	char fence[128];
+	int64_t rev;
+	void *be;
+	int err;
+
+	EXPECT_ERR(c, kura_etcd_put(c->e, key(c, fence, "fence"), "holder-1", 8, 0), 0);
+	EXPECT_ERR(c, kura_etcd_get_rev(c->e, fence, &rev), 0);
+	if (cat_open(c, c->endpoints, fence, rev, &ops, &be))
+		return -1;
+	err = fenced_checks(c, ops, be, fence);
+	ops->close(be);
+	if (err)
+		return err;
+	/* the new holder commits with the new revision */
+	EXPECT_ERR(c, kura_etcd_get_rev(c->e, fence, &rev), 0);
+	if (cat_open(c, c->endpoints, fence, rev, &ops, &be))
+		return -1;
+	kura_cat_txn_init(&t);
+	cat_add(c, &t, 'f', 2, "{\"new holder\":1}");
+	err = cat_commit(ops, be, &t);
+	ops->close(be);
+	EXPECT_ERR(c, err, 0);
+	return cat_expect(c, c->cops, c->cbe);
+}
+
+/* n records of kind 'b' from id first, to commit (model) or to refuse. */
+static void add_many(struct ctx *c, struct kura_cat_txn *t, size_t n, uint64_t first, int model)
+{
+	char val[32];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(val, sizeof(val), "{\"many\":%zu}", i);
+		if (model)
+			cat_add(c, t, 'b', first + i, val);
+		else
+			kura_cat_txn_add(t, 'b', first + i, val);
+	}
+}
+
+/* etcd takes 128 ops, the marker being one of them. */
+static int check_cat_too_big(struct ctx *c)
+{
+	struct kura_cat_txn t;
+
+	kura_cat_txn_init(&t);
+	add_many(c, &t, 200, 0, 0);
+	EXPECT_ERR(c, cat_commit(c->cops, c->cbe, &t), -E2BIG);
+	kura_cat_txn_init(&t);
+	add_many(c, &t, 128, 1000, 0);
+	EXPECT_ERR(c, cat_commit(c->cops, c->cbe, &t), -E2BIG);
+	if (cat_expect(c, c->cops, c->cbe))
+		return -1;
+	kura_cat_txn_init(&t);
+	add_many(c, &t, 127, 2000, 1);
+	EXPECT_ERR(c, cat_commit(c->cops, c->cbe, &t), 0);
+	return cat_expect(c, c->cops, c->cbe);
+}
+
+/* Keys under the prefix that the backend did not write are left out of a
+ * load (with a warning each); so is a value holding a NUL byte. */
+static int check_cat_foreign_keys(struct ctx *c)
+{
+	static const char *const bad[] = {
+		"v/123", "vv/0000000000000001", "v-0000000000000001", "v/000000000000000g",
+		"v/00000000000000A1", "v/0000000000000001x", "zzz", "v/0000000000000001/x", "txn2",
+	};
+	struct loaded *l;
+	char k[160];
+	int err;
+
+	for (size_t i = 0; i < KURA_ARRAY_SIZE(bad); i++) {
+		snprintf(k, sizeof(k), "%s%s", c->cp, bad[i]);
+		EXPECT_ERR(c, kura_etcd_put(c->e, k, "{}", 2, 0), 0);
+	}
+	snprintf(k, sizeof(k), "%sw/0000000000000001", c->cp);
+	EXPECT_ERR(c, kura_etcd_put(c->e, k, "{\0}", 3, 0), 0);
+	if (cat_expect(c, c->cops, c->cbe))
+		return -1;
+	/* fn's value stops the load */
+	l = calloc(1, sizeof(*l));
+	EXPECT(c, l, "calloc");
+	l->stop_after = 3;
+	err = c->cops->load(c->cbe, collect, l);
+	err = err != 5 ? -1 : l->got.n != 3 ? -2 : 0;
+	free(l);
+	EXPECT(c, !err, "load not stopped by fn's value (%d)", err);
+	/* the later checks load without these warnings */
+	for (size_t i = 0; i < KURA_ARRAY_SIZE(bad); i++) {
+		snprintf(k, sizeof(k), "%s%s", c->cp, bad[i]);
+		EXPECT_ERR(c, kura_etcd_delete(c->e, k), 0);
+	}
+	snprintf(k, sizeof(k), "%sw/0000000000000001", c->cp);
+	EXPECT_ERR(c, kura_etcd_delete(c->e, k), 0);
+	return 0;
+}
+
+/* A put committed through endpoints "fake,etcd": the first request goes to
+ * the fake, which says nothing. Must be applied once. */
+static int lost_commit(struct ctx *c, struct fake *f, uint64_t id, double *ms)
+{
+	const struct kura_cat_ops *ops;
+	struct kura_etcd_kv kv;
+	struct kura_cat_txn t;
+	char list[512], k[160];
+	uint64_t t0;
+	void *be;
+	int err;
+
+	snprintf(list, sizeof(list), "http://127.0.0.1:%d,%s", f->port, c->endpoints);
+	if (cat_open(c, list, NULL, 0, &ops, &be))
+		return -1;
+	kura_cat_txn_init(&t);
+	cat_add(c, &t, 'x', id, "{\"lost answer\":1}");
+	t0 = kura_now_ns();
+	err = cat_commit(ops, be, &t);
+	*ms = ms_since(t0);
+	ops->close(be);
+	EXPECT_ERR(c, err, 0);
+	snprintf(k, sizeof(k), "%sx/%016" PRIx64, c->cp, id);
+	EXPECT_ERR(c, kura_etcd_get(c->e, k, &kv), 0);
+	err = kv.version != 1;
+	kura_etcd_kv_free(&kv);
+	EXPECT(c, !err, "record %s put more than once", k);
+	return cat_expect(c, c->cops, c->cbe);
+}
+
+static int lost_checks(struct ctx *c, struct fake *f)
+{
+	double ms;
+
+	/* the fake applies the transaction on etcd and loses the answer: the
+	 * marker says it was applied */
+	snprintf(f->forward_to, sizeof(f->forward_to), "%.*s", (int)strcspn(c->endpoints, ","),
+		 c->endpoints);
+	atomic_store(&f->forwarding, 1);
+	if (lost_commit(c, f, 1, &ms))
+		return -1;
+	printf("   applied, answer lost: settled after %.0f ms\n", ms);
+	/* the fake drops the transaction: the marker says not applied, and it
+	 * is sent again */
+	atomic_store(&f->forwarding, 0);
+	if (lost_commit(c, f, 2, &ms))
+		return -1;
+	printf("   not applied, answer lost: sent again, done after %.0f ms\n", ms);
+	return 0;
+}
+
+static int check_cat_lost_answer(struct ctx *c)
+{
+	struct fake f = { .fd = -1 };
+	pthread_t t;
+	int err;
+
+	EXPECT(c, fake_start(&f, &t) == 0, "cannot start a local server");
+	err = lost_checks(c, &f);
+	atomic_store(&f.quit, 1);
+	pthread_join(t, NULL);
+	close(f.fd);
+	return err;
+}
+
+/* With no etcd at all a commit gives up after about 10 s; a load at once. */
+static int check_cat_unreachable(struct ctx *c)
+{
+	const struct kura_cat_ops *ops;
+	struct loaded *l = calloc(1, sizeof(*l));
+	struct kura_cat_txn t;
+	uint64_t t0;
+	double ms;
+	void *be;
+	int err, load_err;
+
+	EXPECT(c, l, "calloc");
+	if (cat_open(c, "http://127.0.0.1:1", NULL, 0, &ops, &be)) {
+		free(l);
+		return -1;
+	}
+	kura_cat_txn_init(&t);
+	kura_cat_txn_add(&t, 'x', 3, "{}");
+	t0 = kura_now_ns();
+	err = cat_commit(ops, be, &t);
+	ms = ms_since(t0);
+	load_err = ops->load(be, collect, l);
+	ops->close(be);
+	free(l);
+	EXPECT_ERR(c, err, -EHOSTUNREACH);
+	EXPECT_ERR(c, load_err, -EHOSTUNREACH);
+	EXPECT(c, ms > 9500 && ms < 12000, "gave up after %.0f ms", ms);
+	printf("   gave up after %.0f ms\n", ms);
+	return 0;
+}
+
+static int run(struct ctx *c, const char *name, int (*fn)(struct ctx *));
+
+static int catalog_checks(struct ctx *c)
+{
+	int failed;
+
+	snprintf(c->cp, sizeof(c->cp), "%scat/", c->p);
+	c->m = calloc(1, sizeof(*c->m));
+	if (!c->m)
+		return 1;
+	failed = run(c, "cat-create", check_cat_create);
+	if (!failed) {
+		failed += run(c, "cat-put-load", check_cat_put_load);
+		failed += run(c, "cat-delete-put", check_cat_delete_put);
+		failed += run(c, "cat-duplicate", check_cat_duplicate);
+		failed += run(c, "cat-fence", check_cat_fence);
+		failed += run(c, "cat-too-big", check_cat_too_big);
+		failed += run(c, "cat-foreign-keys", check_cat_foreign_keys);
+		failed += run(c, "cat-lost-answer", check_cat_lost_answer);
+		failed += run(c, "cat-unreachable", check_cat_unreachable);
+		c->cops->close(c->cbe);
+	}
+	free(c->m);
+	return failed;
+}
+
 /* ---- latency ---- */
 
 static int check_latency(struct ctx *c)
@@ -880,9 +1402,13 @@ static int run(struct ctx *c, const char *name, int (*fn)(struct ctx *))
 int main(int argc, char **argv)
 {
 	struct ctx c = { 0 };
-	int compact = 0, failed = 0;
+	int compact = 0, catalog = 0, failed = 0, i = 1;
 
-	for (int i = 1; i < argc; i++) {
+	if (argc > 1 && !strcmp(argv[1], "catalog")) {
+		catalog = 1;
+		i = 2;
+	}
+	for (; i < argc; i++) {
 		if (!strcmp(argv[i], "--endpoints") && i + 1 < argc)
 			c.endpoints = argv[++i];
 		else if (!strcmp(argv[i], "--compact"))
@@ -891,7 +1417,7 @@ int main(int argc, char **argv)
 			c.endpoints = NULL, i = argc;
 	}
 	if (!c.endpoints) {
-		fprintf(stderr, "usage: kura-etcdcheck --endpoints URLS [--compact]\n");
+		fprintf(stderr, "usage: kura-etcdcheck [catalog] --endpoints URLS [--compact]\n");
 		return 2;
 	}
 	kura_log_set_level(KURA_LOG_WARN);
@@ -901,6 +1427,12 @@ int main(int argc, char **argv)
 	if (open_at(&c, c.endpoints, &c.e)) {
 		printf("FAIL open: %s\n", c.why);
 		return 1;
+	}
+	if (catalog) {
+		failed = catalog_checks(&c);
+		kura_etcd_close(c.e);
+		printf("%d failed\n", failed);
+		return failed ? 1 : 0;
 	}
 	failed += run(&c, "status", check_status);
 	failed += run(&c, "bad-arguments", check_bad_arguments);

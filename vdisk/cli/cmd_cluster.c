@@ -173,6 +173,7 @@ static int print_status(const struct kura_json *ans)
 	cli_kv("cluster", "%s", cli_str(ans, "cluster_id"));
 	cli_kv("epoch", "%llu", (unsigned long long)cli_u64(ans, "epoch"));
 	cli_kv("leader", "%s", cli_str(ans, "leader"));
+	cli_kv("vdisks served by", "%s", cli_str(ans, "vdisk_service"));
 	cli_kv("replicas", "%llu", (unsigned long long)cli_u64(ans, "replicas"));
 	cli_kv("out after", "%s", cli_fmt_secs(cli_u64(ans, "out_after_ms") / 1000, b, sizeof(b)));
 	if (!me || kura_json_get_bool(me, "may_ack", &may))

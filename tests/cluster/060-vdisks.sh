@@ -1,0 +1,89 @@
+#!/bin/sh
+# Vdisks in the cluster: one node at a time (the vdisk service) serves the
+# cluster's vdisks over iSCSI, their catalog in etcd and their blocks on
+# the replicated layer. A vdisk is written through qemu-img over iSCSI,
+# snapshotted, written again, cloned from the snapshot; then the serving
+# node is killed with -9: another node takes the service, and through its
+# portal the vdisk, its snapshot and the clone read back exactly what was
+# written; a snapshot and a clone are deleted there and their space freed
+# on every node.
+. "$(dirname "$0")/lib.sh"
+command -v qemu-img >/dev/null 2>&1 || skip "skip: qemu-img is not installed"
+
+hosts 3
+for i in 1 2 3; do etcd_start $i; done
+etcd_up
+for i in 1 2 3; do node_start $i --iscsi "10.99.0.$i:3260"; done
+id=$(vdn 1 cluster init --replicas 3 --pgs 64 --out-after 60s | sed -n 's/^created cluster //p')
+[ ${#id} = 36 ] || fail "cluster init gave no id"
+CLUSTER_NODES=3
+wait_for 20 "3 nodes up, 64 groups clean" all_clean
+
+# serving: the node whose `vdisk list` answers
+SERVER=
+serving() {
+	for i in 1 2 3; do
+		[ "$i" = "${SKIP_NODE:-}" ] && continue
+		vdn "$i" list >/dev/null 2>&1 && { SERVER=$i; return 0; }
+	done
+	return 1
+}
+wait_for 20 "a node serves the vdisks" serving
+S=$SERVER
+for i in 1 2 3; do
+	[ "$i" = "$S" ] && continue
+	msg=$(vdn "$i" list 2>&1) && fail "n$i answers vdisk list though n$S serves the vdisks"
+	echo "$msg" | grep -q "node n$S serves the cluster's vdisks" ||
+		fail "n$i's refusal does not name n$S: $msg"
+done
+echo "ok: n$S serves the cluster's vdisks; the others name it"
+
+IQN=iqn.2026-11.io.kura:
+url() { echo "iscsi://10.99.0.$1:3260/$IQN$2/0"; }
+qimg() { on "$1" timeout -k 5 120 qemu-img "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9"; }
+
+head -c 24M /dev/urandom > "$WORK/a.img"
+head -c 40M /dev/zero >> "$WORK/a.img"
+cp "$WORK/a.img" "$WORK/b.img"
+head -c 8M /dev/urandom | dd of="$WORK/b.img" bs=1M seek=20 conv=notrunc 2>/dev/null
+vdn $S create vm1 64M >/dev/null || fail "create vm1"
+on $S timeout -k 5 120 qemu-img convert -n -f raw -O raw "$WORK/a.img" "$(url $S vm1)" ||
+	fail "qemu-img convert onto vm1"
+vdn $S snapshot vm1 s1 >/dev/null || fail "snapshot vm1@s1"
+on $S timeout -k 5 120 qemu-img convert -n -f raw -O raw "$WORK/b.img" "$(url $S vm1)" ||
+	fail "qemu-img convert onto vm1 after the snapshot"
+vdn $S clone vm1@s1 c1 >/dev/null || fail "clone vm1@s1 c1"
+vdn $S snapshot vm1 s2 >/dev/null || fail "snapshot vm1@s2"
+check_all() {
+	on "$1" timeout -k 5 120 qemu-img compare -f raw -F raw "$WORK/b.img" "$(url "$1" vm1)" ||
+		fail "vm1 through n$1 differs from what was written"
+	on "$1" timeout -k 5 120 qemu-img compare -f raw -F raw "$WORK/a.img" "$(url "$1" c1)" ||
+		fail "clone c1 through n$1 differs from the snapshot's data"
+}
+check_all $S
+echo "ok: vm1 written over iSCSI, snapshot s1, written again, clone c1 of s1: both read back"
+
+# the serving node is killed: another takes over
+SKIP_NODE=$S
+node_kill $S
+t0=$(date +%s%N)
+wait_for 30 "another node serves the vdisks after n$S was killed" serving
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+S2=$SERVER
+echo "ok: n$S killed -9; n$S2 serves the vdisks ${took} ms later"
+check_all $S2
+vdn $S2 list | grep -q vm1 || fail "vm1 missing from the list on n$S2"
+echo "ok: through n$S2, vm1 and the clone of its snapshot read back what was written"
+
+# deletes: the clone, then the snapshot it came from; their blocks freed
+vdn $S2 delete c1 >/dev/null || fail "delete c1 on n$S2"
+vdn $S2 delete vm1@s1 >/dev/null || fail "delete vm1@s1 on n$S2"
+idle() { vdn $S2 jobs 2>/dev/null | grep -q running && return 1; return 0; }
+wait_for 30 "delete jobs done" idle
+check_all_vm1() {
+	on "$1" timeout -k 5 120 qemu-img compare -f raw -F raw "$WORK/b.img" "$(url "$1" vm1)" ||
+		fail "vm1 through n$1 differs after the deletes"
+}
+check_all_vm1 $S2
+vdn $S2 list
+echo "ok: clone and snapshot deleted on n$S2, vm1 unchanged"
