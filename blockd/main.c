@@ -262,6 +262,12 @@ static void vdisks_stop(struct node *n)
 	n->cat = NULL;
 	n->vdblk = NULL;
 	n->svc_stopping++;
+	/* I/O stuck on a primary that does not answer ends, so the frontends
+	 * and the engine drain (it was never acknowledged); once the iSCSI
+	 * connections are closed: initiators see the connection drop and log
+	 * in again elsewhere, not I/O errors */
+	kura_iscsi_drop_all(iscsi);
+	kura_vdblk_abandon(vdblk);
 	kura_iscsi_stop(iscsi);
 	if (vd)
 		kura_vd_engine_close(vd);
@@ -402,21 +408,21 @@ static int route_write(void *arg, const struct kura_proto_req *q, const void *da
 		       kura_blk_cb cb, void *cbarg)
 {
 	return kura_rep_write(arg, q->layer, q->ext, q->blk, q->nblk, data,
-			      (enum kura_io_class)q->cls, cb, cbarg);
+			      (enum kura_io_class)q->cls, 0, cb, cbarg);
 }
 
 static int route_write_primary(void *arg, const struct kura_proto_req *q, const void *data,
 			       kura_blk_cb cb, void *cbarg)
 {
 	return kura_rep_write_primary(arg, q->layer, q->ext, q->blk, q->nblk, data,
-				      (enum kura_io_class)q->cls, cb, cbarg);
+				      (enum kura_io_class)q->cls, q->arg_layer, cb, cbarg);
 }
 
 static int route_free_primary(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
 			      void *cbarg)
 {
-	return kura_rep_free_primary(arg, q->layer, q->ext, (enum kura_io_class)q->cls, cb,
-				     cbarg);
+	return kura_rep_free_primary(arg, q->layer, q->ext, (enum kura_io_class)q->cls,
+				     q->arg_layer, cb, cbarg);
 }
 
 static int route_sync(void *arg, const char *peer, const void *data, size_t len,
@@ -543,6 +549,7 @@ static void node_service(void *arg, int held, int64_t rev)
 /* Makes the vdisks served or not as the member last said. */
 static void svc_apply(struct node *n)
 {
+	const struct kura_map *map;
 	struct svc_start *ss;
 	int err;
 
@@ -554,7 +561,15 @@ static void svc_apply(struct node *n)
 	vdisks_stop(n);
 	if (!n->svc_held || n->svc_stopping)
 		return;
-	if (!(ss = calloc(1, sizeof(*ss))) || kura_vdblk_create(n->rep, n->s, &n->vdblk)) {
+	map = kura_member_map(n->member);
+	if (!map || map->svc_rev < (uint64_t)n->svc_rev) {
+		/* the leader has not yet named this node in the map: until
+		 * every node refuses the previous one's writes, wait */
+		svc_retry_later(n, 100);
+		return;
+	}
+	if (!(ss = calloc(1, sizeof(*ss))) ||
+	    kura_vdblk_create(n->rep, n->s, (uint64_t)n->svc_rev, &n->vdblk)) {
 		free(ss);
 		kura_log(ERR, "cluster: out of memory starting the vdisk service");
 		return;

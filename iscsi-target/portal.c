@@ -525,6 +525,17 @@ int kura_iscsi_start(const struct kura_iscsi_opts *o, struct kura_iscsi **out, c
 	return 0;
 }
 
+void kura_iscsi_drop_all(struct kura_iscsi *p)
+{
+	if (!p)
+		return;
+	for (struct iconn *c = p->conns, *n; c; c = n) {
+		n = c->next;
+		iscsi_conn_close(c, NULL);
+		iscsi_conn_maybe_free(c);
+	}
+}
+
 void kura_iscsi_stop(struct kura_iscsi *p)
 {
 	if (!p)

@@ -43,6 +43,11 @@ int kura_iscsi_portal_ok(const char *portal);
 const char *kura_iscsi_portal(const struct kura_iscsi *t);
 /* Closes every connection (commands in flight finish first) and the listener. */
 void kura_iscsi_stop(struct kura_iscsi *t);
+/* Closes every connection at once, without waiting: answers of commands
+ * still in flight are dropped, so initiators see the connection go (and
+ * log in again, elsewhere) rather than errors. New logins are still
+ * taken until kura_iscsi_stop. */
+void kura_iscsi_drop_all(struct kura_iscsi *t);
 
 /* Control requests iscsi_list, iscsi_show, iscsi_acl, iscsi_chap
  * (docs/control.md), with the same contract as kura_vd_ctl. */

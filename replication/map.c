@@ -499,6 +499,8 @@ char *kura_map_to_json(const struct kura_map *m)
 	kura_jw_u64(&w, "replicas", m->replicas);
 	kura_jw_u64(&w, "pgs", m->pgs);
 	kura_jw_u64(&w, "out_after_ms", m->out_after_ms);
+	if (m->svc_rev)
+		kura_jw_u64(&w, "svc_rev", m->svc_rev);
 	kura_jw_arr(&w, "nodes");
 	for (unsigned i = 0; i < m->nnodes; i++) {
 		const struct kura_map_node *nd = &m->nodes[i];
@@ -773,6 +775,8 @@ static int read_map(struct rd *r, const struct kura_json *doc, struct kura_map *
 	if (!pgs_ok(m->pgs))
 		return fail(r, "pgs", "not a power of two");
 	if ((err = read_u64(r, doc, "out_after_ms", &m->out_after_ms)))
+		return err;
+	if (kura_json_get(doc, "svc_rev") && (err = read_u64(r, doc, "svc_rev", &m->svc_rev)))
 		return err;
 	if ((err = read_nodes(r, doc, m)))
 		return err;

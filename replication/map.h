@@ -83,6 +83,10 @@ struct kura_map {
 	struct kura_map_node *nodes; /* sorted by name; malloc'd */
 	unsigned nfills;
 	struct kura_map_fill *fills; /* sorted by (pg, node), unique; malloc'd */
+	/* The etcd revision at which the node serving the vdisks took the
+	 * vdisk-service key (member.h); 0: none yet. Only rises. Nodes refuse
+	 * vdisk writes sent under an older one (rep.h, "The vdisk service"). */
+	uint64_t svc_rev;
 	/* Not in the JSON: set by the leader before kura_map_update(). A node
 	 * seen for the first time joins UP until this time (unix ms; the
 	 * cluster is forming and holds no data yet) and RECOVERING after it (it

@@ -483,6 +483,14 @@ static void lead(struct kura_member *m)
 	age_reports(m, live, n);
 	changed = kura_map_update(&next, live, n, member_wall_ms());
 	free(live);
+	if (changed >= 0 && m->svc_key_rev > 0 && (uint64_t)m->svc_key_rev > next.svc_rev) {
+		/* a node took the vdisk service: every node learns from the
+		 * map to refuse the vdisk writes of the one before */
+		next.svc_rev = (uint64_t)m->svc_key_rev;
+		if (!changed)
+			next.epoch++;
+		changed = 1;
+	}
 	if (changed <= 0 || !(text = kura_map_to_json(&next))) {
 		if (changed < 0)
 			kura_log(WARN, "cluster: cannot update the map: %s", strerror(-changed));
@@ -565,7 +573,6 @@ static void tick(struct kura_member *m)
 {
 	int err;
 
-	member_service_deadline(m);
 	if (!m->have_cluster) {
 		char msg[512];
 
@@ -771,6 +778,7 @@ void kura_member_stop(struct kura_member *m)
 		kura_loop_run_once(m->loop, 10000000ull);
 	if (m->usage_armed)
 		kura_loop_cancel_sync(m->loop, &m->usage_timer.op);
+	member_service_stop(m);
 	member_free(m);
 }
 

@@ -90,6 +90,8 @@ struct kura_member {
 	char svc_holder[KURA_MAP_NAME_MAX]; /* the vdisk service's node, as last heard */
 	int svc_held_loop;                  /* on_service last said held */
 	int64_t svc_rev_loop;               /* ... at this revision */
+	struct kura_timer svc_watch;        /* the lease's freshness, while held */
+	int svc_watch_armed;
 
 	/* shared: the agent writes, the loop reads */
 	atomic_uint_least64_t renewed_ms; /* monotonic ms the last good renewal was sent */
@@ -97,6 +99,7 @@ struct kura_member {
 	atomic_uint_least64_t posted, delivered; /* messages to the loop */
 	atomic_int stop;
 	atomic_int map_stale; /* the lease was lost: no acks until the map is read again */
+	atomic_int svc_dropped; /* the loop stopped serving the vdisks (member_svc.c) */
 	atomic_uint_least64_t synced_ms, synced_epoch; /* kura_member_set_synced */
 	atomic_uint_least64_t filled_epoch; /* kura_member_set_filled */
 	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */
@@ -129,6 +132,7 @@ struct kura_member {
 	uint64_t reg_filled_epoch; /* ... and filled_epoch */
 	int svc_held;         /* the vdisk service (member_svc.c) */
 	int64_t svc_rev;
+	int64_t svc_key_rev;  /* the key's mod revision, whoever holds it (0: absent) */
 	char svc_name[KURA_MAP_NAME_MAX];
 	struct kura_map amap; /* the newest map the agent has seen */
 	int64_t amap_rev;
@@ -140,7 +144,8 @@ struct kura_member {
  * lease is lost. Agent thread. */
 void member_service_tick(struct kura_member *m);
 void member_service_lost(struct kura_member *m);
-void member_service_deadline(struct kura_member *m);
+/* Loop thread, stopping: the service's watch timer ends. */
+void member_service_stop(struct kura_member *m);
 
 uint64_t member_wall_ms(void);
 uint64_t member_mono_ms(void);

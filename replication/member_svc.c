@@ -19,6 +19,64 @@ struct svcmsg {
 	char holder[KURA_MAP_NAME_MAX];
 };
 
+/* loop thread: whether the lease was renewed recently enough that etcd
+ * cannot have expired it (the fence of member.h) */
+static int lease_fresh(const struct kura_member *m)
+{
+	uint64_t renewed = atomic_load(&m->renewed_ms);
+
+	return renewed && member_mono_ms() - renewed <
+				  KURA_MEMBER_LEASE_TTL_S * 1000ull - KURA_MEMBER_FENCE_MARGIN_MS;
+}
+
+/* loop thread: the service is dropped here; the agent learns it on its
+ * next tick (svc_dropped) and tells again when the key is still ours */
+static void svc_drop(struct kura_member *m)
+{
+	m->svc_held_loop = 0;
+	m->svc_rev_loop = 0;
+	atomic_store(&m->svc_dropped, 1);
+	m->on_service(m->arg, 0, 0);
+}
+
+static void svc_watch(struct kura_op *op, int res);
+
+static void svc_watch_arm(struct kura_member *m)
+{
+	if (m->svc_watch_armed)
+		return;
+	m->svc_watch_armed = 1;
+	m->svc_watch.op.fn = svc_watch;
+	kura_loop_timer(m->loop, &m->svc_watch, 100000000ull);
+}
+
+/* Every 100 ms while this node serves the vdisks: no renewal confirmed
+ * for the lease time less the fence margin, and etcd may expire the lease
+ * (and the key) any moment and another node take the service; this one
+ * stops serving now, on the loop, however long the agent waits on etcd. */
+static void svc_watch(struct kura_op *op, int res)
+{
+	struct kura_member *m = KURA_CONTAINER_OF(op, struct kura_member, svc_watch.op);
+
+	m->svc_watch_armed = 0;
+	if (res == -ECANCELED || atomic_load(&m->stop) || !m->svc_held_loop)
+		return;
+	if (!lease_fresh(m)) {
+		kura_log(WARN, "cluster: node %s has no confirmed lease: it stops serving the "
+			 "vdisks", m->name);
+		svc_drop(m);
+		return;
+	}
+	svc_watch_arm(m);
+}
+
+void member_service_stop(struct kura_member *m)
+{
+	if (m->svc_watch_armed)
+		kura_loop_cancel_sync(m->loop, &m->svc_watch.op);
+	m->svc_watch_armed = 0;
+}
+
 /* loop thread */
 static void svc_arrived(struct kura_op *op, int res)
 {
@@ -27,11 +85,21 @@ static void svc_arrived(struct kura_op *op, int res)
 
 	(void)res;
 	snprintf(m->svc_holder, sizeof(m->svc_holder), "%s", sm->holder);
-	if (m->on_service && (sm->held != m->svc_held_loop || sm->rev != m->svc_rev_loop)) {
+	if (m->on_service && sm->held && !lease_fresh(m)) {
+		/* heard late: the lease may be gone by now; the agent tells
+		 * again once a renewal is confirmed */
+		if (m->svc_held_loop)
+			svc_drop(m);
+		else
+			atomic_store(&m->svc_dropped, 1);
+	} else if (m->on_service &&
+		   (sm->held != m->svc_held_loop || sm->rev != m->svc_rev_loop)) {
 		/* taken again at another revision: the catalog's fence moves */
 		m->svc_held_loop = sm->held;
 		m->svc_rev_loop = sm->rev;
 		m->on_service(m->arg, sm->held, sm->rev);
+		if (sm->held)
+			svc_watch_arm(m);
 	}
 	free(sm);
 	atomic_fetch_add(&m->delivered, 1);
@@ -78,12 +146,21 @@ void member_service_tick(struct kura_member *m)
 	struct kura_etcd_kv kv;
 	int64_t rev = 0;
 
+	if (atomic_exchange(&m->svc_dropped, 0) && m->svc_held) {
+		/* the loop stopped serving: tell it again if the key is ours */
+		m->svc_held = 0;
+		m->svc_rev = 0;
+	}
 	err = kura_etcd_get(m->etcd, KEY_SERVICE, &kv);
+	if (err == -ENOENT)
+		m->svc_key_rev = 0;
 	if (err == -ENOENT && svc_eligible(m) &&
 	    !kura_etcd_txn(m->etcd, &cmp, 1, &op, 1, &ok, &rev) && ok) {
 		held = 1;
+		m->svc_key_rev = rev;
 		snprintf(name, sizeof(name), "%s", m->name);
 	} else if (!err) {
+		m->svc_key_rev = kv.mod_rev;
 		held = m->lease && kv.lease == m->lease && !strcmp(kv.val, m->name);
 		rev = kv.mod_rev;
 		snprintf(name, sizeof(name), "%s", kv.val);
@@ -100,22 +177,6 @@ void member_service_tick(struct kura_member *m)
 	m->svc_rev = held ? rev : 0;
 	snprintf(m->svc_name, sizeof(m->svc_name), "%s", name);
 	svc_post(m);
-}
-
-/* No renewal confirmed for the lease time less the fence margin: etcd may
- * expire the lease (and the key) any moment and another node take the
- * service, so this one stops serving now, without waiting to hear it. */
-void member_service_deadline(struct kura_member *m)
-{
-	uint64_t renewed = atomic_load(&m->renewed_ms);
-
-	if (m->svc_held && (!renewed || member_mono_ms() - renewed >
-						KURA_MEMBER_LEASE_TTL_S * 1000ull -
-							KURA_MEMBER_FENCE_MARGIN_MS)) {
-		kura_log(WARN, "cluster: node %s has no confirmed lease: it stops serving the "
-			 "vdisks", m->name);
-		member_service_lost(m);
-	}
 }
 
 /* The lease is gone: so is the key it held. */

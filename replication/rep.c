@@ -262,7 +262,7 @@ static void write_finish(struct rwrite *w)
 
 static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
 			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
-			kura_blk_cb cb, void *arg, uint64_t delay_ns);
+			kura_blk_cb cb, void *arg, uint64_t delay_ns, uint64_t svc);
 
 static void fence_check(struct kura_op *op, int res);
 
@@ -283,7 +283,7 @@ static void write_maybe_done(struct rwrite *w)
 		 * group's primary; once this node's map says so too, the write
 		 * goes there (tried again every 100 ms until then) */
 		int err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
-				       w->cb, w->arg, w->redrive ? RETRY_NS : 0);
+				       w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc);
 
 		if (!err) {
 			version_done(r, w->layer, w->ext, 0);
@@ -437,7 +437,7 @@ static void target_done(struct kura_link_req *lr)
  * waits on list (head, tail) until rep_release(). */
 static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uint64_t layer,
 		uint64_t ext, unsigned blk, unsigned nblk, const void *buf, enum kura_io_class cls,
-		kura_blk_cb cb, void *arg, int forwarded)
+		kura_blk_cb cb, void *arg, int forwarded, uint64_t svc)
 {
 	struct held *h = calloc(1, sizeof(*h));
 
@@ -456,6 +456,7 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 	h->arg = arg;
 	h->since_ns = kura_now_ns();
 	h->forwarded = forwarded;
+	h->svc = svc;
 	if (!*head)
 		*tail = head;
 	**tail = h;
@@ -466,20 +467,20 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 
 static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
-			 void *arg, int forwarded);
+			 void *arg, int forwarded, uint64_t svc);
 
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
-			   unsigned nblk, const void *buf, enum kura_io_class cls,
+			   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
 			   kura_blk_cb cb, void *arg)
 {
 	if (!nblk)
 		return -EINVAL;
-	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1);
+	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1, svc);
 }
 
 static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
-			 void *arg, int forwarded)
+			 void *arg, int forwarded, uint64_t svc)
 {
 	const struct pgset *g;
 	struct rwrite *w;
@@ -491,16 +492,30 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 		return err;
 	if (primary_of(r, layer, ext, &self) < 0 || !self)
 		return -EREMOTE;
+	if (svc && svc < r->map->svc_rev) {
+		/* from a node that served the vdisks before the one now */
+		uint64_t now = kura_now_ns();
+
+		if (!r->stale_refused++ || now - r->stale_logged_ns >= 1000000000ull) {
+			r->stale_logged_ns = now;
+			kura_log(WARN, "replication: refused a write to extent %llu/%llu sent under "
+				 "vdisk service %llu, older than the map's %llu (%llu so far)",
+				 (unsigned long long)layer, (unsigned long long)ext,
+				 (unsigned long long)svc, (unsigned long long)r->map->svc_rev,
+				 (unsigned long long)r->stale_refused);
+		}
+		return -ESTALE;
+	}
 	pg = kura_map_pg(r->map, layer, ext);
 	if (r->peering && peering_holds(r, pg)) {
 		struct heldq *q = peering_queue(r, pg);
 
 		return hold(r, &q->head, &q->tail, layer, ext, blk, nblk, buf, cls, cb, arg,
-			    forwarded);
+			    forwarded, svc);
 	}
 	if ((v = *rep_vent_slot(r, layer, ext)) && v->locker)
 		return hold(r, &v->held, &v->held_tail, layer, ext, blk, nblk, buf, cls, cb, arg,
-			    forwarded);
+			    forwarded, svc);
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if ((nblk && !(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) ||
@@ -520,6 +535,7 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	w->cb = cb;
 	w->arg = arg;
 	w->seq = ++r->seq;
+	w->svc = svc;
 	w->epoch = r->map->epoch;
 	r->outstanding++;
 	g = set_of(r, layer, ext);
@@ -620,7 +636,7 @@ static void remote_send(struct remote *x)
 	if (i >= 0 && self) {
 		/* this node became the primary */
 		err = x->write ? write_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf, x->cls,
-					       local_primary_done, x, 0)
+					       local_primary_done, x, 0, x->svc)
 			       : kura_blk_read(r->store, x->layer, x->ext, x->blk, x->nblk, x->buf,
 					       x->cls, local_primary_done, x);
 		if (err == -EAGAIN) {
@@ -638,6 +654,7 @@ static void remote_send(struct remote *x)
 	x->lr.req.op = !x->write ? KURA_OP_READ : x->nblk ? KURA_OP_WRITE : KURA_OP_FREE;
 	x->lr.req.cls = (uint8_t)x->cls;
 	x->lr.req.flags = x->write ? KURA_PROTO_F_PRIMARY : 0;
+	x->lr.req.arg_layer = x->write ? x->svc : 0; /* the vdisk service it is sent under */
 	x->lr.req.layer = x->layer;
 	x->lr.req.ext = x->ext;
 	x->lr.req.blk = (uint16_t)x->blk;
@@ -661,7 +678,7 @@ static void remote_send(struct remote *x)
 
 static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
 			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
-			kura_blk_cb cb, void *arg, uint64_t delay_ns)
+			kura_blk_cb cb, void *arg, uint64_t delay_ns, uint64_t svc)
 {
 	struct remote *x;
 	int err;
@@ -679,6 +696,7 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 	x->cls = cls;
 	x->cb = cb;
 	x->arg = arg;
+	x->svc = svc;
 	if (write && nblk) {
 		if (!(x->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) {
 			free(x);
@@ -696,28 +714,28 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 }
 
 int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
-		   unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
-		   void *arg)
+		   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
+		   kura_blk_cb cb, void *arg)
 {
 	if (!nblk)
 		return -EINVAL;
-	return rep_change(r, layer, ext, blk, nblk, buf, cls, cb, arg);
+	return rep_change(r, layer, ext, blk, nblk, buf, cls, cb, arg, svc);
 }
 
 int kura_rep_free(struct kura_rep *r, uint64_t layer, uint64_t ext, enum kura_io_class cls,
-		  kura_blk_cb cb, void *arg)
+		  uint64_t svc, kura_blk_cb cb, void *arg)
 {
-	return rep_change(r, layer, ext, 0, 0, NULL, cls, cb, arg);
+	return rep_change(r, layer, ext, 0, 0, NULL, cls, cb, arg, svc);
 }
 
 int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
-			  enum kura_io_class cls, kura_blk_cb cb, void *arg)
+			  enum kura_io_class cls, uint64_t svc, kura_blk_cb cb, void *arg)
 {
-	return write_primary(r, layer, ext, 0, 0, NULL, cls, cb, arg, 1);
+	return write_primary(r, layer, ext, 0, 0, NULL, cls, cb, arg, 1, svc);
 }
 
 int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
-	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc)
 {
 	int self;
 
@@ -726,10 +744,10 @@ int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, u
 	if (r->destroying)
 		return -ESHUTDOWN;
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self &&
-	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0)) != -EAGAIN)
+	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0, svc)) != -EAGAIN)
 		return err;
 	/* another node's, or this node's map is behind: through the retry path */
-	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg, 0);
+	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg, 0, svc);
 }
 
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
@@ -741,7 +759,7 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 		return -ESHUTDOWN;
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
 		return kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cb, arg);
-	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0);
+	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0, 0);
 }
 
 /* ---- the map ---- */

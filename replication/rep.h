@@ -51,6 +51,14 @@
  * primary's late copies never land after the new primary's; the old
  * primary sends such a write again through the new one.
  *
+ * The vdisk service: the node serving the vdisks (replication/vdblk.h)
+ * sends its writes and frees under the etcd revision at which it took the
+ * vdisk-service key (member.h); a group's primary refuses (-ESTALE, final)
+ * one sent under a revision older than its map's svc_rev (map.h). So once
+ * the map names the next serving node, the late writes of the one before
+ * (retried while it lost its lease, say) never land over the new one's.
+ * Writes sent with svc 0 (the store socket's) are not checked.
+ *
  * Not yet: freeing what a node holds of groups it has left.
  *
  * Thread rule: the store's loop thread, callbacks included (never from
@@ -87,14 +95,18 @@ void kura_rep_destroy(struct kura_rep *r);
  * waited on nodes now DOWN go on. */
 void kura_rep_map(struct kura_rep *r, const struct kura_map *map);
 
-/* Writes through the cluster as described above; buf is copied. */
+/* Writes through the cluster as described above; buf is copied. svc: the
+ * vdisk service the write is sent under, 0 for none (see "The vdisk
+ * service" below). */
 int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
-		   unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
-		   void *arg);
+		   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
+		   kura_blk_cb cb, void *arg);
 /* The primary's part: this node must be the group's primary (else
- * -EREMOTE: the sender's map is older or newer; it retries). */
+ * -EREMOTE: the sender's map is older or newer; it retries); svc: the
+ * vdisk service the sender wrote under (-ESTALE when older than the
+ * map's, for a vdisk layer). */
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
-			   unsigned nblk, const void *buf, enum kura_io_class cls,
+			   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
 			   kura_blk_cb cb, void *arg);
 /* Frees a whole extent the same way: ordered by the group's primary among
  * the extent's writes, applied on every replica. A replica applies a free
@@ -102,9 +114,10 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
  * never frees an extent it may still write to (the vdisk engine frees only
  * layers nothing writes to any more). */
 int kura_rep_free(struct kura_rep *r, uint64_t layer, uint64_t ext, enum kura_io_class cls,
-		  kura_blk_cb cb, void *arg);
+		  uint64_t svc, kura_blk_cb cb, void *arg);
 int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
-			  enum kura_io_class cls, kura_blk_cb cb, void *arg);
+			  enum kura_io_class cls, uint64_t svc, kura_blk_cb cb, void *arg);
+
 /* Reads from the group's primary. */
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
@@ -135,7 +148,8 @@ int kura_rep_peer_may_write(struct kura_rep *r, const char *peer, const struct k
 /* This node's resync figures, for `vdisk cluster status`: objects
  * "resync" (its own catching up: state none|running|done, groups,
  * groups_done, extents_compared, extents_copied, bytes_copied,
- * extents_freed, ms) and "resync_served" (what it copied to others). */
+ * extents_freed, ms) and "resync_served" (what it copied to others); and
+ * stale_vdisk_writes_refused (rep.h, "The vdisk service"). */
 void kura_rep_status(struct kura_rep *r, struct kura_jw *w);
 
 #endif

@@ -53,6 +53,7 @@ struct held {
 	void *arg;
 	uint64_t since_ns;
 	int forwarded; /* from another node (F_PRIMARY): it retries on EAGAIN */
+	uint64_t svc;  /* the vdisk service it was sent under (rep.h) */
 	struct held *next;
 };
 
@@ -140,6 +141,7 @@ struct rwrite {
 	void *arg;
 	struct kura_timer fence_wait;
 	int redrive;        /* a replica refused it (not the primary in its map) */
+	uint64_t svc;       /* the vdisk service it was sent under (rep.h) */
 	unsigned ntargets;
 	struct rtarget t[KURA_MAP_MAX_REPLICAS];
 };
@@ -154,6 +156,7 @@ struct remote {
 	unsigned blk, nblk;
 	enum kura_io_class cls;
 	void *buf;       /* write: a copy of the data; read: the caller's */
+	uint64_t svc;    /* write: the vdisk service it is sent under (rep.h) */
 	kura_blk_cb cb;
 	void *arg;
 	struct kura_timer retry;
@@ -187,6 +190,8 @@ struct kura_rep {
 	int peering_retry_armed;
 	struct kura_timer unreach_timer; /* looks for peers that answer nothing */
 	int unreach_armed;
+	uint64_t stale_refused; /* writes of a node that no longer serves the vdisks */
+	uint64_t stale_logged_ns;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
 	unsigned closing;     /* old links whose close is deferred */
 	int destroying;
@@ -208,7 +213,7 @@ struct vent *rep_vent_get(struct kura_rep *r, uint64_t layer, uint64_t ext);
 /* A write, or with nblk 0 a free of the whole extent, through the
  * group's primary (kura_rep_write, kura_rep_free). */
 int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
-	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc);
 /* Frees v when nothing holds it any more. */
 void rep_vent_put(struct kura_rep *r, struct vent *v);
 

@@ -197,7 +197,7 @@ void rep_release(struct kura_rep *r, struct held **list, int lost)
 		r->outstanding--;
 		err = lost && h->forwarded ? -EAGAIN
 					   : rep_change(r, h->layer, h->ext, h->blk, h->nblk,
-							h->buf, h->cls, h->cb, h->arg);
+							h->buf, h->cls, h->cb, h->arg, h->svc);
 		if (err)
 			h->cb(h->arg, err);
 		free(h->buf);
@@ -1260,6 +1260,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_u64(w, "bytes_copied", sy->served_bytes);
 	kura_jw_u64(w, "extents_freed", sy->served_freed);
 	kura_jw_end(w);
+	kura_jw_u64(w, "stale_vdisk_writes_refused", r->stale_refused);
 }
 
 /* ---- checks and lists for other nodes ---- */

@@ -25,13 +25,19 @@ struct load;
 
 struct kura_vdblk {
 	struct kura_rep *r;
+	uint64_t svc;     /* the vdisk service its writes are sent under (rep.h) */
 	struct kura_blk_store *store;
 	struct pent *tab; /* open addressing, linear probing; cap a power of two */
 	size_t cap, n;
 	void *zeros;      /* a zero extent, for trims */
 	struct load *load;
-	int dead;         /* destroyed during a load: the load frees it */
+	struct vop *ops;  /* in flight */
+	int abandoned;    /* kura_vdblk_abandon: new operations get -ESHUTDOWN */
+	int dead;         /* destroyed with a load or operations in flight: the
+			   * last of them frees it */
 };
+
+static void maybe_free(struct kura_vdblk *v);
 
 /* ---- the table ---- */
 
@@ -144,13 +150,36 @@ struct vop {
 	unsigned blk, nblk; /* nblk 0: a free */
 	kura_blk_cb cb;
 	void *arg;
-	struct kura_op op; /* flush */
+	int detached;       /* answered by kura_vdblk_abandon already */
+	void *rbuf;         /* a read's own buffer, copied out when answered */
+	void *out;          /* ... to the caller's */
+	struct vop *prev, *next;
+	struct kura_op op;  /* flush */
 };
+
+/* o is finished with: out of the list, freed (and v, when it waited). */
+static void vop_end(struct vop *o)
+{
+	struct kura_vdblk *v = o->v;
+
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		v->ops = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	free(o);
+	maybe_free(v);
+}
 
 static void vop_done(void *arg, int err)
 {
 	struct vop *o = arg;
 
+	if (o->detached) {
+		vop_end(o);
+		return;
+	}
 	if (!o->nblk && err == -ENOENT)
 		err = 0; /* freed already */
 	if (!err && o->nblk)
@@ -158,16 +187,27 @@ static void vop_done(void *arg, int err)
 	else if (!err)
 		drop(o->v, o->layer, o->ext);
 	o->cb(o->arg, err);
-	free(o);
+	vop_end(o);
 }
 
+/* Takes an operation: NULL with errno set (-ESHUTDOWN once abandoned). */
 static struct vop *vop_new(struct kura_vdblk *v, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, kura_blk_cb cb, void *arg)
 {
-	struct vop *o = calloc(1, sizeof(*o));
+	struct vop *o;
 
-	if (!o)
+	if (v->abandoned) {
+		errno = ESHUTDOWN;
 		return NULL;
+	}
+	if (!(o = calloc(1, sizeof(*o)))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	o->next = v->ops;
+	if (v->ops)
+		v->ops->prev = o;
+	v->ops = o;
 	o->v = v;
 	o->layer = layer;
 	o->ext = ext;
@@ -178,12 +218,40 @@ static struct vop *vop_new(struct kura_vdblk *v, uint64_t layer, uint64_t ext, u
 	return o;
 }
 
+static void read_done(void *arg, int err)
+{
+	struct vop *o = arg;
+
+	if (!o->detached) {
+		if (!err)
+			memcpy(o->out, o->rbuf, (size_t)o->nblk * KURA_BLK_SIZE);
+		o->cb(o->arg, err);
+	}
+	free(o->rbuf);
+	vop_end(o);
+}
+
+/* A read lands in a buffer of its own: one abandoned (kura_vdblk_abandon)
+ * may still be answered after its caller's buffer is gone. */
 static int vb_read(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk, void *buf,
 		   enum kura_io_class cls, kura_blk_cb cb, void *arg)
 {
 	struct kura_vdblk *v = b;
+	struct vop *o = vop_new(v, layer, ext, blk, nblk, cb, arg);
+	int err;
 
-	return kura_rep_read(v->r, layer, ext, blk, nblk, buf, cls, cb, arg);
+	if (!o)
+		return -errno;
+	o->out = buf;
+	if (!(o->rbuf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)))
+		err = -ENOMEM;
+	else
+		err = kura_rep_read(v->r, layer, ext, blk, nblk, o->rbuf, cls, read_done, o);
+	if (err) {
+		free(o->rbuf);
+		vop_end(o);
+	}
+	return err;
 }
 
 static int vb_write(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
@@ -194,9 +262,9 @@ static int vb_write(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigne
 	int err;
 
 	if (!o)
-		return -ENOMEM;
-	if ((err = kura_rep_write(v->r, layer, ext, blk, nblk, buf, cls, vop_done, o)))
-		free(o);
+		return -errno;
+	if ((err = kura_rep_write(v->r, layer, ext, blk, nblk, buf, cls, v->svc, vop_done, o)))
+		vop_end(o);
 	return err;
 }
 
@@ -230,9 +298,9 @@ static int vb_free(void *b, uint64_t layer, uint64_t ext, kura_blk_cb cb, void *
 	int err;
 
 	if (!o)
-		return -ENOMEM;
-	if ((err = kura_rep_free(v->r, layer, ext, KURA_IO_MERGE, vop_done, o)))
-		free(o);
+		return -errno;
+	if ((err = kura_rep_free(v->r, layer, ext, KURA_IO_MERGE, v->svc, vop_done, o)))
+		vop_end(o);
 	return err;
 }
 
@@ -241,8 +309,9 @@ static void flush_fired(struct kura_op *op, int res)
 	struct vop *o = KURA_CONTAINER_OF(op, struct vop, op);
 
 	(void)res;
-	o->cb(o->arg, 0);
-	free(o);
+	if (!o->detached)
+		o->cb(o->arg, 0);
+	vop_end(o);
 }
 
 static int vb_flush(void *b, kura_blk_cb cb, void *arg)
@@ -251,7 +320,7 @@ static int vb_flush(void *b, kura_blk_cb cb, void *arg)
 	struct vop *o = vop_new(v, 0, 0, 0, 0, cb, arg);
 
 	if (!o)
-		return -ENOMEM;
+		return -errno;
 	o->op.fn = flush_fired;
 	kura_loop_defer(v->r->loop, &o->op, 0);
 	return 0;
@@ -550,8 +619,7 @@ static void load_end(struct kura_op *op, int res)
 			 ld->pgs);
 	ld->cb(ld->arg, v->dead && !ld->err ? -ECANCELED : ld->err);
 	free(ld);
-	if (v->dead)
-		kura_vdblk_destroy(v);
+	maybe_free(v);
 }
 
 static void load_start(struct kura_op *op, int res);
@@ -589,7 +657,8 @@ static void load_start(struct kura_op *op, int res)
 	load_pump(ld);
 }
 
-int kura_vdblk_create(struct kura_rep *r, struct kura_blk_store *store, struct kura_vdblk **out)
+int kura_vdblk_create(struct kura_rep *r, struct kura_blk_store *store, uint64_t svc,
+		      struct kura_vdblk **out)
 {
 	struct kura_vdblk *v = calloc(1, sizeof(*v));
 
@@ -597,19 +666,38 @@ int kura_vdblk_create(struct kura_rep *r, struct kura_blk_store *store, struct k
 		return -ENOMEM;
 	v->r = r;
 	v->store = store;
+	v->svc = svc;
 	*out = v;
 	return 0;
+}
+
+void kura_vdblk_abandon(struct kura_vdblk *v)
+{
+	if (!v || v->abandoned)
+		return;
+	v->abandoned = 1;
+	for (struct vop *o = v->ops; o; o = o->next)
+		if (!o->detached) {
+			o->detached = 1;
+			o->cb(o->arg, -ESHUTDOWN);
+		}
+}
+
+static void maybe_free(struct kura_vdblk *v)
+{
+	if (v->dead && !v->load && !v->ops) {
+		free(v->tab);
+		free(v->zeros);
+		free(v);
+	}
 }
 
 void kura_vdblk_destroy(struct kura_vdblk *v)
 {
 	if (!v)
 		return;
-	if (v->load) {
-		v->dead = 1; /* the load ends on its next answer and frees v */
-		return;
-	}
-	free(v->tab);
-	free(v->zeros);
-	free(v);
+	kura_vdblk_abandon(v);
+	v->dead = 1;
+	maybe_free(v); /* or once the load and the operations in flight end */
 }
+

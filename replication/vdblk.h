@@ -27,8 +27,16 @@
 
 struct kura_vdblk;
 
-/* store: this node's own (for its disks' figures only). */
-int kura_vdblk_create(struct kura_rep *r, struct kura_blk_store *store, struct kura_vdblk **out);
+/* store: this node's own (for its disks' figures only); svc: the etcd
+ * revision at which this node took the vdisk service, which its writes
+ * carry (rep.h, "The vdisk service"). */
+int kura_vdblk_create(struct kura_rep *r, struct kura_blk_store *store, uint64_t svc,
+		      struct kura_vdblk **out);
+/* Answers every operation in flight with -ESHUTDOWN at once and refuses
+ * new ones (the service is lost: what still travels is refused by the
+ * groups' primaries once the map names the next serving node, rep.h). */
+void kura_vdblk_abandon(struct kura_vdblk *v);
+/* Abandons, and frees v once its load and operations in flight end. */
 void kura_vdblk_destroy(struct kura_vdblk *v);
 
 /* Loads what the cluster holds of layers >= min_layer, group by group from

@@ -485,6 +485,11 @@ void kura_vd_ctl(struct kura_vd_engine *e, const struct kura_json *req, struct k
 	c->out = out;
 	c->cb = cb;
 	c->arg = arg;
+	if (e->closing) {
+		free(c);
+		cb(arg, -ESHUTDOWN, "the vdisks are no longer served here");
+		return;
+	}
 	if (e->ctl_busy) {
 		if (e->ctl_tail)
 			e->ctl_tail->next = c;

@@ -507,6 +507,17 @@ int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **ou
 void kura_vd_engine_close(struct kura_vd_engine *e)
 {
 	e->closing = true;
+	/* control requests: those waiting are refused, the running one ends */
+	while (e->ctl_head) {
+		struct vd_ctl *c = e->ctl_head;
+
+		e->ctl_head = c->next;
+		c->cb(c->arg, -ESHUTDOWN, "the vdisks are no longer served here");
+		free(c);
+	}
+	e->ctl_tail = NULL;
+	while (e->ctl_busy)
+		kura_loop_run_once(e->loop, 100000000ull);
 	vd_jobs_stop(e);
 	while (e->commits)
 		kura_loop_run_once(e->loop, 100000000ull);
