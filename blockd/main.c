@@ -241,6 +241,8 @@ struct node {
 	unsigned svc_stopping;     /* vdisks_stop is draining */
 	struct kura_timer svc_retry; /* starts the service again after a failure */
 	int svc_retry_armed;
+	struct kura_timer store_watch; /* in a cluster: leaves it if the store stops */
+	int store_watch_armed;
 	const struct args *args;
 	const char *name;          /* --node */
 	char ctl_path[PATH_MAX];
@@ -285,6 +287,9 @@ static void node_stop(struct node *n)
 	if (n->svc_retry_armed)
 		kura_loop_cancel_sync(n->loop, &n->svc_retry.op);
 	n->svc_retry_armed = 0;
+	if (n->store_watch_armed)
+		kura_loop_cancel_sync(n->loop, &n->store_watch.op);
+	n->store_watch_armed = 0;
 	/* in a cluster, vdisk I/O waiting for a primary ends (-ESHUTDOWN) here,
 	 * so the frontends can drain */
 	kura_rep_shutdown(n->rep); /* maps arriving from now on are ignored */
@@ -583,6 +588,26 @@ static void svc_apply(struct node *n)
 	}
 }
 
+/* A node whose store stopped (a disk failed) holds nothing safely: it
+ * leaves the cluster, which goes on without it and rebuilds what it held
+ * elsewhere after out_after. Checked every 100 ms. */
+static void store_watch(struct kura_op *op, int res)
+{
+	struct node *n = KURA_CONTAINER_OF(op, struct node, store_watch.op);
+
+	n->store_watch_armed = 0;
+	if (res == -ECANCELED)
+		return;
+	if (kura_blk_store_dead(n->s)) {
+		kura_member_leave(n->member, "its store stopped (a disk failed: see above); its "
+			 "data is rebuilt on other nodes after out-after; replace the disk and "
+			 "restart blockd");
+		return;
+	}
+	n->store_watch_armed = 1;
+	kura_loop_timer(n->loop, &n->store_watch, 100000000ull);
+}
+
 static int start_member(struct node *n, const struct args *a, char *errbuf, size_t errlen)
 {
 	struct kura_member_opts mo = { 0 };
@@ -625,6 +650,8 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 		return err;
 	kura_server_set_route(n->peers, &route);
 	kura_server_set_route(n->srv, &route);
+	n->store_watch.op.fn = store_watch;
+	store_watch(&n->store_watch.op, 0);
 	return 0;
 }
 

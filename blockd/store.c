@@ -914,6 +914,11 @@ struct kura_md *kura_blk_store_md(struct kura_blk_store *s)
 	return s->md;
 }
 
+int kura_blk_store_dead(const struct kura_blk_store *s)
+{
+	return s->dead;
+}
+
 void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out)
 {
 	*out = s->st;

@@ -175,6 +175,9 @@ struct kura_blk_stats {
 	int dead;
 };
 void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out);
+/* 1 once the store has stopped (a disk failed: writes fail until blockd
+ * restarts), else 0. */
+int kura_blk_store_dead(const struct kura_blk_store *s);
 
 struct kura_blk_disk_info {
 	const char *path;       /* valid until the store closes */

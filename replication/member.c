@@ -569,9 +569,32 @@ static void answer_requests(struct kura_member *m, struct mreq *r, int cancel)
 	}
 }
 
+/* kura_member_leave: the lease goes (so does the registration, and the
+ * leader marks the node down at once) and the node never registers
+ * again. */
+static int left(struct kura_member *m)
+{
+	if (!atomic_load(&m->leaving))
+		return 0;
+	if (m->lease) {
+		kura_etcd_lease_revoke(m->etcd, m->lease);
+		kura_log(WARN, "cluster: node %s left the cluster: %s", m->name, m->leave_why);
+		m->lease = 0;
+		m->registered = 0;
+		m->leader = 0;
+		atomic_store(&m->renewed_ms, 0);
+		atomic_store(&m->map_stale, 1);
+		member_service_lost(m);
+	}
+	return 1;
+}
+
 static void tick(struct kura_member *m)
 {
 	int err;
+
+	if (left(m))
+		return;
 
 	if (!m->have_cluster) {
 		char msg[512];
@@ -820,12 +843,24 @@ void kura_member_set_filled(struct kura_member *m, uint64_t epoch)
 	atomic_store(&m->filled_epoch, epoch);
 }
 
+void kura_member_leave(struct kura_member *m, const char *why)
+{
+	if (atomic_load(&m->leaving))
+		return;
+	snprintf(m->leave_why, sizeof(m->leave_why), "%s", why);
+	atomic_store(&m->renewed_ms, 0); /* no acknowledgement from now on */
+	pthread_mutex_lock(&m->mu);
+	atomic_store(&m->leaving, 1); /* after leave_why: the agent reads it then */
+	pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
 int kura_member_may_ack(const struct kura_member *m)
 {
 	uint64_t renewed = atomic_load(&m->renewed_ms);
 	int i;
 
-	if (!renewed || !m->have_map)
+	if (!renewed || !m->have_map || atomic_load(&m->leaving))
 		return 0;
 	if (member_mono_ms() - renewed >=
 	    KURA_MEMBER_LEASE_TTL_S * 1000ull - KURA_MEMBER_FENCE_MARGIN_MS)

@@ -97,6 +97,12 @@ void kura_member_stop(struct kura_member *m);
 const struct kura_map *kura_member_map(const struct kura_member *m);
 /* See "Fencing" above. */
 int kura_member_may_ack(const struct kura_member *m);
+/* The node can no longer hold data (its store stopped: a disk failed): it
+ * acknowledges nothing from now on, revokes its lease (the leader marks it
+ * down at once, writes go on without it, and after out_after its groups
+ * are rebuilt on other nodes) and never registers again in this process's
+ * life. why goes to the log. */
+void kura_member_leave(struct kura_member *m, const char *why);
 
 /* This RECOVERING node has every write it missed (replication/rep.h,
  * "Resync") in the map of this epoch: since_ms is its state's since_ms

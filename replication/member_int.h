@@ -100,6 +100,8 @@ struct kura_member {
 	atomic_int stop;
 	atomic_int map_stale; /* the lease was lost: no acks until the map is read again */
 	atomic_int svc_dropped; /* the loop stopped serving the vdisks (member_svc.c) */
+	atomic_int leaving;     /* kura_member_leave: leave_why is set */
+	char leave_why[256];
 	atomic_uint_least64_t synced_ms, synced_epoch; /* kura_member_set_synced */
 	atomic_uint_least64_t filled_epoch; /* kura_member_set_filled */
 	atomic_uint_least64_t etcd_failing_ms; /* wall ms etcd stopped answering; 0: it answers */

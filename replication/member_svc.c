@@ -25,7 +25,7 @@ static int lease_fresh(const struct kura_member *m)
 {
 	uint64_t renewed = atomic_load(&m->renewed_ms);
 
-	return renewed && member_mono_ms() - renewed <
+	return renewed && !atomic_load(&m->leaving) && member_mono_ms() - renewed <
 				  KURA_MEMBER_LEASE_TTL_S * 1000ull - KURA_MEMBER_FENCE_MARGIN_MS;
 }
 

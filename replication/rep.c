@@ -6,6 +6,7 @@
 #define UNREACH_NS 2000000000ull      /* no answer this long: reported */
 #define UNREACH_SCAN_NS 500000000ull
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -609,8 +610,10 @@ static void remote_done(struct kura_link_req *lr)
 	int st = lr->status;
 
 	if (st == -ENOTCONN || st == -ETIMEDOUT || st == -EREMOTE || st == -EAGAIN ||
-	    st == -ESHUTDOWN || st == -EHOSTDOWN) {
-		/* the primary is away, stopping or starting, or the maps
+	    st == -ESHUTDOWN || st == -EHOSTDOWN || st == KURA_E_DEAD ||
+	    (st == -EIO && x->write)) {
+		/* the primary is away, stopping or starting, its store stopped
+		 * (a write error stops it: it leaves the cluster), or the maps
 		 * disagree: the map will tell */
 		if (x->r->destroying) {
 			remote_finish(x, -ESHUTDOWN);

@@ -8,9 +8,11 @@ set -u
 
 NS=kc$$ # namespace prefix, unique per test run
 NHOSTS=0
+MOUNTS="" # file systems a test mounted (loop devices): unmounted at exit
 cluster_cleanup() {
 	for p in $PIDS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	PIDS=""
+	for m in $MOUNTS; do umount -l "$m" 2>/dev/null; done
 	for i in $(seq 1 "$NHOSTS"); do ip netns del "${NS}h$i" 2>/dev/null; done
 	ip netns del "${NS}br" 2>/dev/null
 	[ -n "${KURA_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"

@@ -21,13 +21,19 @@
  *   kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...
  *       over a node link to each ADDR, checks that every extent is held by
  *       exactly R of them, at the same version, with the same data.
+ *   kura-repcheck fsdown PATH
+ *       shuts down the ext4 (or XFS) file system holding PATH as a dying
+ *       disk would: every later I/O to it fails with EIO.
  * Exits 1 with a line on stderr at the first difference. */
 #include "blockd/client.h"
 #include "blockd/store.h"
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -379,8 +385,31 @@ static int replicas(int argc, char **argv)
 	return 0;
 }
 
+/* The file systems' shutdown ioctl ('X', 125; ext4 and XFS share it),
+ * without flushing the log: what a disk that stops answering leaves. */
+#define FS_IOC_SHUTDOWN _IOR('X', 125, uint32_t)
+#define FS_SHUTDOWN_NOLOGFLUSH 2u
+
+static int fsdown(const char *path)
+{
+	uint32_t how = FS_SHUTDOWN_NOLOGFLUSH;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || ioctl(fd, FS_IOC_SHUTDOWN, &how)) {
+		fprintf(stderr, "kura-repcheck: cannot shut down the file system of %s: %s\n", path,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "fsdown"))
+		return fsdown(argv[2]);
 	if (argc == 7 && !strcmp(argv[1], "load"))
 		return load(argc, argv);
 	if (argc >= 7 && !strcmp(argv[1], "replicas"))
@@ -392,6 +421,7 @@ int main(int argc, char **argv)
 	fprintf(stderr, "usage: kura-repcheck load SOCK LAYER NEXT SECONDS OUT\n"
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
 			"       kura-repcheck touch SOCK LAYER FIRST N [SEED]\n"
-			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n");
+			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n"
+			"       kura-repcheck fsdown PATH\n");
 	return 2;
 }
