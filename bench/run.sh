@@ -3,7 +3,7 @@
 # then vdisk snapshots, clones, deletes, deep chains, import and export,
 # the iSCSI target against tgt, guest latency under clones, and replicated
 # writes with 1, 2 and 3 replicas on three namespace hosts, and resync and
-# rebuild on four.
+# rebuild on four, and a vdisk served by the cluster against one node.
 # BENCH_DIR (default /var/tmp/kura-bench), BENCH_RUNTIME seconds per run (6),
 # BENCH_SIZE region (1G), BENCH_FILE size of the import/export file (1G).
 set -e
@@ -21,3 +21,5 @@ echo "== replicated writes, RF 1, 2, 3 (three namespace hosts)"
 sh "$(dirname "$0")/cluster_bench.sh" "$BUILD" || echo "cluster bench: exit $? (77: skipped)"
 echo "== resync and rebuild, RF 3 (four namespace hosts)"
 sh "$(dirname "$0")/cluster_rebuild.sh" "$BUILD" || echo "cluster rebuild bench: exit $? (77: skipped)"
+echo "== vdisks served by the cluster (RF 3, three namespace hosts) against one node"
+sh "$(dirname "$0")/cluster_vdisk.sh" "$BUILD" || echo "cluster vdisk bench: exit $? (77: skipped)"

@@ -413,14 +413,14 @@ static int route_write(void *arg, const struct kura_proto_req *q, const void *da
 		       kura_blk_cb cb, void *cbarg)
 {
 	return kura_rep_write(arg, q->layer, q->ext, q->blk, q->nblk, data,
-			      (enum kura_io_class)q->cls, 0, cb, cbarg);
+			      (enum kura_io_class)q->cls, 0, NULL, cb, cbarg);
 }
 
 static int route_write_primary(void *arg, const struct kura_proto_req *q, const void *data,
-			       kura_blk_cb cb, void *cbarg)
+			       uint64_t *ver, kura_blk_cb cb, void *cbarg)
 {
 	return kura_rep_write_primary(arg, q->layer, q->ext, q->blk, q->nblk, data,
-				      (enum kura_io_class)q->cls, q->arg_layer, cb, cbarg);
+				      (enum kura_io_class)q->cls, q->arg_layer, ver, cb, cbarg);
 }
 
 static int route_free_primary(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
@@ -453,6 +453,8 @@ static void node_status(void *arg, struct kura_jw *w)
 
 	if (n->rep)
 		kura_rep_status(n->rep, w);
+	if (n->vdblk)
+		kura_vdblk_status(n->vdblk, w);
 }
 
 /* ---- the cluster's vdisks, on the node holding the vdisk service ---- */

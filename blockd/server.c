@@ -249,7 +249,9 @@ static void store_done(void *arg, int err)
 
 	respond(r, err, r->req.op == KURA_OP_READ ? (size_t)r->req.nblk * KURA_BLK_SIZE
 			: r->req.op == KURA_OP_SYNC ? sizeof(struct kura_proto_sync_result)
-						    : 0);
+			: r->req.op == KURA_OP_WRITE && r->req.flags == KURA_PROTO_F_PRIMARY
+				? sizeof(uint64_t)
+				: 0);
 }
 
 static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
@@ -448,8 +450,12 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		if (rt->write && !c->srv->tcp) {
 			err = rt->write(rt->arg, q, payload, store_done, r);
 		} else if (q->flags == KURA_PROTO_F_PRIMARY) {
-			err = rt->write_primary ? rt->write_primary(rt->arg, q, payload, store_done, r)
-						: -EREMOTE;
+			r->data = calloc(1, sizeof(uint64_t)); /* the answer: its version */
+			err = !r->data ? -ENOMEM
+			      : rt->write_primary ? rt->write_primary(rt->arg, q, payload,
+								      (uint64_t *)r->data,
+								      store_done, r)
+						  : -EREMOTE;
 		} else if (q->flags == KURA_PROTO_F_REPLICA) {
 			err = kura_blk_write_replica(s, q->layer, q->ext, q->blk, q->nblk, payload,
 						     q->version, (enum kura_io_class)q->cls,

@@ -46,8 +46,10 @@ struct kura_server_route {
 		    void *cbarg);
 	int (*write)(void *arg, const struct kura_proto_req *q, const void *data, kura_blk_cb cb,
 		     void *cbarg);
+	/* WRITE flagged F_PRIMARY on a node link; *ver gets the version it
+	 * was written at (answered as 8 bytes of data). */
 	int (*write_primary)(void *arg, const struct kura_proto_req *q, const void *data,
-			     kura_blk_cb cb, void *cbarg);
+			     uint64_t *ver, kura_blk_cb cb, void *cbarg);
 	/* FREE flagged F_PRIMARY on a node link. NULL: -EREMOTE. */
 	int (*free_primary)(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
 			    void *cbarg);

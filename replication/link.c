@@ -456,6 +456,11 @@ static int answer_fits(const struct kura_link_req *r, const struct kura_proto_re
 		return h->data_len <= r->cap;
 	case KURA_OP_SYNC:
 		return h->data_len == sizeof(struct kura_proto_sync_result) && r->cap >= h->data_len;
+	case KURA_OP_WRITE:
+		/* a primary answers a forwarded write with its version */
+		return h->data_len == 0 ||
+		       (r->req.flags == KURA_PROTO_F_PRIMARY && h->data_len == sizeof(uint64_t) &&
+			r->cap >= h->data_len);
 	case KURA_OP_GLIST:
 		return h->data_len >= sizeof(struct kura_proto_sync) && h->data_len <= r->cap &&
 		       (h->data_len - sizeof(struct kura_proto_sync)) %

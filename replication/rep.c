@@ -254,6 +254,8 @@ static int primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *sel
 
 static void write_finish(struct rwrite *w)
 {
+	if (!w->err && w->ver_out)
+		*w->ver_out = w->version;
 	version_done(w->r, w->layer, w->ext, w->err != 0);
 	w->r->outstanding--;
 	w->cb(w->arg, w->err);
@@ -263,7 +265,8 @@ static void write_finish(struct rwrite *w)
 
 static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
 			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
-			kura_blk_cb cb, void *arg, uint64_t delay_ns, uint64_t svc);
+			kura_blk_cb cb, void *arg, uint64_t delay_ns, uint64_t svc,
+			uint64_t *ver);
 
 static void fence_check(struct kura_op *op, int res);
 
@@ -284,7 +287,8 @@ static void write_maybe_done(struct rwrite *w)
 		 * group's primary; once this node's map says so too, the write
 		 * goes there (tried again every 100 ms until then) */
 		int err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
-				       w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc);
+				       w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc,
+				       w->ver_out);
 
 		if (!err) {
 			version_done(r, w->layer, w->ext, 0);
@@ -438,7 +442,7 @@ static void target_done(struct kura_link_req *lr)
  * waits on list (head, tail) until rep_release(). */
 static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uint64_t layer,
 		uint64_t ext, unsigned blk, unsigned nblk, const void *buf, enum kura_io_class cls,
-		kura_blk_cb cb, void *arg, int forwarded, uint64_t svc)
+		kura_blk_cb cb, void *arg, int forwarded, uint64_t svc, uint64_t *ver)
 {
 	struct held *h = calloc(1, sizeof(*h));
 
@@ -458,6 +462,7 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 	h->since_ns = kura_now_ns();
 	h->forwarded = forwarded;
 	h->svc = svc;
+	h->ver = ver;
 	if (!*head)
 		*tail = head;
 	**tail = h;
@@ -468,20 +473,20 @@ static int hold(struct kura_rep *r, struct held **head, struct held ***tail, uin
 
 static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
-			 void *arg, int forwarded, uint64_t svc);
+			 void *arg, int forwarded, uint64_t svc, uint64_t *ver);
 
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
-			   kura_blk_cb cb, void *arg)
+			   uint64_t *ver, kura_blk_cb cb, void *arg)
 {
 	if (!nblk)
 		return -EINVAL;
-	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1, svc);
+	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1, svc, ver);
 }
 
 static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
-			 void *arg, int forwarded, uint64_t svc)
+			 void *arg, int forwarded, uint64_t svc, uint64_t *ver)
 {
 	const struct pgset *g;
 	struct rwrite *w;
@@ -512,11 +517,11 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 		struct heldq *q = peering_queue(r, pg);
 
 		return hold(r, &q->head, &q->tail, layer, ext, blk, nblk, buf, cls, cb, arg,
-			    forwarded, svc);
+			    forwarded, svc, ver);
 	}
 	if ((v = *rep_vent_slot(r, layer, ext)) && v->locker)
 		return hold(r, &v->held, &v->held_tail, layer, ext, blk, nblk, buf, cls, cb, arg,
-			    forwarded, svc);
+			    forwarded, svc, ver);
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if ((nblk && !(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) ||
@@ -537,6 +542,7 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	w->arg = arg;
 	w->seq = ++r->seq;
 	w->svc = svc;
+	w->ver_out = ver;
 	w->epoch = r->map->epoch;
 	r->outstanding++;
 	g = set_of(r, layer, ext);
@@ -592,6 +598,8 @@ static void remote_retry(struct kura_op *op, int res)
 
 static void remote_finish(struct remote *x, int err)
 {
+	if (!err && x->write && x->ver_out)
+		*x->ver_out = x->ver;
 	x->r->outstanding--;
 	x->cb(x->arg, err);
 	if (x->write)
@@ -639,7 +647,7 @@ static void remote_send(struct remote *x)
 	if (i >= 0 && self) {
 		/* this node became the primary */
 		err = x->write ? write_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf, x->cls,
-					       local_primary_done, x, 0, x->svc)
+					       local_primary_done, x, 0, x->svc, &x->ver)
 			       : kura_blk_read(r->store, x->layer, x->ext, x->blk, x->nblk, x->buf,
 					       x->cls, local_primary_done, x);
 		if (err == -EAGAIN) {
@@ -665,6 +673,8 @@ static void remote_send(struct remote *x)
 	if (x->write) {
 		x->lr.req.data_len = x->nblk * KURA_BLK_SIZE;
 		x->lr.data = x->buf;
+		x->lr.buf = &x->ver; /* the primary answers a write with its version */
+		x->lr.cap = sizeof(x->ver);
 	} else {
 		x->lr.buf = x->buf;
 		x->lr.cap = (size_t)x->nblk * KURA_BLK_SIZE;
@@ -681,7 +691,8 @@ static void remote_send(struct remote *x)
 
 static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t ext,
 			unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
-			kura_blk_cb cb, void *arg, uint64_t delay_ns, uint64_t svc)
+			kura_blk_cb cb, void *arg, uint64_t delay_ns, uint64_t svc,
+			uint64_t *ver)
 {
 	struct remote *x;
 	int err;
@@ -700,6 +711,7 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 	x->cb = cb;
 	x->arg = arg;
 	x->svc = svc;
+	x->ver_out = ver;
 	if (write && nblk) {
 		if (!(x->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) {
 			free(x);
@@ -718,27 +730,28 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 
 int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
-		   kura_blk_cb cb, void *arg)
+		   uint64_t *ver, kura_blk_cb cb, void *arg)
 {
 	if (!nblk)
 		return -EINVAL;
-	return rep_change(r, layer, ext, blk, nblk, buf, cls, cb, arg, svc);
+	return rep_change(r, layer, ext, blk, nblk, buf, cls, cb, arg, svc, ver);
 }
 
 int kura_rep_free(struct kura_rep *r, uint64_t layer, uint64_t ext, enum kura_io_class cls,
 		  uint64_t svc, kura_blk_cb cb, void *arg)
 {
-	return rep_change(r, layer, ext, 0, 0, NULL, cls, cb, arg, svc);
+	return rep_change(r, layer, ext, 0, 0, NULL, cls, cb, arg, svc, NULL);
 }
 
 int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
 			  enum kura_io_class cls, uint64_t svc, kura_blk_cb cb, void *arg)
 {
-	return write_primary(r, layer, ext, 0, 0, NULL, cls, cb, arg, 1, svc);
+	return write_primary(r, layer, ext, 0, 0, NULL, cls, cb, arg, 1, svc, NULL);
 }
 
 int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
-	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc)
+	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc,
+	       uint64_t *ver)
 {
 	int self;
 
@@ -747,10 +760,11 @@ int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, u
 	if (r->destroying)
 		return -ESHUTDOWN;
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self &&
-	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0, svc)) != -EAGAIN)
+	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0, svc, ver)) !=
+		    -EAGAIN)
 		return err;
 	/* another node's, or this node's map is behind: through the retry path */
-	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg, 0, svc);
+	return remote_start(r, 1, layer, ext, blk, nblk, (void *)buf, cls, cb, arg, 0, svc, ver);
 }
 
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
@@ -762,7 +776,7 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 		return -ESHUTDOWN;
 	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
 		return kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cb, arg);
-	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0, 0);
+	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0, 0, NULL);
 }
 
 /* ---- the map ---- */

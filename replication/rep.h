@@ -97,17 +97,19 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map);
 
 /* Writes through the cluster as described above; buf is copied. svc: the
  * vdisk service the write is sent under, 0 for none (see "The vdisk
- * service" below). */
+ * service" below). ver (may be NULL) gets the version the primary wrote
+ * it at, before cb(arg, 0): a copy whose extent version is at least that
+ * holds the write (replicas apply an extent's writes in version order). */
 int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
-		   kura_blk_cb cb, void *arg);
+		   uint64_t *ver, kura_blk_cb cb, void *arg);
 /* The primary's part: this node must be the group's primary (else
  * -EREMOTE: the sender's map is older or newer; it retries); svc: the
  * vdisk service the sender wrote under (-ESTALE when older than the
  * map's, for a vdisk layer). */
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
-			   kura_blk_cb cb, void *arg);
+			   uint64_t *ver, kura_blk_cb cb, void *arg);
 /* Frees a whole extent the same way: ordered by the group's primary among
  * the extent's writes, applied on every replica. A replica applies a free
  * whenever it comes (a free carries no "newer than" test), so a caller

@@ -54,6 +54,7 @@ struct held {
 	uint64_t since_ns;
 	int forwarded; /* from another node (F_PRIMARY): it retries on EAGAIN */
 	uint64_t svc;  /* the vdisk service it was sent under (rep.h) */
+	uint64_t *ver; /* gets the version it was written at (or NULL) */
 	struct held *next;
 };
 
@@ -142,6 +143,7 @@ struct rwrite {
 	struct kura_timer fence_wait;
 	int redrive;        /* a replica refused it (not the primary in its map) */
 	uint64_t svc;       /* the vdisk service it was sent under (rep.h) */
+	uint64_t *ver_out;  /* gets its version once acknowledged (or NULL) */
 	unsigned ntargets;
 	struct rtarget t[KURA_MAP_MAX_REPLICAS];
 };
@@ -157,6 +159,8 @@ struct remote {
 	enum kura_io_class cls;
 	void *buf;       /* write: a copy of the data; read: the caller's */
 	uint64_t svc;    /* write: the vdisk service it is sent under (rep.h) */
+	uint64_t ver;    /* write: the version the primary answered */
+	uint64_t *ver_out; /* ... copied there when done (or NULL) */
 	kura_blk_cb cb;
 	void *arg;
 	struct kura_timer retry;
@@ -213,7 +217,8 @@ struct vent *rep_vent_get(struct kura_rep *r, uint64_t layer, uint64_t ext);
 /* A write, or with nblk 0 a free of the whole extent, through the
  * group's primary (kura_rep_write, kura_rep_free). */
 int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
-	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc);
+	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc,
+	       uint64_t *ver);
 /* Frees v when nothing holds it any more. */
 void rep_vent_put(struct kura_rep *r, struct vent *v);
 

@@ -197,7 +197,8 @@ void rep_release(struct kura_rep *r, struct held **list, int lost)
 		r->outstanding--;
 		err = lost && h->forwarded ? -EAGAIN
 					   : rep_change(r, h->layer, h->ext, h->blk, h->nblk,
-							h->buf, h->cls, h->cb, h->arg, h->svc);
+							h->buf, h->cls, h->cb, h->arg, h->svc,
+							h->ver);
 		if (err)
 			h->cb(h->arg, err);
 		free(h->buf);

@@ -32,6 +32,7 @@ struct kura_vdblk {
 	void *zeros;      /* a zero extent, for trims */
 	struct load *load;
 	struct vop *ops;  /* in flight */
+	uint64_t local_reads, remote_reads;
 	int abandoned;    /* kura_vdblk_abandon: new operations get -ESHUTDOWN */
 	int dead;         /* destroyed with a load or operations in flight: the
 			   * last of them frees it */
@@ -128,7 +129,8 @@ static void drop(struct kura_vdblk *v, uint64_t layer, uint64_t ext)
 	}
 }
 
-static void mark(struct kura_vdblk *v, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk)
+static void mark(struct kura_vdblk *v, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+		 uint64_t version)
 {
 	struct pent *p = get(v, layer, ext);
 
@@ -140,6 +142,7 @@ static void mark(struct kura_vdblk *v, uint64_t layer, uint64_t ext, unsigned bl
 	}
 	for (unsigned i = blk; i < blk + nblk; i++)
 		p->present.w[i / 64] |= 1ull << (i % 64);
+	p->version = KURA_MAX(p->version, version);
 }
 
 /* ---- operations ---- */
@@ -151,6 +154,9 @@ struct vop {
 	kura_blk_cb cb;
 	void *arg;
 	int detached;       /* answered by kura_vdblk_abandon already */
+	uint64_t version;   /* a write's, once acknowledged */
+	int local;          /* a read of this node's own copy: it is never
+			     * abandoned (it ends soon, into the caller's buffer) */
 	void *rbuf;         /* a read's own buffer, copied out when answered */
 	void *out;          /* ... to the caller's */
 	struct vop *prev, *next;
@@ -183,7 +189,7 @@ static void vop_done(void *arg, int err)
 	if (!o->nblk && err == -ENOENT)
 		err = 0; /* freed already */
 	if (!err && o->nblk)
-		mark(o->v, o->layer, o->ext, o->blk, o->nblk);
+		mark(o->v, o->layer, o->ext, o->blk, o->nblk, o->version);
 	else if (!err)
 		drop(o->v, o->layer, o->ext);
 	o->cb(o->arg, err);
@@ -218,6 +224,15 @@ static struct vop *vop_new(struct kura_vdblk *v, uint64_t layer, uint64_t ext, u
 	return o;
 }
 
+static void read_local_done(void *arg, int err)
+{
+	struct vop *o = arg;
+
+	if (!o->detached)
+		o->cb(o->arg, err);
+	vop_end(o);
+}
+
 static void read_done(void *arg, int err)
 {
 	struct vop *o = arg;
@@ -231,8 +246,24 @@ static void read_done(void *arg, int err)
 	vop_end(o);
 }
 
+/* Whether this node's own copy of the extent holds every write the
+ * engine had acknowledged to it, so the read need not travel: its version
+ * is at least the last one acknowledged (or listed at the load). Replicas
+ * apply an extent's writes in version order and a resync sets the version
+ * only with the extent's last run, so such a copy is complete. */
+static int local_copy_ok(struct kura_vdblk *v, uint64_t layer, uint64_t ext)
+{
+	const struct pent *p = lookup(v, layer, ext);
+	struct kura_blk_extent_info info;
+
+	return p && p->version && !kura_blk_extent_info(v->store, layer, ext, &info) &&
+	       info.version >= p->version;
+}
+
 /* A read lands in a buffer of its own: one abandoned (kura_vdblk_abandon)
- * may still be answered after its caller's buffer is gone. */
+ * may still be answered after its caller's buffer is gone. It is read
+ * from this node's own copy when that holds every acknowledged write
+ * (data locality), else from the group's primary. */
 static int vb_read(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk, void *buf,
 		   enum kura_io_class cls, kura_blk_cb cb, void *arg)
 {
@@ -242,6 +273,15 @@ static int vb_read(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned
 
 	if (!o)
 		return -errno;
+	if (local_copy_ok(v, layer, ext)) {
+		v->local_reads++;
+		o->local = 1;
+		err = kura_blk_read(v->store, layer, ext, blk, nblk, buf, cls, read_local_done, o);
+		if (err)
+			vop_end(o);
+		return err;
+	}
+	v->remote_reads++;
 	o->out = buf;
 	if (!(o->rbuf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)))
 		err = -ENOMEM;
@@ -263,7 +303,8 @@ static int vb_write(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigne
 
 	if (!o)
 		return -errno;
-	if ((err = kura_rep_write(v->r, layer, ext, blk, nblk, buf, cls, v->svc, vop_done, o)))
+	if ((err = kura_rep_write(v->r, layer, ext, blk, nblk, buf, cls, v->svc, &o->version,
+				  vop_done, o)))
 		vop_end(o);
 	return err;
 }
@@ -400,6 +441,15 @@ static int vb_disk_info(void *b, unsigned i, struct kura_blk_disk_info *out)
 	struct kura_vdblk *v = b;
 
 	return kura_blk_disk_info(v->store, i, out);
+}
+
+void kura_vdblk_status(const struct kura_vdblk *v, struct kura_jw *w)
+{
+	kura_jw_obj(w, "vdisk_reads");
+	kura_jw_u64(w, "local", v->local_reads);
+	kura_jw_u64(w, "remote", v->remote_reads);
+	kura_jw_u64(w, "extents_known", v->n);
+	kura_jw_end(w);
 }
 
 const struct kura_vd_blk_ops kura_vdblk_ops = {
@@ -677,7 +727,7 @@ void kura_vdblk_abandon(struct kura_vdblk *v)
 		return;
 	v->abandoned = 1;
 	for (struct vop *o = v->ops; o; o = o->next)
-		if (!o->detached) {
+		if (!o->detached && !o->local) {
 			o->detached = 1;
 			o->cb(o->arg, -ESHUTDOWN);
 		}

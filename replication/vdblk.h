@@ -2,7 +2,10 @@
  * (vdisk/vdisk.h, struct kura_vd_blk_ops) over kura_rep, for the node that
  * serves the cluster's vdisks (docs/cluster.md, "Vdisks in the cluster").
  *
- * Reads, writes and frees go through the groups' primaries (rep.h). The
+ * Writes and frees go through the groups' primaries (rep.h). A read is
+ * served from this node's own copy when it has one holding every write
+ * acknowledged to the extent (its version is at least the last one the
+ * primary answered: data locality), else from the group's primary. The
  * engine asks synchronously which blocks of an extent a layer holds; this
  * node keeps that in memory for every extent of every vdisk layer (56
  * bytes an extent: 56 MiB a TiB of data written): loaded once from the
@@ -46,5 +49,9 @@ void kura_vdblk_destroy(struct kura_vdblk *v);
 int kura_vdblk_load(struct kura_vdblk *v, uint64_t min_layer, kura_blk_cb cb, void *arg);
 
 extern const struct kura_vd_blk_ops kura_vdblk_ops; /* b: the struct kura_vdblk */
+
+/* For `vdisk cluster status`: object "vdisk_reads" {local (from this
+ * node's own copy), remote (from a group's primary), extents_known}. */
+void kura_vdblk_status(const struct kura_vdblk *v, struct kura_jw *w);
 
 #endif

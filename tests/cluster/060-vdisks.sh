@@ -62,6 +62,12 @@ check_all() {
 }
 check_all $S
 echo "ok: vm1 written over iSCSI, snapshot s1, written again, clone c1 of s1: both read back"
+# RF 3 on three nodes: the serving node holds a copy of everything, and
+# reads it from its own disks
+reads_of() { status_of "$1" | sed -n 's/.*"vdisk_reads":{"local":\([0-9]*\),"remote":\([0-9]*\).*/\1 \2/p'; }
+set -- $(reads_of $S)
+[ "${1:-0}" -gt 0 ] || fail "n$S read nothing from its own copies (local ${1:-?}, remote ${2:-?})"
+echo "ok: n$S read $1 pieces from its own copies, $2 from other nodes"
 
 # the serving node is killed: another takes over
 SKIP_NODE=$S
@@ -73,6 +79,9 @@ S2=$SERVER
 echo "ok: n$S killed -9; n$S2 serves the vdisks ${took} ms later"
 check_all $S2
 vdn $S2 list | grep -q vm1 || fail "vm1 missing from the list on n$S2"
+set -- $(reads_of $S2)
+[ "${1:-0}" -gt 0 ] || fail "n$S2 read nothing from its own copies (local ${1:-?}, remote ${2:-?})"
+echo "ok: n$S2 read $1 pieces from its own copies, $2 from other nodes"
 echo "ok: through n$S2, vm1 and the clone of its snapshot read back what was written"
 
 # deletes: the clone, then the snapshot it came from; their blocks freed
@@ -105,10 +114,12 @@ WRITER=$!
 sleep 1.5
 link_down $S2
 cut0=$(date +%s%N)
-wait "$WRITER"
 SKIP_NODE=$S2
 wait_for 30 "another node serves the vdisks after n$S2 was cut off" serving
 took=$(( ($(date +%s%N) - cut0) / 1000000 ))
+# the writer's initiator retries the portal it knew: stop it
+pkill -f "$WORK/d.img" 2>/dev/null
+wait "$WRITER"
 S3=$SERVER
 echo "ok: n$S2 cut off during writes; n$S3 serves the vdisks ${took} ms later"
 grep -q "n$S2 has no confirmed lease: it stops serving" "$WORK/n$S2.log" ||
