@@ -239,6 +239,7 @@ struct node {
 	int64_t svc_rev;
 	int svc_held;              /* the member's last word on the service */
 	unsigned svc_stopping;     /* vdisks_stop is draining */
+	int stopping;              /* node_stop: the vdisk service starts no more */
 	struct kura_timer svc_retry; /* starts the service again after a failure */
 	int svc_retry_armed;
 	struct kura_timer store_watch; /* in a cluster: leaves it if the store stops */
@@ -281,6 +282,7 @@ static void vdisks_stop(struct node *n)
 
 static void node_stop(struct node *n)
 {
+	n->stopping = 1;
 	kura_ctl_server_stop(n->ctl);
 	n->svc_gen++; /* a vdisk service start in progress ends */
 	n->svc_held = 0;
@@ -537,7 +539,7 @@ static void svc_retry_fired(struct kura_op *op, int res)
 
 static void svc_retry_later(struct node *n, uint64_t ms)
 {
-	if (n->svc_retry_armed)
+	if (n->svc_retry_armed || n->stopping)
 		return;
 	n->svc_retry_armed = 1;
 	n->svc_retry.op.fn = svc_retry_fired;
@@ -548,6 +550,8 @@ static void node_service(void *arg, int held, int64_t rev)
 {
 	struct node *n = arg;
 
+	if (n->stopping)
+		return; /* heard while the node stops */
 	n->svc_held = held;
 	n->svc_rev = rev;
 	svc_apply(n);

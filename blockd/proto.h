@@ -84,7 +84,7 @@ struct kura_proto_info {
  * names the receiver. A link whose cluster ids differ is refused (status
  * -EXDEV, then closed); any other request first, a second HELLO, or a HELLO
  * on the local socket is a framing error. Strings are NUL-padded. */
-#define KURA_PROTO_VERSION 1u
+#define KURA_PROTO_VERSION 2u /* 2: FREE and PLIST between nodes, versions in write answers */
 struct kura_proto_hello {
 	uint32_t version;     /* KURA_PROTO_VERSION */
 	uint32_t pad;         /* zero */

@@ -249,7 +249,7 @@ static void store_done(void *arg, int err)
 
 	respond(r, err, r->req.op == KURA_OP_READ ? (size_t)r->req.nblk * KURA_BLK_SIZE
 			: r->req.op == KURA_OP_SYNC ? sizeof(struct kura_proto_sync_result)
-			: r->req.op == KURA_OP_WRITE && r->req.flags == KURA_PROTO_F_PRIMARY
+			: r->req.op == KURA_OP_WRITE && r->req.flags == KURA_PROTO_F_PRIMARY && r->data
 				? sizeof(uint64_t)
 				: 0);
 }

@@ -135,6 +135,7 @@ struct kura_member {
 	int svc_held;         /* the vdisk service (member_svc.c) */
 	int64_t svc_rev;
 	int64_t svc_key_rev;  /* the key's mod revision, whoever holds it (0: absent) */
+	int64_t svc_dropped_rev; /* the revision this node last stopped serving at */
 	char svc_name[KURA_MAP_NAME_MAX];
 	struct kura_map amap; /* the newest map the agent has seen */
 	int64_t amap_rev;

@@ -147,7 +147,9 @@ void member_service_tick(struct kura_member *m)
 	int64_t rev = 0;
 
 	if (atomic_exchange(&m->svc_dropped, 0) && m->svc_held) {
-		/* the loop stopped serving: tell it again if the key is ours */
+		/* the loop stopped serving: tell it again if the key is ours,
+		 * under a new revision (below) */
+		m->svc_dropped_rev = m->svc_rev;
 		m->svc_held = 0;
 		m->svc_rev = 0;
 	}
@@ -165,6 +167,16 @@ void member_service_tick(struct kura_member *m)
 		rev = kv.mod_rev;
 		snprintf(name, sizeof(name), "%s", kv.val);
 		kura_etcd_kv_free(&kv);
+		if (held && rev <= m->svc_dropped_rev) {
+			/* served again, it must not be at the revision whose writes
+			 * were abandoned (some may still be on their way): the key
+			 * is written again, and the map's svc_rev moves past them */
+			struct kura_etcd_cmp same = { .key = KEY_SERVICE, .mod_rev = rev };
+
+			if (kura_etcd_txn(m->etcd, &same, 1, &op, 1, &ok, &rev) || !ok)
+				return; /* tried again next tick */
+			m->svc_key_rev = rev;
+		}
 	} else if (err != -ENOENT) {
 		return; /* etcd does not answer: nothing changes until it does */
 	}

@@ -142,7 +142,9 @@ static void mark(struct kura_vdblk *v, uint64_t layer, uint64_t ext, unsigned bl
 	}
 	for (unsigned i = blk; i < blk + nblk; i++)
 		p->present.w[i / 64] |= 1ull << (i % 64);
-	p->version = KURA_MAX(p->version, version);
+	/* a write acknowledged without its version (0) leaves the extent's
+	 * unknown: its reads go to the primary until the next one */
+	p->version = version ? KURA_MAX(p->version, version) : 0;
 }
 
 /* ---- operations ---- */
@@ -256,8 +258,8 @@ static int local_copy_ok(struct kura_vdblk *v, uint64_t layer, uint64_t ext)
 	const struct pent *p = lookup(v, layer, ext);
 	struct kura_blk_extent_info info;
 
-	return p && p->version && !kura_blk_extent_info(v->store, layer, ext, &info) &&
-	       info.version >= p->version;
+	return p && p->version && !kura_blk_store_dead(v->store) &&
+	       !kura_blk_extent_info(v->store, layer, ext, &info) && info.version >= p->version;
 }
 
 /* A read lands in a buffer of its own: one abandoned (kura_vdblk_abandon)
@@ -662,12 +664,14 @@ static void load_end(struct kura_op *op, int res)
 	struct kura_vdblk *v = ld->v;
 
 	(void)res;
-	v->load = NULL;
 	v->r->outstanding--;
 	if (!ld->err && !v->dead)
 		kura_log(INFO, "vdisks: %zu extents of vdisk layers listed from %u groups", v->n,
 			 ld->pgs);
+	/* v->load stays set while cb runs: a destroy from inside it leaves
+	 * the freeing to this function */
 	ld->cb(ld->arg, v->dead && !ld->err ? -ECANCELED : ld->err);
+	v->load = NULL;
 	free(ld);
 	maybe_free(v);
 }

@@ -92,7 +92,7 @@ static void bad_hello(const char *what, void (*spoil)(struct kura_proto_hello *h
 	expect_closed(c, what);
 }
 
-static void spoil_version(struct kura_proto_hello *h) { h->version = 2; }
+static void spoil_version(struct kura_proto_hello *h) { h->version = KURA_PROTO_VERSION + 1; }
 static void spoil_pad(struct kura_proto_hello *h) { h->reserved = 1; }
 static void spoil_id(struct kura_proto_hello *h) { h->cluster_id[20] = '\0'; }
 static void spoil_name(struct kura_proto_hello *h) { h->node[3] = ' '; }
