@@ -245,10 +245,10 @@ static int do_register(struct kura_member *m)
 	return 0;
 }
 
-static void lost_lease(struct kura_member *m, const char *why)
+/* The lease is gone (lapsed, or revoked on leaving): so are the
+ * registration, the leadership and the vdisk service it held. */
+static void forget_lease(struct kura_member *m)
 {
-	kura_log(WARN, "cluster: node %s lost its lease (%s); it acknowledges no replicated write "
-		 "until it has registered again", m->name, why);
 	m->lease = 0;
 	m->registered = 0;
 	m->leader = 0;
@@ -257,6 +257,13 @@ static void lost_lease(struct kura_member *m, const char *why)
 	 * nothing until the map has been read again after registering */
 	atomic_store(&m->map_stale, 1);
 	member_service_lost(m);
+}
+
+static void lost_lease(struct kura_member *m, const char *why)
+{
+	kura_log(WARN, "cluster: node %s lost its lease (%s); it acknowledges no replicated write "
+		 "until it has registered again", m->name, why);
+	forget_lease(m);
 }
 
 static void renew(struct kura_member *m)
@@ -579,12 +586,7 @@ static int left(struct kura_member *m)
 	if (m->lease) {
 		kura_etcd_lease_revoke(m->etcd, m->lease);
 		kura_log(WARN, "cluster: node %s left the cluster: %s", m->name, m->leave_why);
-		m->lease = 0;
-		m->registered = 0;
-		m->leader = 0;
-		atomic_store(&m->renewed_ms, 0);
-		atomic_store(&m->map_stale, 1);
-		member_service_lost(m);
+		forget_lease(m);
 	}
 	return 1;
 }
