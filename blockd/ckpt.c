@@ -198,6 +198,7 @@ static void md_done(struct kura_op *op, int res)
 	kura_md_batch_destroy(c->b);
 	c->b = NULL;
 	journal_trim(&s->journal, c->seq, c->end_lpos);
+	pool_prune_busy(&s->pool, s->journal.tail_seq);
 	s->st.checkpoints++;
 	kura_log(DEBUG, "checkpoint %llu: %llu ms (metadata %llu ms)",
 		 (unsigned long long)c->seq, (unsigned long long)((kura_now_ns() - c->t_start) / 1000000),

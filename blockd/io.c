@@ -6,7 +6,18 @@
  * its checksums go into the checksum page and its data is written in place.
  * Writes waiting to be applied are queued per physical extent (struct xstate);
  * reads that overlap them wait, so a read never sees a block whose data and
- * checksum disagree. */
+ * checksum disagree.
+ *
+ * Direct writes: a background write (clone, rebuild, scrub, merge) of at
+ * least DIRECT_MIN_BLOCKS blocks that only fills blocks an extent does not
+ * hold, on a physical extent no live journal record writes to or frees
+ * (struct pool_busy), goes to its place first, with FUA, and then joins the
+ * journal as a record of checksums only (KURA_JREC_DWRITE): the device
+ * writes its data once instead of twice. Until the record is appended the
+ * index does not show the write (reads see the old blocks, a crash leaves
+ * the blocks absent), and every later submission that touches its extent
+ * waits in the store's held list, so records still reach the journal in the
+ * order they were submitted. */
 #include "blockd/store_int.h"
 #include "common/crc.h"
 #include "common/err.h"
@@ -36,6 +47,10 @@ struct xstate {
 #define APPLY_BATCH 32u
 #define APPLY_DELAY_NS 1000000ULL
 
+/* Direct writes start at 64 KiB: below that the journal's group commit
+ * costs less than a write of its own with FUA. */
+#define DIRECT_MIN_BLOCKS 16u
+
 struct wreq {
 	struct jreq j;
 	struct pend pend;
@@ -46,10 +61,12 @@ struct wreq {
 	uint16_t blk, nblk;
 	uint8_t acked, applying;
 	uint8_t if_newer; /* a replica's copy: skipped unless newer than the extent */
+	uint8_t fresh;    /* direct write to a new extent: loc is not in the index yet */
 	void *buf;
 	kura_blk_cb cb;
 	void *arg;
 	struct wreq *xnext;
+	struct wreq *dnext; /* on s->directs */
 	struct kura_op op;
 	struct iovec iov;
 	uint32_t crc[];
@@ -179,7 +196,7 @@ static int x_overlaps(const struct xstate *x, unsigned blk, unsigned n)
 
 int io_pending(struct kura_blk_store *s)
 {
-	return s->xs_count != 0;
+	return s->xs_count != 0 || s->ndirect || s->held_head || s->flushq_head;
 }
 
 /* ---- blocked submissions (journal full) ---- */
@@ -211,7 +228,7 @@ void store_unblock(struct kura_blk_store *s)
 	struct pend **pp = &s->blocked_head, *prev = NULL;
 
 	while (*pp) {
-		struct pend *p = *pp;
+		struct pend *p = *pp, *nx;
 		int still;
 
 		if (p != s->blocked_head && !may_pass(s, p)) {
@@ -219,6 +236,7 @@ void store_unblock(struct kura_blk_store *s)
 			pp = &p->next;
 			continue;
 		}
+		nx = p->next;
 		s->unblocking = p;
 		still = p->retry(p);
 		s->unblocking = NULL;
@@ -230,7 +248,9 @@ void store_unblock(struct kura_blk_store *s)
 			pp = &p->next;
 			continue;
 		}
-		*pp = p->next;
+		/* a retry that held p (behind a direct write) relinked it; one that
+		 * queued more behind p (the tail) left them at p->next */
+		*pp = p->held ? nx : p->next;
 		if (s->blocked_tail == p)
 			s->blocked_tail = prev;
 	}
@@ -304,16 +324,22 @@ static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w,
 	xs_put(s, x);
 }
 
+/* A write of w's data in place failed: the store stops. */
+static void data_write_failed(struct kura_blk_store *s, struct wreq *w, int res, const char *why)
+{
+	struct pool_disk *pd = pool_disk_of(&s->pool, w->loc);
+
+	store_io_error(s, pd, pool_data_off(pd, w->loc, w->blk), res, "data write");
+	store_fail(s, why, res);
+}
+
 static void apply_done(struct kura_op *op, int res)
 {
 	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
 	struct kura_blk_store *s = w->s;
 
-	if (res < 0) {
-		struct pool_disk *pd = pool_disk_of(&s->pool, w->loc);
-		store_io_error(s, pd, pool_data_off(pd, w->loc, w->blk), res, "data write");
-		store_fail(s, "a write could not be applied in place", res);
-	}
+	if (res < 0)
+		data_write_failed(s, w, res, "a write could not be applied in place");
 	x_remove(s, xs_find(s, w->loc), w, res >= 0);
 	wreq_free(w);
 	ckpt_progress(s);
@@ -443,6 +469,252 @@ static void skip_done(void *arg, int err)
 	wreq_free(w);
 }
 
+/* The journal record of w (its type set by the caller). */
+static void wreq_rec(const struct wreq *w, struct kura_jrec *rec)
+{
+	rec->blk = w->blk;
+	rec->nblk = w->nblk;
+	rec->loc = w->loc;
+	rec->layer = w->layer;
+	rec->ext = w->ext;
+	rec->version = w->version;
+}
+
+/* The index shows w (its record was just appended). */
+static void wreq_show(struct kura_blk_store *s, const struct wreq *w)
+{
+	struct idx_entry *e = idx_find(&s->idx, w->layer, w->ext);
+
+	idx_set_bits(&s->idx, e, w->blk, w->nblk);
+	ent_raise_version(e, w->version);
+	idx_mark_dirty(&s->idx, w->layer, w->ext);
+}
+
+/* ---- direct writes and the submissions they hold ---- */
+
+static int pend_touches(const struct pend *p, uint64_t layer, uint64_t ext)
+{
+	return (p->nkeys >= 1 && p->layer == layer && p->ext == ext) ||
+	       (p->nkeys >= 2 && p->layer2 == layer && p->ext2 == ext);
+}
+
+static int pends_meet(const struct pend *a, const struct pend *b)
+{
+	return (b->nkeys >= 1 && pend_touches(a, b->layer, b->ext)) ||
+	       (b->nkeys >= 2 && pend_touches(a, b->layer2, b->ext2));
+}
+
+/* Whether p must wait: for a direct write in flight on an extent it touches,
+ * or for a submission held before it (a smaller sid) that touches one. */
+static int held_back(struct kura_blk_store *s, const struct pend *p)
+{
+	for (struct wreq *d = s->directs; d; d = d->dnext)
+		if (pend_touches(p, d->layer, d->ext))
+			return 1;
+	for (struct pend *q = s->held_head; q && q->sid < p->sid; q = q->next)
+		if (pends_meet(p, q))
+			return 1;
+	return 0;
+}
+
+/* Holds p, in submission order, if it must wait (held_back). */
+static int hold_if_busy(struct kura_blk_store *s, struct pend *p)
+{
+	struct pend **pp = &s->held_head;
+
+	if (!s->ndirect && !s->held_head)
+		return 0;
+	if (!held_back(s, p))
+		return 0;
+	while (*pp && (*pp)->sid < p->sid)
+		pp = &(*pp)->next;
+	p->next = *pp;
+	*pp = p;
+	if (!p->next)
+		s->held_tail = p;
+	p->held = 1;
+	return 1;
+}
+
+static void flushq_run(struct kura_blk_store *s);
+
+/* A direct write reached the journal or failed: submit, in order, what it
+ * held and nothing still held before it holds. */
+static void held_release(struct kura_blk_store *s)
+{
+	struct pend **pp = &s->held_head, *prev = NULL;
+
+	while (*pp) {
+		struct pend *p = *pp;
+
+		if (held_back(s, p)) {
+			prev = p;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		if (s->held_tail == p)
+			s->held_tail = prev;
+		p->held = 0;
+		p->retry(p); /* goes, or waits for journal room: nothing holds it now */
+	}
+	flushq_run(s);
+}
+
+static void direct_unlink(struct kura_blk_store *s, struct wreq *w)
+{
+	struct wreq **pp = &s->directs;
+
+	while (*pp != w)
+		pp = &(*pp)->dnext;
+	*pp = w->dnext;
+	s->ndirect--;
+}
+
+/* The direct write failed before its record: nothing of it is in the index. */
+static void direct_fail(struct kura_blk_store *s, struct wreq *w, int err)
+{
+	direct_unlink(s, w);
+	if (w->fresh)
+		pool_release(&s->pool, w->loc);
+	w->op.fn = finish_deferred;
+	kura_loop_defer(s->loop, &w->op, err);
+	held_release(s);
+}
+
+static void direct_durable(struct jreq *j, int err)
+{
+	struct wreq *w = KURA_CONTAINER_OF(j, struct wreq, j);
+	struct kura_blk_store *s = w->s;
+
+	if (!err) {
+		s->st.writes++;
+		s->st.write_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
+		s->st.direct_writes++;
+		s->st.direct_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
+	}
+	w->cb(w->arg, err);
+	wreq_free(w);
+}
+
+static void direct_crc_ready(struct kura_op *op, int res);
+
+/* The data is in place: append the record (when the journal has room and the
+ * checksum page is in memory) and show the write in the index. Returns 1
+ * while it waits for journal room (struct pend). */
+static int direct_record(struct kura_blk_store *s, struct wreq *w)
+{
+	struct kura_jrec rec = { .type = KURA_JREC_DWRITE };
+	uint32_t *crcs;
+	int err;
+
+	if (s->dead) {
+		direct_fail(s, w, KURA_E_DEAD);
+		return 0;
+	}
+	if (must_wait(s, &w->pend, (uint32_t)(sizeof(rec) + 4u * w->nblk), 0))
+		return 1;
+	w->op.fn = direct_crc_ready;
+	err = crc_get(&s->crc, w->loc, &w->op, &crcs);
+	if (err == 0)
+		return 0; /* direct_crc_ready comes back here */
+	if (err < 0)
+		goto fail;
+	err = idx_reserve(&s->idx);
+	if (!err && w->fresh)
+		err = idx_add(&s->idx, w->layer, w->ext, w->loc);
+	if (err)
+		goto fail;
+	wreq_rec(w, &rec);
+	w->j.durable = direct_durable;
+	w->batch = journal_append(&s->journal, &rec, w->crc, NULL, &w->j);
+	if (!w->batch) {
+		if (w->fresh)
+			idx_del(&s->idx, w->layer, w->ext);
+		err = -ENOMEM;
+		goto fail;
+	}
+	crc_update(&s->crc, w->loc, w->blk, w->nblk, w->crc);
+	s->apply_gen++;
+	wreq_show(s, w);
+	direct_unlink(s, w);
+	held_release(s);
+	return 0;
+fail:
+	if (err != -ENOMEM)
+		store_fail(s, "a checksum page could not be read", err);
+	direct_fail(s, w, err == -ENOMEM ? err : -EIO);
+	return 0;
+}
+
+static int direct_retry(struct pend *p)
+{
+	struct wreq *w = KURA_CONTAINER_OF(p, struct wreq, pend);
+
+	return direct_record(w->s, w);
+}
+
+static void direct_crc_ready(struct kura_op *op, int res)
+{
+	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
+
+	if (res < 0) {
+		store_fail(w->s, "a checksum page could not be read", res);
+		direct_fail(w->s, w, -EIO);
+		return;
+	}
+	direct_record(w->s, w);
+}
+
+static void direct_written(struct kura_op *op, int res)
+{
+	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
+	struct kura_blk_store *s = w->s;
+
+	if (res < 0) {
+		data_write_failed(s, w, res, "a direct write failed");
+		direct_fail(s, w, -EIO);
+		return;
+	}
+	w->pend.retry = direct_retry;
+	direct_record(s, w);
+}
+
+/* Starts w as a direct write when it may be one (see the top of this file):
+ * returns 1 when it did. */
+static int direct_start(struct kura_blk_store *s, struct wreq *w, struct idx_entry *e)
+{
+	struct kura_blk_bitmap bm;
+	struct pool_disk *pd;
+	uint32_t loc;
+
+	if (w->pend.kind != PEND_BG || w->nblk < DIRECT_MIN_BLOCKS)
+		return 0;
+	if (e) {
+		idx_bitmap(&s->idx, e, &bm);
+		if (bm_any_range(&bm, w->blk, w->nblk) || xs_find(s, e->loc) ||
+		    !pool_clean(&s->pool, e->loc, s->journal.tail_seq))
+			return 0;
+		loc = e->loc;
+		w->fresh = 0;
+	} else {
+		if (pool_alloc_clean(&s->pool, s->journal.tail_seq, &loc))
+			return 0; /* the journaled path allocates, or reports ENOSPC */
+		w->fresh = 1;
+	}
+	w->loc = loc;
+	w->dnext = s->directs;
+	s->directs = w;
+	s->ndirect++;
+	pd = pool_disk_of(&s->pool, loc);
+	w->iov.iov_base = w->buf;
+	w->iov.iov_len = (size_t)w->nblk * KURA_BLK_SIZE;
+	w->op.fn = direct_written;
+	pd->disk->ops->rw(pd->disk, 1, &w->iov, 1, pool_data_off(pd, loc, w->blk), KURA_DISK_FUA,
+			  &w->op);
+	return 1;
+}
+
 static int write_submit(struct kura_blk_store *s, struct wreq *w)
 {
 	struct kura_jrec rec = { 0 };
@@ -454,6 +726,8 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 		err = KURA_E_DEAD;
 		goto fail;
 	}
+	if (hold_if_busy(s, &w->pend))
+		return 0;
 	if (must_wait(s, &w->pend, (uint32_t)(sizeof(rec) + 4u * w->nblk),
 		      (uint32_t)w->nblk * KURA_BLK_SIZE))
 		return 1;
@@ -469,6 +743,8 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 			goto fail;
 		return 0;
 	}
+	if (direct_start(s, w, e))
+		return 0;
 	if (!e) {
 		uint32_t loc;
 		err = pool_alloc(&s->pool, &loc);
@@ -492,12 +768,7 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 	}
 	w->loc = e->loc;
 	rec.type = KURA_JREC_WRITE;
-	rec.blk = w->blk;
-	rec.nblk = w->nblk;
-	rec.loc = w->loc;
-	rec.layer = w->layer;
-	rec.ext = w->ext;
-	rec.version = w->version;
+	wreq_rec(w, &rec);
 	w->j.durable = write_durable;
 	w->batch = journal_append(&s->journal, &rec, w->crc, w->buf, &w->j);
 	if (!w->batch) {
@@ -506,10 +777,8 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 		goto undo;
 	}
 	journal_batch_apply_start(w->batch);
-	e = idx_find(&s->idx, w->layer, w->ext);
-	idx_set_bits(&s->idx, e, w->blk, w->nblk);
-	ent_raise_version(e, w->version);
-	idx_mark_dirty(&s->idx, w->layer, w->ext);
+	pool_mark_busy(&s->pool, w->loc, s->journal.next_seq);
+	wreq_show(s, w);
 	w->xnext = NULL;
 	if (x->tail)
 		x->tail->xnext = w;
@@ -586,6 +855,8 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->pend.kind = cls == KURA_IO_GUEST ? PEND_GUEST : PEND_BG;
 	w->pend.layer = layer;
 	w->pend.ext = ext;
+	w->pend.nkeys = 1;
+	w->pend.sid = ++s->sub_seq;
 	write_submit(s, w);
 	return 0;
 }
@@ -795,17 +1066,25 @@ int io_meta_apply(struct kura_blk_store *s, const struct kura_jrec *rec)
 
 static int meta_submit(struct kura_blk_store *s, struct mreq *m)
 {
+	struct idx_entry *e;
+	uint32_t loc = LOC_NONE;
 	int err;
 
 	if (s->dead) {
 		err = KURA_E_DEAD;
 		goto fail;
 	}
+	if (hold_if_busy(s, &m->pend))
+		return 0;
 	if (must_wait(s, &m->pend, sizeof(m->rec), 0))
 		return 1;
 	err = idx_reserve(&s->idx);
-	if (!err)
-		err = io_meta_apply(s, &m->rec);
+	if (err)
+		goto fail;
+	e = idx_find(&s->idx, m->rec.layer, m->rec.ext);
+	if (e && m->rec.type != KURA_JREC_MOVE)
+		loc = e->loc;
+	err = io_meta_apply(s, &m->rec);
 	if (err)
 		goto fail;
 	m->j.durable = meta_durable;
@@ -815,6 +1094,10 @@ static int meta_submit(struct kura_blk_store *s, struct mreq *m)
 		err = -ENOMEM;
 		goto fail;
 	}
+	/* a trim or free: no direct write may land there before it is durable
+	 * and out of the live journal */
+	if (loc != LOC_NONE)
+		pool_mark_busy(&s->pool, loc, s->journal.next_seq);
 	return 0;
 fail:
 	m->op.fn = meta_finish_deferred;
@@ -841,6 +1124,15 @@ static int meta_op(struct kura_blk_store *s, const struct kura_jrec *rec, kura_b
 	m->cb = cb;
 	m->arg = arg;
 	m->pend.retry = meta_retry;
+	m->pend.layer = rec->layer;
+	m->pend.ext = rec->ext;
+	m->pend.nkeys = 1;
+	if (rec->type == KURA_JREC_MOVE) {
+		m->pend.layer2 = rec->arg_layer;
+		m->pend.ext2 = rec->arg_ext;
+		m->pend.nkeys = 2;
+	}
+	m->pend.sid = ++s->sub_seq;
 	meta_submit(s, m);
 	return 0;
 }
@@ -879,6 +1171,46 @@ int kura_blk_move(struct kura_blk_store *s, uint64_t layer, uint64_t ext, uint64
 	return meta_op(s, &rec, cb, arg);
 }
 
+/* Issues the barrier of a flush (or fails it on a dead store). */
+static void flush_go(struct kura_blk_store *s, struct mreq *m)
+{
+	if (s->dead || journal_barrier(&s->journal, &m->j)) {
+		m->op.fn = meta_finish_deferred;
+		kura_loop_defer(s->loop, &m->op, s->dead ? KURA_E_DEAD : -ENOMEM);
+	}
+}
+
+/* The oldest submission number among direct writes and held submissions. */
+static uint64_t oldest_sid(struct kura_blk_store *s)
+{
+	uint64_t min = UINT64_MAX;
+
+	for (struct wreq *d = s->directs; d; d = d->dnext)
+		if (d->pend.sid < min)
+			min = d->pend.sid;
+	for (struct pend *p = s->held_head; p; p = p->next)
+		if (p->sid < min)
+			min = p->sid;
+	return min;
+}
+
+/* Flushes wait for the direct writes and held submissions before them. */
+static void flushq_run(struct kura_blk_store *s)
+{
+	uint64_t min;
+
+	if (!s->flushq_head)
+		return;
+	min = oldest_sid(s);
+	while (s->flushq_head && s->flushq_head->sid < min) {
+		struct pend *p = s->flushq_head;
+		s->flushq_head = p->next;
+		if (!s->flushq_head)
+			s->flushq_tail = NULL;
+		flush_go(s, KURA_CONTAINER_OF(p, struct mreq, pend));
+	}
+}
+
 int kura_blk_flush(struct kura_blk_store *s, kura_blk_cb cb, void *arg)
 {
 	struct mreq *m = calloc(1, sizeof(*m));
@@ -889,15 +1221,17 @@ int kura_blk_flush(struct kura_blk_store *s, kura_blk_cb cb, void *arg)
 	m->cb = cb;
 	m->arg = arg;
 	m->j.durable = meta_durable;
-	if (s->dead) {
-		m->op.fn = meta_finish_deferred;
-		kura_loop_defer(s->loop, &m->op, KURA_E_DEAD);
+	m->pend.sid = ++s->sub_seq;
+	if (!s->dead && (s->ndirect || s->held_head)) {
+		m->pend.next = NULL;
+		if (s->flushq_tail)
+			s->flushq_tail->next = &m->pend;
+		else
+			s->flushq_head = &m->pend;
+		s->flushq_tail = &m->pend;
 		return 0;
 	}
-	if (journal_barrier(&s->journal, &m->j)) {
-		free(m);
-		return -ENOMEM;
-	}
+	flush_go(s, m);
 	return 0;
 }
 

@@ -300,6 +300,8 @@ struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *re
 	}
 	dst = (struct kura_jrec *)(b->hdr + b->hdr_used);
 	*dst = *rec;
+	if (rec->type == KURA_JREC_DWRITE)
+		memcpy(dst + 1, crcs, 4u * rec->nblk);
 	if (npages) {
 		dst->data_page = b->data_pages;
 		memcpy(dst + 1, crcs, 4u * npages);
@@ -421,6 +423,9 @@ static int read_batch(struct kura_journal *j, uint64_t seq, uint64_t lpos, uint8
 		const uint32_t *crcs = (const uint32_t *)(r + 1);
 
 		if (pos + sizeof(*r) > h->hdr_bytes || pos + kura_jrec_size(r) > h->hdr_bytes)
+			return -1;
+		if (r->type == KURA_JREC_DWRITE &&
+		    (!r->nblk || r->blk + r->nblk > KURA_EXT_BLOCKS))
 			return -1;
 		if (r->type == KURA_JREC_WRITE) {
 			if (!r->nblk || r->blk + r->nblk > KURA_EXT_BLOCKS ||

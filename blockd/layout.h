@@ -54,6 +54,8 @@ enum kura_jrec_type {
 	KURA_JREC_TRIM = 2,  /* clears blocks; frees the extent when none remain */
 	KURA_JREC_FREE = 3,  /* frees the extent */
 	KURA_JREC_MOVE = 4,  /* renames the extent to (arg_layer, arg_ext) */
+	KURA_JREC_DWRITE = 5, /* like WRITE, but the blocks were written in place
+			       * (durably) before the record: no data pages */
 };
 
 /* A journal batch: one header (hdr_pages pages: struct kura_jhdr, then nrec
@@ -76,18 +78,23 @@ struct kura_jrec {
 	uint16_t blk;
 	uint16_t nblk;
 	uint16_t pad;
-	uint32_t loc;       /* physical extent (WRITE) */
+	uint32_t loc;       /* physical extent (WRITE, DWRITE) */
 	uint32_t data_page; /* first data page of this record in the batch (WRITE) */
 	uint64_t layer, ext;
-	uint64_t version;   /* WRITE */
+	uint64_t version;   /* WRITE, DWRITE */
 	uint64_t arg_layer, arg_ext; /* MOVE */
-	/* WRITE: uint32_t crc[nblk] follows */
+	/* WRITE, DWRITE: uint32_t crc[nblk] follows */
 };
+
+static inline int kura_jrec_has_crcs(const struct kura_jrec *r)
+{
+	return r->type == KURA_JREC_WRITE || r->type == KURA_JREC_DWRITE;
+}
 
 /* Records are padded to 8 bytes so that the next one is aligned. */
 static inline uint32_t kura_jrec_size(const struct kura_jrec *r)
 {
-	uint32_t n = (uint32_t)(sizeof(*r) + (r->type == KURA_JREC_WRITE ? 4u * r->nblk : 0u));
+	uint32_t n = (uint32_t)(sizeof(*r) + (kura_jrec_has_crcs(r) ? 4u * r->nblk : 0u));
 	return (n + 7u) & ~7u;
 }
 

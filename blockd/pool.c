@@ -43,6 +43,7 @@ int pool_add(struct kura_pool *p, struct kura_disk *disk, const struct kura_sb *
 
 void pool_destroy(struct kura_pool *p)
 {
+	free(p->busy);
 	for (unsigned i = 0; i < p->n; i++) {
 		free(p->d[i].used);
 		if (p->d[i].disk)
@@ -102,8 +103,91 @@ void pool_release(struct kura_pool *p, uint32_t loc)
 	p->nfree++;
 }
 
-/* The disk with the most free extents takes the next one, so disks fill evenly. */
-int pool_alloc(struct kura_pool *p, uint32_t *loc)
+/* ---- extents busy in the live journal ---- */
+
+static struct pool_busy *busy_slot(const struct kura_pool *p, uint32_t loc)
+{
+	uint32_t i = (uint32_t)kura_hash64(loc) & (p->busy_cap - 1);
+
+	while (p->busy[i].loc != LOC_NONE && p->busy[i].loc != loc)
+		i = (i + 1) & (p->busy_cap - 1);
+	return &p->busy[i];
+}
+
+static int busy_resize(struct kura_pool *p, uint32_t cap, uint64_t tail_seq)
+{
+	struct pool_busy *old = p->busy;
+	uint32_t ocap = p->busy_cap;
+
+	p->busy = malloc(sizeof(*p->busy) * cap);
+	if (!p->busy) {
+		p->busy = old;
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < cap; i++)
+		p->busy[i].loc = LOC_NONE;
+	p->busy_cap = cap;
+	p->busy_count = 0;
+	for (uint32_t i = 0; i < ocap; i++) {
+		if (old[i].loc == LOC_NONE || old[i].seq < tail_seq)
+			continue;
+		*busy_slot(p, old[i].loc) = old[i];
+		p->busy_count++;
+	}
+	free(old);
+	return 0;
+}
+
+void pool_mark_busy(struct kura_pool *p, uint32_t loc, uint64_t seq)
+{
+	struct pool_busy *b;
+
+	if ((p->busy_count + 1) * 2 > p->busy_cap &&
+	    busy_resize(p, p->busy_cap ? p->busy_cap * 2 : 1024, 0)) {
+		/* cannot remember it: count every extent busy instead */
+		if (seq > p->busy_floor)
+			p->busy_floor = seq;
+		return;
+	}
+	b = busy_slot(p, loc);
+	if (b->loc == LOC_NONE) {
+		b->loc = loc;
+		b->seq = seq;
+		p->busy_count++;
+	} else if (seq > b->seq) {
+		b->seq = seq;
+	}
+}
+
+int pool_clean(const struct kura_pool *p, uint32_t loc, uint64_t tail_seq)
+{
+	const struct pool_busy *b;
+
+	if (p->busy_floor >= tail_seq)
+		return 0;
+	if (!p->busy_count)
+		return 1;
+	b = busy_slot(p, loc);
+	return b->loc == LOC_NONE || b->seq < tail_seq;
+}
+
+void pool_prune_busy(struct kura_pool *p, uint64_t tail_seq)
+{
+	uint32_t cap = 1024;
+
+	if (!p->busy_count)
+		return;
+	while (cap < p->busy_count * 2 && cap < p->busy_cap)
+		cap *= 2;
+	busy_resize(p, cap, tail_seq); /* on failure the old table still holds */
+}
+
+/* ---- allocation ---- */
+
+/* The disk with the most free extents takes the next one, so disks fill
+ * evenly. With tail_seq below UINT64_MAX, busy extents are passed over and at
+ * most `tries` of them looked at. */
+static int alloc_from(struct kura_pool *p, uint64_t tail_seq, unsigned tries, uint32_t *loc)
 {
 	struct pool_disk *best = NULL;
 	uint32_t n, i;
@@ -117,16 +201,32 @@ int pool_alloc(struct kura_pool *p, uint32_t *loc)
 	for (uint32_t k = 0; k < (n + 63) / 64; k++) {
 		uint32_t w = (best->hint / 64 + k) % ((n + 63) / 64);
 		uint64_t free_bits = ~best->used[w];
-		if (!free_bits)
-			continue;
-		i = w * 64 + (uint32_t)__builtin_ctzll(free_bits);
-		if (i >= n)
-			continue;
-		best->hint = i + 1 < n ? i + 1 : 0;
-		*loc = best->base + i;
-		return pool_take(p, *loc);
+		while (free_bits) {
+			i = w * 64 + (uint32_t)__builtin_ctzll(free_bits);
+			free_bits &= free_bits - 1;
+			if (i >= n)
+				break;
+			if (tail_seq != UINT64_MAX && !pool_clean(p, best->base + i, tail_seq)) {
+				if (!--tries)
+					return -EAGAIN;
+				continue;
+			}
+			best->hint = i + 1 < n ? i + 1 : 0;
+			*loc = best->base + i;
+			return pool_take(p, *loc);
+		}
 	}
-	return -ENOSPC;
+	return tail_seq != UINT64_MAX ? -EAGAIN : -ENOSPC;
+}
+
+int pool_alloc(struct kura_pool *p, uint32_t *loc)
+{
+	return alloc_from(p, UINT64_MAX, 0, loc);
+}
+
+int pool_alloc_clean(struct kura_pool *p, uint64_t tail_seq, uint32_t *loc)
+{
+	return alloc_from(p, tail_seq, 64, loc);
 }
 
 void pool_reset(struct kura_pool *p)

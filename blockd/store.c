@@ -598,7 +598,7 @@ static int replay_rec(void *arg, const struct kura_jrec *rec, const uint32_t *cr
 	struct pool_disk *pd;
 	int err;
 
-	if (rec->type != KURA_JREC_WRITE) {
+	if (!kura_jrec_has_crcs(rec)) {
 		err = io_meta_apply(s, rec);
 		if (err)
 			kura_log(WARN, "journal replay: %s of layer %llu extent %llu: %s",
@@ -635,8 +635,11 @@ static int replay_rec(void *arg, const struct kura_jrec *rec, const uint32_t *cr
 	idx_set_bits(&s->idx, e, rec->blk, rec->nblk);
 	ent_raise_version(e, rec->version);
 	idx_mark_dirty(&s->idx, rec->layer, rec->ext);
-	err = kura_disk_rw_sync(pd->disk, 1, (void *)data, (size_t)rec->nblk * KURA_BLK_SIZE,
-				pool_data_off(pd, rec->loc, rec->blk), 0);
+	err = 0;
+	if (rec->type == KURA_JREC_WRITE) /* a DWRITE's blocks were in place first */
+		err = kura_disk_rw_sync(pd->disk, 1, (void *)data,
+					(size_t)rec->nblk * KURA_BLK_SIZE,
+					pool_data_off(pd, rec->loc, rec->blk), 0);
 	if (!err)
 		err = crc_sync_get(s, rec->loc);
 	if (err < 0)
@@ -781,8 +784,8 @@ void kura_blk_store_close(struct kura_blk_store *s)
 		return;
 	/* finish what was submitted */
 	io_apply_kick(s);
-	while (!s->dead && (s->blocked_head || io_pending(s) || s->journal.inflight ||
-			    s->journal.open))
+	while ((!s->dead && (s->blocked_head || io_pending(s) || s->journal.inflight ||
+			     s->journal.open)) || s->ndirect)
 		kura_loop_run_once(s->loop, 100000000ULL);
 	if (!s->dead)
 		ckpt_sync(s);

@@ -8,7 +8,9 @@
  *
  * Durability: a write completes (cb with 0) only once it is durable: it has
  * reached the disk's journal in one flushed write, together with its
- * metadata. It survives kill -9 and power loss from then on. A write that had
+ * metadata (a large background write into blocks the extent does not hold
+ * goes to its place first, with FUA, and then journals only its metadata).
+ * It survives kill -9 and power loss from then on. A write that had
  * not completed reads back, per 4 KiB block, as wholly old or wholly new.
  * Every block carries a crc32c that every read verifies; a mismatch or a disk
  * read error gives -EIO, never wrong data.
@@ -141,7 +143,8 @@ int kura_blk_free(struct kura_blk_store *s, uint64_t layer, uint64_t ext, kura_b
 int kura_blk_move(struct kura_blk_store *s, uint64_t layer, uint64_t ext, uint64_t new_layer,
 		  uint64_t new_ext, kura_blk_cb cb, void *arg);
 
-/* Completes once everything submitted before it is durable. */
+/* Completes once everything submitted before it is durable (but for
+ * submissions that were still waiting for journal room). */
 int kura_blk_flush(struct kura_blk_store *s, kura_blk_cb cb, void *arg);
 
 /* Synchronous, from memory: -ENOENT when the extent is absent. */
@@ -167,6 +170,7 @@ struct kura_md *kura_blk_store_md(struct kura_blk_store *s);
 struct kura_blk_stats {
 	uint64_t capacity_extents, used_extents;
 	uint64_t reads, writes, read_bytes, write_bytes;
+	uint64_t direct_writes, direct_bytes; /* of them, written in place first */
 	uint64_t io_errors, crc_errors, enospc;
 	uint64_t journal_bytes, journal_used;
 	uint64_t checkpoints;

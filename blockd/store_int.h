@@ -129,10 +129,23 @@ struct pool_disk {
 	uint64_t io_errors, crc_errors;
 };
 
+/* Which extents a journal record still to be replayed writes data to or
+ * frees (the seq of the last such batch): an extent may take a direct write
+ * (data in place before its record) only once no replay can write over it
+ * and its release is durable, i.e. once that seq is below the journal's
+ * tail. Holds only extents touched since the last checkpoint. */
+struct pool_busy {
+	uint32_t loc;
+	uint64_t seq;
+};
+
 struct kura_pool {
 	struct pool_disk *d;
 	unsigned n;
 	uint64_t capacity, nfree;
+	struct pool_busy *busy; /* open addressing, cap a power of two */
+	uint32_t busy_cap, busy_count;
+	uint64_t busy_floor;    /* every extent counts as busy up to this seq */
 };
 
 int pool_add(struct kura_pool *p, struct kura_disk *disk, const struct kura_sb *sb);
@@ -141,6 +154,14 @@ struct pool_disk *pool_disk_of(struct kura_pool *p, uint32_t loc);
 /* Byte offset of block blk of global extent loc on its disk. */
 uint64_t pool_data_off(struct pool_disk *pd, uint32_t loc, unsigned blk);
 int pool_alloc(struct kura_pool *p, uint32_t *loc);
+/* Like pool_alloc, but only an extent that is clean below tail_seq (see
+ * struct pool_busy); -EAGAIN when none is found quickly. */
+int pool_alloc_clean(struct kura_pool *p, uint64_t tail_seq, uint32_t *loc);
+/* Records that the batch seq writes data to or releases loc. */
+void pool_mark_busy(struct kura_pool *p, uint32_t loc, uint64_t seq);
+int pool_clean(const struct kura_pool *p, uint32_t loc, uint64_t tail_seq);
+/* Forgets what batches below tail_seq did (a checkpoint trimmed them). */
+void pool_prune_busy(struct kura_pool *p, uint64_t tail_seq);
 /* Marks loc used; -EEXIST if it already was, -ERANGE if no disk holds it. */
 int pool_take(struct kura_pool *p, uint32_t loc);
 void pool_release(struct kura_pool *p, uint32_t loc);
@@ -237,6 +258,7 @@ int journal_replay(struct kura_journal *j, uint64_t seq, uint64_t lpos, journal_
 /* ---- io.c / ckpt.c ---- */
 
 struct xstate;
+struct wreq;
 struct kura_blk_store {
 	struct kura_loop *loop;
 	struct kura_worker *worker;
@@ -262,6 +284,13 @@ struct kura_blk_store {
 	struct pend *unblocking;
 	int dead;
 
+	/* direct writes (io.c): in place before their record */
+	struct wreq *directs;  /* data being written, record not yet appended */
+	unsigned ndirect;
+	struct pend *held_head, *held_tail; /* on an extent a direct write holds */
+	struct pend *flushq_head, *flushq_tail; /* flushes behind them */
+	uint64_t sub_seq;      /* numbers directs, held submissions and flushes */
+
 	/* checkpoint */
 	struct ckpt *ck;
 	uint64_t checkpoint_ns;
@@ -285,6 +314,10 @@ struct pend {
 	int (*retry)(struct pend *p);
 	enum pend_kind kind;
 	uint64_t layer, ext;
+	uint64_t layer2, ext2; /* a move's target: a second extent it touches */
+	uint8_t nkeys;         /* extents it touches: 0 (a barrier), 1 or 2 */
+	uint64_t sid;          /* submission number: the order of submission */
+	uint8_t held;          /* on the held list (behind a direct write) */
 };
 
 void store_block(struct kura_blk_store *s, struct pend *p);

@@ -410,39 +410,48 @@ static void order_done(void *arg, int err)
 }
 
 /* Background writes that fill the journal wait at 3/4 of it; a guest write
- * to another extent goes ahead of them, one to the same extent does not. */
+ * to another extent goes ahead of them, one to the same extent does not.
+ * (Writes of 15 blocks: larger background writes into absent blocks go to
+ * their place directly and hardly use the journal.) */
+#define BGW 17
 TEST(test_store_guest_writes_keep_the_last_quarter_of_the_journal)
 {
 	struct tstore t = { .journal_size = 16u << 20 };
 	struct fake_media *m = fake_media_create(MEDIA);
-	struct order bg[16] = { 0 }, g_other = { 0 }, g_same = { 0 };
+	static struct order bg[16][BGW];
+	struct order g_other = { 0 }, g_same = { 0 };
 	unsigned next = 0, last_bg = 0;
-	uint8_t *w = blocks(256), *g1 = blocks(1), *g2 = blocks(1), *r = blocks(1);
+	uint8_t *w = blocks(15), *g1 = blocks(1), *g2 = blocks(1), *r = blocks(1);
 
+	memset(bg, 0, sizeof(bg));
 	CHECK_EQ(ts_open(&t, m, "s"), 0);
-	for (unsigned b = 0; b < 256; b++)
+	for (unsigned b = 0; b < 15; b++)
 		ts_fill(w + b * KURA_BLK_SIZE, b + 1, 7);
 	ts_fill(g1, 1001, 7);
 	ts_fill(g2, 1002, 7);
 	/* 16 MiB of clone writes submitted at once: more than 3/4 of it */
-	for (unsigned i = 0; i < 16; i++) {
-		bg[i].next = &next;
-		CHECK_EQ(kura_blk_write(t.s, 2, i, 0, 256, w, 1, KURA_IO_CLONE, order_done, &bg[i]), 0);
-	}
+	for (unsigned i = 0; i < 16; i++)
+		for (unsigned k = 0; k < BGW; k++) {
+			bg[i][k].next = &next;
+			CHECK_EQ(kura_blk_write(t.s, 2, i, k * 15, 15, w, 1, KURA_IO_CLONE,
+						order_done, &bg[i][k]), 0);
+		}
 	CHECK(t.s->blocked_head != NULL);
 	g_other.next = g_same.next = &next;
 	CHECK_EQ(kura_blk_write(t.s, 1, 0, 0, 1, g1, 1, KURA_IO_GUEST, order_done, &g_other), 0);
 	CHECK_EQ(kura_blk_write(t.s, 2, 15, 0, 1, g2, 2, KURA_IO_GUEST, order_done, &g_same), 0);
-	while (next < 18)
+	while (next < 16 * BGW + 2)
 		kura_loop_run_once(t.loop, 100000000ull);
-	for (unsigned i = 0; i < 16; i++) {
-		CHECK_EQ(bg[i].err, 0);
-		last_bg = KURA_MAX(last_bg, bg[i].seq);
-	}
+	for (unsigned i = 0; i < 16; i++)
+		for (unsigned k = 0; k < BGW; k++) {
+			CHECK_EQ(bg[i][k].err, 0);
+			last_bg = KURA_MAX(last_bg, bg[i][k].seq);
+		}
 	CHECK_EQ(g_other.err, 0);
 	CHECK_EQ(g_same.err, 0);
 	CHECK(g_other.seq < last_bg);  /* passed the waiting clone writes */
-	CHECK(g_same.seq > bg[15].seq); /* never passes a write to its extent */
+	for (unsigned k = 0; k < BGW; k++)
+		CHECK(g_same.seq > bg[15][k].seq); /* never passes a write to its extent */
 	CHECK_EQ(ts_read(&t, 2, 15, 0, 1, r), 0);
 	CHECK_EQ(ts_tag(r, 7), 1002);
 	CHECK_EQ(ts_read(&t, 1, 0, 0, 1, r), 0);
@@ -510,6 +519,496 @@ TEST(test_store_replica_writes_apply_only_newer_versions)
 	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 6), 0); /* replayed version kept */
 	CHECK_EQ(ts_read(&t, 9, 4, 10, 1, r), 0);
 	CHECK_EQ(ts_tag(r, 3), 1);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* ---- direct writes (blockd/io.c) ---- */
+
+#define NO_CKPT 60000000000ULL /* checkpoint_ns: none but those the tests force */
+
+static void fill_tags(uint8_t *buf, unsigned n, uint64_t tag0, uint64_t salt)
+{
+	for (unsigned i = 0; i < n; i++)
+		ts_fill(buf + (size_t)i * KURA_BLK_SIZE, tag0 + i, salt);
+}
+
+/* Blocks blk..blk+n-1 of (layer, ext) read as tags tag0, tag0 + 1, ... or,
+ * with tag0 0, as zeros. */
+static void expect_tags(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+			uint64_t tag0, uint64_t salt)
+{
+	uint8_t *r = blocks(n);
+
+	memset(r, 0xa5, (size_t)n * KURA_BLK_SIZE);
+	CHECK_EQ(ts_read(t, layer, ext, blk, n, r), 0);
+	for (unsigned i = 0; i < n; i++)
+		CHECK_EQ(ts_tag(r + (size_t)i * KURA_BLK_SIZE, salt), tag0 ? tag0 + i : 0);
+}
+
+/* A write of class cls, waited for. */
+static int cls_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+		     const void *buf, uint64_t version, enum kura_io_class cls)
+{
+	unsigned next = 0;
+	struct order o = { .next = &next };
+	int err = kura_blk_write(t->s, layer, ext, blk, n, buf, version, cls, order_done, &o);
+
+	if (err)
+		return err;
+	while (!o.seq)
+		kura_loop_run_once(t->loop, 100000000ull);
+	return o.err;
+}
+
+static uint64_t direct_writes(struct tstore *t)
+{
+	struct kura_blk_stats st;
+
+	kura_blk_stats(t->s, &st);
+	return st.direct_writes;
+}
+
+static void run_until(struct tstore *t, const unsigned *next, unsigned n)
+{
+	while (*next < n)
+		kura_loop_run_once(t->loop, 100000000ull);
+}
+
+/* Large background writes into new extents are direct; guest writes and
+ * small ones are not; all read back, after a restart and after a crash
+ * that leaves the direct write only in the journal (as a record of
+ * checksums: replay must not write its blocks). */
+TEST(test_store_direct_clone_write_counts_reads_back_and_survives_crash)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct kura_blk_extent_info info;
+	struct kura_blk_stats st;
+	uint8_t *a = blocks(256), *b = blocks(256), *c = blocks(15), *d = blocks(16),
+		*e = blocks(256);
+	uint64_t ck0;
+
+	fill_tags(a, 256, 1000, 5);
+	fill_tags(b, 256, 2000, 5);
+	fill_tags(c, 15, 3000, 5);
+	fill_tags(d, 16, 4000, 5);
+	fill_tags(e, 256, 5000, 5);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(cls_write(&t, 1, 0, 0, 256, a, 3, KURA_IO_CLONE), 0);
+	kura_blk_stats(t.s, &st);
+	CHECK_EQ(st.direct_writes, 1);
+	CHECK_EQ(st.direct_bytes, 256 * KURA_BLK_SIZE);
+	CHECK_EQ(st.writes, 1);
+	CHECK_EQ(cls_write(&t, 1, 1, 0, 256, b, 3, KURA_IO_GUEST), 0);
+	CHECK_EQ(direct_writes(&t), 1);
+	CHECK_EQ(cls_write(&t, 1, 2, 100, 15, c, 3, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), 1);
+	CHECK_EQ(cls_write(&t, 1, 3, 200, 16, d, 3, KURA_IO_REBUILD), 0);
+	kura_blk_stats(t.s, &st);
+	CHECK_EQ(st.direct_writes, 2);
+	CHECK_EQ(st.direct_bytes, (256 + 16) * KURA_BLK_SIZE);
+	CHECK_EQ(st.writes, 4);
+	expect_tags(&t, 1, 0, 0, 256, 1000, 5);
+	expect_tags(&t, 1, 1, 0, 256, 2000, 5);
+	expect_tags(&t, 1, 2, 100, 15, 3000, 5);
+	expect_tags(&t, 1, 3, 200, 16, 4000, 5);
+	expect_tags(&t, 1, 3, 0, 200, 0, 5);
+	CHECK_EQ(kura_blk_extent_info(t.s, 1, 0, &info), 0);
+	CHECK_EQ(info.nblocks, 256);
+	CHECK_EQ(info.version, 3);
+	ts_close(&t);
+
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 1, 0, 0, 256, 1000, 5);
+	expect_tags(&t, 1, 1, 0, 256, 2000, 5);
+	expect_tags(&t, 1, 2, 100, 15, 3000, 5);
+	expect_tags(&t, 1, 3, 200, 16, 4000, 5);
+	CHECK_EQ(kura_blk_extent_info(t.s, 1, 3, &info), 0);
+	CHECK_EQ(info.nblocks, 16);
+	/* a direct write acknowledged, then the power fails before any
+	 * checkpoint: only its record knows of it */
+	ck0 = t.s->st.checkpoints;
+	CHECK_EQ(cls_write(&t, 1, 4, 0, 256, e, 7, KURA_IO_MERGE), 0);
+	CHECK_EQ(direct_writes(&t), 1);
+	CHECK_EQ(t.s->st.checkpoints, ck0);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 1, 4, 0, 256, 5000, 5);
+	CHECK_EQ(kura_blk_extent_info(t.s, 1, 4, &info), 0);
+	CHECK_EQ(info.nblocks, 256);
+	CHECK_EQ(info.version, 7);
+	expect_tags(&t, 1, 0, 0, 256, 1000, 5);
+	expect_tags(&t, 1, 3, 200, 16, 4000, 5);
+	ts_close(&t);
+	/* and once more, now from a checkpoint */
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 1, 4, 0, 256, 5000, 5);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* The data of a direct write is in place before its record: when the power
+ * fails before the record is durable, the write is not acknowledged and its
+ * blocks are absent after the restart. */
+TEST(test_store_direct_write_without_its_record_is_absent_after_crash)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct kura_blk_extent_info info;
+	struct order o = { 0 };
+	unsigned next = 0;
+	uint8_t *a = blocks(256), *g = blocks(1);
+
+	fill_tags(a, 256, 100, 6);
+	ts_fill(g, 7, 6);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(ts_write(&t, 1, 9, 0, 1, g, 1), 0);
+	o.next = &next;
+	CHECK_EQ(kura_blk_write(t.s, 1, 0, 0, 256, a, 1, KURA_IO_CLONE, order_done, &o), 0);
+	CHECK_EQ(t.s->ndirect, 1);
+	t.m->lost = 1; /* the data went with FUA; nothing after it reaches the media */
+	run_until(&t, &next, 1);
+	CHECK(o.err != 0);
+	CHECK_EQ(direct_writes(&t), 0);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(kura_blk_extent_info(t.s, 1, 0, &info), -ENOENT);
+	expect_tags(&t, 1, 0, 0, 256, 0, 6);
+	expect_tags(&t, 1, 9, 0, 1, 7, 6);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* A write and a trim to the range of a direct write in flight are held and
+ * reach the journal after its record, in order: they win over it. */
+TEST_T(test_store_direct_write_holds_later_writes_and_trims_of_its_extent, 20)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct kura_blk_extent_info info;
+	struct order od = { 0 }, og = { 0 }, ot = { 0 };
+	unsigned next = 0;
+	uint8_t *a = blocks(64), *g = blocks(1);
+
+	fill_tags(a, 64, 500, 8);
+	ts_fill(g, 9999, 8);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	od.next = og.next = ot.next = &next;
+	CHECK_EQ(kura_blk_write(t.s, 2, 0, 0, 64, a, 1, KURA_IO_CLONE, order_done, &od), 0);
+	CHECK_EQ(kura_blk_write(t.s, 2, 0, 10, 1, g, 2, KURA_IO_GUEST, order_done, &og), 0);
+	CHECK_EQ(kura_blk_trim(t.s, 2, 0, 20, 1, order_done, &ot), 0);
+	CHECK(t.s->held_head != NULL);
+	run_until(&t, &next, 3);
+	CHECK_EQ(od.err, 0);
+	CHECK_EQ(og.err, 0);
+	CHECK_EQ(ot.err, 0);
+	CHECK(od.seq < og.seq);
+	CHECK(og.seq < ot.seq);
+	CHECK_EQ(direct_writes(&t), 1);
+	CHECK(t.s->held_head == NULL);
+	expect_tags(&t, 2, 0, 0, 10, 500, 8);
+	expect_tags(&t, 2, 0, 10, 1, 9999, 8);
+	expect_tags(&t, 2, 0, 11, 9, 511, 8);
+	expect_tags(&t, 2, 0, 20, 1, 0, 8);
+	expect_tags(&t, 2, 0, 21, 43, 521, 8);
+	CHECK_EQ(kura_blk_extent_info(t.s, 2, 0, &info), 0);
+	CHECK_EQ(info.nblocks, 63);
+	CHECK_EQ(info.version, 2);
+	/* replayed in the same order */
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 2, 0, 0, 10, 500, 8);
+	expect_tags(&t, 2, 0, 10, 1, 9999, 8);
+	expect_tags(&t, 2, 0, 11, 9, 511, 8);
+	expect_tags(&t, 2, 0, 20, 1, 0, 8);
+	expect_tags(&t, 2, 0, 21, 43, 521, 8);
+	CHECK_EQ(kura_blk_extent_info(t.s, 2, 0, &info), 0);
+	CHECK_EQ(info.nblocks, 63);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* Moves and frees touching an extent a direct write is filling wait for
+ * its record: a move onto it then finds it there, a move of it takes its
+ * data along, a free frees it. */
+TEST(test_store_direct_write_holds_moves_and_frees_of_its_extent)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct kura_blk_extent_info info;
+	struct kura_blk_stats st;
+	struct order o[6] = { 0 };
+	unsigned next = 0;
+	uint8_t *a = blocks(256), *b = blocks(256), *c = blocks(256), *g = blocks(1);
+	uint64_t used;
+
+	fill_tags(a, 256, 10000, 9);
+	fill_tags(b, 256, 20000, 9);
+	fill_tags(c, 256, 30000, 9);
+	ts_fill(g, 77, 9);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(ts_write(&t, 3, 5, 0, 1, g, 1), 0);
+	kura_blk_stats(t.s, &st);
+	used = st.used_extents;
+	for (unsigned i = 0; i < 6; i++)
+		o[i].next = &next;
+	/* move onto the extent being filled: submitted after the write */
+	CHECK_EQ(kura_blk_write(t.s, 3, 9, 0, 256, a, 1, KURA_IO_CLONE, order_done, &o[0]), 0);
+	CHECK_EQ(kura_blk_move(t.s, 3, 5, 3, 9, order_done, &o[1]), 0);
+	CHECK(t.s->held_head != NULL);
+	/* free of the extent being filled */
+	CHECK_EQ(kura_blk_write(t.s, 3, 20, 0, 256, b, 1, KURA_IO_CLONE, order_done, &o[2]), 0);
+	CHECK_EQ(kura_blk_free(t.s, 3, 20, order_done, &o[3]), 0);
+	/* move of the extent being filled */
+	CHECK_EQ(kura_blk_write(t.s, 3, 40, 0, 256, c, 1, KURA_IO_CLONE, order_done, &o[4]), 0);
+	CHECK_EQ(kura_blk_move(t.s, 3, 40, 3, 41, order_done, &o[5]), 0);
+	CHECK_EQ(t.s->ndirect, 3);
+	run_until(&t, &next, 6);
+	CHECK_EQ(o[0].err, 0);
+	CHECK_EQ(o[1].err, -EEXIST);
+	CHECK_EQ(o[2].err, 0);
+	CHECK_EQ(o[3].err, 0);
+	CHECK_EQ(o[4].err, 0);
+	CHECK_EQ(o[5].err, 0);
+	/* (a move that fails answers at once, as on the journaled path: its
+	 * -EEXIST says it was held, else it would have gone first) */
+	CHECK(o[2].seq < o[3].seq);
+	CHECK(o[4].seq < o[5].seq);
+	CHECK_EQ(direct_writes(&t), 3);
+	for (unsigned pass = 0; pass < 2; pass++) {
+		expect_tags(&t, 3, 5, 0, 1, 77, 9);
+		expect_tags(&t, 3, 9, 0, 256, 10000, 9);
+		CHECK_EQ(kura_blk_extent_info(t.s, 3, 20, &info), -ENOENT);
+		expect_tags(&t, 3, 20, 0, 256, 0, 9);
+		CHECK_EQ(kura_blk_extent_info(t.s, 3, 40, &info), -ENOENT);
+		expect_tags(&t, 3, 41, 0, 256, 30000, 9);
+		kura_blk_stats(t.s, &st);
+		CHECK_EQ(st.used_extents, used + 2);
+		if (pass)
+			break;
+		ts_crash(&t); /* replayed in the same order */
+		fake_power_on(m);
+		CHECK_EQ(ts_open(&t, m, "s"), 0);
+	}
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* A flush answers only once the direct writes submitted before it are
+ * durable. */
+TEST(test_store_direct_write_flush_waits_for_it)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct order ow = { 0 }, of = { 0 }, of2 = { 0 };
+	unsigned next = 0;
+	uint8_t *a = blocks(256);
+
+	fill_tags(a, 256, 40000, 10);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	ow.next = of.next = of2.next = &next;
+	CHECK_EQ(kura_blk_write(t.s, 4, 0, 0, 256, a, 1, KURA_IO_CLONE, order_done, &ow), 0);
+	CHECK_EQ(t.s->ndirect, 1);
+	CHECK_EQ(kura_blk_flush(t.s, order_done, &of), 0);
+	run_until(&t, &next, 2);
+	CHECK_EQ(ow.err, 0);
+	CHECK_EQ(of.err, 0);
+	CHECK(ow.seq < of.seq);
+	CHECK_EQ(direct_writes(&t), 1);
+	/* with nothing in flight a flush just goes */
+	CHECK_EQ(kura_blk_flush(t.s, order_done, &of2), 0);
+	run_until(&t, &next, 3);
+	CHECK_EQ(of2.err, 0);
+	expect_tags(&t, 4, 0, 0, 256, 40000, 10);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* An extent that a record in the live journal writes to or frees takes no
+ * direct write: a replay could write over it, or the write could land on
+ * an extent whose release is not yet durable. */
+TEST(test_store_direct_writes_avoid_extents_busy_in_the_journal)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct kura_blk_stats st;
+	struct idx_entry *e;
+	uint8_t *g = blocks(1), *a = blocks(256);
+	uint64_t cap, nd, i;
+	uint32_t x, freed;
+
+	fill_tags(a, 256, 60000, 11);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	/* a journaled write makes its extent busy until a checkpoint */
+	ts_fill(g, 1, 11);
+	CHECK_EQ(ts_write(&t, 5, 0, 0, 1, g, 1), 0);
+	e = idx_find(&t.s->idx, 5, 0);
+	CHECK(e != NULL);
+	x = e->loc;
+	CHECK_EQ(pool_clean(&t.s->pool, x, t.s->journal.tail_seq), 0);
+	nd = direct_writes(&t);
+	CHECK_EQ(cls_write(&t, 5, 0, 64, 64, a, 1, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), nd); /* journaled */
+	expect_tags(&t, 5, 0, 0, 1, 1, 11);
+	expect_tags(&t, 5, 0, 64, 64, 60000, 11);
+	CHECK_EQ(ckpt_sync(t.s), 0);
+	CHECK_EQ(pool_clean(&t.s->pool, x, t.s->journal.tail_seq), 1);
+	CHECK_EQ(cls_write(&t, 5, 0, 128, 64, a + 64 * KURA_BLK_SIZE, 1, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), nd + 1);
+	CHECK_EQ(idx_find(&t.s->idx, 5, 0)->loc, x);
+	/* a direct write into an extent is no reason to keep it busy */
+	CHECK_EQ(pool_clean(&t.s->pool, x, t.s->journal.tail_seq), 1);
+	/* but a direct write into blocks the extent holds is journaled */
+	CHECK_EQ(cls_write(&t, 5, 0, 100, 64, a + 192 * KURA_BLK_SIZE, 1, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), nd + 1);
+	expect_tags(&t, 5, 0, 0, 1, 1, 11);
+	expect_tags(&t, 5, 0, 64, 36, 60000, 11);
+	expect_tags(&t, 5, 0, 100, 64, 60192, 11);
+	expect_tags(&t, 5, 0, 164, 28, 60100, 11);
+	expect_tags(&t, 5, 0, 192, 64, 0, 11);
+
+	/* fill the disk, so that the only free extent is one whose release is
+	 * still in the live journal */
+	kura_blk_stats(t.s, &st);
+	cap = st.capacity_extents;
+	CHECK(cap >= 8);
+	for (i = 1; i < cap; i++) {
+		ts_fill(g, 100 + i, 11);
+		CHECK_EQ(ts_write(&t, 6, i, 0, 1, g, 1), 0);
+	}
+	CHECK_EQ(ckpt_sync(t.s), 0);
+	freed = idx_find(&t.s->idx, 6, 3)->loc;
+	CHECK_EQ(pool_clean(&t.s->pool, freed, t.s->journal.tail_seq), 1);
+	CHECK_EQ(ts_trim(&t, 6, 3, 0, 1), 0);
+	CHECK(idx_find(&t.s->idx, 6, 3) == NULL);
+	CHECK_EQ(pool_clean(&t.s->pool, freed, t.s->journal.tail_seq), 0);
+	nd = direct_writes(&t);
+	CHECK_EQ(cls_write(&t, 7, 0, 0, 256, a, 2, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), nd); /* journaled, on the only free extent */
+	CHECK_EQ(idx_find(&t.s->idx, 7, 0)->loc, freed);
+	expect_tags(&t, 7, 0, 0, 256, 60000, 11);
+	/* once the release is checkpointed the extent may take a direct write */
+	CHECK_EQ(ckpt_sync(t.s), 0);
+	CHECK_EQ(ts_free(&t, 7, 0), 0);
+	CHECK_EQ(pool_clean(&t.s->pool, freed, t.s->journal.tail_seq), 0);
+	CHECK_EQ(ckpt_sync(t.s), 0);
+	CHECK_EQ(pool_clean(&t.s->pool, freed, t.s->journal.tail_seq), 1);
+	CHECK_EQ(cls_write(&t, 7, 1, 0, 256, a, 3, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), nd + 1);
+	CHECK_EQ(idx_find(&t.s->idx, 7, 1)->loc, freed);
+	expect_tags(&t, 7, 1, 0, 256, 60000, 11);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 7, 1, 0, 256, 60000, 11);
+	expect_tags(&t, 7, 0, 0, 256, 0, 11);
+	expect_tags(&t, 6, 3, 0, 1, 0, 11);
+	expect_tags(&t, 6, 4, 0, 1, 104, 11);
+	expect_tags(&t, 5, 0, 100, 64, 60192, 11);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* The direct data write fails: the write gets -EIO, what it held fails,
+ * the store stops; after a restart nothing of it is there and what was
+ * acknowledged before is. */
+TEST(test_store_direct_write_error_stops_store_and_restart_recovers)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct kura_blk_extent_info info;
+	struct order ow = { 0 }, og = { 0 }, of = { 0 };
+	unsigned next = 0;
+	uint8_t *a = blocks(256), *b = blocks(256), *g = blocks(1);
+
+	fill_tags(a, 256, 70000, 12);
+	fill_tags(b, 256, 80000, 12);
+	ts_fill(g, 5, 12);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(ts_write(&t, 6, 0, 0, 1, g, 1), 0);
+	CHECK_EQ(cls_write(&t, 6, 1, 0, 256, a, 1, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), 1);
+	m->fail_write_at = m->writes + 1; /* the next write: the direct one's data */
+	ow.next = og.next = of.next = &next;
+	CHECK_EQ(kura_blk_write(t.s, 6, 2, 0, 256, b, 1, KURA_IO_CLONE, order_done, &ow), 0);
+	CHECK_EQ(t.s->ndirect, 1);
+	CHECK_EQ(kura_blk_write(t.s, 6, 2, 0, 1, g, 2, KURA_IO_GUEST, order_done, &og), 0);
+	CHECK_EQ(kura_blk_flush(t.s, order_done, &of), 0);
+	run_until(&t, &next, 3);
+	CHECK_EQ(ow.err, -EIO);
+	CHECK(og.err != 0);
+	CHECK(of.err != 0);
+	CHECK(ow.seq < og.seq);
+	CHECK_EQ(kura_blk_store_dead(t.s), 1);
+	CHECK_EQ(direct_writes(&t), 1);
+	CHECK_EQ(ts_write(&t, 6, 3, 0, 1, g, 1), KURA_E_DEAD);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(kura_blk_extent_info(t.s, 6, 2, &info), -ENOENT);
+	expect_tags(&t, 6, 2, 0, 256, 0, 12);
+	expect_tags(&t, 6, 0, 0, 1, 5, 12);
+	expect_tags(&t, 6, 1, 0, 256, 70000, 12);
+	/* and the store works again, direct writes included */
+	CHECK_EQ(cls_write(&t, 6, 2, 0, 256, b, 2, KURA_IO_CLONE), 0);
+	CHECK_EQ(direct_writes(&t), 1);
+	expect_tags(&t, 6, 2, 0, 256, 80000, 12);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* A large clone write that waited for journal room goes direct once it
+ * has room; a guest write to its extent that waited behind it is then held
+ * behind it, and what waited behind that guest write still goes. */
+TEST(test_store_direct_write_that_waited_for_room_keeps_later_waiters)
+{
+	struct tstore t = { .journal_size = 16u << 20 };
+	struct fake_media *m = fake_media_create(MEDIA);
+	static struct order bg[16][BGW];
+	struct order od = { 0 }, op = { 0 }, oq = { 0 };
+	unsigned next = 0;
+	uint64_t deadline;
+	uint8_t *w = blocks(15), *a = blocks(256), *g1 = blocks(1), *g2 = blocks(1);
+
+	memset(bg, 0, sizeof(bg));
+	fill_tags(w, 15, 1, 13);
+	fill_tags(a, 256, 1000, 13);
+	ts_fill(g1, 5001, 13);
+	ts_fill(g2, 5002, 13);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	/* journaled clone writes: more than 3/4 of the journal */
+	for (unsigned i = 0; i < 16; i++)
+		for (unsigned k = 0; k < BGW; k++) {
+			bg[i][k].next = &next;
+			CHECK_EQ(kura_blk_write(t.s, 2, i, k * 15, 15, w, 1, KURA_IO_CLONE,
+						order_done, &bg[i][k]), 0);
+		}
+	CHECK(t.s->blocked_head != NULL);
+	od.next = op.next = oq.next = &next;
+	CHECK_EQ(kura_blk_write(t.s, 9, 0, 0, 256, a, 1, KURA_IO_CLONE, order_done, &od), 0);
+	CHECK_EQ(kura_blk_write(t.s, 9, 0, 5, 1, g1, 2, KURA_IO_GUEST, order_done, &op), 0);
+	CHECK_EQ(kura_blk_write(t.s, 9, 1, 0, 1, g2, 2, KURA_IO_GUEST, order_done, &oq), 0);
+	CHECK_EQ(t.s->ndirect, 0); /* all three wait for room */
+	deadline = kura_now_ns() + 20000000000ull;
+	while (next < 16 * BGW + 3 && kura_now_ns() < deadline)
+		kura_loop_run_once(t.loop, 100000000ull);
+	CHECK(od.seq != 0);
+	CHECK(op.seq != 0);
+	CHECK(oq.seq != 0); /* not lost from the list of waiters */
+	CHECK_EQ(next, 16 * BGW + 3);
+	CHECK_EQ(od.err, 0);
+	CHECK_EQ(op.err, 0);
+	CHECK_EQ(oq.err, 0);
+	CHECK(od.seq < op.seq);
+	expect_tags(&t, 9, 0, 0, 5, 1000, 13);
+	expect_tags(&t, 9, 0, 5, 1, 5001, 13);
+	expect_tags(&t, 9, 0, 6, 250, 1006, 13);
+	expect_tags(&t, 9, 1, 0, 1, 5002, 13);
+	expect_tags(&t, 2, 15, 0, 15, 1, 13);
 	ts_close(&t);
 	fake_media_destroy(m);
 }
