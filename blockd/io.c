@@ -11,8 +11,9 @@
  * Direct writes: a background write (clone, rebuild, scrub, merge) of at
  * least DIRECT_MIN_BLOCKS blocks that only fills blocks an extent does not
  * hold, on a physical extent no live journal record writes to or frees
- * (struct pool_busy), goes to its place first, with FUA, and then joins the
- * journal as a record of checksums only (KURA_JREC_DWRITE): the device
+ * (struct pool_busy), goes to its place first and, once a disk flush made it
+ * durable (one flush for every direct write that completed before it), joins
+ * the journal as a record of checksums only (KURA_JREC_DWRITE): the device
  * writes its data once instead of twice. Until the record is appended the
  * index does not show the write (reads see the old blocks, a crash leaves
  * the blocks absent), and every later submission that touches its extent
@@ -666,6 +667,69 @@ static void direct_crc_ready(struct kura_op *op, int res)
 	direct_record(w->s, w);
 }
 
+static void dflush_start(struct kura_blk_store *s);
+
+/* The flushes are done: what they covered is durable (or not, on an error). */
+static void dflush_done(struct kura_op *op, int res)
+{
+	struct dflush *f = KURA_CONTAINER_OF(op, struct dflush, op);
+	struct kura_blk_store *s = f->s;
+	struct wreq *list;
+
+	if (res < 0) {
+		store_io_error(s, NULL, 0, res, "flush");
+		s->dflush_err = res;
+	}
+	if (--s->dflush_pending)
+		return;
+	list = s->dflushed;
+	s->dflushed = NULL;
+	if (s->dflush_err)
+		store_fail(s, "a disk flush failed", s->dflush_err);
+	while (list) {
+		struct wreq *w = list;
+		list = w->xnext;
+		if (s->dflush_err) {
+			direct_fail(s, w, -EIO);
+			continue;
+		}
+		w->pend.retry = direct_retry;
+		direct_record(s, w);
+	}
+	if (s->dwait)
+		dflush_start(s);
+}
+
+/* Flushes every disk that holds a direct write waiting for durability. */
+static void dflush_start(struct kura_blk_store *s)
+{
+	if (!s->dflush && !(s->dflush = calloc(s->pool.n, sizeof(*s->dflush)))) {
+		while (s->dwait) {
+			struct wreq *w = s->dwait;
+			s->dwait = w->xnext;
+			direct_fail(s, w, -ENOMEM);
+		}
+		return;
+	}
+	s->dflushed = s->dwait;
+	s->dwait = NULL;
+	s->dflush_err = 0;
+	for (struct wreq *w = s->dflushed; w; w = w->xnext)
+		s->dflush[pool_disk_of(&s->pool, w->loc) - s->pool.d].want = 1;
+	s->dflush_pending = 1; /* no completion may end the round while it starts */
+	for (unsigned i = 0; i < s->pool.n; i++) {
+		struct dflush *f = &s->dflush[i];
+		if (!f->want)
+			continue;
+		f->want = 0;
+		f->s = s;
+		f->op.fn = dflush_done;
+		s->dflush_pending++;
+		s->pool.d[i].disk->ops->flush(s->pool.d[i].disk, &f->op);
+	}
+	s->dflush_pending--;
+}
+
 static void direct_written(struct kura_op *op, int res)
 {
 	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
@@ -676,8 +740,11 @@ static void direct_written(struct kura_op *op, int res)
 		direct_fail(s, w, -EIO);
 		return;
 	}
-	w->pend.retry = direct_retry;
-	direct_record(s, w);
+	/* durable with the next flush: every write in place by then shares it */
+	w->xnext = s->dwait;
+	s->dwait = w;
+	if (!s->dflush_pending)
+		dflush_start(s);
 }
 
 /* Starts w as a direct write when it may be one (see the top of this file):
@@ -710,8 +777,7 @@ static int direct_start(struct kura_blk_store *s, struct wreq *w, struct idx_ent
 	w->iov.iov_base = w->buf;
 	w->iov.iov_len = (size_t)w->nblk * KURA_BLK_SIZE;
 	w->op.fn = direct_written;
-	pd->disk->ops->rw(pd->disk, 1, &w->iov, 1, pool_data_off(pd, loc, w->blk), KURA_DISK_FUA,
-			  &w->op);
+	pd->disk->ops->rw(pd->disk, 1, &w->iov, 1, pool_data_off(pd, loc, w->blk), 0, &w->op);
 	return 1;
 }
 
@@ -1249,6 +1315,8 @@ int io_init(struct kura_blk_store *s)
 
 void io_destroy(struct kura_blk_store *s)
 {
+	free(s->dflush);
+	s->dflush = NULL;
 	if (!s->xs)
 		return;
 	for (unsigned i = 0; i < XS_BUCKETS; i++) {

@@ -259,6 +259,14 @@ int journal_replay(struct kura_journal *j, uint64_t seq, uint64_t lpos, journal_
 
 struct xstate;
 struct wreq;
+
+/* A disk flush that makes direct writes durable (io.c). */
+struct dflush {
+	struct kura_op op;
+	struct kura_blk_store *s;
+	int want;
+};
+
 struct kura_blk_store {
 	struct kura_loop *loop;
 	struct kura_worker *worker;
@@ -290,6 +298,11 @@ struct kura_blk_store {
 	struct pend *held_head, *held_tail; /* on an extent a direct write holds */
 	struct pend *flushq_head, *flushq_tail; /* flushes behind them */
 	uint64_t sub_seq;      /* numbers directs, held submissions and flushes */
+	struct wreq *dwait;    /* in place, waiting for the next disk flush */
+	struct wreq *dflushed; /* in place, covered by the flushes in flight */
+	struct dflush *dflush; /* one per disk */
+	unsigned dflush_pending;
+	int dflush_err;
 
 	/* checkpoint */
 	struct ckpt *ck;

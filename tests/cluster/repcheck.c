@@ -406,8 +406,29 @@ static int fsdown(const char *path)
 	return 0;
 }
 
+/* stats SOCK: the store's statistics (JSON) on one line */
+static int stats(const char *sock)
+{
+	struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_STATS };
+	struct kura_client *c;
+	static char buf[16384];
+	size_t got;
+
+	if (kura_client_connect(sock, &c) ||
+	    kura_client_call(c, &q, NULL, buf, sizeof(buf) - 1, &got)) {
+		fprintf(stderr, "repcheck: %s: no statistics\n", sock);
+		return 1;
+	}
+	buf[got] = '\0';
+	printf("%s\n", buf);
+	kura_client_close(c);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "stats"))
+		return stats(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "fsdown"))
 		return fsdown(argv[2]);
 	if (argc == 7 && !strcmp(argv[1], "load"))
@@ -422,6 +443,7 @@ int main(int argc, char **argv)
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
 			"       kura-repcheck touch SOCK LAYER FIRST N [SEED]\n"
 			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n"
-			"       kura-repcheck fsdown PATH\n");
+			"       kura-repcheck fsdown PATH\n"
+			"       kura-repcheck stats SOCK\n");
 	return 2;
 }
