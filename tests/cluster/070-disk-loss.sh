@@ -1,8 +1,9 @@
 #!/bin/sh
-# Disk loss inside a node. n4's disk lives on its own ext4 file system (a
-# loop device); during writes through n1 that file system is shut down as
-# a dying disk would be (every I/O fails with EIO). n4's store stops, the
-# node leaves the cluster at once (it revokes its lease), writes go on
+# Disk loss inside a node. n4's data disk lives on its own ext4 file system
+# (a loop device; its metadata database stays in its data dir, as on a
+# node whose boot disk holds it); during writes through n1 that file system
+# is shut down as a dying disk would be (every I/O fails with EIO). n4's
+# store stops, the node leaves the cluster at once (it revokes its lease), writes go on
 # without it (none fails, none waits past the node-loss bound), it is out
 # after --out-after and its groups are rebuilt on the other three: every
 # extent on three nodes, identical, and everything written reads back.
@@ -11,19 +12,20 @@ command -v mkfs.ext4 >/dev/null 2>&1 || skip "skip: mkfs.ext4 missing"
 
 LAYER=0x7e57000021
 hosts 4
-# n4's data dir on a file system of its own
-mkdir -p "$WORK/n4"
+# n4's disk on a file system of its own
+mkdir -p "$WORK/n4disk"
 truncate -s 600M "$WORK/n4fs.img"
 mkfs.ext4 -q -F "$WORK/n4fs.img" || skip "skip: cannot make an ext4 file system"
-mount -o loop "$WORK/n4fs.img" "$WORK/n4" || skip "skip: cannot mount a loop device here"
-MOUNTS="$WORK/n4"
+mount -o loop "$WORK/n4fs.img" "$WORK/n4disk" || skip "skip: cannot mount a loop device here"
+MOUNTS="$WORK/n4disk"
+DISKDIR4="$WORK/n4disk"
 cluster_up 4 6s
 "$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $LAYER 8 3 "$WORK/load1" ||
 	fail "writes through n1 did not read back"
 on 1 "$BUILD/kura-repcheck" replicas "$id" $LAYER 8 3 10.99.0.1:7400 10.99.0.2:7400 \
 	10.99.0.3:7400 10.99.0.4:7400 || fail "replicas differ before the disk loss"
 
-disk_dies() { "$BUILD/kura-repcheck" fsdown "$WORK/n4/disk.img" || fail "fsdown"; }
+disk_dies() { "$BUILD/kura-repcheck" fsdown "$WORK/n4disk/disk.img" || fail "fsdown"; }
 load_while diskloss $LAYER 14 disk_dies
 echo "ok: n4's disk failed during writes through n1: no write failed, the longest waited ${max} ms"
 if ! grep -q "store stopped" "$WORK/n4.log"; then

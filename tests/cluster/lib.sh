@@ -77,7 +77,9 @@ etcd_up() {
 node_start() {
 	i=$1; shift
 	mkdir -p "$WORK/n$i"
-	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$WORK/n$i/disk.img,size=256M" \
+	# DISKDIR<i>: where node i's disk file lives (default: its data dir)
+	ddir=$(eval echo "\${DISKDIR$i:-$WORK/n$i}")
+	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$ddir/disk.img,size=256M" \
 		--iscsi off --cluster "$ETCD_URLS" --node "n$i" --listen "10.99.0.$i:7400" \
 		--fault-domain "rack$i" "$@" >>"$WORK/n$i.log" 2>&1 &
 	eval "NODE$i=\$!"
