@@ -300,11 +300,10 @@ struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *re
 	}
 	dst = (struct kura_jrec *)(b->hdr + b->hdr_used);
 	*dst = *rec;
-	if (rec->type == KURA_JREC_DWRITE)
+	if (kura_jrec_has_crcs(rec))
 		memcpy(dst + 1, crcs, 4u * rec->nblk);
 	if (npages) {
 		dst->data_page = b->data_pages;
-		memcpy(dst + 1, crcs, 4u * npages);
 		b->iov[b->iovcnt].iov_base = data;
 		b->iov[b->iovcnt].iov_len = (size_t)npages * KURA_BLK_SIZE;
 		b->iovcnt++;
@@ -424,12 +423,10 @@ static int read_batch(struct kura_journal *j, uint64_t seq, uint64_t lpos, uint8
 
 		if (pos + sizeof(*r) > h->hdr_bytes || pos + kura_jrec_size(r) > h->hdr_bytes)
 			return -1;
-		if (r->type == KURA_JREC_DWRITE &&
-		    (!r->nblk || r->blk + r->nblk > KURA_EXT_BLOCKS))
+		if (kura_jrec_has_crcs(r) && (!r->nblk || r->blk + r->nblk > KURA_EXT_BLOCKS))
 			return -1;
 		if (r->type == KURA_JREC_WRITE) {
-			if (!r->nblk || r->blk + r->nblk > KURA_EXT_BLOCKS ||
-			    (uint64_t)r->data_page + r->nblk > h->data_pages)
+			if ((uint64_t)r->data_page + r->nblk > h->data_pages)
 				return -1;
 			for (unsigned k = 0; k < r->nblk; k++)
 				if (kura_crc32c(0, data + ((size_t)r->data_page + k) * KURA_BLK_SIZE,
