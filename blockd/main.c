@@ -411,6 +411,13 @@ static int route_read(void *arg, const struct kura_proto_req *q, void *buf, kura
 			     (enum kura_io_class)q->cls, cb, cbarg);
 }
 
+static int route_read_primary(void *arg, const struct kura_proto_req *q, void *buf,
+			      kura_blk_cb cb, void *cbarg)
+{
+	return kura_rep_read_primary(arg, q->layer, q->ext, q->blk, q->nblk, buf,
+				     (enum kura_io_class)q->cls, cb, cbarg);
+}
+
 static int route_write(void *arg, const struct kura_proto_req *q, const void *data,
 		       kura_blk_cb cb, void *cbarg)
 {
@@ -620,6 +627,7 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 	struct kura_server_peer peer = { node_hello, n };
 	struct kura_rep_opts ro = { 0 };
 	struct kura_server_route route = { .read = route_read,
+					   .read_primary = route_read_primary,
 					   .write = route_write,
 					   .write_primary = route_write_primary,
 					   .sync = route_sync,

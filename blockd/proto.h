@@ -40,8 +40,11 @@ enum kura_proto_op {
 };
 
 /* flags: on node links only, on WRITE and FREE only, one at a time (a
- * FREE has no blocks and no data). */
-#define KURA_PROTO_F_PRIMARY 1u /* "you are the group's primary: replicate it" */
+ * FREE has no blocks and no data), and F_PRIMARY on READ. */
+#define KURA_PROTO_F_PRIMARY 1u /* "you are the group's primary: replicate it"; on a
+				 * READ: "... read another member's copy when
+				 * yours fails"; without it a READ on a link
+				 * reads the receiver's own copy */
 #define KURA_PROTO_F_REPLICA 2u /* "your copy, version from the primary": applied
 				 * only when newer (kura_blk_write_replica) */
 
@@ -84,7 +87,8 @@ struct kura_proto_info {
  * names the receiver. A link whose cluster ids differ is refused (status
  * -EXDEV, then closed); any other request first, a second HELLO, or a HELLO
  * on the local socket is a framing error. Strings are NUL-padded. */
-#define KURA_PROTO_VERSION 2u /* 2: FREE and PLIST between nodes, versions in write answers */
+#define KURA_PROTO_VERSION 3u /* 2: FREE and PLIST between nodes, versions in write
+			       * answers; 3: READ flagged F_PRIMARY */
 struct kura_proto_hello {
 	uint32_t version;     /* KURA_PROTO_VERSION */
 	uint32_t pad;         /* zero */

@@ -73,8 +73,10 @@ int kura_proto_check(const struct kura_proto_req *r, const char **why)
 		*why = "bad magic";
 	else if (!r->op || r->op > KURA_OP_MAX)
 		*why = "unknown op";
-	else if (r->flags && ((r->op != KURA_OP_WRITE && r->op != KURA_OP_FREE) ||
-			      (r->flags != KURA_PROTO_F_PRIMARY && r->flags != KURA_PROTO_F_REPLICA)))
+	else if (r->flags && ((r->op != KURA_OP_WRITE && r->op != KURA_OP_FREE &&
+			       r->op != KURA_OP_READ) ||
+			      (r->flags != KURA_PROTO_F_PRIMARY && r->flags != KURA_PROTO_F_REPLICA) ||
+			      (r->op == KURA_OP_READ && r->flags != KURA_PROTO_F_PRIMARY)))
 		*why = "unknown flags";
 	else if (r->op == KURA_OP_FREE && (r->blk || r->nblk || r->data_len))
 		*why = "free with blocks or data";
@@ -444,6 +446,9 @@ static int dispatch(struct conn *c, uint8_t *payload)
 			err = -ENOMEM;
 		else if (rt->read && !c->srv->tcp)
 			err = rt->read(rt->arg, q, r->data, store_done, r);
+		else if (q->flags == KURA_PROTO_F_PRIMARY)
+			err = rt->read_primary ? rt->read_primary(rt->arg, q, r->data, store_done, r)
+					       : -EREMOTE;
 		else
 			err = kura_blk_read(s, q->layer, q->ext, q->blk, q->nblk, r->data,
 					    (enum kura_io_class)q->cls, store_done, r);

@@ -50,6 +50,9 @@ struct kura_server_route {
 	 * was written at (answered as 8 bytes of data). */
 	int (*write_primary)(void *arg, const struct kura_proto_req *q, const void *data,
 			     uint64_t *ver, kura_blk_cb cb, void *cbarg);
+	/* READ flagged F_PRIMARY on a node link. NULL: -EREMOTE. */
+	int (*read_primary)(void *arg, const struct kura_proto_req *q, void *buf,
+			    kura_blk_cb cb, void *cbarg);
 	/* FREE flagged F_PRIMARY on a node link. NULL: -EREMOTE. */
 	int (*free_primary)(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
 			    void *cbarg);

@@ -216,7 +216,7 @@ static void version_done(struct kura_rep *r, uint64_t layer, uint64_t ext, int f
 /* A request may start: 0, or why not. A change of nblk 0 (and blk 0) frees
  * the whole extent: writes, held writes and remote writes carry frees that
  * way, so they are ordered, versioned and sent again like writes. */
-static int can_start(const struct kura_rep *r, uint64_t ext, unsigned blk, unsigned nblk)
+int rep_can_start(const struct kura_rep *r, uint64_t ext, unsigned blk, unsigned nblk)
 {
 	if (r->destroying)
 		return -ESHUTDOWN;
@@ -244,7 +244,7 @@ static const struct pgset *set_of(struct kura_rep *r, uint64_t layer, uint64_t e
 	return g;
 }
 
-static int primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self)
+int rep_primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self)
 {
 	const struct pgset *g = set_of(r, layer, ext);
 
@@ -494,9 +494,9 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	uint32_t pg;
 	int self, err;
 
-	if ((err = can_start(r, ext, blk, nblk)))
+	if ((err = rep_can_start(r, ext, blk, nblk)))
 		return err;
-	if (primary_of(r, layer, ext, &self) < 0 || !self)
+	if (rep_primary_of(r, layer, ext, &self) < 0 || !self)
 		return -EREMOTE;
 	if (svc && svc < r->map->svc_rev) {
 		/* from a node that served the vdisks before the one now */
@@ -637,7 +637,7 @@ static void remote_done(struct kura_link_req *lr)
 static void remote_send(struct remote *x)
 {
 	struct kura_rep *r = x->r;
-	int self, i = primary_of(r, x->layer, x->ext, &self), err;
+	int self, i = rep_primary_of(r, x->layer, x->ext, &self), err;
 	struct peer *p;
 
 	if (r->destroying) {
@@ -648,8 +648,8 @@ static void remote_send(struct remote *x)
 		/* this node became the primary */
 		err = x->write ? write_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf, x->cls,
 					       local_primary_done, x, 0, x->svc, &x->ver)
-			       : kura_blk_read(r->store, x->layer, x->ext, x->blk, x->nblk, x->buf,
-					       x->cls, local_primary_done, x);
+			       : rep_read_primary(r, x->layer, x->ext, x->blk, x->nblk, x->buf,
+						  x->cls, local_primary_done, x);
 		if (err == -EAGAIN) {
 			/* this node's map is behind the extent's versions */
 			x->retry.op.fn = remote_retry;
@@ -664,7 +664,7 @@ static void remote_send(struct remote *x)
 	x->lr.req.magic = KURA_PROTO_MAGIC;
 	x->lr.req.op = !x->write ? KURA_OP_READ : x->nblk ? KURA_OP_WRITE : KURA_OP_FREE;
 	x->lr.req.cls = (uint8_t)x->cls;
-	x->lr.req.flags = x->write ? KURA_PROTO_F_PRIMARY : 0;
+	x->lr.req.flags = KURA_PROTO_F_PRIMARY; /* a read too: it may try other copies */
 	x->lr.req.arg_layer = x->write ? x->svc : 0; /* the vdisk service it is sent under */
 	x->lr.req.layer = x->layer;
 	x->lr.req.ext = x->ext;
@@ -697,7 +697,7 @@ static int remote_start(struct kura_rep *r, int write, uint64_t layer, uint64_t 
 	struct remote *x;
 	int err;
 
-	if ((err = can_start(r, ext, blk, nblk)))
+	if ((err = rep_can_start(r, ext, blk, nblk)))
 		return err;
 	if (!(x = calloc(1, sizeof(*x))))
 		return -ENOMEM;
@@ -759,7 +759,7 @@ int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, u
 
 	if (r->destroying)
 		return -ESHUTDOWN;
-	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self &&
+	if (r->map && rep_primary_of(r, layer, ext, &self) >= 0 && self &&
 	    (err = write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 0, svc, ver)) !=
 		    -EAGAIN)
 		return err;
@@ -774,8 +774,8 @@ int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk
 
 	if (r->destroying)
 		return -ESHUTDOWN;
-	if (r->map && primary_of(r, layer, ext, &self) >= 0 && self)
-		return kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cb, arg);
+	if (r->map && rep_primary_of(r, layer, ext, &self) >= 0 && self)
+		return rep_read_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg);
 	return remote_start(r, 0, layer, ext, blk, nblk, buf, cls, cb, arg, 0, 0, NULL);
 }
 

@@ -24,7 +24,12 @@
  * whose group has no UP replica waits for one. So while one replica lives,
  * I/O stalls and never fails.
  *
- * Reads go to the group's primary (this node's own store when it is).
+ * Reads go to the group's primary (this node's own store when it is;
+ * KURA_OP_READ flagged KURA_PROTO_F_PRIMARY on a link). A primary whose own
+ * copy fails to read (-EIO: a disk error, or a block whose checksum does
+ * not match) reads another member's instead, one UP and not behind on the
+ * group (it holds every acknowledged write), over a plain READ; the read
+ * fails only when every such copy fails (read.c).
  *
  * Resync (sync.c): a node that is RECOVERING (back after DOWN or OUT,
  * restarted, or taking an OUT node's place) is nobody's primary and gets no
@@ -123,6 +128,11 @@ int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
 /* Reads from the group's primary. */
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+/* The primary's part of a read (a READ flagged F_PRIMARY on a link): this
+ * node must be the group's primary, else -EREMOTE (the sender asks again). */
+int kura_rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+			  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb,
+			  void *arg);
 
 /* A SYNC request from node peer (blockd/proto.h: data of len bytes, framing
  * checked): 0 and cb(arg, status) later, with *out filled when status is

@@ -195,6 +195,9 @@ struct kura_rep {
 	struct kura_timer unreach_timer; /* looks for peers that answer nothing */
 	int unreach_armed;
 	uint64_t stale_refused; /* writes of a node that no longer serves the vdisks */
+	uint64_t read_errors;    /* reads of this node's copy that failed (read.c) */
+	uint64_t reads_elsewhere; /* ... and were served by another replica's */
+	uint64_t read_error_logged_ns;
 	uint64_t stale_logged_ns;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
 	unsigned closing;     /* old links whose close is deferred */
@@ -219,8 +222,18 @@ struct vent *rep_vent_get(struct kura_rep *r, uint64_t layer, uint64_t ext);
 int rep_change(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
 	       const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg, uint64_t svc,
 	       uint64_t *ver);
+/* rep_can_start: 0, or why a request cannot start (-ESHUTDOWN, -EHOSTDOWN,
+ * -EINVAL); rep_primary_of: the index in the map of the group's primary
+ * (-1: none UP), *self whether it is this node. */
+int rep_can_start(const struct kura_rep *r, uint64_t ext, unsigned blk, unsigned nblk);
+int rep_primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self);
 /* Frees v when nothing holds it any more. */
 void rep_vent_put(struct kura_rep *r, struct vent *v);
+
+/* read.c: a read at the group's primary (this node): its own copy, or on
+ * -EIO another member's (kura_rep_read_primary without the checks). */
+int rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+		     unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
 
 /* sync.c */
 /* The stream of group pg to node, or NULL. */

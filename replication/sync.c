@@ -1262,6 +1262,10 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_u64(w, "extents_freed", sy->served_freed);
 	kura_jw_end(w);
 	kura_jw_u64(w, "stale_vdisk_writes_refused", r->stale_refused);
+	kura_jw_obj(w, "primary_reads");
+	kura_jw_u64(w, "own_copy_failed", r->read_errors);
+	kura_jw_u64(w, "served_by_another_replica", r->reads_elsewhere);
+	kura_jw_end(w);
 }
 
 /* ---- checks and lists for other nodes ---- */

@@ -33,6 +33,7 @@ struct kura_vdblk {
 	struct load *load;
 	struct vop *ops;  /* in flight */
 	uint64_t local_reads, remote_reads;
+	uint64_t local_read_errors; /* local reads that failed and went to the primary */
 	int abandoned;    /* kura_vdblk_abandon: new operations get -ESHUTDOWN */
 	int dead;         /* destroyed with a load or operations in flight: the
 			   * last of them frees it */
@@ -160,7 +161,8 @@ struct vop {
 	int local;          /* a read of this node's own copy: it is never
 			     * abandoned (it ends soon, into the caller's buffer) */
 	void *rbuf;         /* a read's own buffer, copied out when answered */
-	void *out;          /* ... to the caller's */
+	void *out;          /* ... to the caller's (a local read's too) */
+	enum kura_io_class cls;
 	struct vop *prev, *next;
 	struct kura_op op;  /* flush */
 };
@@ -226,10 +228,26 @@ static struct vop *vop_new(struct kura_vdblk *v, uint64_t layer, uint64_t ext, u
 	return o;
 }
 
+static void read_done(void *arg, int err);
+
+/* A read of this node's own copy that failed with -EIO (a disk or
+ * checksum error) goes to the group's primary, which reads another
+ * replica when its own copy is the one that fails (rep.h). */
 static void read_local_done(void *arg, int err)
 {
 	struct vop *o = arg;
+	struct kura_vdblk *v = o->v;
 
+	if (err == -EIO && !o->detached && !v->abandoned) {
+		v->local_read_errors++;
+		o->local = 0;
+		if (!(o->rbuf = kura_aligned_alloc_raw((size_t)o->nblk * KURA_BLK_SIZE)))
+			err = -ENOMEM;
+		else if (!(err = kura_rep_read(v->r, o->layer, o->ext, o->blk, o->nblk, o->rbuf,
+					       o->cls, read_done, o)))
+			return;
+		free(o->rbuf);
+	}
 	if (!o->detached)
 		o->cb(o->arg, err);
 	vop_end(o);
@@ -275,6 +293,8 @@ static int vb_read(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned
 
 	if (!o)
 		return -errno;
+	o->out = buf;
+	o->cls = cls;
 	if (local_copy_ok(v, layer, ext)) {
 		v->local_reads++;
 		o->local = 1;
@@ -284,7 +304,6 @@ static int vb_read(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned
 		return err;
 	}
 	v->remote_reads++;
-	o->out = buf;
 	if (!(o->rbuf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)))
 		err = -ENOMEM;
 	else
@@ -450,6 +469,7 @@ void kura_vdblk_status(const struct kura_vdblk *v, struct kura_jw *w)
 	kura_jw_obj(w, "vdisk_reads");
 	kura_jw_u64(w, "local", v->local_reads);
 	kura_jw_u64(w, "remote", v->remote_reads);
+	kura_jw_u64(w, "local_failed", v->local_read_errors);
 	kura_jw_u64(w, "extents_known", v->n);
 	kura_jw_end(w);
 }

@@ -11,23 +11,9 @@
 command -v qemu-img >/dev/null 2>&1 || skip "skip: qemu-img is not installed"
 
 hosts 3
-for i in 1 2 3; do etcd_start $i; done
-etcd_up
-for i in 1 2 3; do node_start $i --iscsi "10.99.0.$i:3260"; done
-id=$(vdn 1 cluster init --replicas 3 --pgs 64 --out-after 60s | sed -n 's/^created cluster //p')
-[ ${#id} = 36 ] || fail "cluster init gave no id"
-CLUSTER_NODES=3
-wait_for 20 "3 nodes up, 64 groups clean" all_clean
+PORTALS=1
+cluster_up 3 60s
 
-# serving: the node whose `vdisk list` answers
-SERVER=
-serving() {
-	for i in 1 2 3; do
-		[ "$i" = "${SKIP_NODE:-}" ] && continue
-		vdn "$i" list >/dev/null 2>&1 && { SERVER=$i; return 0; }
-	done
-	return 1
-}
 wait_for 20 "a node serves the vdisks" serving
 S=$SERVER
 for i in 1 2 3; do
@@ -102,7 +88,7 @@ echo "ok: clone and snapshot deleted on n$S2, vm1 unchanged"
 # there; when the link is back, what the cut-off node still had in flight
 # is refused (the map names the new serving node), so vm1 holds exactly
 # what was written through the new one.
-node_start $S --iscsi "10.99.0.$S:3260" # the node killed above, back
+node_start $S # the node killed above, back
 back_in() { [ "$(state_in $S2 n$S)" = up ]; }
 wait_for 30 "n$S up again" back_in
 head -c 64M /dev/urandom > "$WORK/c.img"

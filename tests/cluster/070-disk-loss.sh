@@ -8,25 +8,17 @@
 # after --out-after and its groups are rebuilt on the other three: every
 # extent on three nodes, identical, and everything written reads back.
 . "$(dirname "$0")/lib.sh"
-command -v mkfs.ext4 >/dev/null 2>&1 || skip "skip: mkfs.ext4 missing"
 
 LAYER=0x7e57000021
 hosts 4
-# n4's disk on a file system of its own
-mkdir -p "$WORK/n4disk"
-truncate -s 600M "$WORK/n4fs.img"
-mkfs.ext4 -q -F "$WORK/n4fs.img" || skip "skip: cannot make an ext4 file system"
-mount -o loop "$WORK/n4fs.img" "$WORK/n4disk" || skip "skip: cannot mount a loop device here"
-MOUNTS="$WORK/n4disk"
-DISKDIR4="$WORK/n4disk"
+own_fs 4
 cluster_up 4 6s
 "$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $LAYER 8 3 "$WORK/load1" ||
 	fail "writes through n1 did not read back"
 on 1 "$BUILD/kura-repcheck" replicas "$id" $LAYER 8 3 10.99.0.1:7400 10.99.0.2:7400 \
 	10.99.0.3:7400 10.99.0.4:7400 || fail "replicas differ before the disk loss"
 
-disk_dies() { "$BUILD/kura-repcheck" fsdown "$WORK/n4disk/disk.img" || fail "fsdown"; }
-load_while diskloss $LAYER 14 disk_dies
+load_while diskloss $LAYER 14 disk_fails 4
 echo "ok: n4's disk failed during writes through n1: no write failed, the longest waited ${max} ms"
 if ! grep -q "store stopped" "$WORK/n4.log"; then
 	kill -0 "$NODE4" 2>/dev/null && echo "n4 still runs; its log ends:" || echo "n4 is gone; its log ends:"

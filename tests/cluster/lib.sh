@@ -79,13 +79,29 @@ node_start() {
 	mkdir -p "$WORK/n$i"
 	# DISKDIR<i>: where node i's disk file lives (default: its data dir)
 	ddir=$(eval echo "\${DISKDIR$i:-$WORK/n$i}")
+	# PORTALS=1: an iSCSI portal on 10.99.0.i:3260
+	portal=off; [ -n "${PORTALS:-}" ] && portal="10.99.0.$i:3260"
 	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$ddir/disk.img,size=256M" \
-		--iscsi off --cluster "$ETCD_URLS" --node "n$i" --listen "10.99.0.$i:7400" \
+		--iscsi "$portal" --cluster "$ETCD_URLS" --node "n$i" --listen "10.99.0.$i:7400" \
 		--fault-domain "rack$i" "$@" >>"$WORK/n$i.log" 2>&1 &
 	eval "NODE$i=\$!"
 	PIDS="$PIDS $!"
 	wait_socket "$WORK/n$i/blockd.sock"
 }
+# own_fs I: node I's data disk on an ext4 file system of its own (a loop
+# device, unmounted at exit), so that `kura-repcheck fsdown` can fail it
+# alone; its metadata database stays in its data dir
+own_fs() {
+	command -v mkfs.ext4 >/dev/null 2>&1 || skip "skip: mkfs.ext4 missing"
+	mkdir -p "$WORK/n$1disk"
+	truncate -s 600M "$WORK/n$1fs.img"
+	mkfs.ext4 -q -F "$WORK/n$1fs.img" || skip "skip: cannot make an ext4 file system"
+	mount -o loop "$WORK/n$1fs.img" "$WORK/n$1disk" || skip "skip: cannot mount a loop device here"
+	MOUNTS="$MOUNTS $WORK/n$1disk"
+	eval "DISKDIR$1=\$WORK/n$1disk"
+}
+# disk_fails I: node I's disk (on own_fs) fails: every later I/O gets EIO
+disk_fails() { "$BUILD/kura-repcheck" fsdown "$WORK/n$1disk/disk.img" || fail "fsdown n$1"; }
 node_kill() { eval "kill -9 \$NODE$1; wait \$NODE$1 2>/dev/null"; }
 node_stop() { eval "kill -TERM \$NODE$1; wait \$NODE$1 2>/dev/null"; }
 vdn() { i=$1; shift; "$BUILD/vdisk" --socket "$WORK/n$i/blockd.sock" "$@"; }
@@ -110,6 +126,16 @@ cluster_up() {
 }
 all_clean() {
 	for i in $(seq 1 "$CLUSTER_NODES"); do status_of "$i" | grep -q '"clean":64' || return 1; done
+}
+# serving: sets SERVER to the node whose `vdisk list` answers (the one
+# serving the vdisks), skipping node SKIP_NODE
+SERVER=
+serving() {
+	for i in $(seq 1 "$CLUSTER_NODES"); do
+		[ "$i" = "${SKIP_NODE:-}" ] && continue
+		vdn "$i" list >/dev/null 2>&1 && { SERVER=$i; return 0; }
+	done
+	return 1
 }
 # etcd_leader_to I: etcd's leader moves to member sI
 etcd_leader_to() {

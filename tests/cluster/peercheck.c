@@ -335,6 +335,16 @@ static void sync_checks(void)
 	read_works(c);
 	kura_client_close(c);
 	printf("ok: after the syncs of the wrong size the node serves a new link\n");
+	/* a READ takes F_PRIMARY only */
+	c = greeted_link();
+	{
+		struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_READ,
+					    .flags = KURA_PROTO_F_REPLICA, .layer = TEST_LAYER,
+					    .nblk = 1 };
+
+		CHECK(kura_client_send(c, &q, NULL) == 0);
+	}
+	expect_closed(c, "a read flagged as a replica's copy");
 
 	/* the base of the field cases keeps every rule: only the membership
 	 * check refuses it (peercheck is no member) */

@@ -10,7 +10,12 @@
  *       holds the last round acknowledged for it (or, for the writes still
  *       in flight when a request failed, that round or the one before).
  *       Writes OUT: one line "rounds N writes N max_ms N" (the longest a
- *       write waited: a stall while a node is lost).
+ *       write waited: a stall while a node is lost), and OUT.acked: the
+ *       round each piece was last acknowledged at.
+ *   kura-repcheck verify SOCK LAYER NEXT OUT
+ *       reads extents 0..NEXT-1 of LAYER back through SOCK and checks them
+ *       against OUT.acked (of an earlier load): a read that fails, or a
+ *       block other than acknowledged, is a failure.
  *   kura-repcheck bench SOCK LAYER QD SECONDS
  *       4 KiB writes to random blocks of 64 extents at queue depth QD for
  *       SECONDS; prints "iops N mean_us N p99_us N".
@@ -91,6 +96,80 @@ static uint64_t round_of(const uint8_t *b, uint64_t ext, unsigned blk)
 	return round;
 }
 
+/* Reads extents 0..next-1 of layer back through c: 0 when every block
+ * holds the round acked[] says its piece was last acknowledged at, else 1
+ * with a line on stderr (a read that fails ends the program). */
+static int check_back(struct kura_client *c, const char *sock, uint64_t layer, uint64_t next,
+		      const uint64_t *acked)
+{
+	uint8_t *r = kura_aligned_alloc_raw(KURA_EXT_SIZE);
+
+	if (!r)
+		die("out of memory%s%llu", "", 0);
+	for (uint64_t e = 0; e < next; e++) {
+		struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_READ,
+					    .layer = layer, .ext = e, .nblk = KURA_EXT_BLOCKS };
+		size_t got;
+		int st = kura_client_call(c, &q, NULL, r, KURA_EXT_SIZE, &got);
+
+		if (st || got != KURA_EXT_SIZE) {
+			fprintf(stderr, "repcheck: %s: read back of extent %llu failed: %s\n", sock,
+				(unsigned long long)e, st ? strerror(-st) : "short answer");
+			exit(1);
+		}
+		for (unsigned b = 0; b < KURA_EXT_BLOCKS; b++) {
+			uint64_t want = acked[e * PIECES + b / PIECE_BLOCKS];
+			uint64_t have = round_of(r + (size_t)b * KURA_BLK_SIZE, e, b);
+
+			if (have != want) {
+				fprintf(stderr, "repcheck: extent %llu block %u holds round %llu, "
+					"round %llu was acknowledged\n", (unsigned long long)e, b,
+					(unsigned long long)have, (unsigned long long)want);
+				free(r);
+				return 1;
+			}
+		}
+	}
+	free(r);
+	return 0;
+}
+
+/* What load acknowledged, for verify: OUT.acked holds next * PIECES
+ * rounds (native uint64). */
+static void acked_path(char *p, size_t len, const char *out)
+{
+	snprintf(p, len, "%s.acked", out);
+}
+
+static int verify(char **argv)
+{
+	const char *sock = argv[2];
+	uint64_t layer = strtoull(argv[3], NULL, 0), next = strtoull(argv[4], NULL, 0);
+	uint64_t *acked;
+	struct kura_client *c;
+	char path[4096];
+	FILE *f;
+	int bad;
+
+	if (next < 2 || next > 4096)
+		die("NEXT %s: give 2 to 4096 extents", argv[4], 0);
+	acked_path(path, sizeof(path), argv[5]);
+	if (!(acked = calloc(next * PIECES, sizeof(*acked))))
+		die("out of memory%s%llu", "", 0);
+	if (!(f = fopen(path, "r")) || fread(acked, sizeof(*acked), next * PIECES, f) != next * PIECES)
+		die("cannot read %s (written by load)%llu", path, 0);
+	fclose(f);
+	if (kura_client_connect(sock, &c))
+		die("cannot connect to %s%llu", sock, 0);
+	bad = check_back(c, sock, layer, next, acked);
+	kura_client_close(c);
+	free(acked);
+	if (!bad)
+		printf("ok: %llu extents read back through %s as acknowledged\n",
+		       (unsigned long long)next, sock);
+	return bad;
+}
+
 struct slot {
 	uint64_t ext, round, t0;
 	unsigned piece;
@@ -109,7 +188,6 @@ static int load(int argc, char **argv)
 	struct kura_client *c;
 	uint64_t cursor = 0;
 	unsigned busy = 0;
-	uint8_t *r;
 	FILE *f;
 
 	(void)argc;
@@ -118,8 +196,7 @@ static int load(int argc, char **argv)
 	acked = calloc(next * PIECES, sizeof(*acked));
 	tried = calloc(next * PIECES, sizeof(*tried));
 	pbusy = calloc(next * PIECES, 1);
-	r = kura_aligned_alloc_raw(KURA_EXT_SIZE);
-	if (!acked || !tried || !pbusy || !r || kura_client_connect(sock, &c))
+	if (!acked || !tried || !pbusy || kura_client_connect(sock, &c))
 		die("cannot start against %s%llu", sock, 0);
 	for (unsigned i = 0; i < QD; i++)
 		if (!(s[i].buf = kura_aligned_alloc_raw(PIECE_BLOCKS * KURA_BLK_SIZE)))
@@ -178,32 +255,22 @@ static int load(int argc, char **argv)
 		}
 	}
 	/* every block holds the last round acknowledged for it */
-	for (uint64_t e = 0; e < next; e++) {
-		struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_READ,
-					    .layer = layer, .ext = e, .nblk = KURA_EXT_BLOCKS };
-		size_t got;
-
-		if (kura_client_call(c, &q, NULL, r, KURA_EXT_SIZE, &got) || got != KURA_EXT_SIZE)
-			die("read back of extent %s%llu failed", "", (unsigned long long)e);
-		for (unsigned b = 0; b < KURA_EXT_BLOCKS; b++) {
-			uint64_t want = acked[e * PIECES + b / PIECE_BLOCKS];
-			uint64_t have = round_of(r + (size_t)b * KURA_BLK_SIZE, e, b);
-
-			if (have != want) {
-				fprintf(stderr, "repcheck: extent %llu block %u holds round %llu, "
-					"round %llu was acknowledged\n", (unsigned long long)e, b,
-					(unsigned long long)have, (unsigned long long)want);
-				return 1;
-			}
-		}
-	}
+	if (check_back(c, sock, layer, next, acked))
+		return 1;
 	kura_client_close(c);
 	for (unsigned i = 0; i < QD; i++)
 		free(s[i].buf);
+	{
+		char path[4096];
+
+		acked_path(path, sizeof(path), out);
+		if (!(f = fopen(path, "w")) ||
+		    fwrite(acked, sizeof(*acked), next * PIECES, f) != next * PIECES || fclose(f))
+			die("cannot write %s%llu", path, 0);
+	}
 	free(acked);
 	free(tried);
 	free(pbusy);
-	free(r);
 	if (!(f = fopen(out, "w")))
 		die("cannot write %s%llu", out, 0);
 	fprintf(f, "rounds %llu writes %llu max_ms %llu\n", (unsigned long long)rounds,
@@ -433,6 +500,8 @@ int main(int argc, char **argv)
 		return fsdown(argv[2]);
 	if (argc == 7 && !strcmp(argv[1], "load"))
 		return load(argc, argv);
+	if (argc == 6 && !strcmp(argv[1], "verify"))
+		return verify(argv);
 	if (argc >= 7 && !strcmp(argv[1], "replicas"))
 		return replicas(argc, argv);
 	if ((argc == 6 || argc == 7) && !strcmp(argv[1], "touch"))
@@ -440,6 +509,7 @@ int main(int argc, char **argv)
 	if (argc == 6 && !strcmp(argv[1], "bench"))
 		return bench(argv);
 	fprintf(stderr, "usage: kura-repcheck load SOCK LAYER NEXT SECONDS OUT\n"
+			"       kura-repcheck verify SOCK LAYER NEXT OUT\n"
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
 			"       kura-repcheck touch SOCK LAYER FIRST N [SEED]\n"
 			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n"

@@ -1,0 +1,153 @@
+/* Reads at a group's primary (rep.h, "Reads"): this node's own copy, and
+ * when that fails with a disk or checksum error (-EIO) the copy of another
+ * member that holds every acknowledged write: one UP in this node's map and
+ * not behind on the group (the primary acknowledges a write only once
+ * every such member has it durable). The members are tried in the set's
+ * order; the read fails with -EIO only when every one of them failed.
+ * The bad copy stays as it is (no repair here): each read of it goes
+ * elsewhere again, counted in read_errors. */
+#include "replication/rep_int.h"
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_EVERY_NS 1000000000ull
+
+struct pread {
+	struct kura_link_req lr;
+	struct kura_rep *r;
+	uint64_t layer, ext;
+	unsigned blk, nblk;
+	enum kura_io_class cls;
+	void *buf;
+	kura_blk_cb cb;
+	void *arg;
+	unsigned next; /* the set's member tried next */
+};
+
+static void pread_finish(struct pread *p, int err)
+{
+	struct kura_rep *r = p->r;
+
+	r->outstanding--;
+	p->cb(p->arg, err);
+	free(p);
+}
+
+static void pread_next(struct pread *p);
+
+static void pread_remote_done(struct kura_link_req *lr)
+{
+	struct pread *p = lr->arg;
+
+	if (!lr->status) {
+		p->r->reads_elsewhere++;
+		pread_finish(p, 0);
+		return;
+	}
+	pread_next(p);
+}
+
+/* The next member that may serve the read, over its link; none left: -EIO. */
+static void pread_next(struct pread *p)
+{
+	struct kura_rep *r = p->r;
+
+	while (!r->destroying && r->map) {
+		uint32_t pg = kura_map_pg(r->map, p->layer, p->ext);
+		unsigned idx[KURA_MAP_MAX_REPLICAS], n = kura_map_place(r->map, pg, idx);
+		const struct kura_map_node *m;
+		struct peer *pe;
+
+		if (p->next >= n)
+			break;
+		m = &r->map->nodes[idx[p->next++]];
+		if (!strcmp(m->name, r->name) || m->state != KURA_NODE_UP ||
+		    rep_behind(r->map, pg, m))
+			continue;
+		if (!(pe = rep_peer(r, m)) || !pe->link || !kura_link_up(pe->link))
+			continue;
+		memset(&p->lr, 0, sizeof(p->lr));
+		p->lr.req.magic = KURA_PROTO_MAGIC;
+		p->lr.req.op = KURA_OP_READ;
+		p->lr.req.cls = (uint8_t)p->cls;
+		p->lr.req.layer = p->layer;
+		p->lr.req.ext = p->ext;
+		p->lr.req.blk = (uint16_t)p->blk;
+		p->lr.req.nblk = (uint16_t)p->nblk;
+		p->lr.buf = p->buf;
+		p->lr.cap = (size_t)p->nblk * KURA_BLK_SIZE;
+		p->lr.cb = pread_remote_done;
+		p->lr.arg = p;
+		if (!kura_link_submit(pe->link, &p->lr))
+			return;
+	}
+	pread_finish(p, r->destroying ? -ESHUTDOWN : -EIO);
+}
+
+static void pread_own_done(void *arg, int err)
+{
+	struct pread *p = arg;
+	struct kura_rep *r = p->r;
+	uint64_t now;
+
+	if (err != -EIO) {
+		pread_finish(p, err);
+		return;
+	}
+	now = kura_now_ns();
+	if (!r->read_errors++ || now - r->read_error_logged_ns >= LOG_EVERY_NS) {
+		r->read_error_logged_ns = now;
+		kura_log(WARN, "replication: this node's copy of extent %llu/%llu could not be "
+			 "read; reading another replica's (%llu such reads so far)",
+			 (unsigned long long)p->layer, (unsigned long long)p->ext,
+			 (unsigned long long)r->read_errors);
+	}
+	p->next = 0;
+	pread_next(p);
+}
+
+int rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+		     unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	struct pread *p;
+	int err;
+
+	if (!(p = calloc(1, sizeof(*p))))
+		return -ENOMEM;
+	p->r = r;
+	p->layer = layer;
+	p->ext = ext;
+	p->blk = blk;
+	p->nblk = nblk;
+	p->cls = cls;
+	p->buf = buf;
+	p->cb = cb;
+	p->arg = arg;
+	if ((err = kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, pread_own_done, p))) {
+		free(p);
+		return err;
+	}
+	r->outstanding++;
+	return 0;
+}
+
+int kura_rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
+			  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb,
+			  void *arg)
+{
+	int self, err;
+
+	if ((err = rep_can_start(r, ext, blk, nblk)))
+		return err;
+	if (!nblk)
+		return -EINVAL;
+	if (rep_primary_of(r, layer, ext, &self) < 0 || !self)
+		return -EREMOTE; /* the maps differ: the sender asks again */
+	return rep_read_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg);
+}
