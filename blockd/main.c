@@ -432,6 +432,11 @@ static int route_write_primary(void *arg, const struct kura_proto_req *q, const 
 				      (enum kura_io_class)q->cls, q->arg_layer, ver, cb, cbarg);
 }
 
+static int route_free(void *arg, const struct kura_proto_req *q, kura_blk_cb cb, void *cbarg)
+{
+	return kura_rep_free(arg, q->layer, q->ext, (enum kura_io_class)q->cls, 0, cb, cbarg);
+}
+
 static int route_free_primary(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
 			      void *cbarg)
 {
@@ -631,6 +636,7 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 					   .write = route_write,
 					   .write_primary = route_write_primary,
 					   .sync = route_sync,
+					   .free = route_free,
 					   .free_primary = route_free_primary,
 					   .glist = route_glist,
 					   .peer_may_write = route_peer_may_write };

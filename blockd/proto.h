@@ -72,8 +72,12 @@ struct kura_proto_resp {
 	int32_t status;
 	uint64_t tag;
 	uint32_t data_len;
-	uint32_t pad;
+	uint32_t flags; /* KURA_PROTO_RF_*: on node links only; zero elsewhere */
 };
+/* The answering node's store is low on space (kura_blk_space_low): a
+ * group's primary sends it no write that needs a new extent for a while
+ * (replication/rep.h, "Space"). */
+#define KURA_PROTO_RF_LOW_SPACE 1u
 _Static_assert(sizeof(struct kura_proto_resp) == 24, "response header is 24 bytes");
 
 struct kura_proto_info {
@@ -88,7 +92,8 @@ struct kura_proto_info {
  * -EXDEV, then closed); any other request first, a second HELLO, or a HELLO
  * on the local socket is a framing error. Strings are NUL-padded. */
 #define KURA_PROTO_VERSION 3u /* 2: FREE and PLIST between nodes, versions in write
-			       * answers; 3: READ flagged F_PRIMARY */
+			       * answers; 3: READ flagged F_PRIMARY, answers'
+			       * flags */
 struct kura_proto_hello {
 	uint32_t version;     /* KURA_PROTO_VERSION */
 	uint32_t pad;         /* zero */

@@ -178,6 +178,7 @@ static void respond(struct sreq *r, int status, size_t out_len)
 	r->resp.status = status;
 	r->resp.tag = r->req.tag;
 	r->resp.data_len = status ? 0 : (uint32_t)out_len;
+	r->resp.flags = c->srv->tcp && kura_blk_space_low(c->srv->s) ? KURA_PROTO_RF_LOW_SPACE : 0;
 	r->out_len = status ? 0 : out_len;
 	c->inflight_bytes += r->out_len;
 	c->inflight_bytes -= r->reserved;
@@ -426,9 +427,8 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		err = -EINVAL;
 		goto now;
 	}
-	if (rt->write && !c->srv->tcp &&
-	    (q->op == KURA_OP_TRIM || q->op == KURA_OP_FREE || q->op == KURA_OP_MOVE)) {
-		err = -EOPNOTSUPP; /* in a cluster, only reads and writes are replicated yet */
+	if (rt->write && !c->srv->tcp && (q->op == KURA_OP_TRIM || q->op == KURA_OP_MOVE)) {
+		err = -EOPNOTSUPP; /* in a cluster, only reads, writes and frees are replicated */
 		goto now;
 	}
 	if ((err = peer_refuses(c, q)))
@@ -485,6 +485,8 @@ static int dispatch(struct conn *c, uint8_t *payload)
 		if (q->flags == KURA_PROTO_F_PRIMARY)
 			err = rt->free_primary ? rt->free_primary(rt->arg, q, store_done, r)
 					       : -EREMOTE;
+		else if (rt->free && !c->srv->tcp)
+			err = rt->free(rt->arg, q, store_done, r);
 		else
 			err = kura_blk_free(s, q->layer, q->ext, store_done, r);
 		break;

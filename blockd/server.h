@@ -35,8 +35,9 @@ struct kura_server_peer {
 int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, const char *addr,
 			  const struct kura_server_peer *peer, struct kura_server **out,
 			  char *errbuf, size_t errlen);
-/* Where requests go besides this node's store, in a cluster: READ and WRITE
- * on the local socket through the replication layer (read, write),
+/* Where requests go besides this node's store, in a cluster: READ, WRITE
+ * and FREE on the local socket through the replication layer (read, write,
+ * free; TRIM and MOVE there get -EOPNOTSUPP),
  * WRITE flagged KURA_PROTO_F_PRIMARY on node links to the primary's part
  * (write_primary; without it such a write gets -EREMOTE), and SYNC. Each returns 0
  * (cb(cbarg, status) will run) or -errno; data is the request's payload
@@ -53,6 +54,8 @@ struct kura_server_route {
 	/* READ flagged F_PRIMARY on a node link. NULL: -EREMOTE. */
 	int (*read_primary)(void *arg, const struct kura_proto_req *q, void *buf,
 			    kura_blk_cb cb, void *cbarg);
+	/* FREE on the local socket (through the replication layer). */
+	int (*free)(void *arg, const struct kura_proto_req *q, kura_blk_cb cb, void *cbarg);
 	/* FREE flagged F_PRIMARY on a node link. NULL: -EREMOTE. */
 	int (*free_primary)(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
 			    void *cbarg);

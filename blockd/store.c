@@ -922,6 +922,13 @@ int kura_blk_store_dead(const struct kura_blk_store *s)
 	return s->dead;
 }
 
+int kura_blk_space_low(const struct kura_blk_store *s)
+{
+	uint64_t reserve = KURA_MIN(KURA_MAX(s->pool.capacity / 64, 8u), 1024u);
+
+	return s->pool.nfree < reserve;
+}
+
 void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out)
 {
 	*out = s->st;

@@ -182,6 +182,12 @@ void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out);
 /* 1 once the store has stopped (a disk failed: writes fail until blockd
  * restarts), else 0. */
 int kura_blk_store_dead(const struct kura_blk_store *s);
+/* 1 when fewer extents are free than the store's reserve (1/64 of its
+ * capacity, at least 8 and at most 1024 extents), else 0. In a cluster a
+ * group's primary takes no write that needs a new extent while one of the
+ * group's copies is this low (replication/rep.h): the reserve absorbs the
+ * writes already on their way. */
+int kura_blk_space_low(const struct kura_blk_store *s);
 
 struct kura_blk_disk_info {
 	const char *path;       /* valid until the store closes */

@@ -481,6 +481,7 @@ static void answered(struct kura_link *l, struct kura_link_req *r)
 	*slot(l, r->req.tag) = NULL;
 	r->status = l->rhdr.status;
 	r->got = l->rhdr.data_len;
+	r->flags = l->rhdr.flags;
 	settle(l, r);
 	arm_tx(l); /* its slot is free: a request may have waited for it */
 }
@@ -499,6 +500,8 @@ static int on_header(struct kura_link *l)
 		why = "an answer with an unknown tag";
 	else if (h->status > 0)
 		why = "a positive status";
+	else if (h->flags & ~KURA_PROTO_RF_LOW_SPACE)
+		why = "unknown flags in an answer";
 	else if (!answer_fits(r, h))
 		why = "an answer's data length does not fit its request";
 	if (why) {

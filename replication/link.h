@@ -69,6 +69,7 @@ struct kura_link_req {
 	void *arg;
 	int status;
 	size_t got;
+	uint32_t flags; /* the answer's (KURA_PROTO_RF_*) */
 	/* the link's own: the queue, then the deadline of the answer */
 	struct kura_link_req *next;
 	uint64_t deadline_ns;

@@ -5,6 +5,7 @@
 
 #define UNREACH_NS 2000000000ull      /* no answer this long: reported */
 #define UNREACH_SCAN_NS 500000000ull
+#define LOW_SPACE_HOLD_NS 2000000000ull /* a replica low on space is believed this long */
 
 #include "common/err.h"
 #include "common/log.h"
@@ -406,8 +407,11 @@ static void target_done(struct kura_link_req *lr)
 	struct rtarget *t = lr->arg;
 	struct rwrite *w = t->w;
 
-	if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT)
+	if (lr->status != -ENOTCONN && lr->status != -ETIMEDOUT) {
 		t->p->progress_ns = kura_now_ns(); /* it answers */
+		t->p->low_until_ns = (lr->flags & KURA_PROTO_RF_LOW_SPACE) || lr->status == -ENOSPC
+					     ? t->p->progress_ns + LOW_SPACE_HOLD_NS : 0;
+	}
 	if (!w->nblk && lr->status == -ENOENT)
 		lr->status = 0; /* a free the replica had already, or never held */
 
@@ -484,6 +488,41 @@ int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, uns
 	return write_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg, 1, svc, ver);
 }
 
+/* Whether a write to (layer, ext) must be refused for space: it needs a
+ * new extent (this copy lacks the extent) and this store, or the store of
+ * another member it would go to, is low on space (kura_blk_space_low; a
+ * replica says so in its answers). Refused before any copy holds it, so
+ * the copies never differ by a write that failed. */
+static int no_space_for(struct kura_rep *r, uint64_t layer, uint64_t ext)
+{
+	struct kura_blk_extent_info info;
+	const struct pgset *g;
+	uint64_t now = kura_now_ns();
+	int low = kura_blk_space_low(r->store);
+
+	if (!low) {
+		g = set_of(r, layer, ext);
+		for (unsigned i = 0; i < g->n && !low; i++) {
+			const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
+			struct peer *p;
+
+			if (n->state == KURA_NODE_UP && strcmp(n->name, r->name) &&
+			    (p = peer_find(r, n->name)) && p->low_until_ns > now)
+				low = 1;
+		}
+	}
+	if (!low || !kura_blk_extent_info(r->store, layer, ext, &info))
+		return 0;
+	if (!r->nospace_refused++ || now - r->nospace_logged_ns >= 1000000000ull) {
+		r->nospace_logged_ns = now;
+		kura_log(WARN, "replication: refused a write to extent %llu/%llu: a copy of its "
+			 "group is low on space (%llu such writes so far); free space or add disks",
+			 (unsigned long long)layer, (unsigned long long)ext,
+			 (unsigned long long)r->nospace_refused);
+	}
+	return 1;
+}
+
 static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, const void *buf, enum kura_io_class cls, kura_blk_cb cb,
 			 void *arg, int forwarded, uint64_t svc, uint64_t *ver)
@@ -512,6 +551,8 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 		}
 		return -ESTALE;
 	}
+	if (nblk && no_space_for(r, layer, ext))
+		return -ENOSPC;
 	pg = kura_map_pg(r->map, layer, ext);
 	if (r->peering && peering_holds(r, pg)) {
 		struct heldq *q = peering_queue(r, pg);

@@ -64,6 +64,12 @@
  * (retried while it lost its lease, say) never land over the new one's.
  * Writes sent with svc 0 (the store socket's) are not checked.
  *
+ * Space: a primary refuses (-ENOSPC) a write that needs a new extent
+ * (this copy lacks the extent) while its own store, or that of another UP
+ * member of the set, is low (kura_blk_space_low); a replica says so in
+ * each answer (KURA_PROTO_RF_LOW_SPACE), believed for 2 s. Refused before
+ * any copy takes it. Frees, reads and writes into allocated extents go on.
+ *
  * Not yet: freeing what a node holds of groups it has left.
  *
  * Thread rule: the store's loop thread, callbacks included (never from

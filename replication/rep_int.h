@@ -25,6 +25,8 @@ struct peer {
 	int drain_armed;
 	unsigned pending;        /* copies sent or parked, not finished */
 	uint64_t progress_ns;    /* the last answer, or when pending became non-zero */
+	uint64_t low_until_ns;   /* its store said it is low on space: until then
+				  * it gets no write that needs a new extent */
 	struct peer *next;
 };
 
@@ -198,6 +200,8 @@ struct kura_rep {
 	uint64_t read_errors;    /* reads of this node's copy that failed (read.c) */
 	uint64_t reads_elsewhere; /* ... and were served by another replica's */
 	uint64_t read_error_logged_ns;
+	uint64_t nospace_refused; /* writes refused: a copy of their group is low on space */
+	uint64_t nospace_logged_ns;
 	uint64_t stale_logged_ns;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
 	unsigned closing;     /* old links whose close is deferred */

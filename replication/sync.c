@@ -1266,6 +1266,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_u64(w, "own_copy_failed", r->read_errors);
 	kura_jw_u64(w, "served_by_another_replica", r->reads_elsewhere);
 	kura_jw_end(w);
+	kura_jw_u64(w, "writes_refused_low_space", r->nospace_refused);
 }
 
 /* ---- checks and lists for other nodes ---- */

@@ -79,9 +79,11 @@ node_start() {
 	mkdir -p "$WORK/n$i"
 	# DISKDIR<i>: where node i's disk file lives (default: its data dir)
 	ddir=$(eval echo "\${DISKDIR$i:-$WORK/n$i}")
+	# DISKSIZE<i>: its size (default 256M)
+	dsize=$(eval echo "\${DISKSIZE$i:-256M}")
 	# PORTALS=1: an iSCSI portal on 10.99.0.i:3260
 	portal=off; [ -n "${PORTALS:-}" ] && portal="10.99.0.$i:3260"
-	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$ddir/disk.img,size=256M" \
+	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$ddir/disk.img,size=$dsize" \
 		--iscsi "$portal" --cluster "$ETCD_URLS" --node "n$i" --listen "10.99.0.$i:7400" \
 		--fault-domain "rack$i" "$@" >>"$WORK/n$i.log" 2>&1 &
 	eval "NODE$i=\$!"

@@ -16,6 +16,13 @@
  *       reads extents 0..NEXT-1 of LAYER back through SOCK and checks them
  *       against OUT.acked (of an earlier load): a read that fails, or a
  *       block other than acknowledged, is a failure.
+ *   kura-repcheck fill SOCK LAYER FIRST MAX
+ *       writes block 0 of extents FIRST, FIRST+1, ... one at a time until a
+ *       write fails (at most MAX): that one must fail with ENOSPC; then
+ *       writes block 1 of every extent it filled (no new space needed)
+ *       and reads both back. Prints "filled N extents; ...".
+ *   kura-repcheck free SOCK LAYER FIRST N
+ *       frees extents FIRST .. FIRST+N-1 of LAYER; each must succeed.
  *   kura-repcheck bench SOCK LAYER QD SECONDS
  *       4 KiB writes to random blocks of 64 extents at queue depth QD for
  *       SECONDS; prints "iops N mean_us N p99_us N".
@@ -69,7 +76,7 @@ static uint64_t word(uint64_t ext, unsigned blk, uint64_t round, unsigned i)
 	return kura_hash64(ext * 1000003 + blk * 7919 + round * 104729 + i) ^ round;
 }
 
-static void fill(uint8_t *b, uint64_t ext, unsigned blk, uint64_t round)
+static void fill_block(uint8_t *b, uint64_t ext, unsigned blk, uint64_t round)
 {
 	uint64_t *w = (uint64_t *)(void *)b;
 
@@ -223,7 +230,7 @@ static int load(int argc, char **argv)
 			s[i].round = tried[k] + 1;
 			tried[k] = s[i].round;
 			for (unsigned b = 0; b < PIECE_BLOCKS; b++)
-				fill(s[i].buf + b * KURA_BLK_SIZE, s[i].ext,
+				fill_block(s[i].buf + b * KURA_BLK_SIZE, s[i].ext,
 				     s[i].piece * PIECE_BLOCKS + b, s[i].round);
 			q.tag = i;
 			q.ext = s[i].ext;
@@ -381,6 +388,89 @@ static int touch(char **argv)
 	return 0;
 }
 
+/* One request on c, its status (a failure to talk ends the program). */
+static int call1(struct kura_client *c, const char *sock, struct kura_proto_req *q,
+		 const void *data, void *buf, size_t cap)
+{
+	struct kura_proto_resp resp;
+
+	q->magic = KURA_PROTO_MAGIC;
+	if (kura_client_send(c, q, data) || kura_client_recv(c, &resp, buf, cap))
+		die("%s: connection lost%llu", sock, 0);
+	return resp.status;
+}
+
+/* fill: block 0 of each extent from FIRST on, one at a time, until a write
+ * fails: it must fail with ENOSPC, and in time; then every filled extent
+ * takes a write to block 1 (no new space) and both read back. */
+static int fill(char **argv)
+{
+	const char *sock = argv[2];
+	uint64_t layer = strtoull(argv[3], NULL, 0), first = strtoull(argv[4], NULL, 0);
+	uint64_t max = strtoull(argv[5], NULL, 0), e, longest = 0, t0;
+	uint8_t *b = kura_aligned_alloc_raw(2 * KURA_BLK_SIZE);
+	struct kura_client *c;
+	int st = 0;
+
+	if (!b || kura_client_connect(sock, &c))
+		die("fill: no socket at %s%llu", sock, 0);
+	for (e = first; e < first + max; e++) {
+		struct kura_proto_req q = { .op = KURA_OP_WRITE, .layer = layer, .ext = e,
+					    .nblk = 1, .data_len = KURA_BLK_SIZE };
+
+		fill_block(b, e, 0, 1);
+		t0 = now_ms();
+		st = call1(c, sock, &q, b, NULL, 0);
+		longest = KURA_MAX(longest, now_ms() - t0);
+		if (st)
+			break;
+	}
+	if (st != -ENOSPC) {
+		fprintf(stderr, "repcheck: fill: extent %llu: %s, not ENOSPC\n", (unsigned long long)e,
+			st ? strerror(-st) : "no failure");
+		return 1;
+	}
+	printf("filled %llu extents; the next write failed with ENOSPC; longest write %llu ms\n",
+	       (unsigned long long)(e - first), (unsigned long long)longest);
+	for (uint64_t x = first; x < e; x++) {
+		struct kura_proto_req w = { .op = KURA_OP_WRITE, .layer = layer, .ext = x, .blk = 1,
+					    .nblk = 1, .data_len = KURA_BLK_SIZE };
+		struct kura_proto_req r = { .op = KURA_OP_READ, .layer = layer, .ext = x, .nblk = 2 };
+
+		fill_block(b, x, 1, 2);
+		if ((st = call1(c, sock, &w, b, NULL, 0)))
+			die("fill: a write into allocated extent %s%llu failed", "", (unsigned long long)x);
+		if ((st = call1(c, sock, &r, NULL, b, 2 * KURA_BLK_SIZE)) || round_of(b, x, 0) != 1 ||
+		    round_of(b + KURA_BLK_SIZE, x, 1) != 2)
+			die("fill: extent %s%llu did not read back", "", (unsigned long long)x);
+	}
+	printf("ok: writes into the %llu allocated extents go on; all read back\n",
+	       (unsigned long long)(e - first));
+	kura_client_close(c);
+	free(b);
+	return 0;
+}
+
+/* free: extents FIRST .. FIRST+N-1, each must succeed. */
+static int free_exts(char **argv)
+{
+	uint64_t layer = strtoull(argv[3], NULL, 0), first = strtoull(argv[4], NULL, 0);
+	uint64_t n = strtoull(argv[5], NULL, 0);
+	struct kura_client *c;
+
+	if (kura_client_connect(argv[2], &c))
+		die("free: no socket at %s%llu", argv[2], 0);
+	for (uint64_t e = first; e < first + n; e++) {
+		struct kura_proto_req q = { .op = KURA_OP_FREE, .layer = layer, .ext = e };
+		int st = call1(c, argv[2], &q, NULL, NULL, 0);
+
+		if (st)
+			die("free: extent %s: %llu", strerror(-st), (unsigned long long)e);
+	}
+	kura_client_close(c);
+	return 0;
+}
+
 static struct kura_client *link_to(const char *addr, const char *cluster)
 {
 	struct kura_proto_req q = { .magic = KURA_PROTO_MAGIC, .op = KURA_OP_HELLO,
@@ -500,6 +590,10 @@ int main(int argc, char **argv)
 		return fsdown(argv[2]);
 	if (argc == 7 && !strcmp(argv[1], "load"))
 		return load(argc, argv);
+	if (argc == 6 && !strcmp(argv[1], "fill"))
+		return fill(argv);
+	if (argc == 6 && !strcmp(argv[1], "free"))
+		return free_exts(argv);
 	if (argc == 6 && !strcmp(argv[1], "verify"))
 		return verify(argv);
 	if (argc >= 7 && !strcmp(argv[1], "replicas"))
@@ -510,6 +604,8 @@ int main(int argc, char **argv)
 		return bench(argv);
 	fprintf(stderr, "usage: kura-repcheck load SOCK LAYER NEXT SECONDS OUT\n"
 			"       kura-repcheck verify SOCK LAYER NEXT OUT\n"
+			"       kura-repcheck fill SOCK LAYER FIRST MAX\n"
+			"       kura-repcheck free SOCK LAYER FIRST N\n"
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
 			"       kura-repcheck touch SOCK LAYER FIRST N [SEED]\n"
 			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n"
