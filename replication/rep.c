@@ -245,6 +245,23 @@ static const struct pgset *set_of(struct kura_rep *r, uint64_t layer, uint64_t e
 	return g;
 }
 
+int kura_rep_holds(struct kura_rep *r, uint64_t layer, uint64_t ext)
+{
+	const struct pgset *g;
+
+	if (!r->map || r->destroying)
+		return 0;
+	g = set_of(r, layer, ext);
+	for (unsigned i = 0; i < g->n; i++) {
+		const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
+
+		if (!strcmp(n->name, r->name))
+			return n->state == KURA_NODE_UP &&
+			       !rep_behind(r->map, kura_map_pg(r->map, layer, ext), n);
+	}
+	return 0;
+}
+
 int rep_primary_of(struct kura_rep *r, uint64_t layer, uint64_t ext, int *self)
 {
 	const struct pgset *g = set_of(r, layer, ext);
@@ -893,6 +910,7 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 		kura_loop_timer(r->loop, &r->unreach_timer, UNREACH_SCAN_NS);
 	}
 	peering_map(r);
+	rep_strays_map(r);
 }
 
 int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out)
@@ -920,6 +938,7 @@ void kura_rep_shutdown(struct kura_rep *r)
 	}
 	sync_shutdown(r);
 	peering_shutdown(r);
+	rep_strays_shutdown(r);
 	for (struct peer *p = r->peers, *next; p; p = next) {
 		struct rtarget *t = p->resend;
 

@@ -70,7 +70,10 @@
  * each answer (KURA_PROTO_RF_LOW_SPACE), believed for 2 s. Refused before
  * any copy takes it. Frees, reads and writes into allocated extents go on.
  *
- * Not yet: freeing what a node holds of groups it has left.
+ * Strays (stray.c): a node frees what it holds of groups whose set no
+ * longer holds it, once its map shows such a group clean (every member UP,
+ * none filling), a while after each new map, one extent at a time.
+
  *
  * Thread rule: the store's loop thread, callbacks included (never from
  * inside the submitting call). Errors: -EINVAL (range), -ENOMEM,
@@ -134,6 +137,10 @@ int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
 /* Reads from the group's primary. */
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+/* Whether this node is a member of the extent's group, UP and not behind
+ * on it, in its map: its copy is one the cluster keeps (a copy of a group
+ * it has left may be freed at any time: see "Strays"). */
+int kura_rep_holds(struct kura_rep *r, uint64_t layer, uint64_t ext);
 /* The primary's part of a read (a READ flagged F_PRIMARY on a link): this
  * node must be the group's primary, else -EREMOTE (the sender asks again). */
 int kura_rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,

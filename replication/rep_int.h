@@ -120,6 +120,19 @@ struct ment {
 	uint64_t layer, ext;
 };
 
+/* Copies of groups this node has left, being freed (stray.c). */
+struct stray_key {
+	uint64_t layer, ext;
+};
+struct strays {
+	struct kura_timer timer; /* the next pass, a while after a new map */
+	int armed, inflight;
+	struct stray_key *keys;  /* this pass's, freed one at a time */
+	size_t n, next;
+	uint64_t epoch;          /* the map the pass was made in */
+	uint64_t freed, logged;
+};
+
 struct rwrite;
 
 /* One replica's copy of a write. */
@@ -191,6 +204,7 @@ struct kura_rep {
 	uint64_t seq;
 	struct stream *streams[STREAM_BUCKETS];
 	struct syncer sync;
+	struct strays strays;
 	struct peering *peering;     /* peering.c's */
 	struct kura_timer peering_retry;
 	int peering_retry_armed;
@@ -238,6 +252,12 @@ void rep_vent_put(struct kura_rep *r, struct vent *v);
  * -EIO another member's (kura_rep_read_primary without the checks). */
 int rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		     unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+
+/* stray.c: a new map (a pass is made a while later); whether a free of
+ * a stray is in flight (this node's resync waits for it); stopping. */
+void rep_strays_map(struct kura_rep *r);
+int rep_strays_busy(const struct kura_rep *r);
+void rep_strays_shutdown(struct kura_rep *r);
 
 /* sync.c */
 /* The stream of group pg to node, or NULL. */

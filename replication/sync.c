@@ -1013,6 +1013,8 @@ void sync_pump(struct kura_rep *r)
 
 	if (r->destroying || !sy->active || !r->map)
 		return;
+	if (rep_strays_busy(r))
+		return; /* its end pumps again: what this node lists must not change meanwhile */
 	if (!sy->mine_built) {
 		if (build_mine(r)) {
 			pump_later(r);
@@ -1267,6 +1269,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_u64(w, "served_by_another_replica", r->reads_elsewhere);
 	kura_jw_end(w);
 	kura_jw_u64(w, "writes_refused_low_space", r->nospace_refused);
+	kura_jw_u64(w, "stray_copies_freed", r->strays.freed);
 }
 
 /* ---- checks and lists for other nodes ---- */

@@ -267,8 +267,10 @@ static void read_done(void *arg, int err)
 }
 
 /* Whether this node's own copy of the extent holds every write the
- * engine had acknowledged to it, so the read need not travel: its version
- * is at least the last one acknowledged (or listed at the load). Replicas
+ * engine had acknowledged to it, so the read need not travel: a copy the
+ * cluster keeps (not one of a group this node has left, which may be freed
+ * meanwhile), whose version is at least the last one acknowledged (or
+ * listed at the load). Replicas
  * apply an extent's writes in version order and a resync sets the version
  * only with the extent's last run, so such a copy is complete. */
 static int local_copy_ok(struct kura_vdblk *v, uint64_t layer, uint64_t ext)
@@ -277,6 +279,7 @@ static int local_copy_ok(struct kura_vdblk *v, uint64_t layer, uint64_t ext)
 	struct kura_blk_extent_info info;
 
 	return p && p->version && !kura_blk_store_dead(v->store) &&
+	       kura_rep_holds(v->r, layer, ext) &&
 	       !kura_blk_extent_info(v->store, layer, ext, &info) && info.version >= p->version;
 }
 

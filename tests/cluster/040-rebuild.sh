@@ -65,4 +65,29 @@ done
 "$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $L2 8 2 "$WORK/load3" ||
 	fail "writes after the restart did not read back"
 echo "ok: copies identical after the restart; writes go on: $(cat "$WORK/load3")"
+
+# n4 comes back with the data it had: it takes its places again, catches
+# up, and the nodes that filled them free the copies they no longer keep:
+# every extent on exactly three of the four nodes, identical
+back_up_mark 4
+node_start 4
+n4_back() { back_up 1 4 && clean 1; }
+wait_for 30 "n4 back up, every group clean" n4_back
+three_of_four() {
+	for l in $LAYER $L2; do
+		on 1 "$BUILD/kura-repcheck" replicas "$id" $l 8 3 10.99.0.1:7400 10.99.0.2:7400 \
+			10.99.0.3:7400 10.99.0.4:7400 >"$WORK/strays.out" 2>&1 || return 1
+	done
+}
+wait_for 20 "the copies of the groups n4 took back freed on the nodes that filled them" three_of_four
+strays=0
+for i in 1 2 3 4; do
+	s=$(status_of $i | sed -n 's/.*"stray_copies_freed":\([0-9]*\).*/\1/p')
+	strays=$((strays + ${s:-0}))
+done
+[ "$strays" -ge 1 ] || fail "no node counted a freed stray copy"
+grep -q "copies of groups this node no longer holds" "$WORK"/n[1234].log || fail "no stray free logged"
+"$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $L2 8 2 "$WORK/load4" ||
+	fail "writes after the strays were freed did not read back"
+echo "ok: n4 back; $strays stray copies freed (${WAITED} ms); every extent on 3 of 4 nodes, identical; writes go on"
 echo "PASS"
