@@ -922,6 +922,11 @@ int kura_blk_store_dead(const struct kura_blk_store *s)
 	return s->dead;
 }
 
+uint64_t kura_blk_io_errors(const struct kura_blk_store *s)
+{
+	return s->st.io_errors;
+}
+
 int kura_blk_space_low(const struct kura_blk_store *s)
 {
 	uint64_t reserve = KURA_MIN(KURA_MAX(s->pool.capacity / 64, 8u), 1024u);

@@ -188,6 +188,8 @@ int kura_blk_store_dead(const struct kura_blk_store *s);
  * group's copies is this low (replication/rep.h): the reserve absorbs the
  * writes already on their way. */
 int kura_blk_space_low(const struct kura_blk_store *s);
+/* Disk I/O errors so far (a checksum mismatch is not one). */
+uint64_t kura_blk_io_errors(const struct kura_blk_store *s);
 
 struct kura_blk_disk_info {
 	const char *path;       /* valid until the store closes */

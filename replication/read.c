@@ -1,11 +1,18 @@
 /* Reads at a group's primary (rep.h, "Reads"): this node's own copy, and
  * when that fails with a disk or checksum error (-EIO) the copy of another
- * member that holds every acknowledged write: one UP in this node's map and
+ * member that holds every acknowledged write (or when this node's store has
+ * stopped, KURA_E_DEAD: the node is leaving): one UP in this node's map and
  * not behind on the group (the primary acknowledges a write only once
  * every such member has it durable). The members are tried in the set's
  * order; the read fails with -EIO only when every one of them failed.
- * The bad copy stays as it is (no repair here): each read of it goes
- * elsewhere again, counted in read_errors. */
+ *
+ * Repair: when this copy failed its checksum (the disk answered, with
+ * wrong data) and the extent did not change while the good copy was read
+ * (its version is the same, no write to it in flight), the blocks this
+ * copy holds in the range are written again from the good copy, at the
+ * extent's version: a write ordered later is submitted after it and lands
+ * over it. A disk that fails reads is left alone (a write to it fails too,
+ * and the store would stop: that is the disk's own failure to report). */
 #include "replication/rep_int.h"
 
 #include "common/err.h"
@@ -28,7 +35,47 @@ struct pread {
 	kura_blk_cb cb;
 	void *arg;
 	unsigned next; /* the set's member tried next */
+	uint64_t io_errors; /* the store's, when the read started */
+	uint64_t version;   /* this copy's extent version when it failed */
+	int repairable;     /* it failed its checksum: it may be written again */
 };
+
+/* The good blocks of p (from another copy) written over this copy's
+ * present blocks in the range, when nothing changed the extent meanwhile. */
+static void repair_done(void *arg, int err)
+{
+	struct kura_rep *r = arg;
+
+	r->outstanding--;
+	if (!err)
+		r->reads_repaired++;
+}
+
+static void pread_repair(struct pread *p)
+{
+	struct kura_rep *r = p->r;
+	struct kura_blk_extent_info info;
+	struct vent *v = *rep_vent_slot(r, p->layer, p->ext);
+	unsigned b = p->blk, end = p->blk + p->nblk;
+
+	if (!p->repairable || r->destroying || (v && (v->inflight || v->locker)) ||
+	    kura_blk_extent_info(r->store, p->layer, p->ext, &info) || info.version != p->version)
+		return;
+	while (b < end) {
+		unsigned s;
+
+		while (b < end && !(info.present.w[b / 64] >> (b % 64) & 1))
+			b++;
+		s = b;
+		while (b < end && (info.present.w[b / 64] >> (b % 64) & 1))
+			b++;
+		if (b > s &&
+		    !kura_blk_write(r->store, p->layer, p->ext, s, b - s,
+				    (const uint8_t *)p->buf + (size_t)(s - p->blk) * KURA_BLK_SIZE,
+				    info.version, KURA_IO_REBUILD, repair_done, r))
+			r->outstanding++;
+	}
+}
 
 static void pread_finish(struct pread *p, int err)
 {
@@ -47,6 +94,7 @@ static void pread_remote_done(struct kura_link_req *lr)
 
 	if (!lr->status) {
 		p->r->reads_elsewhere++;
+		pread_repair(p);
 		pread_finish(p, 0);
 		return;
 	}
@@ -96,9 +144,16 @@ static void pread_own_done(void *arg, int err)
 	struct kura_rep *r = p->r;
 	uint64_t now;
 
-	if (err != -EIO) {
+	if (err != -EIO && err != KURA_E_DEAD) {
 		pread_finish(p, err);
 		return;
+	}
+	{
+		struct kura_blk_extent_info info;
+
+		p->repairable = err == -EIO && kura_blk_io_errors(r->store) == p->io_errors &&
+				!kura_blk_extent_info(r->store, p->layer, p->ext, &info);
+		p->version = p->repairable ? info.version : 0;
 	}
 	now = kura_now_ns();
 	if (!r->read_errors++ || now - r->read_error_logged_ns >= LOG_EVERY_NS) {
@@ -129,6 +184,7 @@ int rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned 
 	p->buf = buf;
 	p->cb = cb;
 	p->arg = arg;
+	p->io_errors = kura_blk_io_errors(r->store);
 	if ((err = kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, pread_own_done, p))) {
 		free(p);
 		return err;

@@ -29,7 +29,9 @@
  * copy fails to read (-EIO: a disk error, or a block whose checksum does
  * not match) reads another member's instead, one UP and not behind on the
  * group (it holds every acknowledged write), over a plain READ; the read
- * fails only when every such copy fails (read.c).
+ * fails only when every such copy fails. A copy that failed its checksum
+ * is written again from the good one when the extent did not change
+ * meanwhile (read.c).
  *
  * Resync (sync.c): a node that is RECOVERING (back after DOWN or OUT,
  * restarted, or taking an OUT node's place) is nobody's primary and gets no

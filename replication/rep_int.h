@@ -213,6 +213,7 @@ struct kura_rep {
 	uint64_t stale_refused; /* writes of a node that no longer serves the vdisks */
 	uint64_t read_errors;    /* reads of this node's copy that failed (read.c) */
 	uint64_t reads_elsewhere; /* ... and were served by another replica's */
+	uint64_t reads_repaired;  /* ... and rewrote this copy's blocks (read.c) */
 	uint64_t read_error_logged_ns;
 	uint64_t nospace_refused; /* writes refused: a copy of their group is low on space */
 	uint64_t nospace_logged_ns;

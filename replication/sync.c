@@ -1267,6 +1267,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_obj(w, "primary_reads");
 	kura_jw_u64(w, "own_copy_failed", r->read_errors);
 	kura_jw_u64(w, "served_by_another_replica", r->reads_elsewhere);
+	kura_jw_u64(w, "repairs", r->reads_repaired);
 	kura_jw_end(w);
 	kura_jw_u64(w, "writes_refused_low_space", r->nospace_refused);
 	kura_jw_u64(w, "stray_copies_freed", r->strays.freed);

@@ -3,6 +3,7 @@
 #include "replication/vdblk.h"
 #include "replication/rep_int.h"
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -238,7 +239,7 @@ static void read_local_done(void *arg, int err)
 	struct vop *o = arg;
 	struct kura_vdblk *v = o->v;
 
-	if (err == -EIO && !o->detached && !v->abandoned) {
+	if ((err == -EIO || err == KURA_E_DEAD) && !o->detached && !v->abandoned) {
 		v->local_read_errors++;
 		o->local = 0;
 		if (!(o->rbuf = kura_aligned_alloc_raw((size_t)o->nblk * KURA_BLK_SIZE)))

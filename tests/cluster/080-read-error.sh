@@ -27,9 +27,32 @@ vdn $S create vm1 24M >/dev/null || fail "create vm1"
 on $S timeout -k 5 120 qemu-img convert -n -f raw -O raw "$WORK/a.img" "$URL" ||
 	fail "qemu-img convert onto vm1"
 
+fig() { status_of "$1" | sed -n "s/.*\"$2\":{[^}]*\"$3\":\([0-9]*\).*/\1/p"; }
+
+R=$((S % 3 + 1))
+# bit rot: block 0 of every extent of LAYER changed on n$R's disk (a
+# node other than the serving one, whose disk fails next); reads
+# through n$R get the data as written (the primary's checksum fails, another
+# copy serves it) and n$R's copies it is the primary of are written again
+"$BUILD/kura-repcheck" corrupt "$WORK/n${R}disk/disk.img" 48 || fail "no block to corrupt found"
+"$BUILD/kura-repcheck" verify "$WORK/n$R/store.sock" $LAYER 48 "$WORK/load" ||
+	fail "blocks read through n$R after its copies rotted differ from what was acknowledged"
+f1=$(fig $R primary_reads own_copy_failed)
+rep=$(fig $R primary_reads repairs)
+[ "${f1:-0}" -ge 1 ] && [ "${rep:-0}" -ge 1 ] ||
+	fail "n$R's rotted copies: ${f1:-no} failed reads, ${rep:-no} repairs"
+"$BUILD/kura-repcheck" verify "$WORK/n$R/store.sock" $LAYER 48 "$WORK/load" ||
+	fail "a second read through n$R differs"
+f2=$(fig $R primary_reads own_copy_failed)
+[ "$f2" = "$f1" ] || fail "n$R's copies were not repaired: $f1 failed reads, then $f2"
+echo "ok: bit rot on n$R: $f1 reads failed their checksum and were served by another replica; $rep repairs; read again, none failed"
+
+# nothing left for n$S to write (its checkpoint, every 5 s, writes too):
+# from here on only reads reach its disk
+quiet() { "$BUILD/kura-repcheck" stats "$WORK/n$S/store.sock" | grep -q '"journal_used":0,'; }
+wait_for 20 "n$S's journal checkpointed" quiet
 disk_fails $S
 echo "ok: n$S's disk fails every I/O now"
-fig() { status_of "$1" | sed -n "s/.*\"$2\":{[^}]*\"$3\":\([0-9]*\).*/\1/p"; }
 on $S timeout -k 5 120 qemu-img compare -f raw -F raw "$WORK/a.img" "$URL" ||
 	fail "vm1 read through n$S after its disk failed differs from what was written"
 lf=$(fig $S vdisk_reads local_failed)

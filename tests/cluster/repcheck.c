@@ -23,6 +23,9 @@
  *       and reads both back. Prints "filled N extents; ...".
  *   kura-repcheck free SOCK LAYER FIRST N
  *       frees extents FIRST .. FIRST+N-1 of LAYER; each must succeed.
+ *   kura-repcheck corrupt IMG NEXT
+ *       flips a byte in every block of disk image IMG that holds block 0
+ *       of one of extents 0..NEXT-1 as load writes it (bit rot).
  *   kura-repcheck bench SOCK LAYER QD SECONDS
  *       4 KiB writes to random blocks of 64 extents at queue depth QD for
  *       SECONDS; prints "iops N mean_us N p99_us N".
@@ -451,6 +454,42 @@ static int fill(char **argv)
 	return 0;
 }
 
+/* corrupt: every 4 KiB block of IMG that holds block 0 of one of extents
+ * 0..NEXT-1 (as load writes it, any round) gets one byte flipped, as bit
+ * rot would; written through the page cache and synced (the store reads
+ * with O_DIRECT, which sees it). Prints how many blocks it changed. */
+static int corrupt(char **argv)
+{
+	uint64_t next = strtoull(argv[3], NULL, 0), n = 0;
+	uint8_t *b = kura_aligned_alloc_raw(KURA_BLK_SIZE);
+	int fd = open(argv[2], O_RDWR);
+
+	if (!b || fd < 0)
+		die("corrupt: cannot open %s%llu", argv[2], 0);
+	for (off_t off = 0; pread(fd, b, KURA_BLK_SIZE, off) == KURA_BLK_SIZE; off += KURA_BLK_SIZE) {
+		uint64_t round = *(const uint64_t *)(const void *)b;
+
+		if (!round)
+			continue;
+		for (uint64_t e = 0; e < next; e++) {
+			if (round_of(b, e, 0) != round)
+				continue;
+			b[100] ^= 0x5a;
+			if (pwrite(fd, b, KURA_BLK_SIZE, off) != KURA_BLK_SIZE)
+				die("corrupt: cannot write %s%llu", argv[2], 0);
+			n++;
+			break;
+		}
+	}
+	if (fsync(fd))
+		die("corrupt: cannot sync %s%llu", argv[2], 0);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	close(fd);
+	free(b);
+	printf("corrupted %llu blocks\n", (unsigned long long)n);
+	return n ? 0 : 1;
+}
+
 /* free: extents FIRST .. FIRST+N-1, each must succeed. */
 static int free_exts(char **argv)
 {
@@ -592,6 +631,8 @@ int main(int argc, char **argv)
 		return load(argc, argv);
 	if (argc == 6 && !strcmp(argv[1], "fill"))
 		return fill(argv);
+	if (argc == 4 && !strcmp(argv[1], "corrupt"))
+		return corrupt(argv);
 	if (argc == 6 && !strcmp(argv[1], "free"))
 		return free_exts(argv);
 	if (argc == 6 && !strcmp(argv[1], "verify"))
@@ -606,6 +647,7 @@ int main(int argc, char **argv)
 			"       kura-repcheck verify SOCK LAYER NEXT OUT\n"
 			"       kura-repcheck fill SOCK LAYER FIRST MAX\n"
 			"       kura-repcheck free SOCK LAYER FIRST N\n"
+			"       kura-repcheck corrupt IMG NEXT\n"
 			"       kura-repcheck bench SOCK LAYER QD SECONDS\n"
 			"       kura-repcheck touch SOCK LAYER FIRST N [SEED]\n"
 			"       kura-repcheck replicas CLUSTER_ID LAYER NEXT R ADDR...\n"
