@@ -61,6 +61,10 @@ typedef void (*kura_blk_cb)(void *arg, int err);
 struct kura_blk_bitmap {
 	uint64_t w[KURA_EXT_BLOCKS / 64];
 };
+static inline int kura_blk_bit(const struct kura_blk_bitmap *b, unsigned i)
+{
+	return (int)(b->w[i / 64] >> (i % 64) & 1);
+}
 
 struct kura_blk_extent_info {
 	uint64_t layer, ext;

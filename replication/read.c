@@ -64,10 +64,10 @@ static void pread_repair(struct pread *p)
 	while (b < end) {
 		unsigned s;
 
-		while (b < end && !(info.present.w[b / 64] >> (b % 64) & 1))
+		while (b < end && !kura_blk_bit(&info.present, b))
 			b++;
 		s = b;
-		while (b < end && (info.present.w[b / 64] >> (b % 64) & 1))
+		while (b < end && kura_blk_bit(&info.present, b))
 			b++;
 		if (b > s &&
 		    !kura_blk_write(r->store, p->layer, p->ext, s, b - s,

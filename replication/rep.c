@@ -428,6 +428,7 @@ static void target_done(struct kura_link_req *lr)
 		t->p->progress_ns = kura_now_ns(); /* it answers */
 		t->p->low_until_ns = (lr->flags & KURA_PROTO_RF_LOW_SPACE) || lr->status == -ENOSPC
 					     ? t->p->progress_ns + LOW_SPACE_HOLD_NS : 0;
+		w->r->low_until_ns = KURA_MAX(w->r->low_until_ns, t->p->low_until_ns);
 	}
 	if (!w->nblk && lr->status == -ENOENT)
 		lr->status = 0; /* a free the replica had already, or never held */
@@ -514,10 +515,11 @@ static int no_space_for(struct kura_rep *r, uint64_t layer, uint64_t ext)
 {
 	struct kura_blk_extent_info info;
 	const struct pgset *g;
-	uint64_t now = kura_now_ns();
+	uint64_t now = 0;
 	int low = kura_blk_space_low(r->store);
 
-	if (!low) {
+	/* the members' links only while some peer said it is low lately */
+	if (!low && r->low_until_ns && (now = kura_now_ns()) < r->low_until_ns) {
 		g = set_of(r, layer, ext);
 		for (unsigned i = 0; i < g->n && !low; i++) {
 			const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
@@ -530,6 +532,7 @@ static int no_space_for(struct kura_rep *r, uint64_t layer, uint64_t ext)
 	}
 	if (!low || !kura_blk_extent_info(r->store, layer, ext, &info))
 		return 0;
+	now = now ? now : kura_now_ns();
 	if (!r->nospace_refused++ || now - r->nospace_logged_ns >= 1000000000ull) {
 		r->nospace_logged_ns = now;
 		kura_log(WARN, "replication: refused a write to extent %llu/%llu: a copy of its "

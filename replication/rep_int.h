@@ -216,6 +216,7 @@ struct kura_rep {
 	uint64_t reads_repaired;  /* ... and rewrote this copy's blocks (read.c) */
 	uint64_t read_error_logged_ns;
 	uint64_t nospace_refused; /* writes refused: a copy of their group is low on space */
+	uint64_t low_until_ns;    /* the latest of the peers' low_until_ns */
 	uint64_t nospace_logged_ns;
 	uint64_t stale_logged_ns;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
@@ -261,6 +262,10 @@ int rep_strays_busy(const struct kura_rep *r);
 void rep_strays_shutdown(struct kura_rep *r);
 
 /* sync.c */
+/* Calls fn for every extent of this store, layer by layer, in order; stops
+ * at fn's first error and returns it (or the store's). */
+int rep_each_extent(struct kura_rep *r, int (*fn)(void *arg, uint64_t layer, uint64_t ext),
+		    void *arg);
 /* The stream of group pg to node, or NULL. */
 struct stream *sync_stream(struct kura_rep *r, uint32_t pg, const char *node);
 /* A write of (layer, ext) in group pg goes out: remembered in its stream. */

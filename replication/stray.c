@@ -107,17 +107,39 @@ static void stray_next(struct kura_rep *r)
 	stray_end(r);
 }
 
+struct stray_list {
+	struct kura_rep *r;
+	const uint8_t *pgs; /* 1: a group this node holds strays of */
+	size_t cap;
+};
+
+static int stray_add(void *arg, uint64_t layer, uint64_t ext)
+{
+	struct stray_list *l = arg;
+	struct strays *s = &l->r->strays;
+
+	if (!l->pgs[kura_map_pg(l->r->map, layer, ext)])
+		return 0;
+	if (s->n == l->cap) {
+		void *nk = realloc(s->keys, (l->cap = l->cap ? l->cap * 2 : 256) * sizeof(*s->keys));
+		if (!nk)
+			return -ENOMEM;
+		s->keys = nk;
+	}
+	s->keys[s->n].layer = layer;
+	s->keys[s->n++].ext = ext;
+	return 0;
+}
+
 /* A pass over this store: the extents of groups it holds strays of. */
 static void stray_pass(struct kura_op *op, int res)
 {
 	struct kura_rep *r = KURA_CONTAINER_OF(op, struct kura_rep, strays.timer.op);
 	struct strays *s = &r->strays;
-	uint64_t *layers = NULL, *exts;
-	size_t nl, ne, cap = 0;
-	struct stray_key *keys = NULL;
+	struct stray_list l = { .r = r };
 	uint8_t *pgs;
 	unsigned any = 0;
-	int err;
+	int err = 0;
 
 	s->armed = 0;
 	if (res == -ECANCELED || !r->map || !may_free(r))
@@ -130,33 +152,14 @@ static void stray_pass(struct kura_op *op, int res)
 		return;
 	for (uint32_t pg = 0; pg < r->map->pgs; pg++)
 		any += pgs[pg] = (uint8_t)stray_group(r, r->map, pg);
-	err = any ? kura_blk_layers(r->store, &layers, &nl) : -ENOENT;
-	for (size_t i = 0; !err && i < nl; i++) {
-		if ((err = kura_blk_list(r->store, layers[i], &exts, &ne)))
-			break;
-		for (size_t e = 0; e < ne && !err; e++) {
-			if (!pgs[kura_map_pg(r->map, layers[i], exts[e])])
-				continue;
-			if (s->n == cap) {
-				void *nk = realloc(keys, (cap = cap ? cap * 2 : 256) * sizeof(*keys));
-				if (!nk) {
-					err = -ENOMEM;
-					break;
-				}
-				keys = nk;
-			}
-			keys[s->n].layer = layers[i];
-			keys[s->n++].ext = exts[e];
-		}
-		free(exts);
-	}
-	free(layers);
+	l.pgs = pgs;
+	if (any)
+		err = rep_each_extent(r, stray_add, &l);
 	free(pgs);
-	s->keys = keys;
 	s->next = 0;
 	s->epoch = r->map->epoch;
-	if (err && err != -ENOENT)
-		s->n = 0;
+	if (err)
+		s->n = 0; /* stray_end frees what was listed; the next map tries again */
 	stray_next(r);
 }
 

@@ -291,11 +291,6 @@ static void req_done(struct kura_link_req *lr)
 	task_end(t);
 }
 
-static int bit(const struct kura_blk_bitmap *b, unsigned i)
-{
-	return (int)((b->w[i / 64] >> (i % 64)) & 1);
-}
-
 /* Sends the FREE (when the member may hold anything) and the runs of
  * present blocks, all on the member's link, in this order. */
 static void task_send(struct xtask *t)
@@ -307,7 +302,7 @@ static void task_send(struct xtask *t)
 	unsigned runs = 0, n = 0;
 
 	for (unsigned b = 0; t->buf && b < KURA_EXT_BLOCKS; b++)
-		runs += bit(&t->present, b) && (!b || !bit(&t->present, b - 1));
+		runs += kura_blk_bit(&t->present, b) && (!b || !kura_blk_bit(&t->present, b - 1));
 	if (!member_ok(r, j->pg, j->node, 1)) {
 		/* the map moved on while the extent was read: another source may
 		 * be copying it now; this copy must not land after that one */
@@ -337,11 +332,11 @@ static void task_send(struct xtask *t)
 		unsigned e = b;
 		struct kura_link_req *q;
 
-		if (!bit(&t->present, b)) {
+		if (!kura_blk_bit(&t->present, b)) {
 			b++;
 			continue;
 		}
-		while (e < KURA_EXT_BLOCKS && bit(&t->present, e))
+		while (e < KURA_EXT_BLOCKS && kura_blk_bit(&t->present, e))
 			e++;
 		q = &t->reqs[n++];
 		q->req.op = KURA_OP_WRITE;
@@ -566,44 +561,65 @@ static void job_flushed(void *arg, int err)
 	job_pump(j);
 }
 
-/* This store's extents of group pg in [from, to), ascending. */
-static int list_group(struct kura_rep *r, uint32_t pg, const struct kura_proto_sync *h,
-		      struct kura_proto_sync_ent **out, size_t *nout)
+int rep_each_extent(struct kura_rep *r, int (*fn)(void *arg, uint64_t layer, uint64_t ext),
+		    void *arg)
 {
 	uint64_t *layers = NULL, *exts;
-	size_t nl, ne, n = 0, cap = 0;
-	struct kura_proto_sync_ent *v = NULL;
+	size_t nl, ne;
 	int err = kura_blk_layers(r->store, &layers, &nl);
 
 	for (size_t i = 0; !err && i < nl; i++) {
 		if ((err = kura_blk_list(r->store, layers[i], &exts, &ne)))
 			break;
-		for (size_t e = 0; e < ne && !err; e++) {
-			if (kura_map_pg(r->map, layers[i], exts[e]) != pg ||
-			    key_cmp(layers[i], exts[e], h->from_layer, h->from_ext) < 0 ||
-			    key_cmp(layers[i], exts[e], h->to_layer, h->to_ext) >= 0)
-				continue;
-			if (n == cap) {
-				void *nv = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
-				if (!nv) {
-					err = -ENOMEM;
-					break;
-				}
-				v = nv;
-			}
-			v[n].layer = layers[i];
-			v[n].ext = exts[e];
-			v[n++].version = 0;
-		}
+		for (size_t e = 0; e < ne && !err; e++)
+			err = fn(arg, layers[i], exts[e]);
 		free(exts);
 	}
 	free(layers);
+	return err;
+}
+
+struct group_list {
+	struct kura_rep *r;
+	uint32_t pg;
+	const struct kura_proto_sync *h;
+	struct kura_proto_sync_ent *v;
+	size_t n, cap;
+};
+
+static int group_add(void *arg, uint64_t layer, uint64_t ext)
+{
+	struct group_list *g = arg;
+
+	if (kura_map_pg(g->r->map, layer, ext) != g->pg ||
+	    key_cmp(layer, ext, g->h->from_layer, g->h->from_ext) < 0 ||
+	    key_cmp(layer, ext, g->h->to_layer, g->h->to_ext) >= 0)
+		return 0;
+	if (g->n == g->cap) {
+		void *nv = realloc(g->v, (g->cap = g->cap ? g->cap * 2 : 64) * sizeof(*g->v));
+		if (!nv)
+			return -ENOMEM;
+		g->v = nv;
+	}
+	g->v[g->n].layer = layer;
+	g->v[g->n].ext = ext;
+	g->v[g->n++].version = 0;
+	return 0;
+}
+
+/* This store's extents of group pg in [from, to), ascending. */
+static int list_group(struct kura_rep *r, uint32_t pg, const struct kura_proto_sync *h,
+		      struct kura_proto_sync_ent **out, size_t *nout)
+{
+	struct group_list g = { .r = r, .pg = pg, .h = h };
+	int err = rep_each_extent(r, group_add, &g);
+
 	if (err) {
-		free(v);
+		free(g.v);
 		return err;
 	}
-	*out = v;
-	*nout = n;
+	*out = g.v;
+	*nout = g.n;
 	return 0;
 }
 
@@ -763,39 +779,42 @@ static int ment_cmp(const void *a, const void *b)
 	return key_cmp(x->layer, x->ext, y->layer, y->ext);
 }
 
+struct mine_list {
+	struct kura_rep *r;
+	size_t cap;
+};
+
+static int mine_add(void *arg, uint64_t layer, uint64_t ext)
+{
+	struct mine_list *l = arg;
+	struct syncer *sy = &l->r->sync;
+	struct ment *m;
+
+	if (sy->nmine == l->cap) {
+		void *nv = realloc(sy->mine, (l->cap = l->cap ? l->cap * 2 : 256) * sizeof(*m));
+		if (!nv)
+			return -ENOMEM;
+		sy->mine = nv;
+	}
+	m = &sy->mine[sy->nmine++];
+	m->pg = kura_map_pg(l->r->map, layer, ext);
+	m->layer = layer;
+	m->ext = ext;
+	return 0;
+}
+
 /* Every extent of this store, by group: once per recovery (extents the
  * stream creates later are the source's to send anyway). */
 static int build_mine(struct kura_rep *r)
 {
 	struct syncer *sy = &r->sync;
-	uint64_t *layers = NULL, *exts;
-	size_t nl, ne;
-	int err = kura_blk_layers(r->store, &layers, &nl);
+	struct mine_list l = { .r = r };
+	int err;
 
 	free(sy->mine);
 	sy->mine = NULL;
 	sy->nmine = 0;
-	for (size_t i = 0; !err && i < nl; i++) {
-		struct ment *nv;
-
-		if ((err = kura_blk_list(r->store, layers[i], &exts, &ne)))
-			break;
-		if (ne && !(nv = realloc(sy->mine, (sy->nmine + ne) * sizeof(*nv)))) {
-			free(exts);
-			err = -ENOMEM;
-			break;
-		}
-		if (ne)
-			sy->mine = nv;
-		for (size_t e = 0; e < ne; e++) {
-			struct ment *m = &sy->mine[sy->nmine++];
-			m->pg = kura_map_pg(r->map, layers[i], exts[e]);
-			m->layer = layers[i];
-			m->ext = exts[e];
-		}
-		free(exts);
-	}
-	free(layers);
+	err = rep_each_extent(r, mine_add, &l);
 	if (!err && sy->nmine)
 		qsort(sy->mine, sy->nmine, sizeof(*sy->mine), ment_cmp);
 	return err;

@@ -346,7 +346,7 @@ static int vb_trim(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned
 	unsigned lo = KURA_EXT_BLOCKS, hi = 0;
 
 	for (unsigned i = blk; p && i < blk + nblk && i < KURA_EXT_BLOCKS; i++)
-		if ((p->present.w[i / 64] >> (i % 64)) & 1) {
+		if (kura_blk_bit(&p->present, i)) {
 			lo = KURA_MIN(lo, i);
 			hi = i + 1;
 		}
