@@ -70,7 +70,23 @@ dd if=/dev/zero of="$WORK/seq.img" bs=1M count=512 oflag=direct 2>"$WORK/dd.w" |
 dd if="$WORK/seq.img" of=/dev/null bs=1M iflag=direct 2>"$WORK/dd.r" || fail "dd"
 mbs() { sed -n 's/.* \([0-9.]*\) \([MG]\)B\/s$/\1 \2/p' "$1" | awk '{ print ($2 == "G") ? $1 * 1000 : $1 }'; }
 w=$(mbs "$WORK/dd.w") r=$(mbs "$WORK/dd.r")
-echo "rebuild: $((bytes / 1048576)) MiB copied in $ms ms: $rb MiB/s; host disk sequential write $w MB/s, read $r MB/s"
+# The durable figure: a rebuilt copy counts only once it is on the disk, so
+# the nodes write with FUA; fio's 1 MiB writes with O_DSYNC at QD8 are the
+# same kind of write. (On a virtual disk, dd's figure above is mostly the
+# host's cache.)
+dw=
+if command -v fio >/dev/null; then
+	fio --name=seq --filename="$WORK/seq.img" --size=512M --ioengine=io_uring --direct=1 \
+		--rw=write --bs=1M --iodepth=8 --sync=dsync --output-format=json \
+		>"$WORK/fio.w" 2>&1 || fail "fio: $(tail -n 2 "$WORK/fio.w")"
+	dw=$(tr -d ' \n\t' <"$WORK/fio.w" | sed 's/.*"write":{[^}]*"bw_bytes":\([0-9]*\),.*/\1/')
+	dw=$((dw / 1000000))
+fi
+rm -f "$WORK/seq.img"
+echo "rebuild: $((bytes / 1048576)) MiB copied in $ms ms: $rb MiB/s; host disk sequential write $w MB/s (durable: ${dw:-?} MB/s), read $r MB/s"
 echo "rebuild: the nodes wrote $(((wafter - wbefore) / 1048576)) MiB meanwhile, $(((dafter - dbefore) / 1048576)) MiB of it in place directly (no journal copy)"
-awk -v rb="$rb" -v w="$w" 'BEGIN { printf "rebuild: %.2f of the sequential write bandwidth (each byte read once and written once, in place, with its checksums journaled; all on one disk)\n", rb * 1.048576 / w }'
+awk -v rb="$rb" -v w="$w" -v dw="${dw:-0}" 'BEGIN {
+	printf "rebuild: %.2f of the sequential write bandwidth", rb * 1.048576 / w
+	if (dw > 0) printf ", %.2f of the durable sequential write bandwidth", rb * 1.048576 / dw
+	printf " (each byte read once and written once, in place, with its checksums journaled; all on one disk)\n" }'
 exit 0

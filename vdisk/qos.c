@@ -324,6 +324,8 @@ void vd_op_stats(struct vd_ctl *c, const char *name)
 	kura_jw_u64(c->out, "background_rate", s.rate);
 	kura_jw_u64(c->out, "guest_baseline_us", s.baseline_ns / 1000);
 	kura_jw_u64(c->out, "guest_latency_us", s.guest_lat_ns / 1000);
+	kura_jw_u64(c->out, "guest_baseline_p99_us", s.baseline_p99_ns / 1000);
+	kura_jw_u64(c->out, "guest_p99_us", s.guest_p99_ns / 1000);
 	kura_jw_bool(c->out, "probing", s.probing);
 	kura_jw_u64(c->out, "throttled", s.throttled);
 	kura_jw_u64(c->out, "guest_inflight", s.guest_inflight);

@@ -134,6 +134,7 @@ const struct vd_cstats *vd_sched_stats(struct vd_sched *s, uint64_t vdisk, enum 
 /* The controller's state, for `vdisk stats` and tests. */
 struct vd_sched_state {
 	uint64_t window, baseline_ns, guest_lat_ns; /* last window's guest mean */
+	uint64_t baseline_p99_ns, guest_p99_ns;     /* ...and p99 */
 	uint64_t rate;       /* background bytes/s when paced, else 0 */
 	unsigned guest_inflight, guest_queued, bg_inflight, bg_queued;
 	uint64_t bg_inflight_bytes;

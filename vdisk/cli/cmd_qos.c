@@ -149,10 +149,12 @@ static int print_stats(const struct kura_json *ans)
 
 	if (rate)
 		snprintf(r, sizeof(r), ", paced to %s/s", kura_fmt_size(rate, b, sizeof(b)));
-	printf("scheduler %s: guest latency %llu us (idle baseline %llu us); background "
-	       "window %s%s\n",
+	printf("scheduler %s: guest latency mean %llu us, p99 %llu us (idle %llu us, %llu us); "
+	       "background window %s%s\n",
 	       cli_str(sch, "mode"), (unsigned long long)cli_u64(sch, "guest_latency_us"),
+	       (unsigned long long)cli_u64(sch, "guest_p99_us"),
 	       (unsigned long long)cli_u64(sch, "guest_baseline_us"),
+	       (unsigned long long)cli_u64(sch, "guest_baseline_p99_us"),
 	       kura_fmt_size(win, b, sizeof(b)), r);
 	for (size_t i = 0; i < kura_json_len(disks); i++) {
 		const struct kura_json *d = kura_json_at(disks, i);
