@@ -88,6 +88,7 @@ struct sgroup {
 	uint64_t from_layer, from_ext;   /* where the next request starts */
 	uint32_t stream;                 /* the source's stream id (0: none yet) */
 	uint8_t confirmed, confirming;   /* its stream checked in this map */
+	uint32_t cseq;                   /* the confirm request whose answer counts */
 };
 
 struct syncreq;

@@ -766,6 +766,7 @@ struct syncreq {
 	uint32_t pg;
 	uint64_t gen; /* the recovery or rebuild it belongs to */
 	int confirm;  /* an empty range: is the group's stream still the one? */
+	uint32_t cseq; /* confirm: which one (an older one's answer does not count) */
 	struct kura_proto_sync_result res;
 	uint8_t *data;
 };
@@ -828,6 +829,7 @@ static void sg_reset(struct sgroup *g)
 	g->source[0] = '\0';
 	g->from_layer = g->from_ext = 0;
 	g->stream = 0;
+	g->confirming = 0; /* an answer on its way no longer counts (cseq) */
 }
 
 static void report_if_done(struct kura_rep *r)
@@ -868,7 +870,8 @@ static void syncreq_done(struct kura_link_req *lr)
 	sy->running--;
 	if (q->confirm) {
 		/* whether the stream the group was copied under still runs */
-		if (!r->destroying && g && g->state == SG_DONE && g->confirming) {
+		if (!r->destroying && g && g->state == SG_DONE && g->confirming &&
+		    q->cseq == g->cseq) {
 			g->confirming = 0;
 			if (!st && q->res.stream == g->stream) {
 				g->confirmed = 1;
@@ -1003,6 +1006,7 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confi
 	q->pg = pg;
 	q->gen = sy->gen;
 	q->confirm = confirm;
+	q->cseq = confirm ? g->cseq + 1 : 0;
 	q->lr.req.op = KURA_OP_SYNC;
 	q->lr.req.cls = KURA_IO_REBUILD;
 	q->lr.req.data_len = (uint32_t)(sizeof(*h) + h->n * sizeof(*e));
@@ -1017,9 +1021,10 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confi
 		pump_later(r);
 		return;
 	}
-	if (confirm)
+	if (confirm) {
 		g->confirming = 1;
-	else
+		g->cseq = q->cseq;
+	} else
 		g->state = SG_RUNNING;
 	sy->running++;
 	r->outstanding++;
@@ -1209,8 +1214,13 @@ static void syncer_map(struct kura_rep *r)
 	 * checked again first */
 	sy->epoch = m->epoch;
 	sy->confirmed = 0;
-	for (uint32_t pg = 0; pg < sy->pgs; pg++)
+	for (uint32_t pg = 0; pg < sy->pgs; pg++) {
+		/* a confirm sent under the previous map does not count either:
+		 * each group is confirmed anew (and one whose answer came while
+		 * it was being copied again is never left waiting for it) */
 		sy->g[pg].confirmed = 0;
+		sy->g[pg].confirming = 0;
+	}
 	sync_pump(r);
 }
 
