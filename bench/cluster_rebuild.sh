@@ -18,16 +18,10 @@ TOUCH=32
 . "$ROOT/tests/cluster/lib.sh"
 LAYER=0x7e57000021
 hosts 4
-for i in 1 2 3; do etcd_start $i; done
-etcd_up
-for i in 1 2 3 4; do node_start $i --disk "$WORK/n$i/data.img,size=1G"; done
-vdn 1 cluster init --replicas 3 --pgs 64 --out-after 3s >/dev/null || fail "cluster init"
-clean() { status_of 1 | grep -q '"clean":64'; }
-wait_for 20 "four nodes up" clean
-sleep 1
+DISKSIZE1=1G DISKSIZE2=1G DISKSIZE3=1G DISKSIZE4=1G
 # the data: every block of EXTS extents, three copies
-"$BUILD/kura-repcheck" load "$WORK/n1/store.sock" $LAYER "$EXTS" $((EXTS / 24 + 4)) \
-	"$WORK/fill" >/dev/null || fail "filling the layer"
+rebuild_cluster "$EXTS" $LAYER
+clean() { clean1; }
 
 # resync: N extents change while n3 is away
 back_up_mark 3

@@ -48,45 +48,59 @@ perf() {
 	echo "$iops $(us_per_io $((t1 - t0)) $((iops * RT)))"
 }
 
-# fio_write JSON -> "iops clat_mean_us clat_p99_us total_ios" of the write
-# side (sections in fio's order: read, write, trim; the first match after
-# the start of the write section is the write one).
-fio_write() {
-	tr -d ' \n\t' <"$1" | awk '
+# fio_side SIDE JSON -> "iops clat_mean_us clat_p99_us total_ios" of the
+# read or write side (sections in fio's order: read, write, trim; the first
+# match after the start of the side's section is that side's).
+fio_side() {
+	tr -d ' \n\t' <"$2" | awk -v side="$1" '
 	function after(s, k,   i, r) {
 		i = index(s, k); if (!i) return 0
 		r = substr(s, i + length(k)); sub(/[,}].*/, "", r); return r + 0 }
 	{
-		s = substr($0, index($0, "\"write\":{"))
+		s = substr($0, index($0, "\"" side "\":{"))
 		c = substr(s, index(s, "\"clat_ns\":{"))
 		printf "%.0f %.1f %.1f %d\n", after(s, "\"iops\":"), after(c, "\"mean\":") / 1000,
 			after(c, "\"99.000000\":") / 1000, after(s, "\"total_ios\":") }'
 }
 
-# fiow URL QD -> "iops clat_mean_us clat_p99_us cpu_us_per_io"
-fiow() {
+# fio_nbd URL QD RW -> "iops clat_mean_us clat_p99_us cpu_us_per_io" of
+# fio's random 4 KiB RW (randread or randwrite) through qemu-nbd at URL
+fio_nbd() {
 	start_nbd "$1" || { echo "0 0 0 0"; return; }
 	t0=$(ticks "$TPID")
 	timeout -k 5 $((RT + 30)) fio --name=w --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
-		--rw=randwrite --bs=4k --iodepth="$2" --size=1G --time_based --runtime="$RT" \
+		--rw="$3" --bs=4k --iodepth="$2" --size=1G --time_based --runtime="$RT" \
 		--output-format=json --output="$WORK/fio.json" >/dev/null 2>"$WORK/fio.err"
 	rc=$?
 	t1=$(ticks "$TPID")
 	stop_nbd
 	[ $rc -eq 0 ] || { echo "fio exit $rc: $(tail -n 2 "$WORK/fio.err")" >&2; echo "0 0 0 0"; return; }
-	set -- $(fio_write "$WORK/fio.json")
+	set -- $(fio_side "${3#rand}" "$WORK/fio.json")
 	echo "$1 $2 $3 $(us_per_io $((t1 - t0)) "$4")"
 }
+fiow() { fio_nbd "$1" "$2" randwrite; }
 
-# measure NAME URL: the twelve figures of one target into NAME.res:
+# measure NAME URL: the thirteen figures of one target into NAME.res:
 # read QD32 IOPS, CPU us/IO; read QD1 IOPS, CPU us/IO; write QD32 IOPS,
-# mean and p99 latency us, CPU us/IO; the same for write QD1.
+# mean and p99 latency us, CPU us/IO; the same for write QD1; read QD32
+# IOPS through the fio chain (what that chain delivers at all).
 measure() {
-	echo "iscsi bench: $1: reads QD32, QD1 (iscsi-perf); writes QD32, QD1 (fio via qemu-nbd), ${RT} s each"
-	set -- "$1" "$2" $(perf "$2" 32) $(perf "$2" 1) $(fiow "$2" 32) $(fiow "$2" 1)
-	echo "$3 $4 $5 $6 $7 $8 $9 ${10} ${11} ${12} ${13} ${14}" >"$WORK/$1.res"
+	echo "iscsi bench: $1: reads QD32, QD1 (iscsi-perf); writes QD32, QD1 and reads QD32 (fio via qemu-nbd), ${RT} s each"
+	set -- "$1" "$2" $(perf "$2" 32) $(perf "$2" 1) $(fiow "$2" 32) $(fiow "$2" 1) \
+		$(fio_nbd "$2" 32 randread | cut -d' ' -f1)
+	echo "$3 $4 $5 $6 $7 $8 $9 ${10} ${11} ${12} ${13} ${14} ${15}" >"$WORK/$1.res"
 }
 
+# The fio chain without iSCSI: qemu-nbd over QEMU's null block driver
+# (every I/O done at once, nothing stored): what fio and qemu-nbd reach on
+# their own on this machine.
+chain_alone() {
+	TPID=$$
+	set -- $(fio_nbd 'json:{"driver":"raw","file":{"driver":"null-co","size":1073741824}}' 32 randwrite)
+	echo "$1"
+}
+
+null_iops=$(chain_alone)
 echo "iscsi bench: writing 1 GiB of random data for each target into $WORK"
 head -c 1G /dev/urandom >"$WORK/data.img" || die "cannot write $WORK/data.img"
 cp "$WORK/data.img" "$WORK/tgt.img" || die "cannot write $WORK/tgt.img"
@@ -133,6 +147,8 @@ table() {
 	row "write QD1 mean latency us" 10
 	row "write QD1 p99 latency us" 11
 	row "write QD1 target CPU us/IO" 12
+	row "read QD32 IOPS (fio via qemu-nbd)" 13
+	echo "the fio chain without iSCSI (qemu-nbd over null-co), 4 KiB random writes at QD32: $null_iops IOPS"
 	r32=$(ratio "$(col "$K" 1)" "$(col "$T" 1)") w32=$(ratio "$(col "$K" 5)" "$(col "$T" 5)")
 	echo "aim: kura >= 2x tgt IOPS at QD32: reads ${r32}x $(verdict "$(col "$K" 1) >= 2 * $(col "$T" 1)"), writes ${w32}x $(verdict "$(col "$K" 5) >= 2 * $(col "$T" 5)")"
 	echo "aim: kura QD1 latency below tgt's: reads $(verdict "$(col "$K" 3) > $(col "$T" 3)"), writes $(verdict "$(col "$K" 10) < $(col "$T" 10) && $(col "$K" 10) > 0")"

@@ -63,6 +63,7 @@ struct wreq {
 	uint8_t acked, applying;
 	uint8_t if_newer; /* a replica's copy: skipped unless newer than the extent */
 	uint8_t fresh;    /* direct write to a new extent: loc is not in the index yet */
+	uint64_t t0;      /* guest class: when it arrived (ns), else 0 */
 	void *buf;
 	kura_blk_cb cb;
 	void *arg;
@@ -78,6 +79,7 @@ struct rreq {
 	uint64_t layer, ext, gen;
 	uint16_t blk, nblk, first, last;
 	int tries;
+	uint64_t t0;      /* guest class: when it arrived (ns), else 0 */
 	uint8_t *buf;
 	kura_blk_cb cb;
 	void *arg;
@@ -99,6 +101,26 @@ struct mreq {
 	struct kura_op op;
 	int ndisks;
 };
+
+/* A guest-class request arrives (returns its t0) or is answered. */
+static uint64_t guest_start(struct kura_blk_store *s, enum kura_io_class cls)
+{
+	if (cls != KURA_IO_GUEST)
+		return 0;
+	s->st.guest_started++;
+	return kura_now_ns() | 1; /* never 0 */
+}
+
+static void guest_end(struct kura_blk_store *s, uint64_t t0)
+{
+	uint64_t now;
+
+	if (!t0)
+		return;
+	now = kura_now_ns();
+	s->st.guest_done++;
+	s->st.guest_lat_ns += now > t0 ? now - t0 : 0;
+}
 
 const char *kura_io_class_name(enum kura_io_class c)
 {
@@ -292,6 +314,7 @@ static void finish_deferred(struct kura_op *op, int res)
 {
 	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
 
+	guest_end(w->s, w->t0);
 	w->cb(w->arg, res);
 	wreq_free(w);
 }
@@ -415,6 +438,7 @@ static void write_durable(struct jreq *j, int err)
 		s->st.writes++;
 		s->st.write_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
 	}
+	guest_end(s, w->t0);
 	w->cb(w->arg, err);
 	if (err) {
 		x_remove(s, x, w, 1); /* never written: nothing to keep the batch for */
@@ -466,6 +490,7 @@ static void skip_done(void *arg, int err)
 {
 	struct wreq *w = arg;
 
+	guest_end(w->s, w->t0);
 	w->cb(w->arg, err);
 	wreq_free(w);
 }
@@ -594,6 +619,7 @@ static void direct_durable(struct jreq *j, int err)
 		s->st.direct_writes++;
 		s->st.direct_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
 	}
+	guest_end(s, w->t0);
 	w->cb(w->arg, err);
 	wreq_free(w);
 }
@@ -923,6 +949,7 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->pend.ext = ext;
 	w->pend.nkeys = 1;
 	w->pend.sid = ++s->sub_seq;
+	w->t0 = guest_start(s, cls);
 	write_submit(s, w);
 	return 0;
 }
@@ -958,6 +985,7 @@ static void read_finish(struct rreq *r, int err)
 		r->s->st.reads++;
 		r->s->st.read_bytes += (uint64_t)r->nblk * KURA_BLK_SIZE;
 	}
+	guest_end(r->s, r->t0);
 	r->cb(r->arg, err);
 	free(r);
 }
@@ -1074,6 +1102,7 @@ int kura_blk_read(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsign
 	r->cb = cb;
 	r->arg = arg;
 	r->tries = 0;
+	r->t0 = guest_start(s, cls);
 	r->op.fn = read_start;
 	kura_loop_defer(s->loop, &r->op, 0);
 	return 0;

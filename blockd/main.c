@@ -660,6 +660,7 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 	ro.store = n->s;
 	ro.member = n->member;
 	ro.name = a->node;
+	ro.sched_mode = a->sched_fifo ? VD_SCHED_FIFO : VD_SCHED_QOS;
 	if ((err = kura_rep_create(&ro, &n->rep))) {
 		snprintf(errbuf, errlen, "out of memory");
 		return err;

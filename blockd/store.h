@@ -178,6 +178,9 @@ struct kura_blk_stats {
 	uint64_t io_errors, crc_errors, enospc;
 	uint64_t journal_bytes, journal_used;
 	uint64_t checkpoints;
+	/* guest-class reads and writes: arrived, answered, and the time from
+	 * one to the other in all (ns): what a scheduler above watches */
+	uint64_t guest_started, guest_done, guest_lat_ns;
 	uint64_t index_bytes, crc_cache_bytes; /* RAM */
 	unsigned ndisks;
 	int dead;

@@ -926,6 +926,10 @@ int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out)
 	r->store = o->store;
 	r->member = o->member;
 	snprintf(r->name, sizeof(r->name), "%s", o->name);
+	if (pace_init(r, o->sched_mode)) {
+		free(r);
+		return -ENOMEM;
+	}
 	*out = r;
 	return 0;
 }
@@ -939,6 +943,7 @@ void kura_rep_shutdown(struct kura_rep *r)
 		kura_loop_cancel_sync(r->loop, &r->unreach_timer.op);
 		r->unreach_armed = 0;
 	}
+	pace_shutdown(r);
 	sync_shutdown(r);
 	peering_shutdown(r);
 	rep_strays_shutdown(r);
@@ -971,6 +976,7 @@ void kura_rep_destroy(struct kura_rep *r)
 	if (!r)
 		return;
 	kura_rep_shutdown(r);
+	pace_destroy(r);
 	free(r->sets);
 	for (unsigned b = 0; b < VER_BUCKETS; b++)
 		while (r->vers[b]) {

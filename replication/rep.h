@@ -90,6 +90,7 @@
 #include "blockd/store.h"
 #include "common/json.h"
 #include "replication/member.h"
+#include "vdisk/sched.h"
 
 struct kura_rep;
 
@@ -98,6 +99,7 @@ struct kura_rep_opts {
 	struct kura_blk_store *store; /* this node's own */
 	struct kura_member *member;
 	const char *name;             /* this node's name */
+	enum vd_sched_mode sched_mode; /* rebuild pacing: VD_SCHED_QOS, or FIFO (none) */
 };
 
 int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out);

@@ -6,6 +6,7 @@
 
 #include "replication/link.h"
 #include "replication/rep.h"
+#include "vdisk/sched.h"
 
 #define RETRY_NS 100000000ull  /* a write or read waiting for a primary tries again */
 #define VER_BUCKETS 4096u
@@ -110,6 +111,8 @@ struct syncer {
 	int mine_built;
 	struct kura_timer pump;
 	int pump_armed;
+	struct kura_op pump_soon; /* sync_pump_soon */
+	int pump_soon_pending;
 	uint32_t next_stream;    /* at sources: the next stream's id */
 	/* at sources: what this node copied to others */
 	uint64_t served_copied, served_bytes, served_freed;
@@ -192,6 +195,18 @@ struct pgset {
 	unsigned idx[KURA_MAP_MAX_REPLICAS];
 };
 
+/* pace.c: rebuild pacing (the member's SYNC requests wait for slots) */
+struct rslot;
+struct rpace {
+	struct vd_sched *sched;
+	struct kura_timer timer;
+	int armed, in_take;
+	unsigned asking;          /* slots asked for, not granted yet */
+	struct rslot *granted;    /* granted, not taken */
+	uint64_t seen_started, seen_done, seen_lat; /* the store's guest counts last seen */
+	uint64_t waits, bytes;    /* slots held back; bytes copied under slots */
+};
+
 struct kura_rep {
 	struct kura_loop *loop;
 	struct kura_blk_store *store;
@@ -220,6 +235,7 @@ struct kura_rep {
 	uint64_t low_until_ns;    /* the latest of the peers' low_until_ns */
 	uint64_t nospace_logged_ns;
 	uint64_t stale_logged_ns;
+	struct rpace pace;
 	unsigned outstanding; /* writes, remote requests and resync work not finished */
 	unsigned closing;     /* old links whose close is deferred */
 	int destroying;
@@ -306,5 +322,19 @@ struct heldq *peering_queue(struct kura_rep *r, uint32_t pg);
 void peering_shutdown(struct kura_rep *r);
 /* figures for status */
 void peering_status(struct kura_rep *r, struct kura_jw *w);
+
+/* pace.c */
+int pace_init(struct kura_rep *r, enum vd_sched_mode mode);
+/* A slot for one SYNC request that may copy data, or NULL: one was asked
+ * for, and sync_pump runs again (sync_pump_soon) once it is granted. */
+struct rslot *pace_take(struct kura_rep *r);
+/* The request that held s is answered, having copied `bytes`. */
+void pace_release(struct kura_rep *r, struct rslot *s, uint64_t bytes);
+void pace_return_unused(struct kura_rep *r);
+void pace_shutdown(struct kura_rep *r);
+void pace_destroy(struct kura_rep *r);
+void pace_status(struct kura_rep *r, struct kura_jw *w);
+/* sync.c: runs sync_pump on a later turn of the loop. */
+void sync_pump_soon(struct kura_rep *r);
 
 #endif

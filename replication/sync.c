@@ -767,6 +767,7 @@ struct syncreq {
 	uint64_t gen; /* the recovery or rebuild it belongs to */
 	int confirm;  /* an empty range: is the group's stream still the one? */
 	uint32_t cseq; /* confirm: which one (an older one's answer does not count) */
+	struct rslot *slot; /* its rebuild pacing slot (pace.c), NULL for a confirm */
 	struct kura_proto_sync_result res;
 	uint8_t *data;
 };
@@ -855,7 +856,8 @@ static void report_if_done(struct kura_rep *r)
 	kura_member_set_filled(r->member, sy->epoch);
 }
 
-static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confirm);
+static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confirm,
+		      struct rslot *slot);
 
 static void syncreq_done(struct kura_link_req *lr)
 {
@@ -868,6 +870,8 @@ static void syncreq_done(struct kura_link_req *lr)
 
 	r->outstanding--;
 	sy->running--;
+	pace_release(r, q->slot, st ? 0 : q->res.copied_bytes);
+	q->slot = NULL;
 	if (q->confirm) {
 		/* whether the stream the group was copied under still runs */
 		if (!r->destroying && g && g->state == SG_DONE && g->confirming &&
@@ -956,7 +960,8 @@ static void syncreq_done(struct kura_link_req *lr)
 }
 
 /* One SYNC request for group pg from its cursor. */
-static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confirm)
+static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confirm,
+		      struct rslot *slot)
 {
 	struct syncer *sy = &r->sync;
 	struct sgroup *g = &sy->g[pg];
@@ -979,9 +984,11 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confi
 		n++;
 	if (!q || !(q->data = calloc(1, sizeof(*h) + n * sizeof(*e)))) {
 		free(q);
+		pace_release(r, slot, 0);
 		pump_later(r);
 		return;
 	}
+	q->slot = slot;
 	h = (struct kura_proto_sync *)q->data;
 	e = (struct kura_proto_sync_ent *)(q->data + sizeof(*h));
 	h->pg = pg;
@@ -1018,6 +1025,7 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confi
 	if (kura_link_submit(p->link, &q->lr)) {
 		free(q->data);
 		free(q);
+		pace_release(r, slot, 0);
 		pump_later(r);
 		return;
 	}
@@ -1033,12 +1041,17 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confi
 void sync_pump(struct kura_rep *r)
 {
 	struct syncer *sy = &r->sync;
+	struct rslot *slot;
 	int waiting = 0;
 
-	if (r->destroying || !sy->active || !r->map)
+	if (r->destroying)
 		return;
-	if (rep_strays_busy(r))
-		return; /* its end pumps again: what this node lists must not change meanwhile */
+	if (!sy->active || !r->map || rep_strays_busy(r)) {
+		/* (a stray free's end pumps again: what this node lists must
+		 * not change meanwhile) */
+		pace_return_unused(r);
+		return;
+	}
 	if (!sy->mine_built) {
 		if (build_mine(r)) {
 			pump_later(r);
@@ -1078,7 +1091,9 @@ void sync_pump(struct kura_rep *r)
 			snprintf(g->source, sizeof(g->source), "%s", sn->name);
 			g->source_started = sn->started_ms;
 		}
-		sync_send(r, pg, p, 0);
+		if (!(slot = pace_take(r)))
+			break; /* asked for: the pump runs again when it comes */
+		sync_send(r, pg, p, 0, slot);
 	}
 	/* every group copied: before saying so, check each was copied under
 	 * a stream that still runs (one that began again, or a source that
@@ -1103,11 +1118,32 @@ void sync_pump(struct kura_rep *r)
 			waiting = 1;
 			continue;
 		}
-		sync_send(r, pg, p, 1);
+		sync_send(r, pg, p, 1, NULL);
 	}
+	pace_return_unused(r);
 	if (waiting)
 		pump_later(r);
 	report_if_done(r);
+}
+
+static void pump_now(struct kura_op *op, int res)
+{
+	struct kura_rep *r = KURA_CONTAINER_OF(op, struct kura_rep, sync.pump_soon);
+
+	(void)res;
+	r->sync.pump_soon_pending = 0;
+	r->outstanding--; /* so a shutdown waits for this turn */
+	sync_pump(r);
+}
+
+void sync_pump_soon(struct kura_rep *r)
+{
+	if (r->sync.pump_soon_pending || r->destroying)
+		return;
+	r->sync.pump_soon_pending = 1;
+	r->outstanding++;
+	r->sync.pump_soon.fn = pump_now;
+	kura_loop_defer(r->loop, &r->sync.pump_soon, 0);
 }
 
 static void pump_fired(struct kura_op *op, int res)
@@ -1300,6 +1336,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_end(w);
 	kura_jw_u64(w, "writes_refused_low_space", r->nospace_refused);
 	kura_jw_u64(w, "stray_copies_freed", r->strays.freed);
+	pace_status(r, w);
 }
 
 /* ---- checks and lists for other nodes ---- */

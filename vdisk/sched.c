@@ -281,6 +281,21 @@ static struct bgq *bg_pick(struct vd_sched *s)
 	return best;
 }
 
+/* Takes q's head off its queue, counted in flight (admit() sends it). */
+static struct vd_sreq *bg_pop(struct vd_sched *s, struct bgq *q)
+{
+	struct vd_sreq *r = q->head;
+
+	q->head = r->next;
+	if (!q->head)
+		q->tail = NULL;
+	q->n--;
+	s->bg_queued--;
+	r->c->queued--;
+	r->c->inflight++;
+	return r;
+}
+
 static void refill(struct vd_sched *s, uint64_t now)
 {
 	if (!s->rate) {
@@ -320,14 +335,7 @@ static void pump(struct vd_sched *s, uint64_t now)
 		s->pacing = false;
 	refill(s, now);
 	while ((q = bg_pick(s)) != NULL && bg_may(s, q->head)) {
-		r = q->head;
-		q->head = r->next;
-		if (!q->head)
-			q->tail = NULL;
-		q->n--;
-		s->bg_queued--;
-		r->c->queued--;
-		r->c->inflight++;
+		r = bg_pop(s, q);
 		s->vt_now = q->vt;
 		q->vt += r->bytes * 1000 / q->weight + 1;
 		if (s->rate)
@@ -385,6 +393,47 @@ void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 		s->bg_queued++;
 	}
 	pump(s, now);
+}
+
+void vd_sched_observe(struct vd_sched *s, uint64_t started, uint64_t done, uint64_t lat_sum_ns,
+		      uint64_t now)
+{
+	if (s->mode != VD_SCHED_QOS)
+		return;
+	if (started) {
+		if (!s->last_guest || now - s->last_guest > QUIET_NS) {
+			s->window = s->wmin;
+			s->rate = 0;
+		}
+		s->last_guest = now;
+		s->win_sub += started;
+	}
+	s->win_n += done;
+	s->win_sum += lat_sum_ns;
+}
+
+void vd_sched_charge(struct vd_sched *s, uint64_t bytes)
+{
+	s->win_bg_bytes += bytes;
+	if (s->rate)
+		s->tokens -= (int64_t)bytes;
+}
+
+void vd_sched_drain(struct vd_sched *s)
+{
+	struct bgq *q;
+
+	s->mode = VD_SCHED_FIFO; /* nothing is held back from here on */
+	while ((q = bg_pick(s)) != NULL)
+		admit(s, bg_pop(s, q));
+	while (s->guest_queued) {
+		struct vd_sreq *r = guest_pick(s, UINT64_MAX);
+
+		if (!r)
+			break;
+		r->c->inflight++;
+		admit(s, r);
+	}
 }
 
 static struct vd_cstats *cstats(struct vd_client *c, enum kura_io_class cls)

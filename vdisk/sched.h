@@ -117,6 +117,21 @@ bool vd_sched_pacing(const struct vd_sched *s);
 #define VD_SCHED_PACE_NS 250000ull
 #define VD_SCHED_CONTROL_NS 100000000ull
 
+/* Guest I/O that does not pass this scheduler but shares its disks (in a
+ * cluster: replica copies and reads this node serves), as counted by the
+ * store since the last call: `started` requests arrived, `done` completed,
+ * taking `lat_sum_ns` in all. The controller treats them as its own guest
+ * I/O (a mean per window, no histogram). */
+void vd_sched_observe(struct vd_sched *s, uint64_t started, uint64_t done, uint64_t lat_sum_ns,
+		      uint64_t now);
+/* Background bytes moved beyond what the requests declared (a request
+ * whose size is known only once done): they count against the pacing
+ * rate and in the controller's figures. */
+void vd_sched_charge(struct vd_sched *s, uint64_t bytes);
+/* Admits every queued request now, whatever the window (the owner is
+ * stopping and its requests must end). */
+void vd_sched_drain(struct vd_sched *s);
+
 /* Whether guest I/O ran within the last 200 ms (and not FIFO): background
  * work then moves in small pieces. */
 bool vd_sched_guests_active(const struct vd_sched *s, uint64_t now);

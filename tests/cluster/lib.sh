@@ -126,6 +126,23 @@ cluster_up() {
 	CLUSTER_NODES=$1
 	wait_for 20 "$1 nodes up, 64 groups clean" all_clean
 }
+# rebuild_cluster EXTS LAYER [BLOCKD ARGS...]: the rebuild benches' start:
+# etcd on hosts 1-3, four nodes, RF 3, 64 groups, --out-after 3s, and
+# EXTS extents of LAYER written through n1 (three copies); clean1 then
+# says whether n1 sees all 64 groups clean
+clean1() { status_of 1 | grep -q '"clean":64'; }
+rebuild_cluster() {
+	exts=$1 layer=$2
+	shift 2
+	for i in 1 2 3; do etcd_start $i; done
+	etcd_up
+	for i in 1 2 3 4; do node_start $i "$@"; done
+	vdn 1 cluster init --replicas 3 --pgs 64 --out-after 3s >/dev/null || fail "cluster init"
+	wait_for 20 "four nodes up" clean1
+	sleep 1
+	"$BUILD/kura-repcheck" load "$WORK/n1/store.sock" "$layer" "$exts" $((exts / 24 + 4)) \
+		"$WORK/fill" >/dev/null || fail "filling the layer"
+}
 all_clean() {
 	for i in $(seq 1 "$CLUSTER_NODES"); do status_of "$i" | grep -q '"clean":64' || return 1; done
 }

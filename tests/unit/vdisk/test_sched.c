@@ -372,3 +372,116 @@ TEST(test_sched_stats_per_vdisk_and_class)
 	vd_sched_forget(m.s, 9); /* requests in flight: kept until they finish */
 	sim_end(&m);
 }
+
+/* Guest I/O the scheduler only hears about (vd_sched_observe, as the
+ * cluster's rebuild pacing feeds it from the store's counts): background
+ * requests that each hold the disk for a while, guest latency that grows
+ * with the background in flight. */
+struct obg {
+	struct vd_sreq sr;
+	uint64_t done_at;
+	int inflight;
+};
+
+static uint64_t obg_now;
+static unsigned obg_dispatched;
+
+static void obg_dispatch(struct vd_sreq *r)
+{
+	struct obg *b = (struct obg *)r;
+
+	b->inflight = 1;
+	b->done_at = obg_now + 2 * MS;
+	obg_dispatched++;
+}
+
+/* Runs for `ns` in 1 ms steps: due requests complete and go again (when
+ * `again`), then guests are observed (10 I/Os a step, 200 us each plus
+ * 150 us per background request in flight), unless `quiet`. */
+static void obg_run(struct vd_sched *s, struct obg *b, unsigned n, uint64_t ns, int quiet,
+		    int again, uint64_t *inflight_sum, uint64_t *steps)
+{
+	uint64_t end = obg_now + ns;
+	struct vd_sched_state st;
+
+	while (obg_now < end) {
+		obg_now += MS;
+		for (unsigned i = 0; i < n; i++) {
+			if (!b[i].inflight || b[i].done_at > obg_now)
+				continue;
+			b[i].inflight = 0;
+			vd_sched_done(s, &b[i].sr, obg_now);
+			if (again)
+				vd_sched_submit(s, &b[i].sr, obg_now);
+		}
+		vd_sched_state(s, &st);
+		if (!quiet)
+			vd_sched_observe(s, 10, 10, 10 * (200 * US + 150 * US * st.bg_inflight),
+					 obg_now);
+		vd_sched_tick(s, obg_now);
+		if (inflight_sum) {
+			*inflight_sum += st.bg_inflight;
+			(*steps)++;
+		}
+	}
+}
+
+TEST(test_sched_observed_guests_pace_background)
+{
+	struct vd_sched_opts o = { .mode = VD_SCHED_QOS };
+	struct vd_sched *s = vd_sched_new(&o);
+	struct obg b[24];
+	struct vd_sched_state st;
+	uint64_t sum = 0, steps = 0;
+	unsigned before;
+
+	CHECK(s);
+	memset(b, 0, sizeof(b));
+	obg_now = 1 * SEC;
+	obg_dispatched = 0;
+	for (unsigned i = 0; i < 24; i++) {
+		b[i].sr.vdisk = 1;
+		b[i].sr.cls = KURA_IO_REBUILD;
+		b[i].sr.bytes = 64 * 1024;
+		b[i].sr.dispatch = obg_dispatch;
+	}
+	vd_sched_tick(s, obg_now);
+	obg_run(s, b, 0, 2 * SEC, 0, 0, NULL, NULL); /* the guests alone: the baseline */
+	vd_sched_state(s, &st);
+	CHECK(st.baseline_ns >= 200 * US && st.baseline_ns < 260 * US);
+	for (unsigned i = 0; i < 16; i++)
+		vd_sched_submit(s, &b[i].sr, obg_now);
+	obg_run(s, b, 16, 2 * SEC, 0, 1, NULL, NULL); /* the controller settles */
+	before = obg_dispatched;
+	obg_run(s, b, 16, 2 * SEC, 0, 1, &sum, &steps);
+	/* held to about one request in flight (guest latency allowed: 1.5x +
+	 * 100 us), and still moving */
+	CHECK(sum * 10 / steps <= 20);
+	CHECK(obg_dispatched - before > 100);
+	vd_sched_state(s, &st);
+	CHECK(st.throttled > 0);
+	/* paced by then; charged bytes count against the rate */
+	CHECK(st.rate > 0);
+	vd_sched_charge(s, 64ull << 20);
+	before = obg_dispatched;
+	obg_run(s, b, 16, 100 * MS, 0, 1, NULL, NULL);
+	CHECK(obg_dispatched - before <= 2);
+	/* guests quiet: everything goes */
+	sum = steps = 0;
+	obg_run(s, b, 16, 1 * SEC, 1, 1, &sum, &steps);
+	vd_sched_state(s, &st);
+	CHECK_EQ(st.window, 64ull << 20);
+	CHECK(st.bg_inflight == 16);
+	/* a stopping owner gets every queued request at once */
+	for (unsigned i = 16; i < 24; i++)
+		vd_sched_submit(s, &b[i].sr, obg_now); /* 64 MiB window: all admitted */
+	obg_run(s, b, 24, 3 * SEC, 0, 1, NULL, NULL); /* guests back: the window shrinks */
+	vd_sched_state(s, &st);
+	CHECK(st.bg_queued > 0);
+	before = obg_dispatched;
+	vd_sched_drain(s);
+	vd_sched_state(s, &st);
+	CHECK_EQ(st.bg_queued, 0);
+	CHECK(obg_dispatched > before);
+	vd_sched_free(s);
+}

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Guest writes while a node's groups are rebuilt, with rebuild pacing
+# (--scheduler qos, the default) and without it (fifo), same machine, same
+# run: four network-namespace hosts (etcd on three), RF 3, REBUILD_EXTENTS
+# extents of data (default 768); a guest load of 4 KiB writes at QD8
+# through n1's store socket runs in 1 s windows alone, then n4 is killed,
+# goes out after 3 s and the other three rebuild its groups while the
+# windows go on. Prints, per mode, the guest's mean and p99 latency alone
+# and during the rebuild (the mean of the windows' means, the worst
+# window's p99), and the rebuild's time and speed.
+#   bench/rebuild_qos.sh BUILD_DIR      (root)
+set -u
+BUILD=$(cd "${1:-build}" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export BUILD ROOT
+EXTS=${REBUILD_EXTENTS:-768}
+. "$ROOT/tests/cluster/lib.sh"
+LAYER=0x7e57000021
+GUEST=0x7e57000031
+hosts 4
+DISKSIZE1=1G DISKSIZE2=1G DISKSIZE3=1G DISKSIZE4=1G
+
+# window: one 1 s guest window: "mean_us p99_us"
+window() {
+	set -- $("$BUILD/kura-repcheck" bench "$WORK/n1/store.sock" $GUEST 8 1)
+	echo "$4 $6"
+}
+# summary FILE: "n mean_of_means worst_p99"
+summary() {
+	awk '{ n++; m += $1; if ($2 > p) p = $2 } END { printf "%d %.0f %d\n", n, n ? m / n : 0, p }' "$1"
+}
+
+run() {
+	mode=$1
+	for i in 1 2 3 4; do rm -rf "$WORK/etcd$i" "$WORK/n$i"; done
+	rebuild_cluster "$EXTS" $LAYER --scheduler "$mode"
+	window >/dev/null # the guest's extents exist from here on
+	: >"$WORK/$mode.alone"
+	for k in 1 2 3 4 5; do window >>"$WORK/$mode.alone"; done
+	node_kill 4
+	out4() { [ "$(state_in 1 n4)" = out ]; }
+	wait_for 20 "n4 out" out4
+	: >"$WORK/$mode.busy"
+	t0=$(date +%s%N)
+	k=0
+	while ! clean1 && [ $k -lt 120 ]; do window >>"$WORK/$mode.busy"; k=$((k + 1)); done
+	clean1 || fail "$mode: n4's groups not rebuilt within 120 windows"
+	ms=0 bytes=0
+	for i in 1 2 3; do
+		m=$(resync_fig $i ms)
+		[ "${m:-0}" -gt $ms ] && ms=$m
+		bytes=$((bytes + $(resync_fig $i bytes_copied)))
+	done
+	set -- $(summary "$WORK/$mode.alone")
+	alone="$2 $3"
+	set -- $(summary "$WORK/$mode.busy")
+	echo "$mode $alone $2 $3 $ms $((bytes / 1048576))" >>"$WORK/results"
+	for i in 1 2 3; do node_stop $i; done
+	for i in 1 2 3; do etcd_kill $i; done
+}
+
+: >"$WORK/results"
+for mode in fifo qos; do run $mode; done
+echo "guest 4 KiB writes at QD8 through n1 while n4's groups are rebuilt ($EXTS extents of data, RF 3)"
+printf "%-5s %14s %13s %14s %13s %11s %12s\n" mode alone_mean_us alone_p99_us rebuild_mean_us \
+	rebuild_p99_us rebuild_ms rebuild_MiB/s
+awk '{ printf "%-5s %14s %13s %14s %13s %11s %12.0f\n", $1, $2, $3, $4, $5, $6,
+	($6 > 0) ? $7 * 1000 / $6 : 0 }' "$WORK/results"
+exit 0

@@ -1,0 +1,192 @@
+/* Rebuild pacing (rep.h, "Resync"): a node catching up sends its SYNC
+ * requests (each may copy up to SYNC_BUDGET extents to it) only with a slot
+ * from its rebuild scheduler, a vdisk/sched.h scheduler of its own whose
+ * one client is rebuild-class work. Its controller watches the guest I/O of
+ * this node's store (the store counts guest-class requests and their time;
+ * every 100 ms the counts go to vd_sched_observe) and, when guest latency
+ * rises above its idle baseline, holds slots back: first by window, then by
+ * rate, in bytes copied (a slot costs PACE_SLOT_COST to take; the bytes a
+ * request copied are charged when it is answered). With guests quiet,
+ * every slot is granted at once and the resync runs at full speed.
+ *
+ * Slots are asked for one at a time; the scheduler grants them in its own
+ * time (pace_granted), and sync_pump runs again then. A granted slot waits
+ * on r->pace.granted until a request takes it, or goes back at once when
+ * none wants it. Confirm requests (no data) take no slot. Loop thread only. */
+#include "replication/rep_int.h"
+
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PACE_SLOT_COST (64u * 1024) /* bytes a slot costs before its copies are known */
+#define PACE_VDISK 1u               /* the scheduler's one client */
+
+struct rslot {
+	struct vd_sreq sr;      /* first: the scheduler hands this back */
+	struct kura_rep *r;
+	struct rslot *next;
+};
+
+static void pace_tick(struct kura_op *op, int res);
+
+static void arm(struct kura_rep *r, uint64_t ns)
+{
+	if (r->pace.armed || r->destroying)
+		return;
+	r->pace.armed = 1;
+	r->pace.timer.op.fn = pace_tick;
+	kura_loop_timer(r->loop, &r->pace.timer, ns);
+}
+
+/* The store's guest counts since the last look go to the controller. */
+static void observe(struct kura_rep *r, uint64_t now)
+{
+	struct kura_blk_stats st;
+	struct rpace *p = &r->pace;
+
+	kura_blk_stats(r->store, &st);
+	vd_sched_observe(p->sched, st.guest_started - p->seen_started,
+			 st.guest_done - p->seen_done, st.guest_lat_ns - p->seen_lat, now);
+	p->seen_started = st.guest_started;
+	p->seen_done = st.guest_done;
+	p->seen_lat = st.guest_lat_ns;
+}
+
+static void pace_tick(struct kura_op *op, int res)
+{
+	struct kura_rep *r = KURA_CONTAINER_OF(op, struct kura_rep, pace.timer.op);
+	uint64_t now = kura_now_ns(), next;
+
+	r->pace.armed = 0;
+	if (res == -ECANCELED || r->destroying)
+		return;
+	observe(r, now);
+	next = vd_sched_tick(r->pace.sched, now);
+	arm(r, next);
+}
+
+/* The scheduler admits a slot (inside vd_sched_submit, _done or _tick). */
+static void granted(struct vd_sreq *sr)
+{
+	struct rslot *s = (struct rslot *)sr;
+	struct kura_rep *r = s->r;
+
+	r->pace.asking--;
+	s->next = r->pace.granted;
+	r->pace.granted = s;
+	if (!r->pace.in_take)
+		sync_pump_soon(r);
+}
+
+int pace_init(struct kura_rep *r, enum vd_sched_mode mode)
+{
+	struct vd_sched_opts o = { .mode = mode };
+
+	if (!(r->pace.sched = vd_sched_new(&o)))
+		return -ENOMEM;
+	observe(r, kura_now_ns());
+	arm(r, VD_SCHED_CONTROL_NS);
+	return 0;
+}
+
+struct rslot *pace_take(struct kura_rep *r)
+{
+	struct rpace *p = &r->pace;
+	struct rslot *s;
+
+	if (!p->sched)
+		return NULL;
+	if (!p->granted && !p->asking) {
+		if (!(s = calloc(1, sizeof(*s))))
+			return NULL;
+		s->r = r;
+		s->sr.vdisk = PACE_VDISK;
+		s->sr.cls = KURA_IO_REBUILD;
+		s->sr.bytes = PACE_SLOT_COST;
+		s->sr.dispatch = granted;
+		p->asking++;
+		p->in_take = 1;
+		vd_sched_submit(p->sched, &s->sr, kura_now_ns());
+		p->in_take = 0;
+		if (!p->granted)
+			p->waits++; /* held back: sync_pump runs again when it comes */
+		if (vd_sched_pacing(p->sched) && p->armed) {
+			/* it waits for tokens: look again within the pace interval */
+			kura_loop_cancel_sync(r->loop, &p->timer.op);
+			p->armed = 0;
+			arm(r, VD_SCHED_PACE_NS);
+		}
+	}
+	if (!(s = p->granted))
+		return NULL;
+	p->granted = s->next;
+	return s;
+}
+
+void pace_release(struct kura_rep *r, struct rslot *s, uint64_t bytes)
+{
+	struct rpace *p = &r->pace;
+
+	if (!s)
+		return;
+	if (bytes)
+		vd_sched_charge(p->sched, bytes);
+	p->bytes += bytes;
+	vd_sched_done(p->sched, &s->sr, kura_now_ns());
+	free(s);
+}
+
+/* Slots granted that no request took go back. */
+void pace_return_unused(struct kura_rep *r)
+{
+	while (r->pace.granted) {
+		struct rslot *s = r->pace.granted;
+
+		r->pace.granted = s->next;
+		pace_release(r, s, 0);
+	}
+}
+
+void pace_shutdown(struct kura_rep *r)
+{
+	struct rpace *p = &r->pace;
+
+	if (!p->sched)
+		return;
+	if (p->armed) {
+		kura_loop_cancel_sync(r->loop, &p->timer.op);
+		p->armed = 0;
+	}
+	p->in_take = 1; /* no pump from here on */
+	vd_sched_drain(p->sched); /* slots still asked for: granted now */
+	pace_return_unused(r);
+}
+
+void pace_destroy(struct kura_rep *r)
+{
+	vd_sched_free(r->pace.sched);
+	r->pace.sched = NULL;
+}
+
+void pace_status(struct kura_rep *r, struct kura_jw *w)
+{
+	struct vd_sched_state s;
+
+	if (!r->pace.sched)
+		return;
+	vd_sched_state(r->pace.sched, &s);
+	kura_jw_obj(w, "rebuild_pacing");
+	kura_jw_str(w, "mode", vd_sched_mode(r->pace.sched) == VD_SCHED_FIFO ? "fifo" : "qos");
+	kura_jw_u64(w, "guest_latency_us", s.guest_lat_ns / 1000);
+	kura_jw_u64(w, "guest_baseline_us", s.baseline_ns / 1000);
+	kura_jw_u64(w, "window", s.window);
+	kura_jw_u64(w, "rate", s.rate);
+	kura_jw_u64(w, "throttled", s.throttled);
+	kura_jw_u64(w, "requests_held", r->pace.waits);
+	kura_jw_u64(w, "bytes_copied", r->pace.bytes);
+	kura_jw_end(w);
+}
