@@ -947,6 +947,14 @@ void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out)
 	out->dead = s->dead;
 }
 
+void kura_blk_guest_counts(const struct kura_blk_store *s, uint64_t *started, uint64_t *done,
+			   uint64_t *lat_ns)
+{
+	*started = s->st.guest_started;
+	*done = s->st.guest_done;
+	*lat_ns = s->st.guest_lat_ns;
+}
+
 int kura_blk_disk_info(struct kura_blk_store *s, unsigned i, struct kura_blk_disk_info *out)
 {
 	const struct kura_disk *d;

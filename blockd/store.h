@@ -186,6 +186,10 @@ struct kura_blk_stats {
 	int dead;
 };
 void kura_blk_stats(struct kura_blk_store *s, struct kura_blk_stats *out);
+/* Just the guest-class counts of kura_blk_stats (cheap: for a scheduler's
+ * every tick). */
+void kura_blk_guest_counts(const struct kura_blk_store *s, uint64_t *started, uint64_t *done,
+			   uint64_t *lat_ns);
 /* 1 once the store has stopped (a disk failed: writes fail until blockd
  * restarts), else 0. */
 int kura_blk_store_dead(const struct kura_blk_store *s);

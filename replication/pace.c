@@ -45,15 +45,15 @@ static void arm(struct kura_rep *r, uint64_t ns)
 /* The store's guest counts since the last look go to the controller. */
 static void observe(struct kura_rep *r, uint64_t now)
 {
-	struct kura_blk_stats st;
 	struct rpace *p = &r->pace;
+	uint64_t started, done, lat;
 
-	kura_blk_stats(r->store, &st);
-	vd_sched_observe(p->sched, st.guest_started - p->seen_started,
-			 st.guest_done - p->seen_done, st.guest_lat_ns - p->seen_lat, now);
-	p->seen_started = st.guest_started;
-	p->seen_done = st.guest_done;
-	p->seen_lat = st.guest_lat_ns;
+	kura_blk_guest_counts(r->store, &started, &done, &lat);
+	vd_sched_observe(p->sched, started - p->seen_started, done - p->seen_done,
+			 lat - p->seen_lat, now);
+	p->seen_started = started;
+	p->seen_done = done;
+	p->seen_lat = lat;
 }
 
 static void pace_tick(struct kura_op *op, int res)
