@@ -112,14 +112,11 @@ struct rslot *pace_take(struct kura_rep *r)
 		p->in_take = 1;
 		vd_sched_submit(p->sched, &s->sr, kura_now_ns());
 		p->in_take = 0;
+		/* Held back: sync_pump runs again when it comes (a request
+		 * answered, or the tick, which comes every 250 us once the
+		 * scheduler paces). */
 		if (!p->granted)
-			p->waits++; /* held back: sync_pump runs again when it comes */
-		if (vd_sched_pacing(p->sched) && p->armed) {
-			/* it waits for tokens: look again within the pace interval */
-			kura_loop_cancel_sync(r->loop, &p->timer.op);
-			p->armed = 0;
-			arm(r, VD_SCHED_PACE_NS);
-		}
+			p->waits++;
 	}
 	if (!(s = p->granted))
 		return NULL;

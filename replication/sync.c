@@ -1091,8 +1091,12 @@ void sync_pump(struct kura_rep *r)
 			snprintf(g->source, sizeof(g->source), "%s", sn->name);
 			g->source_started = sn->started_ms;
 		}
-		if (!(slot = pace_take(r)))
-			break; /* asked for: the pump runs again when it comes */
+		if (!(slot = pace_take(r))) {
+			/* asked for: the pump runs again when it comes (and
+			 * in a while anyway, should the asking have failed) */
+			waiting = 1;
+			break;
+		}
 		sync_send(r, pg, p, 0, slot);
 	}
 	/* every group copied: before saying so, check each was copied under
