@@ -344,6 +344,17 @@ static void pump(struct vd_sched *s, uint64_t now)
 	}
 }
 
+/* n guest requests arrived (through here or, observed, elsewhere). */
+static void guests_arrived(struct vd_sched *s, uint64_t n, uint64_t now)
+{
+	if (!s->last_guest || now - s->last_guest > QUIET_NS) {
+		s->window = s->wmin; /* guests are back: make room at once */
+		s->rate = 0;
+	}
+	s->last_guest = now;
+	s->win_sub += n;
+}
+
 void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 {
 	struct vd_client *c = client_get(s, r->vdisk);
@@ -363,12 +374,7 @@ void vd_sched_submit(struct vd_sched *s, struct vd_sreq *r, uint64_t now)
 	}
 	c->queued++;
 	if (r->cls == KURA_IO_GUEST) {
-		if (!s->last_guest || now - s->last_guest > QUIET_NS) {
-			s->window = s->wmin; /* guests are back: make room at once */
-			s->rate = 0;
-		}
-		s->last_guest = now;
-		s->win_sub++;
+		guests_arrived(s, 1, now);
 		if (c->tail) {
 			c->tail->next = r;
 		} else {
@@ -400,14 +406,8 @@ void vd_sched_observe(struct vd_sched *s, uint64_t started, uint64_t done, uint6
 {
 	if (s->mode != VD_SCHED_QOS)
 		return;
-	if (started) {
-		if (!s->last_guest || now - s->last_guest > QUIET_NS) {
-			s->window = s->wmin;
-			s->rate = 0;
-		}
-		s->last_guest = now;
-		s->win_sub += started;
-	}
+	if (started)
+		guests_arrived(s, started, now);
 	s->win_n += done;
 	s->win_sum += lat_sum_ns;
 }
