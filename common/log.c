@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* Written once by main() before threads start; read-only afterwards. */
 static enum kura_log_level log_level = KURA_LOG_INFO;
@@ -23,7 +24,9 @@ int kura_log_enabled(enum kura_log_level lvl)
 void kura_log_at(enum kura_log_level lvl, const char *file, int line, const char *func,
 		 const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], when[32] = "";
+	struct timespec ts;
+	struct tm tm;
 	va_list ap;
 	const char *base;
 
@@ -34,7 +37,14 @@ void kura_log_at(enum kura_log_level lvl, const char *file, int line, const char
 	va_end(ap);
 	base = strrchr(file, '/');
 	base = base ? base + 1 : file;
-	fprintf(stderr, "%s %s:%d %s: %s\n", level_names[lvl], base, line, func, msg);
+	/* UTC to the millisecond: lines of several nodes line up */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (gmtime_r(&ts.tv_sec, &tm)) {
+		size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+
+		snprintf(when + n, sizeof(when) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+	}
+	fprintf(stderr, "%s%s %s:%d %s: %s\n", when, level_names[lvl], base, line, func, msg);
 }
 
 void kura_ratelimit_init(struct kura_ratelimit *rl, uint64_t interval_ns, unsigned burst)

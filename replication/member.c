@@ -751,7 +751,7 @@ int kura_member_start(const struct kura_member_opts *o, struct kura_member **out
 	pthread_cond_init(&m->cv, NULL);
 	if ((err = setup(m, o, errbuf, errlen)))
 		goto fail;
-	if ((err = kura_etcd_open(m->endpoints, 0, &m->etcd, errbuf, errlen)))
+	if ((err = kura_etcd_open(m->endpoints, KURA_MEMBER_ETCD_TIMEOUT_MS, &m->etcd, errbuf, errlen)))
 		goto fail;
 	if ((err = kura_etcd_status(m->etcd, NULL, NULL))) {
 		snprintf(errbuf, errlen, "etcd at %s does not answer (%s); start etcd or fix --cluster",

@@ -56,6 +56,12 @@
 #define KURA_MEMBER_LEASE_TTL_S 2
 #define KURA_MEMBER_RENEW_MS 500
 #define KURA_MEMBER_FENCE_MARGIN_MS 700
+/* Each etcd request of the member's agent waits this long for one etcd
+ * member before trying the next. The agent's requests run one after another
+ * (renewal, map, leader), so a member cut off mid-request delays the next
+ * renewal by up to two of these: 2 x 500 ms plus a tick stays inside the
+ * fence (TTL - margin), where a longer wait would let the lease lapse. */
+#define KURA_MEMBER_ETCD_TIMEOUT_MS 500
 #define KURA_MEMBER_OUT_AFTER_MS (10 * 60 * 1000ull)
 #define KURA_MEMBER_FORMING_MS 60000ull /* after init, new nodes join UP */
 

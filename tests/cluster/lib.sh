@@ -83,8 +83,10 @@ node_start() {
 	dsize=$(eval echo "\${DISKSIZE$i:-256M}")
 	# PORTALS=1: an iSCSI portal on 10.99.0.i:3260
 	portal=off; [ -n "${PORTALS:-}" ] && portal="10.99.0.$i:3260"
+	# ETCD_URLS<i>: the etcd members node i asks, in its order (default: all, s1 first)
+	urls=$(eval echo "\${ETCD_URLS$i:-$ETCD_URLS}")
 	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$ddir/disk.img,size=$dsize" \
-		--iscsi "$portal" --cluster "$ETCD_URLS" --node "n$i" --listen "10.99.0.$i:7400" \
+		--iscsi "$portal" --cluster "$urls" --node "n$i" --listen "10.99.0.$i:7400" \
 		--fault-domain "rack$i" "$@" >>"$WORK/n$i.log" 2>&1 &
 	eval "NODE$i=\$!"
 	PIDS="$PIDS $!"
@@ -195,7 +197,7 @@ load_while() {
 	wait $LP || fail "writes during $tag: $(cat "$WORK/$tag.out")"
 	cat "$WORK/$tag.out"
 	max=$(sed -n 's/.*max_ms \([0-9]*\).*/\1/p' "$WORK/$tag")
-	[ -n "$max" ] && [ "$max" -lt "$lim" ] || fail "a write waited ${max} ms (over $lim ms) during $tag"
+	[ -n "$max" ] && [ "$max" -lt "$lim" ] || { diag; fail "a write waited ${max} ms (over $lim ms) during $tag"; }
 }
 
 # diag: what each node and etcd hold, for a failure's log
