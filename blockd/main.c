@@ -473,18 +473,13 @@ static void node_status(void *arg, struct kura_jw *w)
 
 /* ---- the cluster's vdisks, on the node holding the vdisk service ---- */
 
-static int vdisks_open(struct node *n, const struct kura_cat_ops *ops, void *be,
-		       const struct kura_vd_blk_ops *blk, void *blk_arg, char *errbuf,
-		       size_t errlen)
+/* The engine and the frontends, on a catalog already open in n->cat. */
+static int vdisks_serve(struct node *n, const struct kura_vd_blk_ops *blk, void *blk_arg,
+			char *errbuf, size_t errlen)
 {
 	struct kura_vd_opts vo = { 0 };
 	int err;
 
-	if ((err = kura_cat_open(n->loop, ops, be, &n->cat))) {
-		ops->close(be);
-		snprintf(errbuf, errlen, "cannot start the catalog: %s", kura_strerror(err));
-		return err;
-	}
 	vo.loop = n->loop;
 	vo.store = n->s;
 	vo.blk = blk;
@@ -496,6 +491,20 @@ static int vdisks_open(struct node *n, const struct kura_cat_ops *ops, void *be,
 	return start_iscsi(n, n->args, errbuf, errlen);
 }
 
+static int vdisks_open(struct node *n, const struct kura_cat_ops *ops, void *be,
+		       const struct kura_vd_blk_ops *blk, void *blk_arg, char *errbuf,
+		       size_t errlen)
+{
+	int err;
+
+	if ((err = kura_cat_open(n->loop, ops, be, &n->cat))) {
+		ops->close(be);
+		snprintf(errbuf, errlen, "cannot start the catalog: %s", kura_strerror(err));
+		return err;
+	}
+	return vdisks_serve(n, blk, blk_arg, errbuf, errlen);
+}
+
 static void svc_retry_later(struct node *n, uint64_t ms);
 
 struct svc_start {
@@ -503,8 +512,40 @@ struct svc_start {
 	uint64_t gen;
 };
 
-/* What the cluster holds of the vdisks is listed: the catalog, the engine
- * and the frontends follow. */
+static void svc_failed(struct node *n, const char *why)
+{
+	kura_log(ERR, "cluster: node %s cannot serve the vdisks: %s; trying again in 2 s", n->name,
+		 why);
+	vdisks_stop(n);
+	svc_retry_later(n, 2000);
+}
+
+/* The catalog's records are read (on its worker thread: etcd never stalls
+ * this loop): the engine and the frontends follow. */
+static void svc_cat_read(void *arg, int err)
+{
+	struct svc_start *ss = arg;
+	struct node *n = ss->n;
+	char errbuf[512] = "";
+	bool current = ss->gen == n->svc_gen;
+
+	free(ss);
+	if (!current)
+		return; /* lost or stopping meanwhile */
+	if (err)
+		snprintf(errbuf, sizeof(errbuf), "cannot read the catalog from etcd: %s",
+			 kura_strerror(err));
+	else
+		err = vdisks_serve(n, &kura_vdblk_ops, n->vdblk, errbuf, sizeof(errbuf));
+	if (err) {
+		svc_failed(n, errbuf);
+		return;
+	}
+	kura_log(INFO, "cluster: node %s serves the cluster's vdisks; iSCSI %s", n->name,
+		 kura_iscsi_portal(n->iscsi));
+}
+
+/* What the cluster holds of the vdisks is listed: the catalog is read next. */
 static void svc_loaded(void *arg, int err)
 {
 	struct svc_start *ss = arg;
@@ -517,7 +558,6 @@ static void svc_loaded(void *arg, int err)
 		free(ss);
 		return; /* lost or stopping meanwhile */
 	}
-	free(ss);
 	if (!err)
 		err = kura_cat_etcd_create(n->args->cluster, KURA_KEY_PREFIX "cat/",
 					   KURA_KEY_PREFIX "vdisk-service", n->svc_rev, &ops, &be,
@@ -525,17 +565,17 @@ static void svc_loaded(void *arg, int err)
 	else
 		snprintf(errbuf, sizeof(errbuf), "cannot list the vdisks' extents: %s",
 			 kura_strerror(err));
-	if (!err)
-		err = vdisks_open(n, ops, be, &kura_vdblk_ops, n->vdblk, errbuf, sizeof(errbuf));
-	if (err) {
-		kura_log(ERR, "cluster: node %s cannot serve the vdisks: %s; trying again in 2 s",
-			 n->name, errbuf);
-		vdisks_stop(n);
-		svc_retry_later(n, 2000);
-		return;
+	if (!err && (err = kura_cat_open(n->loop, ops, be, &n->cat))) {
+		ops->close(be);
+		snprintf(errbuf, sizeof(errbuf), "cannot start the catalog: %s",
+			 kura_strerror(err));
 	}
-	kura_log(INFO, "cluster: node %s serves the cluster's vdisks; iSCSI %s", n->name,
-		 kura_iscsi_portal(n->iscsi));
+	if (!err && (err = kura_cat_prefetch(n->cat, svc_cat_read, ss)))
+		snprintf(errbuf, sizeof(errbuf), "out of memory");
+	if (err) {
+		free(ss);
+		svc_failed(n, errbuf);
+	}
 }
 
 static void svc_apply(struct node *n);

@@ -467,6 +467,13 @@ static int name_one(void *arg, const char *name, const char *snap, uint64_t uid,
 }
 
 /* Names the loaded targets and forgets settings of vdisks that are gone. */
+static void pruned(void *arg, int err)
+{
+	(void)arg;
+	if (!err)
+		kura_log(INFO, "iscsi: settings of deleted vdisks removed from the catalog");
+}
+
 static int prune(struct kura_iscsi *p)
 {
 	struct kura_cat_txn txn;
@@ -486,9 +493,13 @@ static int prune(struct kura_iscsi *p)
 		*pp = t->next;
 		iscsi_tgt_free(t);
 	}
-	err = txn.n ? kura_cat_commit_sync(p->cat, &txn) : 0;
-	if (!txn.n)
+	if (!txn.n) {
 		kura_cat_txn_free(&txn);
+		return 0;
+	}
+	/* not waited for: the targets are gone from memory already, and a
+	 * commit that fails (logged) is tried again at the next start */
+	err = kura_cat_commit(p->cat, &txn, pruned, NULL);
 	return err;
 }
 

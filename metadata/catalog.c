@@ -7,6 +7,7 @@
 #include "common/worker.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,21 @@ struct kura_cat {
 	void *be;
 	struct kura_worker *worker;
 	unsigned inflight;
+	/* records read by kura_cat_prefetch, served by kura_cat_load until the
+	 * next commit; commits counts commits submitted, so a prefetch that a
+	 * commit overtook keeps nothing */
+	struct kura_cat_txn cache;
+	bool cached;
+	uint64_t commits;
+};
+
+struct prefetch {
+	struct kura_work work;
+	struct kura_cat *cat;
+	struct kura_cat_txn recs;
+	uint64_t commits; /* c->commits when submitted */
+	void (*cb)(void *arg, int err);
+	void *arg;
 };
 
 struct commit {
@@ -94,13 +110,78 @@ void kura_cat_close(struct kura_cat *c)
 		kura_loop_run_once(c->loop, 100000000ull);
 	kura_worker_destroy(c->worker);
 	c->ops->close(c->be);
+	kura_cat_txn_free(&c->cache);
 	free(c);
 }
 
 int kura_cat_load(struct kura_cat *c, int (*fn)(void *arg, const struct kura_cat_rec *r),
 		  void *arg)
 {
-	return c->ops->load(c->be, fn, arg);
+	int err;
+
+	if (!c->cached)
+		return c->ops->load(c->be, fn, arg);
+	for (size_t i = 0; i < c->cache.n; i++)
+		if ((err = fn(arg, &c->cache.recs[i])))
+			return err;
+	return 0;
+}
+
+static void cache_drop(struct kura_cat *c)
+{
+	c->commits++;
+	c->cached = false;
+	kura_cat_txn_free(&c->cache);
+}
+
+static int prefetch_one(void *arg, const struct kura_cat_rec *r)
+{
+	struct kura_cat_txn *t = arg;
+
+	kura_cat_txn_add(t, r->kind, r->id, r->val);
+	return t->err;
+}
+
+static void prefetch_run(struct kura_work *w)
+{
+	struct prefetch *pf = KURA_CONTAINER_OF(w, struct prefetch, work);
+
+	w->result = pf->cat->ops->load(pf->cat->be, prefetch_one, &pf->recs);
+}
+
+static void prefetch_done(struct kura_op *op, int res)
+{
+	struct prefetch *pf = KURA_CONTAINER_OF(op, struct prefetch, work.done);
+	struct kura_cat *c = pf->cat;
+
+	c->inflight--;
+	if (!res && pf->commits == c->commits) {
+		kura_cat_txn_free(&c->cache);
+		c->cache = pf->recs;
+		c->cached = true;
+	} else {
+		kura_cat_txn_free(&pf->recs);
+	}
+	pf->cb(pf->arg, res);
+	free(pf);
+}
+
+int kura_cat_prefetch(struct kura_cat *c, void (*cb)(void *arg, int err), void *arg)
+{
+	struct prefetch *pf = calloc(1, sizeof(*pf));
+
+	if (!pf)
+		return -ENOMEM;
+	pf->cat = c;
+	kura_cat_txn_init(&pf->recs);
+	pf->commits = c->commits;
+	pf->cb = cb;
+	pf->arg = arg;
+	c->inflight++;
+	pf->work.run = prefetch_run;
+	pf->work.done.fn = prefetch_done;
+	kura_worker_submit(c->worker, &pf->work);
+	return 0;
 }
 
 static void commit_run(struct kura_work *w)
@@ -137,6 +218,7 @@ int kura_cat_commit(struct kura_cat *c, struct kura_cat_txn *t, void (*cb)(void 
 	memset(t, 0, sizeof(*t));
 	cm->cb = cb;
 	cm->arg = arg;
+	cache_drop(c);
 	c->inflight++;
 	if (cm->txn.err) {
 		cm->work.done.fn = commit_done;
@@ -151,7 +233,10 @@ int kura_cat_commit(struct kura_cat *c, struct kura_cat_txn *t, void (*cb)(void 
 
 int kura_cat_commit_sync(struct kura_cat *c, struct kura_cat_txn *t)
 {
-	int err = t->err ? t->err : c->ops->commit(c->be, t);
+	int err;
+
+	cache_drop(c);
+	err = t->err ? t->err : c->ops->commit(c->be, t);
 
 	kura_cat_txn_free(t);
 	return err;

@@ -9,9 +9,11 @@
  *   'i', 'p' iSCSI target settings and persistent reservations
  *
  * Thread rule: kura_cat_open/close and kura_cat_load are called on the owner
- * loop's thread at start and stop (they block); kura_cat_commit is called on
- * the owner loop's thread and its callback runs there, in commit order.
- * Backends run their blocking calls on the catalog's worker thread.
+ * loop's thread at start and stop (load blocks, unless kura_cat_prefetch read
+ * the records first; close runs the loop until commits in flight end);
+ * kura_cat_prefetch and kura_cat_commit are called on the owner loop's thread
+ * and their callbacks run there, in submission order. Backends run their
+ * blocking calls on the catalog's worker thread.
  *
  * Errors: 0 or -errno; a failed commit leaves the catalog as it was (the
  * transaction is atomic) and is logged by the backend.
@@ -92,6 +94,12 @@ int kura_cat_open(struct kura_loop *loop, const struct kura_cat_ops *ops, void *
 void kura_cat_close(struct kura_cat *c);
 int kura_cat_load(struct kura_cat *c, int (*fn)(void *arg, const struct kura_cat_rec *r),
 		  void *arg);
+/* Reads every record on the worker thread (a node taking over the cluster's
+ * vdisks must not stall its event loop on etcd) and keeps them; cb(arg, err)
+ * runs on the loop once they are read or the read failed. Until the next
+ * commit, kura_cat_load serves these records without calling the backend.
+ * Returns -ENOMEM (and cb will not run) when the request cannot be allocated. */
+int kura_cat_prefetch(struct kura_cat *c, void (*cb)(void *arg, int err), void *arg);
 /* Takes t (and frees it); cb(arg, err) runs on the loop once the
  * transaction is durable or has failed. Returns -ENOMEM (and cb will not
  * run) when the request itself cannot be allocated. */
