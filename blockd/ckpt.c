@@ -220,7 +220,10 @@ static void flush_done(struct kura_op *op, int res)
 	uint8_t jkey[2] = { 'J', 0 };
 
 	if (res < 0) {
-		store_io_error(s, NULL, 0, res, "flush");
+		struct pool_disk *pd = &s->pool.d[f - c->flushes];
+
+		store_io_error(s, pd, 0, res, "flush");
+		store_disk_failed(s, pd);
 		c->err = res;
 	}
 	if (--c->flushes_pending)
@@ -259,13 +262,18 @@ static void crc_done(struct kura_op *op, int res)
 	c->phase = CK_FLUSH;
 	c->t_phase = kura_now_ns();
 	c->err = 0;
-	c->flushes_pending = s->pool.n;
+	c->flushes_pending = 1; /* no completion may end the round while it starts */
 	for (unsigned i = 0; i < s->pool.n; i++) {
 		struct kura_disk *d = s->pool.d[i].disk;
+
+		if (!d)
+			continue; /* failed: holds nothing */
 		c->flushes[i].s = s;
 		c->flushes[i].op.fn = flush_done;
+		c->flushes_pending++;
 		d->ops->flush(d, &c->flushes[i].op);
 	}
+	flush_done(&c->flushes[0].op, 0); /* the round's own count */
 }
 
 void ckpt_progress(struct kura_blk_store *s)

@@ -237,6 +237,7 @@ static void wb_done(struct kura_op *op, int res)
 		struct pool_disk *pd;
 		uint64_t off = page_off(c, p->pageno, &pd);
 		store_io_error(c->s, pd, off, res, "checksum page write");
+		store_disk_failed(c->s, pd);
 		c->wb_err = -EIO;
 	} else if (p->gen == p->written_gen) {
 		p->dirty = 0;

@@ -354,6 +354,7 @@ static void data_write_failed(struct kura_blk_store *s, struct wreq *w, int res,
 	struct pool_disk *pd = pool_disk_of(&s->pool, w->loc);
 
 	store_io_error(s, pd, pool_data_off(pd, w->loc, w->blk), res, "data write");
+	store_disk_failed(s, pd);
 	store_fail(s, why, res);
 }
 
@@ -703,7 +704,10 @@ static void dflush_done(struct kura_op *op, int res)
 	struct wreq *list;
 
 	if (res < 0) {
-		store_io_error(s, NULL, 0, res, "flush");
+		struct pool_disk *pd = &s->pool.d[f - s->dflush];
+
+		store_io_error(s, pd, 0, res, "flush");
+		store_disk_failed(s, pd);
 		s->dflush_err = res;
 	}
 	if (--s->dflush_pending)

@@ -54,6 +54,10 @@ static const char usage[] =
 	"                        (with --cluster; required)\n"
 	"  --fault-domain NAME   rack or failure domain: no two replicas of a block\n"
 	"                        share one (default: the node's name)\n"
+	"  --drop-failed-disks   start without the disks recorded as failed, losing\n"
+	"                        the data on them (a cluster node does this by\n"
+	"                        itself: resync copies that data back from the\n"
+	"                        other nodes)\n"
 	"  --log-level LEVEL     error, warn, info (default) or debug\n"
 	"  -h, --help            this text\n"
 	"  --version             print the version\n"
@@ -69,6 +73,7 @@ struct args {
 	unsigned ndisks;
 	uint64_t journal_size, crc_cache;
 	int sched_fifo;
+	int drop_failed;
 	const char *cluster, *node, *listen, *domain;
 	char hostname[KURA_MAP_NAME_MAX];
 };
@@ -120,6 +125,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "node", required_argument, NULL, 'N' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "fault-domain", required_argument, NULL, 'F' },
+		{ "drop-failed-disks", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
@@ -134,6 +140,7 @@ static int parse(int argc, char **argv, struct args *a)
 		case 'N': a->node = optarg; break;
 		case 'L': a->listen = optarg; break;
 		case 'F': a->domain = optarg; break;
+		case 'X': a->drop_failed = 1; break;
 		case 's': a->socket = optarg; break;
 		case 'S': a->store_socket = optarg; break;
 		case 'i':
@@ -244,6 +251,7 @@ struct node {
 	int svc_retry_armed;
 	struct kura_timer store_watch; /* in a cluster: leaves it if the store stops */
 	int store_watch_armed;
+	int restart;               /* a data disk failed: start again without it */
 	const struct args *args;
 	const char *name;          /* --node */
 	char ctl_path[PATH_MAX];
@@ -647,23 +655,38 @@ static void svc_apply(struct node *n)
 }
 
 /* A node whose store stopped (a disk failed) holds nothing safely: it
- * leaves the cluster, which goes on without it and rebuilds what it held
- * elsewhere after out_after. Checked every 100 ms. */
+ * leaves the cluster at once. When the disk that failed is a data disk (not
+ * the journal's), the node then restarts in this process: its store opens
+ * without that disk, forgetting the extents it held, and the node joins
+ * again as a restarted one, so resync copies back exactly what it lost (and
+ * what changed meanwhile). When it is the journal's disk, the node stays out:
+ * its data is rebuilt on other nodes after out_after. Checked every 100 ms. */
 static void store_watch(struct kura_op *op, int res)
 {
 	struct node *n = KURA_CONTAINER_OF(op, struct node, store_watch.op);
+	struct kura_blk_disk_info di;
+	int d;
 
 	n->store_watch_armed = 0;
 	if (res == -ECANCELED)
 		return;
-	if (kura_blk_store_dead(n->s)) {
-		kura_member_leave(n->member, "its store stopped (a disk failed: see above); its "
-			 "data is rebuilt on other nodes after out-after; replace the disk and "
-			 "restart blockd");
+	if (!kura_blk_store_dead(n->s)) {
+		n->store_watch_armed = 1;
+		kura_loop_timer(n->loop, &n->store_watch, 100000000ull);
 		return;
 	}
-	n->store_watch_armed = 1;
-	kura_loop_timer(n->loop, &n->store_watch, 100000000ull);
+	d = kura_blk_failed_disk(n->s);
+	if (d > 0 && !kura_blk_disk_info(n->s, (unsigned)d, &di)) {
+		kura_member_leave(n->member, "its data disk failed (see above); it restarts "
+			 "without that disk and resync copies back what it held");
+		kura_log(WARN, "blockd: disk %s failed: restarting the node without it", di.path);
+		n->restart = 1;
+		kura_loop_stop(n->loop);
+		return;
+	}
+	kura_member_leave(n->member, "its store stopped (its journal's disk failed: see "
+		 "above); its data is rebuilt on other nodes after out-after; replace the "
+		 "disk and restart blockd");
 }
 
 static int start_member(struct node *n, const struct args *a, char *errbuf, size_t errlen)
@@ -731,6 +754,7 @@ static int node_start(struct node *n, const struct args *a, char *errbuf, size_t
 	o.journal_size = a->journal_size;
 	o.crc_cache_bytes = a->crc_cache;
 	o.create = 1;
+	o.drop_failed_disks = a->drop_failed || a->cluster;
 	if ((err = kura_blk_store_open(&o, &n->s, errbuf, errlen)))
 		return err;
 	n->args = a;
@@ -775,27 +799,36 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if ((err = kura_loop_create(&n.loop, 1024))) {
-		fprintf(stderr, "blockd: cannot set up io_uring: %s\n", kura_strerror(err));
-		return 1;
-	}
-	errbuf[0] = '\0';
-	if ((err = node_start(&n, &a, errbuf, sizeof(errbuf)))) {
-		fprintf(stderr, "blockd: %s\n", errbuf[0] ? errbuf : kura_strerror(err));
-		node_stop(&n);
-		return 1;
-	}
 	sw.fd = signalfd(-1, &mask, SFD_CLOEXEC);
-	sw.loop = n.loop;
 	sw.op.fn = sig_done;
-	sig_arm(&sw);
-	for (unsigned i = 0; !kura_blk_disk_info(n.s, i, &di); i++)
-		fprintf(stderr, "blockd: disk %u: %s (%s)\n", i, di.path,
-			kura_fmt_size(di.size, sz, sizeof(sz)));
-	fprintf(stderr, "blockd: store %s ready; control socket unix:%s; iSCSI %s (pid %d); "
-		"stop with Ctrl-C or kill -TERM %d\n", a.data, n.ctl_path,
-		kura_iscsi_portal(n.iscsi), (int)getpid(), (int)getpid());
-	kura_loop_run(n.loop);
+	for (;;) {
+		if ((err = kura_loop_create(&n.loop, 1024))) {
+			fprintf(stderr, "blockd: cannot set up io_uring: %s\n", kura_strerror(err));
+			return 1;
+		}
+		errbuf[0] = '\0';
+		if ((err = node_start(&n, &a, errbuf, sizeof(errbuf)))) {
+			fprintf(stderr, "blockd: %s\n", errbuf[0] ? errbuf : kura_strerror(err));
+			node_stop(&n);
+			return 1;
+		}
+		sw.loop = n.loop;
+		sig_arm(&sw);
+		for (unsigned i = 0; !kura_blk_disk_info(n.s, i, &di); i++)
+			fprintf(stderr, "blockd: disk %u: %s (%s)%s\n", i, di.path,
+				kura_fmt_size(di.size, sz, sizeof(sz)),
+				di.failed ? ", failed: not used" : "");
+		fprintf(stderr, "blockd: store %s ready; control socket unix:%s; iSCSI %s (pid %d); "
+			"stop with Ctrl-C or kill -TERM %d\n", a.data, n.ctl_path,
+			kura_iscsi_portal(n.iscsi), (int)getpid(), (int)getpid());
+		kura_loop_run(n.loop);
+		if (!n.restart)
+			break;
+		/* a data disk failed: the node starts again without it */
+		node_stop(&n);
+		memset(&n, 0, sizeof(n));
+		fprintf(stderr, "blockd: a data disk failed; starting again without it\n");
+	}
 	fprintf(stderr, "blockd: %s received; finishing in-flight I/O and checkpointing\n",
 		sw.signo == SIGINT ? "SIGINT" : "SIGTERM");
 	node_stop(&n);

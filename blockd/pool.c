@@ -41,11 +41,30 @@ int pool_add(struct kura_pool *p, struct kura_disk *disk, const struct kura_sb *
 	return 0;
 }
 
+int pool_add_failed(struct kura_pool *p, const struct kura_sb *sb, const char *path)
+{
+	struct pool_disk *pd;
+	int err = pool_add(p, NULL, sb);
+
+	if (err)
+		return err;
+	pd = &p->d[p->n - 1];
+	pd->failed = 1;
+	if (!(pd->failed_path = strdup(path)))
+		return -ENOMEM;
+	memset(pd->used, 0xff, (sb->nextents + 63) / 64 * sizeof(uint64_t));
+	p->capacity -= pd->nfree;
+	p->nfree -= pd->nfree;
+	pd->nfree = 0;
+	return 0;
+}
+
 void pool_destroy(struct kura_pool *p)
 {
 	free(p->busy);
 	for (unsigned i = 0; i < p->n; i++) {
 		free(p->d[i].used);
+		free(p->d[i].failed_path);
 		if (p->d[i].disk)
 			p->d[i].disk->ops->close(p->d[i].disk);
 	}
@@ -93,7 +112,7 @@ void pool_release(struct kura_pool *p, uint32_t loc)
 	struct pool_disk *pd = pool_disk_of(p, loc);
 	uint32_t i;
 
-	if (!pd)
+	if (!pd || pd->failed)
 		return;
 	i = loc - pd->base;
 	if (!bit_test(pd->used, i))
@@ -233,6 +252,8 @@ void pool_reset(struct kura_pool *p)
 {
 	p->nfree = 0;
 	for (unsigned d = 0; d < p->n; d++) {
+		if (p->d[d].failed)
+			continue;
 		memset(p->d[d].used, 0, (p->d[d].sb.nextents + 63) / 64 * sizeof(uint64_t));
 		p->d[d].nfree = (uint32_t)p->d[d].sb.nextents;
 		p->nfree += p->d[d].nfree;

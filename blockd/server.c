@@ -291,10 +291,13 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 		}
 		if (n < len)
 			n += (size_t)snprintf(buf + n, len - n,
-					      "\",\"size\":%llu,\"slow_ios\":%llu,\"slow_worst_ms\":%llu}",
+					      "\",\"size\":%llu,\"used_bytes\":%llu,\"slow_ios\":%llu,"
+					      "\"slow_worst_ms\":%llu,\"failed\":%s}",
 					      (unsigned long long)di.size,
+					      (unsigned long long)di.used_extents * KURA_EXT_SIZE,
 					      (unsigned long long)di.slow_ios,
-					      (unsigned long long)(di.slow_worst_ns / 1000000));
+					      (unsigned long long)(di.slow_worst_ns / 1000000),
+					      di.failed ? "true" : "false");
 	}
 	if (n < len)
 		n += (size_t)snprintf(buf + n, len - n, "]}\n");

@@ -317,14 +317,43 @@ static int md_put_sync(struct kura_md *md, const void *k, size_t kl, const void 
 	return err;
 }
 
-static int disk_key(uint8_t key[5], uint32_t index)
+/* 'D' + index: the disk's record (struct md_disk); 'F' + index: the disk
+ * failed, and this is its superblock as it was (struct kura_sb), so that
+ * its place in the extent numbering stays without reading it. */
+static int disk_key_of(uint8_t key[5], char kind, uint32_t index)
 {
-	key[0] = 'D';
+	key[0] = (uint8_t)kind;
 	key[1] = (uint8_t)(index >> 24);
 	key[2] = (uint8_t)(index >> 16);
 	key[3] = (uint8_t)(index >> 8);
 	key[4] = (uint8_t)index;
 	return 5;
+}
+
+static int disk_key(uint8_t key[5], uint32_t index)
+{
+	return disk_key_of(key, 'D', index);
+}
+
+void store_disk_failed(struct kura_blk_store *s, struct pool_disk *pd)
+{
+	unsigned i;
+	uint8_t key[5];
+	int err;
+
+	if (!pd || s->failed_disk >= 0 || pd->failed)
+		return;
+	i = (unsigned)(pd - s->pool.d);
+	if (i == 0)
+		return; /* the journal's disk: nothing goes on without it */
+	s->failed_disk = (int)i;
+	err = md_put_sync(s->md, key, (size_t)disk_key_of(key, 'F', i), &pd->sb, sizeof(pd->sb));
+	if (err)
+		kura_log(ERR, "disk %s failed, and recording so failed too: %s", pd->disk->path,
+			 kura_strerror(err));
+	else
+		kura_log(ERR, "disk %s (kura disk %u) failed: recorded; the store's next open "
+			 "goes on without it", pd->disk->path, i);
 }
 
 /* Opens a disk and reads its superblock. *fresh: it holds no kura data. */
@@ -434,6 +463,29 @@ static int open_disks(struct kura_blk_store *s, const struct kura_blk_opts *o, c
 		struct kura_sb sb;
 		int fresh;
 
+		uint8_t fkey[5];
+		size_t flen;
+
+		err = kura_md_get(s->md, fkey, (size_t)disk_key_of(fkey, 'F', ds.v[i].index), &sb,
+				  sizeof(sb), &flen);
+		if (!err && (flen != sizeof(sb) || ds.v[i].index != s->pool.n)) {
+			ERR("metadata: malformed record of failed disk %u", ds.v[i].index);
+			err = KURA_E_CORRUPT;
+		}
+		if (!err) {
+			if ((err = pool_add_failed(&s->pool, &sb, ds.v[i].path))) {
+				ERR("cannot add failed disk %s: %s", ds.v[i].path, kura_strerror(err));
+				goto out;
+			}
+			kura_log(WARN, "disk %s (kura disk %u) is recorded as failed: not used",
+				 ds.v[i].path, ds.v[i].index);
+			continue;
+		}
+		if (err != -ENOENT) {
+			if (!errbuf[0])
+				ERR("cannot read the disk list: %s", kura_strerror(err));
+			goto out;
+		}
 		for (unsigned k = 0; k < nspecs; k++)
 			if (specs[k].disk && spec_matches(&specs[k], ds.v[i].path))
 				rec.disk = specs[k].disk;
@@ -464,7 +516,10 @@ static int open_disks(struct kura_blk_store *s, const struct kura_blk_opts *o, c
 		int fresh, known = 0;
 
 		for (unsigned i = 0; i < ds.n; i++)
-			known |= spec_matches(sp, ds.v[i].path);
+			if (spec_matches(sp, ds.v[i].path))
+				known = 1 + s->pool.d[i].failed;
+		if (known == 2 && sp->disk)
+			sp->disk->ops->close(sp->disk); /* opened for a disk that failed */
 		if (known)
 			continue;
 		err = disk_open(s, o, sp, sp->size ? sp->size : DEFAULT_DISK_SIZE, &d, &sb, &fresh,
@@ -513,6 +568,72 @@ out:
 
 /* ---- index load and replay ---- */
 
+/* pool_take, but an extent of a failed disk (all counted used) is taken as
+ * it is: its entry is dropped after the replay (drop_lost). */
+static int pool_take_or_lost(struct kura_pool *p, uint32_t loc)
+{
+	struct pool_disk *pd = pool_disk_of(p, loc);
+
+	return pd && pd->failed ? 0 : pool_take(p, loc);
+}
+
+struct lost_ctx {
+	struct kura_pool *pool;
+	struct idx_key *v;
+	size_t n, cap;
+};
+
+static int lost_one(void *arg, uint64_t layer, const struct idx_entry *e)
+{
+	struct lost_ctx *lc = arg;
+	struct pool_disk *pd = pool_disk_of(lc->pool, e->loc);
+
+	if (!pd || !pd->failed)
+		return 0;
+	if (lc->n == lc->cap) {
+		size_t ncap = lc->cap ? lc->cap * 2 : 256;
+		struct idx_key *n = realloc(lc->v, sizeof(*n) * ncap);
+		if (!n)
+			return -ENOMEM;
+		lc->v = n;
+		lc->cap = ncap;
+	}
+	lc->v[lc->n].layer = layer;
+	lc->v[lc->n++].ext = e->ext;
+	return 0;
+}
+
+/* Extents of failed disks are lost: with drop_failed_disks their entries go
+ * (the next checkpoint deletes them from RocksDB), else open refuses. How
+ * many were dropped, or -errno. */
+static int64_t drop_lost(struct kura_blk_store *s, const struct kura_blk_opts *o, char *errbuf,
+			 size_t errlen)
+{
+	struct lost_ctx lc = { .pool = &s->pool };
+	int err = idx_for_each(&s->idx, lost_one, &lc);
+
+	if (!err && lc.n && !o->drop_failed_disks) {
+		ERR("%zu extents of this store were on a disk that failed (see the log); start "
+		    "blockd with --drop-failed-disks to go on without them (a cluster node does "
+		    "by itself: its copies come back from the other nodes)", lc.n);
+		err = -EIO;
+	}
+	for (size_t i = 0; !err && i < lc.n; i++) {
+		idx_del(&s->idx, lc.v[i].layer, lc.v[i].ext);
+		err = idx_mark_dirty(&s->idx, lc.v[i].layer, lc.v[i].ext);
+	}
+	free(lc.v);
+	if (err) {
+		if (!errbuf[0])
+			ERR("cannot drop the extents of a failed disk: %s", kura_strerror(err));
+		return err;
+	}
+	if (lc.n)
+		kura_log(WARN, "dropped %zu extents that were on a failed disk: this store no "
+			 "longer holds them", lc.n);
+	return (int64_t)lc.n;
+}
+
 struct load_ctx {
 	struct kura_blk_store *s;
 	char *errbuf;
@@ -535,7 +656,7 @@ static int load_extent(void *arg, const uint8_t *k, size_t kl, const uint8_t *v,
 	memcpy(&me, v, sizeof(me));
 	layer = kura_get_be64(k + 1);
 	ext = kura_get_be64(k + 9);
-	err = pool_take(&s->pool, me.loc);
+	err = pool_take_or_lost(&s->pool, me.loc);
 	if (err) {
 		snprintf(lc->errbuf, lc->errlen,
 			 "metadata: extent %llu of layer %llu %s physical extent %u",
@@ -621,7 +742,7 @@ static int replay_rec(void *arg, const struct kura_jrec *rec, const uint32_t *cr
 		return KURA_E_CORRUPT;
 	}
 	if (!e) {
-		err = pool_take(&s->pool, rec->loc);
+		err = pool_take_or_lost(&s->pool, rec->loc);
 		if (!err)
 			err = idx_add(&s->idx, rec->layer, rec->ext, rec->loc);
 		if (err) {
@@ -635,6 +756,8 @@ static int replay_rec(void *arg, const struct kura_jrec *rec, const uint32_t *cr
 	idx_set_bits(&s->idx, e, rec->blk, rec->nblk);
 	ent_raise_version(e, rec->version);
 	idx_mark_dirty(&s->idx, rec->layer, rec->ext);
+	if (pd->failed)
+		return 0; /* the extent is lost: dropped after the replay */
 	err = 0;
 	if (rec->type == KURA_JREC_WRITE) /* a DWRITE's blocks were in place first */
 		err = kura_disk_rw_sync(pd->disk, 1, (void *)data,
@@ -675,6 +798,7 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 	uint8_t mkey = 'M', jkey[2] = { 'J', 0 }, eprefix = 'E';
 	struct load_ctx lc = { s, errbuf, errlen };
 	uint64_t end_seq, end_lpos, nbatches;
+	int64_t dropped;
 	size_t len;
 	int fresh = 0, err;
 
@@ -682,6 +806,7 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 	if (!s)
 		return -ENOMEM;
 	s->dir_lock_fd = -1;
+	s->failed_disk = -1;
 	s->loop = o->loop;
 	s->checkpoint_ns = o->checkpoint_ns ? o->checkpoint_ns : 5000000000ULL;
 	snprintf(s->dir, sizeof(s->dir), "%s", o->dir);
@@ -755,7 +880,11 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 	journal_init(&s->journal, s, &s->pool.d[0], end_seq, end_lpos);
 	if (nbatches)
 		kura_log(INFO, "journal: replayed %llu batches", (unsigned long long)nbatches);
-	if (nbatches || fresh) {
+	if ((dropped = drop_lost(s, o, errbuf, errlen)) < 0) {
+		err = (int)dropped;
+		goto fail;
+	}
+	if (nbatches || fresh || dropped) {
 		err = ckpt_sync(s);
 		if (err) {
 			ERR("cannot checkpoint after replay: %s", kura_strerror(err));
@@ -922,6 +1051,11 @@ int kura_blk_store_dead(const struct kura_blk_store *s)
 	return s->dead;
 }
 
+int kura_blk_failed_disk(const struct kura_blk_store *s)
+{
+	return s->failed_disk;
+}
+
 uint64_t kura_blk_io_errors(const struct kura_blk_store *s)
 {
 	return s->st.io_errors;
@@ -962,8 +1096,16 @@ int kura_blk_disk_info(struct kura_blk_store *s, unsigned i, struct kura_blk_dis
 	if (i >= s->pool.n)
 		return -ENOENT;
 	d = s->pool.d[i].disk;
+	memset(out, 0, sizeof(*out));
+	if (!d) {
+		out->path = s->pool.d[i].failed_path;
+		out->size = s->pool.d[i].sb.disk_size;
+		out->failed = 1;
+		return 0;
+	}
 	out->path = d->path;
 	out->size = d->size;
+	out->used_extents = s->pool.d[i].sb.nextents - s->pool.d[i].nfree;
 	out->slow_ios = d->slow.ios;
 	out->slow_worst_ns = d->slow.worst_ns;
 	return 0;

@@ -92,6 +92,11 @@ struct kura_blk_opts {
 	uint64_t crc_cache_bytes;   /* 0: 64 MiB (covers 256 GiB of hot data) */
 	uint64_t checkpoint_ns;     /* checkpoint at least this often when dirty; 0: 5 s */
 	int create;                 /* create a new store when dir holds none */
+	/* a disk recorded as failed (kura_blk_failed_disk) is never opened
+	 * again; its extents are lost to this store. With drop_failed_disks
+	 * open forgets them (in a cluster, resync copies them back from the
+	 * other nodes); without it, open refuses, saying so. */
+	int drop_failed_disks;
 };
 
 struct kura_blk_store;
@@ -193,6 +198,12 @@ void kura_blk_guest_counts(const struct kura_blk_store *s, uint64_t *started, ui
 /* 1 once the store has stopped (a disk failed: writes fail until blockd
  * restarts), else 0. */
 int kura_blk_store_dead(const struct kura_blk_store *s);
+/* The index of the data disk (never disk 0, the journal's) whose write or
+ * flush failed and stopped the store, or -1. Such a disk is recorded as
+ * failed in the metadata at once: the store's next open does not use it
+ * (kura_blk_opts.drop_failed_disks). A failed journal disk is not recorded:
+ * the store cannot go on without its journal. */
+int kura_blk_failed_disk(const struct kura_blk_store *s);
 /* 1 when fewer extents are free than the store's reserve (1/64 of its
  * capacity, at least 8 and at most 1024 extents), else 0. In a cluster a
  * group's primary takes no write that needs a new extent while one of the
@@ -205,8 +216,10 @@ uint64_t kura_blk_io_errors(const struct kura_blk_store *s);
 struct kura_blk_disk_info {
 	const char *path;       /* valid until the store closes */
 	uint64_t size;          /* bytes */
+	uint64_t used_extents;  /* extents allocated on it */
 	uint64_t slow_ios;      /* I/Os slower than 100 ms: device stalls */
 	uint64_t slow_worst_ns; /* the slowest I/O among them */
+	int failed;             /* recorded as failed: not opened, holds nothing */
 };
 /* Disk i, for status lines: -ENOENT past the last disk. */
 int kura_blk_disk_info(struct kura_blk_store *s, unsigned i, struct kura_blk_disk_info *out);

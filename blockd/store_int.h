@@ -127,6 +127,10 @@ struct pool_disk {
 	uint32_t hint;
 	struct kura_ratelimit rl;
 	uint64_t io_errors, crc_errors;
+	/* recorded as failed at open: disk is NULL, every extent counts as
+	 * used (none is allocated there) and none is in the capacity */
+	int failed;
+	char *failed_path;
 };
 
 /* Which extents a journal record still to be replayed writes data to or
@@ -149,6 +153,8 @@ struct kura_pool {
 };
 
 int pool_add(struct kura_pool *p, struct kura_disk *disk, const struct kura_sb *sb);
+/* Adds the place of a disk recorded as failed (its superblock as it was). */
+int pool_add_failed(struct kura_pool *p, const struct kura_sb *sb, const char *path);
 void pool_destroy(struct kura_pool *p);
 struct pool_disk *pool_disk_of(struct kura_pool *p, uint32_t loc);
 /* Byte offset of block blk of global extent loc on its disk. */
@@ -291,6 +297,7 @@ struct kura_blk_store {
 	struct pend *blocked_head, *blocked_tail; /* waiting for journal room */
 	struct pend *unblocking;
 	int dead;
+	int failed_disk; /* kura_blk_failed_disk(), -1: none */
 
 	/* direct writes (io.c): in place before their record */
 	struct wreq *directs;  /* data being written, record not yet appended */
@@ -336,6 +343,9 @@ struct pend {
 void store_block(struct kura_blk_store *s, struct pend *p);
 void store_unblock(struct kura_blk_store *s);
 void store_fail(struct kura_blk_store *s, const char *what, int err);
+/* A write or flush to pd failed: a data disk (not the journal's) is recorded
+ * as failed in the metadata, once (store.c). Call before store_fail. */
+void store_disk_failed(struct kura_blk_store *s, struct pool_disk *pd);
 void store_io_error(struct kura_blk_store *s, struct pool_disk *pd, uint64_t off, int err,
 		    const char *what);
 void io_batch_durable(struct kura_blk_store *s); /* after a journal batch completes */

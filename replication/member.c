@@ -58,11 +58,33 @@ static void map_arrived(struct kura_op *op, int res)
 	atomic_fetch_add(&m->delivered, 1);
 }
 
+/* Maps go to the node only once the leader has seen this process start:
+ * a map naming this node with another process's start (started_ms) is from
+ * before it (a restart quicker than the leader's tick) and may call it UP
+ * and a group's primary, while what it holds may be less than what that
+ * process held (a data disk dropped at restart); acting on it, the node
+ * would peer as primary and free on the other members what it lacks. The
+ * leader's next map marks it recovering, with its own start. */
+static int map_is_mine(struct kura_member *m)
+{
+	int i = kura_map_find(&m->amap, m->name);
+
+	if (i < 0 || m->amap.nodes[i].started_ms == m->started_ms)
+		return 1;
+	if (!m->old_map_logged)
+		kura_log(INFO, "cluster: map epoch %llu is from before node %s started; waiting "
+			 "for one with this start", (unsigned long long)m->amap.epoch, m->name);
+	m->old_map_logged = 1;
+	return 0;
+}
+
 static void post_map(struct kura_member *m, int fresh)
 {
-	struct mapmsg *mm = calloc(1, sizeof(*mm));
+	struct mapmsg *mm;
 
-	if (!mm || kura_map_copy(&mm->map, &m->amap)) {
+	if (!map_is_mine(m))
+		return;
+	if (!(mm = calloc(1, sizeof(*mm))) || kura_map_copy(&mm->map, &m->amap)) {
 		free(mm);
 		kura_log(WARN, "cluster: out of memory handing map epoch %llu to the node",
 			 (unsigned long long)m->amap.epoch);

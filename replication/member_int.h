@@ -124,6 +124,8 @@ struct kura_member {
 	int have_cluster;
 	int64_t lease;
 	int registered, leader, waiting_logged;
+	int old_map_logged; /* map_is_mine said so once */
+
 	int64_t leader_rev;
 	char leader_name[KURA_MAP_NAME_MAX];
 	uint64_t next_view_ms;

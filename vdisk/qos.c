@@ -339,6 +339,7 @@ void vd_op_stats(struct vd_ctl *c, const char *name)
 		kura_jw_str(c->out, "path", di.path);
 		kura_jw_u64(c->out, "slow_ios", di.slow_ios);
 		kura_jw_u64(c->out, "slow_worst_ms", di.slow_worst_ns / 1000000);
+		kura_jw_bool(c->out, "failed", di.failed);
 		kura_jw_end(c->out);
 	}
 	kura_jw_end(c->out);

@@ -85,7 +85,10 @@ node_start() {
 	portal=off; [ -n "${PORTALS:-}" ] && portal="10.99.0.$i:3260"
 	# ETCD_URLS<i>: the etcd members node i asks, in its order (default: all, s1 first)
 	urls=$(eval echo "\${ETCD_URLS$i:-$ETCD_URLS}")
+	# DISK2_<i>: a second disk for node i (PATH,size=S)
+	disk2=$(eval echo "\${DISK2_$i:-}")
 	ip netns exec "${NS}h$i" "$BUILD/blockd" --data "$WORK/n$i" --disk "$ddir/disk.img,size=$dsize" \
+		${disk2:+--disk "$disk2"} \
 		--iscsi "$portal" --cluster "$urls" --node "n$i" --listen "10.99.0.$i:7400" \
 		--fault-domain "rack$i" "$@" >>"$WORK/n$i.log" 2>&1 &
 	eval "NODE$i=\$!"

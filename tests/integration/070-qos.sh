@@ -98,7 +98,7 @@ for mode in qos fifo; do
 done
 vd stats --json >"$WORK/stats.json" || fail "vdisk stats --json"
 tr -d ' \n' <"$WORK/stats.json" | grep -q '"mode":"fifo"' || fail "stats: not in fifo mode"
-tr -d ' \n' <"$WORK/stats.json" | grep -q '"disks":\[{"path":"[^"]*","slow_ios":[0-9]*,"slow_worst_ms":[0-9]*}' ||
+tr -d ' \n' <"$WORK/stats.json" | grep -q '"disks":\[{"path":"[^"]*","slow_ios":[0-9]*,"slow_worst_ms":[0-9]*,"failed":false}' ||
 	fail "stats: no disks with slow_ios: $(tr -d ' \n' <"$WORK/stats.json" | head -c 600)"
 # the full clone and the export each moved the 256 MiB in 1 MiB steps
 cb=$(tr -d ' \n' <"$WORK/stats.json" | sed -n 's/.*"name":"afifo","qos":{[^}]*},"classes":{"clone":{"ops":512,"bytes":\([0-9]*\).*/\1/p')

@@ -1012,3 +1012,80 @@ TEST(test_store_direct_write_that_waited_for_room_keeps_later_waiters)
 	ts_close(&t);
 	fake_media_destroy(m);
 }
+
+TEST(test_store_failed_data_disk_is_recorded_and_dropped_at_open)
+{
+	struct tstore t = { .m2 = fake_media_create(40ull << 20) };
+	struct fake_media *m = fake_media_create(MEDIA);
+	uint8_t *w = blocks(1), *r = blocks(1);
+	struct kura_blk_extent_info info;
+	struct kura_blk_disk_info di;
+	struct kura_blk_stats st;
+	unsigned on[2] = { 0, 0 }, disk_of[24];
+	uint64_t lost = UINT64_MAX, cap, m2_ops;
+
+	CHECK_EQ(ts_open(&t, m, "fd"), 0);
+	CHECK_EQ(kura_blk_failed_disk(t.s), -1);
+	kura_blk_stats(t.s, &st);
+	cap = st.capacity_extents;
+	for (unsigned i = 0; i < 24; i++) {
+		ts_fill(w, i + 1, 21);
+		CHECK_EQ(ts_write(&t, 5, i, 0, 1, w, 1), 0);
+		CHECK_EQ(kura_blk_extent_info(t.s, 5, i, &info), 0);
+		disk_of[i] = info.disk;
+		on[info.disk]++;
+		if (info.disk == 1 && lost == UINT64_MAX)
+			lost = i;
+	}
+	CHECK(on[0] > 0 && on[1] > 0);
+	while (io_pending(t.s)) /* every write in place */
+		kura_loop_run_once(t.loop, 1000000);
+	/* disk 1 fails: a write there is journaled, then cannot go in place */
+	t.m2->fail_write_at = t.m2->writes + 1;
+	ts_fill(w, 100, 21);
+	ts_write(&t, 5, lost, 1, 1, w, 2);
+	for (int k = 0; k < 2000 && !kura_blk_store_dead(t.s); k++)
+		kura_loop_run_once(t.loop, 1000000);
+	CHECK(kura_blk_store_dead(t.s));
+	CHECK_EQ(kura_blk_failed_disk(t.s), 1);
+	ts_crash(&t);
+	fake_power_on(m);
+	m2_ops = t.m2->reads + t.m2->writes;
+
+	/* the disk is recorded as failed: its extents are lost, and open says so */
+	CHECK(ts_open(&t, m, "fd") != 0);
+	CHECK(strstr(t.errbuf, "--drop-failed-disks") != NULL);
+	t.drop_failed = 1;
+	CHECK_EQ(ts_open(&t, m, "fd"), 0);
+	CHECK_EQ(kura_blk_disk_info(t.s, 1, &di), 0);
+	CHECK(di.failed);
+	kura_blk_stats(t.s, &st);
+	CHECK_EQ(st.ndisks, 2);
+	CHECK(st.capacity_extents < cap);
+	for (unsigned i = 0; i < 24; i++) {
+		if (disk_of[i] == 1) {
+			CHECK_EQ(kura_blk_extent_info(t.s, 5, i, &info), -ENOENT);
+			continue;
+		}
+		CHECK_EQ(ts_read(&t, 5, i, 0, 1, r), 0);
+		CHECK_EQ(ts_tag(r, 21), i + 1);
+	}
+	/* new data goes to the disk that is left */
+	ts_fill(w, 200, 21);
+	CHECK_EQ(ts_write(&t, 5, lost, 0, 1, w, 3), 0);
+	CHECK_EQ(kura_blk_extent_info(t.s, 5, lost, &info), 0);
+	CHECK_EQ(info.disk, 0);
+	ts_close(&t);
+
+	/* the drop is durable: the next open needs no flag, and never reads disk 1 */
+	t.drop_failed = 0;
+	CHECK_EQ(ts_open(&t, m, "fd"), 0);
+	for (unsigned i = 0; i < 24; i++) {
+		CHECK_EQ(ts_read(&t, 5, i, 0, 1, r), 0);
+		CHECK_EQ(ts_tag(r, 21), i == lost ? 200 : disk_of[i] == 1 ? 0 : i + 1);
+	}
+	ts_close(&t);
+	CHECK_EQ(t.m2->reads + t.m2->writes, m2_ops);
+	fake_media_destroy(m);
+	fake_media_destroy(t.m2);
+}
