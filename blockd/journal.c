@@ -83,7 +83,7 @@ void journal_destroy(struct kura_journal *j)
 	}
 	if (j->open)
 		batch_free(j->open);
-	j->first = j->last = j->open = NULL;
+	j->first = j->last = j->open = j->written = NULL;
 	while (j->nspare)
 		free(j->spare_hdr[--j->nspare]);
 }
@@ -180,15 +180,13 @@ static void complete_reqs(struct jbatch *b, int err)
 	}
 }
 
-static void unlink_batch(struct kura_journal *j, struct jbatch *b)
+/* Takes b, whose predecessor is prev (NULL: b is first), off the list. */
+static void unlink_batch(struct kura_journal *j, struct jbatch *prev, struct jbatch *b)
 {
-	struct jbatch **pp = &j->first, *prev = NULL;
-
-	while (*pp != b) {
-		prev = *pp;
-		pp = &(*pp)->next;
-	}
-	*pp = b->next;
+	if (prev)
+		prev->next = b->next;
+	else
+		j->first = b->next;
 	if (j->last == b)
 		j->last = prev;
 }
@@ -208,6 +206,7 @@ static void batch_written(struct kura_op *op, int res)
 		return;
 	}
 	b->durable = 1;
+	j->written = b; /* batches are written in list order */
 	j->durable_seq = b->seq;
 	hdr_put(j, b->hdr);
 	b->hdr = NULL;
@@ -225,13 +224,15 @@ static void submit_next(struct kura_journal *j)
 	struct jbatch *b;
 
 	while (!j->inflight && !j->s->dead) {
-		for (b = j->first; b && b->durable; b = b->next)
-			;
+		/* from the last written batch, not the list's start: at a low queue
+		 * depth thousands of small durable batches wait for a checkpoint */
+		for (b = j->written ? j->written->next : j->first; b && b->durable; b = b->next)
+			j->written = b;
 		if (!b)
 			return;
 		if (!b->nrec) {
 			/* a barrier with nothing of its own: durable once all before it are */
-			unlink_batch(j, b);
+			unlink_batch(j, j->written, b);
 			complete_reqs(b, 0);
 			batch_free(b);
 			continue;
@@ -364,6 +365,8 @@ void journal_trim(struct kura_journal *j, uint64_t seq, uint64_t end_lpos)
 		j->first = b->next;
 		if (!j->first)
 			j->last = NULL;
+		if (j->written == b)
+			j->written = NULL;
 		batch_free(b);
 	}
 	j->tail = end_lpos;

@@ -222,6 +222,9 @@ struct kura_journal {
 	struct jbatch *open;     /* batch taking records */
 	struct jbatch *first, *last; /* sealed batches not yet checkpointed, oldest first */
 	struct jbatch *inflight;
+	struct jbatch *written;  /* a durable batch with none but durable ones
+				  * before it (NULL: start at first): where the
+				  * next batch to write is looked for */
 	struct kura_op kick;
 	int kick_pending;
 	uint64_t durable_seq;    /* every batch up to this one is durable */
