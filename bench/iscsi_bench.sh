@@ -5,6 +5,9 @@
 # reads at QD32 and QD1, fio random 4 KiB writes at QD32 and QD1 through
 # qemu-nbd (QEMU's libiscsi driver), and the CPU time the target process
 # spends per I/O (utime + stime from /proc/PID/stat, its threads included).
+# tgt's aio writes are not durable when acknowledged (no flush, no FUA) and
+# kura's are, so the writes are measured once more against tgt with
+# O_SYNC|O_DIRECT (bstype rdwr).
 #   bench/iscsi_bench.sh BUILD_DIR
 # BENCH_DIR (default /var/tmp/kura-bench; files go to its iscsi/),
 # BENCH_RUNTIME seconds per run (default 10), BENCH_OUT: file that also
@@ -113,6 +116,17 @@ tport=$(ss -Hltnp | grep "pid=$TGT_PID," | awk '{ print $4 }' | sed 's/.*://' | 
 TPID=$TGT_PID
 measure tgt "iscsi://127.0.0.1:$tport/$TGT_IQN/1"
 stop_tgt
+
+# tgt with durable writes, the way kura acknowledges them: bstype rdwr
+# with O_SYNC|O_DIRECT (bstype aio takes no open flags). Writes only.
+TGT_BSTYPE=rdwr TGT_BSOFLAGS=sync:direct start_tgt 19 "$(free_port 23360)" "$WORK/tgt.img" \
+	>"$WORK/tgt.why" || die "tgt (sync) failed to start: $(tail -n 1 "$WORK/tgt.why")"
+tport=$(ss -Hltnp | grep "pid=$TGT_PID," | awk '{ print $4 }' | sed 's/.*://' | head -n 1)
+TPID=$TGT_PID
+echo "iscsi bench: tgt O_SYNC: writes QD32, QD1 (fio via qemu-nbd), ${RT} s each"
+echo "$(fiow "iscsi://127.0.0.1:$tport/$TGT_IQN/1" 32) $(fiow "iscsi://127.0.0.1:$tport/$TGT_IQN/1" 1)" \
+	>"$WORK/tgtsync.res"
+stop_tgt
 rm -f "$WORK/tgt.img"
 
 kport=$(free_port 23660)
@@ -123,10 +137,11 @@ TPID=$KURA_PID
 measure kura "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
 stop_kura || echo "iscsi bench: blockd did not stop cleanly"
 
-T=$(cat "$WORK/tgt.res") K=$(cat "$WORK/kura.res")
+T=$(cat "$WORK/tgt.res") K=$(cat "$WORK/kura.res") S=$(cat "$WORK/tgtsync.res")
 col() { echo "$1" | cut -d' ' -f"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$T" "$2")" "$(col "$K" "$2")" "$(ratio "$(col "$K" "$2")" "$(col "$T" "$2")")"; }
+srow() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$S" "$2")" "$(col "$K" "$3")" "$(ratio "$(col "$K" "$3")" "$(col "$S" "$2")")"; }
 lat1() { awk -v n="$1" 'BEGIN { printf "%.1f", (n > 0) ? 1e6 / n : 0 }'; }
 verdict() { awk "BEGIN { print (($1) ? \"met\" : \"NOT met\") }"; }
 table() {
@@ -148,10 +163,21 @@ table() {
 	row "write QD1 p99 latency us" 11
 	row "write QD1 target CPU us/IO" 12
 	row "read QD32 IOPS (fio via qemu-nbd)" 13
+	echo
+	echo "durable writes on both sides: tgt bstype rdwr with O_SYNC|O_DIRECT"
+	printf '%-42s %10s %10s %9s\n' "measure" "tgt sync" "kura" "kura/tgt"
+	srow "write QD32 IOPS (fio via qemu-nbd)" 1 5
+	srow "write QD32 p99 latency us" 3 7
+	srow "write QD32 target CPU us/IO" 4 8
+	srow "write QD1 mean latency us" 6 10
+	srow "write QD1 p99 latency us" 7 11
+	srow "write QD1 target CPU us/IO" 8 12
+	echo
 	echo "the fio chain without iSCSI (qemu-nbd over null-co), 4 KiB random writes at QD32: $null_iops IOPS"
 	r32=$(ratio "$(col "$K" 1)" "$(col "$T" 1)") w32=$(ratio "$(col "$K" 5)" "$(col "$T" 5)")
 	echo "aim: kura >= 2x tgt IOPS at QD32: reads ${r32}x $(verdict "$(col "$K" 1) >= 2 * $(col "$T" 1)"), writes ${w32}x $(verdict "$(col "$K" 5) >= 2 * $(col "$T" 5)")"
 	echo "aim: kura QD1 latency below tgt's: reads $(verdict "$(col "$K" 3) > $(col "$T" 3)"), writes $(verdict "$(col "$K" 10) < $(col "$T" 10) && $(col "$K" 10) > 0")"
+	echo "durable writes: kura QD1 write latency below tgt O_SYNC's: $(verdict "$(col "$K" 10) < $(col "$S" 6) && $(col "$K" 10) > 0"), QD32 write IOPS $(ratio "$(col "$K" 5)" "$(col "$S" 1)")x"
 }
 table >"$WORK/table.txt"
 cat "$WORK/table.txt"

@@ -104,7 +104,8 @@ stop_nbd() {
 }
 
 # start_tgt BASE PORT FILE: a tgt target $TGT_IQN on 127.0.0.1:PORT with
-# FILE as LUN 1 through O_DIRECT (bstype aio). tgtd's control socket id is
+# FILE as LUN 1 through O_DIRECT (bstype aio; TGT_BSTYPE and TGT_BSOFLAGS
+# choose another backing store type and its open flags). tgtd's control socket id is
 # the first from BASE that no other tgtd holds (a tgtd that finds its id
 # taken exits at once). Sets TGT_PID and TGT_ID; stop_tgt undoes it all.
 # Returns non-zero, with the reason on stdout, if tgt cannot be set up.
@@ -139,7 +140,7 @@ start_tgt() {
 		sleep 0.02
 	done
 	$T --mode target --op new --tid 1 --targetname "$TGT_IQN" &&
-	$T --mode logicalunit --op new --tid 1 --lun 1 --backing-store "$file" --bstype aio &&
+	$T --mode logicalunit --op new --tid 1 --lun 1 --backing-store "$file" --bstype "${TGT_BSTYPE:-aio}" ${TGT_BSOFLAGS:+--bsoflags "$TGT_BSOFLAGS"} &&
 	$T --mode target --op bind --tid 1 --initiator-address ALL || return 1
 	# the portal is bound by now, unless the port was taken meanwhile
 	ss -Hltnp "sport = :$port" | grep -q "pid=$TGT_PID," ||
