@@ -519,6 +519,7 @@ void kura_vd_engine_close(struct kura_vd_engine *e)
 	while (e->ctl_busy)
 		kura_loop_run_once(e->loop, 100000000ull);
 	vd_jobs_stop(e);
+	vd_share_drop_all(e);
 	while (e->commits)
 		kura_loop_run_once(e->loop, 100000000ull);
 	vd_qos_stop(e);

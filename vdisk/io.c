@@ -215,6 +215,7 @@ int vd_chain_read(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t e
 
 struct vd_lockreq {
 	uint64_t ext;
+	bool shared;
 	void (*cb)(void *arg);
 	void *arg;
 	struct vd_lockreq *next;
@@ -240,10 +241,11 @@ struct vd_io {
 	struct vd_sreq sr;     /* its place in the scheduler */
 };
 
-static struct vd_lockent *lock_find(struct kura_vd_engine *e, uint64_t ext)
+/* A lock on ext that a new one (shared or not) would collide with. */
+static struct vd_lockent *lock_find(struct kura_vd_engine *e, uint64_t ext, bool shared)
 {
 	for (unsigned i = 0; i < e->nlocks; i++)
-		if (e->locks[i].ext == ext)
+		if (e->locks[i].ext == ext && !(shared && e->locks[i].shared))
 			return &e->locks[i];
 	return NULL;
 }
@@ -294,32 +296,36 @@ static void locks_check(struct kura_vd_engine *e)
 	}
 }
 
-static int lock_take(struct kura_vd_engine *e, uint64_t ext, void (*cb)(void *arg), void *arg)
+static int lock_take(struct kura_vd_engine *e, uint64_t ext, bool shared, void (*cb)(void *arg),
+		     void *arg)
 {
 	struct vd_lockent *le;
 
-	if (e->nlocks == KURA_ARRAY_SIZE(e->locks) || lock_find(e, ext))
+	if (e->nlocks == KURA_ARRAY_SIZE(e->locks) || lock_find(e, ext, shared))
 		return 0;
 	le = &e->locks[e->nlocks++];
 	le->ext = ext;
-	le->ticket = e->next_ticket;
+	le->ticket = shared ? 0 : e->next_ticket; /* shared: waits for no guest I/O */
 	le->cb = cb;
 	le->arg = arg;
 	le->granted = false;
+	le->shared = shared;
 	locks_check(e);
 	return 1;
 }
 
-int vd_lock_ext(struct kura_vd_engine *e, uint64_t ext, void (*cb)(void *arg), void *arg)
+int vd_lock_ext(struct kura_vd_engine *e, uint64_t ext, bool shared, void (*cb)(void *arg),
+		void *arg)
 {
 	struct vd_lockreq *r, **p;
 
-	if (lock_take(e, ext, cb, arg))
+	if (lock_take(e, ext, shared, cb, arg))
 		return 0;
 	r = malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->ext = ext;
+	r->shared = shared;
 	r->cb = cb;
 	r->arg = arg;
 	r->next = NULL;
@@ -331,25 +337,31 @@ int vd_lock_ext(struct kura_vd_engine *e, uint64_t ext, void (*cb)(void *arg), v
 
 static void io_start(struct vd_io *io);
 
-void vd_unlock_ext(struct kura_vd_engine *e, uint64_t ext)
+void vd_unlock_ext(struct kura_vd_engine *e, uint64_t ext, bool shared)
 {
-	struct vd_lockent *le = lock_find(e, ext);
+	struct vd_lockent *le = NULL;
 	struct vd_io *wq;
 
+	for (unsigned i = 0; i < e->nlocks && !le; i++)
+		if (e->locks[i].ext == ext && e->locks[i].shared == shared && e->locks[i].granted)
+			le = &e->locks[i];
 	if (!le)
 		return;
 	/* The holder may have changed frozen layers: cached lookups are stale. */
-	e->store_gen++;
+	if (!shared)
+		e->store_gen++;
 	*le = e->locks[--e->nlocks];
 	for (struct vd_lockreq **p = &e->lock_pending; *p;) {
 		struct vd_lockreq *r = *p;
-		if (lock_take(e, r->ext, r->cb, r->arg)) {
+		if (lock_take(e, r->ext, r->shared, r->cb, r->arg)) {
 			*p = r->next;
 			free(r);
 		} else {
 			p = &r->next;
 		}
 	}
+	if (shared)
+		return; /* no guest I/O waits for a shared lock */
 	/* Waiting guest I/O tries again; what still collides queues again. */
 	wq = e->lock_wq_head;
 	e->lock_wq_head = e->lock_wq_tail = NULL;
@@ -436,7 +448,7 @@ static int io_locked(struct kura_vd_engine *e, const struct vd_io *io)
 	uint64_t first = io->off / VD_EXT, last = (io->off + io->len - 1) / VD_EXT;
 
 	for (unsigned i = 0; i < e->nlocks; i++)
-		if (e->locks[i].ext >= first && e->locks[i].ext <= last)
+		if (!e->locks[i].shared && e->locks[i].ext >= first && e->locks[i].ext <= last)
 			return 1;
 	return 0;
 }

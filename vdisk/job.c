@@ -311,7 +311,14 @@ struct step {
 	unsigned wpos;
 	const struct vd_chain *rchain; /* reading in pieces: the chain, the next block */
 	unsigned rpos;
+	struct vd_share *sb;     /* a clone's data read once for several (share.c) */
 };
+
+/* Where block pos of what the step read is (pos within lo..hi). */
+static const char *step_src(const struct step *st, unsigned pos)
+{
+	return st->sb ? vd_share_data(st->sb, pos) : st->buf + (size_t)(pos - st->lo) * VD_BLK;
+}
 
 static void job_pump(struct kura_vd_engine *e, struct vd_job *j);
 static void job_finish(struct kura_vd_engine *e, struct vd_job *j);
@@ -322,7 +329,7 @@ static void step_end(struct step *st, int err)
 	struct vd_job *j = st->j;
 
 	if (st->locked)
-		vd_unlock_ext(e, st->ext);
+		vd_unlock_ext(e, st->ext, j->type == JOB_CLONE);
 	vd_sched_end(e, &st->sr);
 	for (unsigned i = 0; i < j->inflight; i++) {
 		if (j->inflight_ext[i] == st->ext) {
@@ -345,6 +352,8 @@ static void step_end(struct step *st, int err)
 		j->done = KURA_MIN(j->total, j->done + VD_EXT);
 	else
 		j->done += VD_EXT;
+	if (st->sb)
+		vd_share_put(e, st->sb);
 	free(st->buf);
 	free(st);
 	job_pump(e, j);
@@ -374,7 +383,7 @@ static void step_later(struct step *st, int err)
 	kura_loop_defer(st->e->loop, &st->op, err);
 }
 
-/* Writes the runs of st->need from st->buf (which holds blocks lo..hi) into
+/* Writes the runs of st->need from what the step read (blocks lo..hi) into
  * layer dst; then `then` (free the source extent, or nothing). */
 static void step_write_runs(struct step *st, uint64_t dst, uint64_t free_after);
 
@@ -397,13 +406,6 @@ static void step_after_writes(void *arg, int err)
 	step_end(st, st->err);
 }
 
-/* While guests run (under the scheduler), background data moves in pieces
- * of at most 128 KiB, one after the other: a journal batch then carries
- * little of it, so a guest write that shares the batch does not wait for a
- * whole extent, and a guest read queues behind no more than that at the
- * disk. Otherwise a step reads and writes everything at once. */
-#define STEP_CHUNK_BLOCKS 32u
-
 static void step_write_next(void *arg, int err)
 {
 	struct step *st = arg;
@@ -412,11 +414,10 @@ static void step_write_next(void *arg, int err)
 	if (err && !st->err)
 		st->err = err;
 	if (!st->err && (n = vd_bm_next_run(&st->need, &pos, st->hi))) {
-		n = KURA_MIN(n, STEP_CHUNK_BLOCKS);
+		n = KURA_MIN(n, VD_STEP_CHUNK_BLOCKS);
 		st->wpos = pos + n;
 		err = st->e->bops->write(st->e->b, st->wdst, st->ext, pos, n,
-				     st->buf + (size_t)(pos - st->lo) * VD_BLK,
-				     st->sr.cls, step_write_next, st);
+				     step_src(st, pos), st->sr.cls, step_write_next, st);
 		if (!err)
 			return;
 		st->err = err;
@@ -438,9 +439,8 @@ static void step_write_runs(struct step *st, uint64_t dst, uint64_t free_after)
 		return;
 	}
 	for (unsigned pos = st->lo, n; (n = vd_bm_next_run(&st->need, &pos, st->hi)); pos += n) {
-		err = e->bops->write(e->b, dst, st->ext, pos, n,
-				     st->buf + (size_t)(pos - st->lo) * VD_BLK,
-				     st->sr.cls, step_after_writes, st);
+		err = e->bops->write(e->b, dst, st->ext, pos, n, step_src(st, pos), st->sr.cls,
+				     step_after_writes, st);
 		if (err)
 			break;
 		st->pending++;
@@ -492,7 +492,7 @@ static void step_read_next(void *arg, int err, const struct kura_blk_bitmap *pre
 		copy_read_done(st, err, present);
 		return;
 	}
-	n = KURA_MIN(st->hi - pos, STEP_CHUNK_BLOCKS);
+	n = KURA_MIN(st->hi - pos, VD_STEP_CHUNK_BLOCKS);
 	st->rpos = pos + n;
 	err = vd_chain_read(st->e, st->rchain, st->ext, pos, n,
 			    st->buf + (size_t)(pos - st->lo) * VD_BLK, st->sr.cls, step_read_next, st);
@@ -500,8 +500,14 @@ static void step_read_next(void *arg, int err, const struct kura_blk_bitmap *pre
 		step_later(st, err);
 }
 
+static void shared_read_done(void *arg, int err)
+{
+	copy_read_done(arg, err, NULL);
+}
+
 /* Reads blocks lo..hi of st->ext through chain c, then continues in
- * copy_read_done. */
+ * copy_read_done; a clone shares the read with the other clones of its
+ * template. */
 static void step_read(struct step *st, const struct vd_chain *c)
 {
 	int err;
@@ -510,6 +516,21 @@ static void step_read(struct step *st, const struct vd_chain *c)
 	if (st->hi == st->lo) {
 		step_later(st, 0);
 		return;
+	}
+	if (st->j->type == JOB_CLONE) {
+		err = vd_share_get(st->e, c, st->ext, st->lo, st->hi, st->sr.cls, shared_read_done,
+				   st, &st->sb);
+		if (err == 1) {
+			step_write_runs(st, st->j->dst, 0);
+			return;
+		}
+		if (!err)
+			return;
+		st->sb = NULL;
+		if (err != -EAGAIN) {
+			step_later(st, err);
+			return;
+		}
 	}
 	st->buf = kura_aligned_alloc_raw((size_t)(st->hi - st->lo) * VD_BLK);
 	if (!st->buf) {
@@ -769,14 +790,15 @@ static void step_go(struct vd_sreq *r)
 		err = e->bops->free(e->b, j->layers[j->li], ext, step_io_done, st);
 		break;
 	case JOB_MERGE:
-		err = vd_lock_ext(e, ext, merge_locked, st);
+		err = vd_lock_ext(e, ext, false, merge_locked, st);
 		break;
 	case JOB_FLATTEN:
 	case JOB_CLONE:
-		err = vd_lock_ext(e, ext, flatten_locked, st);
+		/* a clone's top layer is not open to anyone until it is built */
+		err = vd_lock_ext(e, ext, j->type == JOB_CLONE, flatten_locked, st);
 		break;
 	case JOB_EXPORT:
-		err = vd_lock_ext(e, ext, export_locked, st);
+		err = vd_lock_ext(e, ext, false, export_locked, st);
 		break;
 	case JOB_IMPORT:
 		import_step(st);

@@ -10,6 +10,13 @@
 #define VD_BLK KURA_BLK_SIZE
 #define VD_EXT KURA_EXT_SIZE
 
+/* While guests run (under the scheduler), background data moves in pieces
+ * of at most 128 KiB, one after the other: a journal batch then carries
+ * little of it, so a guest write that shares the batch does not wait for a
+ * whole extent, and a guest read queues behind no more than that at the
+ * disk. Otherwise a job step reads and writes everything at once. */
+#define VD_STEP_CHUNK_BLOCKS 32u
+
 struct vd_layer {
 	uint64_t id;
 	uint64_t parent;   /* 0: bottom of its chain */
@@ -151,13 +158,18 @@ struct kura_vd_engine {
 	/* Extent locks: a job step holds an extent while it moves or copies
 	 * blocks between layers; guest I/O to that extent waits. Guest I/O in
 	 * flight sits in a list in ticket order, so a locker can wait for the
-	 * I/O that started before it without counting every extent. */
+	 * I/O that started before it without counting every extent. A shared
+	 * lock (a full clone's step: it reads frozen layers and writes the
+	 * top layer of a vdisk nobody can open yet) keeps out only the
+	 * exclusive ones, whose steps change frozen layers; guest I/O never
+	 * waits for it, nor it for guest I/O. */
 	struct vd_lockent {
 		uint64_t ext;
 		uint64_t ticket;          /* I/O before this ticket must finish */
 		void (*cb)(void *arg);
 		void *arg;
 		bool granted;
+		bool shared;
 	} locks[64];
 	unsigned nlocks;
 	struct vd_lockreq *lock_pending; /* waiting for a slot or a held extent */
@@ -170,10 +182,30 @@ struct kura_vd_engine {
 	struct kura_timer control_timer, pace_timer;
 	bool control_armed, pace_armed, sched_stopping;
 
+	/* full clones' shared source reads (share.c) */
+	struct vd_share *shares;
+	size_t share_bytes;
+
 	/* control requests run one at a time */
 	struct vd_ctl *ctl_head, *ctl_tail;
 	bool ctl_busy;
 };
+
+/* ---- share.c: full clones of one template read each span once ---- */
+struct vd_share;
+/* For a clone step that needs blocks lo..hi of ext through chain c. 1: an
+ * entry that holds them is ready (*out; nothing is called back); 0: they
+ * are being read into *out, and cb(arg, err) runs when they are;
+ * -EAGAIN: nothing to share (the step reads on its own); -ENOMEM. Either
+ * way but -EAGAIN and -ENOMEM the caller holds *out until vd_share_put. */
+int vd_share_get(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t ext, unsigned lo,
+		 unsigned hi, enum kura_io_class cls, void (*cb)(void *arg, int err), void *arg,
+		 struct vd_share **out);
+/* Block lo's data in s (lo within the span asked for). */
+const char *vd_share_data(const struct vd_share *s, unsigned lo);
+void vd_share_put(struct kura_vd_engine *e, struct vd_share *s);
+/* Engine close: every entry goes (none may be held). */
+void vd_share_drop_all(struct kura_vd_engine *e);
 
 /* ---- engine.c ---- */
 struct vd_layer *vd_layer_get(struct kura_vd_engine *e, uint64_t id);
@@ -214,9 +246,12 @@ int vd_chain_read(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t e
 /* Which blocks of ext the chain holds (visible), synchronously. */
 void vd_chain_present(struct kura_vd_engine *e, const struct vd_chain *c, uint64_t ext,
 		      struct kura_blk_bitmap *out);
-/* Extent locks, for merge steps: cb runs once no I/O to ext is in flight. */
-int vd_lock_ext(struct kura_vd_engine *e, uint64_t ext, void (*cb)(void *arg), void *arg);
-void vd_unlock_ext(struct kura_vd_engine *e, uint64_t ext);
+/* Extent locks for job steps: cb runs once no I/O to ext is in flight
+ * (exclusive), or once no exclusive lock holds ext (shared). Unlock with
+ * the same `shared`. */
+int vd_lock_ext(struct kura_vd_engine *e, uint64_t ext, bool shared, void (*cb)(void *arg),
+		void *arg);
+void vd_unlock_ext(struct kura_vd_engine *e, uint64_t ext, bool shared);
 /* Snapshot support: pauses the vdisk's writes; cb runs once none are in flight. */
 void vd_pause_writes(struct kura_vd_engine *e, struct vd_vdisk *v, void (*cb)(void *arg),
 		     void *arg);

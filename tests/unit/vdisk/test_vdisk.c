@@ -359,6 +359,48 @@ TEST(test_full_clone_is_independent_and_resumes)
 	tvd_close(&t);
 }
 
+/* Full clones of one template at once read it once between them
+ * (vdisk/share.c), and each gets every block. */
+TEST(test_full_clones_of_one_template_share_their_reads)
+{
+	struct tvd t;
+	uint64_t r0, one, three;
+	const char *names[] = { "c", "d", "e" };
+
+	tvd_open(&t, 0);
+	create(&t, "a", "64M");
+	for (unsigned x = 0; x < 40; x++)
+		CHECK(tvd_write(&t, "a", x * EXTB + 3 * x, 8, 700 + x) == 0);
+	snap(&t, "a", "s1");
+	r0 = t.m->reads;
+	CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"b\","
+		      "\"full\":true}") == 0);
+	tvd_jobs(&t);
+	one = t.m->reads - r0;
+	/* three at once: created, then started together by a restart */
+	for (unsigned i = 0; i < 3; i++)
+		CHECK(tvd_ctl(&t, "{\"op\":\"clone\",\"name\":\"a\",\"snap\":\"s1\",\"new\":\"%s\","
+			      "\"full\":true}", names[i]) == 0);
+	tvd_restart(&t);
+	r0 = t.m->reads;
+	tvd_jobs(&t);
+	three = t.m->reads - r0;
+	CHECK(one >= 40);
+	CHECK(three < 2 * one);
+	/* a change to the template's snapshot chain after the fact is not seen */
+	CHECK(tvd_write(&t, "a", 0, 1, 9) == 0);
+	for (unsigned i = 0; i < 3; i++)
+		for (unsigned x = 0; x < 40; x++)
+			for (unsigned b = 0; b < 8; b++)
+				expect1(&t, names[i], NULL, x * EXTB + 3 * x + b, 700 + x);
+	for (unsigned i = 0; i < 3; i++) {
+		CHECK_EQ(tvd_ctl(&t, "{\"op\":\"info\",\"name\":\"%s\"}", names[i]), 0);
+		CHECK_EQ(tvd_ans_u64(&t, "vdisk", "depth"), 1);
+	}
+	tvd_fsck_clean(&t);
+	tvd_close(&t);
+}
+
 TEST(test_cancelled_clone_leaves_nothing)
 {
 	struct tvd t;
