@@ -41,7 +41,11 @@ for t in "$ROOT"/tests/integration/[0-9]*.sh "$ROOT"/tests/cluster/[0-9]*.sh; do
 		skipped=$((skipped + 1))
 	else
 		echo "FAIL $name (${secs}s, exit $rc); last lines:"
-		grep -v "^cycle [0-9]*: verified" "$log" | tail -n 30 | sed 's/^/    /'
+		# a sanitizer's leak report after a failure would fill the tail
+		# and hide why the test failed: its stack lines are left out
+		# (its SUMMARY line stays)
+		grep -v -e "^cycle [0-9]*: verified" -e "^ *#[0-9][0-9]* 0x" -e "^ *Direct leak of" \
+			-e "^ *Indirect leak of" -e "^ *$" "$log" | tail -n 30 | sed 's/^/    /'
 		failed=$((failed + 1))
 	fi
 	rm -f "$log"
