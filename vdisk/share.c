@@ -150,12 +150,9 @@ static void share_read_next(void *arg, int err, const struct kura_blk_bitmap *pr
 	struct vd_share *s = arg;
 
 	(void)present;
-	if (!err && s->pos < s->hi)
-		err = share_submit(s);
-	else if (!err)
-		err = 1; /* all read */
-	if (err)
-		share_read_done(s, err == 1 ? 0 : err);
+	if (!err && s->pos < s->hi && !(err = share_submit(s)))
+		return; /* the next piece is on its way */
+	share_read_done(s, err);
 }
 
 static int add_waiter(struct vd_share *s, void (*cb)(void *arg, int err), void *arg)
