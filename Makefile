@@ -40,7 +40,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
 	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
-	$(BUILD)/kura-etcdcheck $(BUILD)/kura-peercheck $(BUILD)/kura-repcheck $(BUILD)/unit-tests $(BUILD)/vdisk
+	$(BUILD)/kura-etcdcheck $(BUILD)/kura-peercheck $(BUILD)/kura-fwdcheck $(BUILD)/kura-repcheck $(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
 all: $(BINS)
@@ -85,6 +85,9 @@ $(BUILD)/kura-etcdcheck: $(OBJ)/tests/integration/etcdcheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-peercheck: $(OBJ)/tests/cluster/peercheck.o $(OBJ)/libkura.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/kura-fwdcheck: $(OBJ)/tests/cluster/fwdcheck.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/kura-repcheck: $(OBJ)/tests/cluster/repcheck.o $(OBJ)/libkura.a

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "iscsi-target/target.h"
+#include "replication/svclink.h"
 #include "replication/vdblk.h"
 #include "replication/member.h"
 #include "replication/rep.h"
@@ -38,7 +39,9 @@ static const char usage[] =
 	"                        (default DIR/blockd.sock)\n"
 	"  --store-socket PATH   raw store protocol socket (default DIR/store.sock)\n"
 	"  --iscsi ADDR:PORT     serve every vdisk over iSCSI on this portal\n"
-	"                        (default " KURA_ISCSI_DEFAULT_PORTAL "; \"off\" serves none)\n"
+	"                        (default " KURA_ISCSI_DEFAULT_PORTAL "; \"off\" serves none);\n"
+	"                        in a cluster, a node not serving the vdisks forwards\n"
+	"                        its sessions to the one that does\n"
 	"  --journal-size SIZE   journal on the first disk, for a new store\n"
 	"                        (default 1/16 of the disk, 16M to 256M)\n"
 	"  --crc-cache SIZE      memory for checksum pages (default 64M)\n"
@@ -242,6 +245,9 @@ struct node {
 	struct kura_server *peers; /* node-to-node listener (--listen) */
 	struct kura_rep *rep;      /* reads and writes through the cluster */
 	struct kura_vdblk *vdblk;  /* the vdisks' blocks, while this node serves them */
+	struct kura_svclink *svclink; /* to the node serving the vdisks, for the iSCSI
+				       * portal while this node does not */
+	struct kura_iscsi_fwd fwd;
 	uint64_t svc_gen;          /* +1 whenever the vdisk service is taken or lost */
 	int64_t svc_rev;
 	int svc_held;              /* the member's last word on the service */
@@ -279,6 +285,7 @@ static void vdisks_stop(struct node *n)
 	 * in again elsewhere, not I/O errors */
 	kura_iscsi_drop_all(iscsi);
 	kura_vdblk_abandon(vdblk);
+	kura_svclink_reset(n->svclink); /* what a forwarding portal awaits fails */
 	kura_iscsi_stop(iscsi);
 	if (vd)
 		kura_vd_engine_close(vd);
@@ -303,11 +310,14 @@ static void node_stop(struct node *n)
 	/* in a cluster, vdisk I/O waiting for a primary ends (-ESHUTDOWN) here,
 	 * so the frontends can drain */
 	kura_rep_shutdown(n->rep); /* maps arriving from now on are ignored */
+	kura_svclink_reset(n->svclink);
 	kura_iscsi_stop(n->iscsi);
 	n->iscsi = NULL;
 	kura_server_stop(n->peers);
 	kura_server_stop(n->srv);
 	vdisks_stop(n); /* while the member's map, which the rep reads, is there */
+	kura_svclink_destroy(n->svclink);
+	n->svclink = NULL;
 	kura_member_stop(n->member);
 	kura_rep_destroy(n->rep);
 	n->rep = NULL;
@@ -354,6 +364,8 @@ static int start_iscsi(struct node *n, const struct args *a, char *errbuf, size_
 	io.loop = n->loop;
 	io.vd = n->vd;
 	io.cat = n->cat;
+	if (!n->vd)
+		io.fwd = &n->fwd; /* a cluster node not serving the vdisks forwards */
 	io.portal = a->iscsi ? a->iscsi : KURA_ISCSI_DEFAULT_PORTAL;
 	if (!strcmp(io.portal, "off"))
 		io.portal = NULL;
@@ -395,11 +407,7 @@ static int node_hello(void *arg, const struct kura_proto_hello *in, struct kura_
 			 in->cluster_id, map->cluster_id);
 		return -EXDEV;
 	}
-	memset(out, 0, sizeof(*out));
-	out->version = KURA_PROTO_VERSION;
-	out->epoch = map->epoch;
-	memcpy(out->cluster_id, map->cluster_id, 36);
-	snprintf(out->node, sizeof(out->node), "%s", n->name);
+	kura_map_hello(map, n->name, out);
 	return 0;
 }
 
@@ -412,61 +420,94 @@ static void node_map(void *arg, const struct kura_map *map)
 }
 
 /* The store socket and node links, in a cluster (blockd/server.h). */
+static struct kura_rep *route_rep(void *arg)
+{
+	return ((struct node *)arg)->rep;
+}
+
 static int route_read(void *arg, const struct kura_proto_req *q, void *buf, kura_blk_cb cb,
 		      void *cbarg)
 {
-	return kura_rep_read(arg, q->layer, q->ext, q->blk, q->nblk, buf,
+	return kura_rep_read(route_rep(arg), q->layer, q->ext, q->blk, q->nblk, buf,
 			     (enum kura_io_class)q->cls, cb, cbarg);
 }
 
 static int route_read_primary(void *arg, const struct kura_proto_req *q, void *buf,
 			      kura_blk_cb cb, void *cbarg)
 {
-	return kura_rep_read_primary(arg, q->layer, q->ext, q->blk, q->nblk, buf,
+	return kura_rep_read_primary(route_rep(arg), q->layer, q->ext, q->blk, q->nblk, buf,
 				     (enum kura_io_class)q->cls, cb, cbarg);
 }
 
 static int route_write(void *arg, const struct kura_proto_req *q, const void *data,
 		       kura_blk_cb cb, void *cbarg)
 {
-	return kura_rep_write(arg, q->layer, q->ext, q->blk, q->nblk, data,
+	return kura_rep_write(route_rep(arg), q->layer, q->ext, q->blk, q->nblk, data,
 			      (enum kura_io_class)q->cls, 0, NULL, cb, cbarg);
 }
 
 static int route_write_primary(void *arg, const struct kura_proto_req *q, const void *data,
 			       uint64_t *ver, kura_blk_cb cb, void *cbarg)
 {
-	return kura_rep_write_primary(arg, q->layer, q->ext, q->blk, q->nblk, data,
+	return kura_rep_write_primary(route_rep(arg), q->layer, q->ext, q->blk, q->nblk, data,
 				      (enum kura_io_class)q->cls, q->arg_layer, ver, cb, cbarg);
 }
 
 static int route_free(void *arg, const struct kura_proto_req *q, kura_blk_cb cb, void *cbarg)
 {
-	return kura_rep_free(arg, q->layer, q->ext, (enum kura_io_class)q->cls, 0, cb, cbarg);
+	return kura_rep_free(route_rep(arg), q->layer, q->ext, (enum kura_io_class)q->cls, 0, cb, cbarg);
 }
 
 static int route_free_primary(void *arg, const struct kura_proto_req *q, kura_blk_cb cb,
 			      void *cbarg)
 {
-	return kura_rep_free_primary(arg, q->layer, q->ext, (enum kura_io_class)q->cls,
+	return kura_rep_free_primary(route_rep(arg), q->layer, q->ext, (enum kura_io_class)q->cls,
 				     q->arg_layer, cb, cbarg);
 }
 
 static int route_sync(void *arg, const char *peer, const void *data, size_t len,
 		      struct kura_proto_sync_result *out, kura_blk_cb cb, void *cbarg)
 {
-	return kura_rep_sync(arg, peer, data, len, out, cb, cbarg);
+	return kura_rep_sync(route_rep(arg), peer, data, len, out, cb, cbarg);
 }
 
 static int route_glist(void *arg, const struct kura_proto_req *q,
 		       void (*done)(void *cbarg, int err, uint8_t *data, size_t len), void *cbarg)
 {
-	return kura_rep_glist(arg, q, done, cbarg);
+	return kura_rep_glist(route_rep(arg), q, done, cbarg);
 }
 
 static int route_peer_may_write(void *arg, const char *peer, const struct kura_proto_req *q)
 {
-	return kura_rep_peer_may_write(arg, peer, q);
+	return kura_rep_peer_may_write(route_rep(arg), peer, q);
+}
+
+/* A forwarding portal's message (iscsi-target/target.h), served while this
+ * node serves the vdisks. */
+static int route_fwd(void *arg, unsigned conn, const char *peer, uint8_t *data, size_t len,
+		     void (*done)(void *cbarg, int err, uint8_t *data, size_t len), void *cbarg)
+{
+	struct node *n = arg;
+
+	if (!n->vd || !n->iscsi) {
+		free(data);
+		return -EREMOTE;
+	}
+	return kura_iscsi_fwd_serve(n->iscsi, conn, peer, data, len, done, cbarg);
+}
+
+static void route_conn_closed(void *arg, unsigned conn)
+{
+	struct node *n = arg;
+
+	if (n->vd && n->iscsi)
+		kura_iscsi_fwd_gone(n->iscsi, conn);
+}
+
+static int fwd_send(void *arg, const void *msg, size_t len, void *ans, size_t cap,
+		    void (*cb)(void *cbarg, int err, size_t got), void *cbarg)
+{
+	return kura_svclink_send(arg, msg, len, ans, cap, cb, cbarg);
 }
 
 static void node_status(void *arg, struct kura_jw *w)
@@ -588,6 +629,20 @@ static void svc_loaded(void *arg, int err)
 
 static void svc_apply(struct node *n);
 
+/* Not serving the vdisks (now): the node's portal forwards to the one that
+ * does. */
+static void forward_again(struct node *n)
+{
+	char errbuf[512] = "";
+
+	if (n->iscsi || n->stopping || !n->svclink)
+		return;
+	kura_svclink_resume(n->svclink);
+	if (start_iscsi(n, n->args, errbuf, sizeof(errbuf)))
+		kura_log(ERR, "cluster: node %s cannot open its iSCSI portal: %s; it stays closed "
+			 "until the vdisk service moves again", n->name, errbuf);
+}
+
 static void svc_retry_fired(struct kura_op *op, int res)
 {
 	struct node *n = KURA_CONTAINER_OF(op, struct node, svc_retry.op);
@@ -630,8 +685,10 @@ static void svc_apply(struct node *n)
 	}
 	n->svc_gen++;
 	vdisks_stop(n);
-	if (!n->svc_held || n->svc_stopping)
+	if (!n->svc_held || n->svc_stopping) {
+		forward_again(n);
 		return;
+	}
 	map = kura_member_map(n->member);
 	if (!map || map->svc_rev < (uint64_t)n->svc_rev) {
 		/* the leader has not yet named this node in the map: until
@@ -702,7 +759,9 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 					   .free = route_free,
 					   .free_primary = route_free_primary,
 					   .glist = route_glist,
-					   .peer_may_write = route_peer_may_write };
+					   .peer_may_write = route_peer_may_write,
+					   .fwd = route_fwd,
+					   .conn_closed = route_conn_closed };
 	int err;
 
 	mo.loop = n->loop;
@@ -728,12 +787,22 @@ static int start_member(struct node *n, const struct args *a, char *errbuf, size
 		snprintf(errbuf, errlen, "out of memory");
 		return err;
 	}
-	route.arg = n->rep;
+	route.arg = n;
 	if ((err = kura_server_start_tcp(n->loop, n->s, a->listen, &peer, &n->peers, errbuf,
 					 errlen)))
 		return err;
 	kura_server_set_route(n->peers, &route);
 	kura_server_set_route(n->srv, &route);
+	/* until it serves the vdisks, the node's portal forwards to the node
+	 * that does (30 s: an initiator's own command timeout) */
+	if ((err = kura_svclink_create(n->loop, n->member, a->node, 30000, &n->svclink))) {
+		snprintf(errbuf, errlen, "out of memory");
+		return err;
+	}
+	n->fwd.send = fwd_send;
+	n->fwd.arg = n->svclink;
+	if ((err = start_iscsi(n, a, errbuf, errlen)))
+		return err;
 	n->store_watch.op.fn = store_watch;
 	store_watch(&n->store_watch.op, 0);
 	return 0;

@@ -36,7 +36,8 @@ enum kura_proto_op {
 	KURA_OP_SYNC = 11,
 	KURA_OP_GLIST = 12,
 	KURA_OP_PLIST = 13,
-	KURA_OP_MAX = 13
+	KURA_OP_FWD = 14,
+	KURA_OP_MAX = 14
 };
 
 /* flags: on node links only, on WRITE and FREE only, one at a time (a
@@ -91,9 +92,9 @@ struct kura_proto_info {
  * names the receiver. A link whose cluster ids differ is refused (status
  * -EXDEV, then closed); any other request first, a second HELLO, or a HELLO
  * on the local socket is a framing error. Strings are NUL-padded. */
-#define KURA_PROTO_VERSION 3u /* 2: FREE and PLIST between nodes, versions in write
+#define KURA_PROTO_VERSION 4u /* 2: FREE and PLIST between nodes, versions in write
 			       * answers; 3: READ flagged F_PRIMARY, answers'
-			       * flags */
+			       * flags; 4: FWD */
 struct kura_proto_hello {
 	uint32_t version;     /* KURA_PROTO_VERSION */
 	uint32_t pad;         /* zero */
@@ -160,6 +161,14 @@ struct kura_proto_plist_ent {
 };
 _Static_assert(sizeof(struct kura_proto_plist_ent) == 56, "plist entry is 56 bytes");
 #define KURA_PROTO_PLIST_MAX 1024u
+
+/* FWD: on node links only, to the node serving the vdisks: a frontend's
+ * request forwarded from another node's frontend (iscsi-target/target.h,
+ * "Forwarding"). Its data (1 to KURA_PROTO_FWD_MAX bytes) and the answer's
+ * (at most the asker's buffer) are the frontend's own message format; the
+ * store protocol only carries them. -EREMOTE: the receiver does not serve
+ * the vdisks. */
+#define KURA_PROTO_FWD_MAX ((8u << 20) + 4096u)
 
 /* Checks framing: 0, or KURA_E_PROTO with a reason in *why. */
 int kura_proto_check(const struct kura_proto_req *r, const char **why);

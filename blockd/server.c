@@ -92,8 +92,10 @@ int kura_proto_check(const struct kura_proto_req *r, const char **why)
 		  r->data_len > sizeof(struct kura_proto_sync) +
 					KURA_PROTO_SYNC_MAX * sizeof(struct kura_proto_sync_ent)))
 		*why = "sync of the wrong size";
+	else if (r->op == KURA_OP_FWD && (!r->data_len || r->data_len > KURA_PROTO_FWD_MAX))
+		*why = "forwarded request of the wrong size";
 	else if (r->op != KURA_OP_WRITE && r->op != KURA_OP_HELLO && r->op != KURA_OP_SYNC &&
-		 r->data_len)
+		 r->op != KURA_OP_FWD && r->data_len)
 		*why = "data on a request that takes none";
 	else
 		return 0;
@@ -133,8 +135,12 @@ static void sreq_free(struct sreq *r)
 
 static void conn_close(struct conn *c, const char *why)
 {
+	const struct kura_server_route *rt = &c->srv->route;
+
 	if (!c->closing && why)
 		kura_log(WARN, "connection %u closed: %s", c->id, why);
+	if (!c->closing && c->greeted && rt->conn_closed)
+		rt->conn_closed(rt->arg, c->id);
 	c->closing = 1;
 	/* queued responses will never be sent */
 	while (c->txq_head && !c->tx_armed) {
@@ -314,7 +320,8 @@ static int hello_check(const struct conn *c, const char **why)
 		       : c->hdr.flags ? "node link flags on the local socket"
 		       : c->hdr.op == KURA_OP_SYNC ? "sync on the local socket"
 		       : c->hdr.op == KURA_OP_GLIST ? "group list on the local socket"
-		       : c->hdr.op == KURA_OP_PLIST ? "presence list on the local socket" : NULL;
+		       : c->hdr.op == KURA_OP_PLIST ? "presence list on the local socket"
+		       : c->hdr.op == KURA_OP_FWD ? "forwarded request on the local socket" : NULL;
 	else if (c->greeted)
 		*why = hello ? "a second hello" : NULL;
 	else
@@ -534,6 +541,16 @@ static int dispatch(struct conn *c, uint8_t *payload)
 	case KURA_OP_GLIST:
 	case KURA_OP_PLIST:
 		err = rt->glist ? rt->glist(rt->arg, q, glist_done, r) : -EREMOTE;
+		break;
+	case KURA_OP_FWD:
+		if (!rt->fwd) {
+			err = -EREMOTE;
+			break;
+		}
+		/* the payload becomes the route's: a forwarded write's data
+		 * goes on without a copy */
+		err = rt->fwd(rt->arg, c->id, c->peer, payload, q->data_len, glist_done, r);
+		payload = NULL;
 		break;
 	case KURA_OP_SYNC:
 		if (!rt->sync) {

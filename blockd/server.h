@@ -73,6 +73,14 @@ struct kura_server_route {
 	 * at once. NULL: any may; TRIM and MOVE are refused (EOPNOTSUPP) when
 	 * it is set. */
 	int (*peer_may_write)(void *arg, const char *peer, const struct kura_proto_req *q);
+	/* FWD (proto.h) from node peer on node link `conn` (an id no other
+	 * connection of this server has): data (len bytes, 4 KiB aligned) is
+	 * the callee's to free(), whatever it returns; then as glist. NULL:
+	 * -EREMOTE. */
+	int (*fwd)(void *arg, unsigned conn, const char *peer, uint8_t *data, size_t len,
+		   void (*done)(void *cbarg, int err, uint8_t *data, size_t len), void *cbarg);
+	/* Node link `conn` closes (answers still to come are dropped). */
+	void (*conn_closed)(void *arg, unsigned conn);
 	void *arg;
 };
 void kura_server_set_route(struct kura_server *srv, const struct kura_server_route *route);

@@ -86,7 +86,7 @@ out:
 	return err;
 }
 
-static char *settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a)
+char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a)
 {
 	struct kura_jw w;
 	const char *s;
@@ -148,7 +148,7 @@ static unsigned session_count(struct kura_iscsi *p, const struct itgt *t)
 	for (struct iconn *c = p->conns; c; c = c->next)
 		if (c->tgt == t && c->tsih && c->state != C_CLOSING)
 			n++;
-	return n;
+	return n + iscsi_fwd_sessions(p, t, NULL);
 }
 
 static void show_json(struct kura_iscsi *p, const struct itgt *t, struct kura_jw *w)
@@ -186,6 +186,7 @@ static void show_json(struct kura_iscsi *p, const struct itgt *t, struct kura_jw
 		kura_jw_u64(w, "connected", c->connected);
 		kura_jw_end(w);
 	}
+	iscsi_fwd_sessions(p, t, w); /* through other nodes' portals */
 	kura_jw_end(w);
 }
 
@@ -253,7 +254,7 @@ static void change_done(void *arg, int err)
 static void commit_change(struct ctlop *op)
 {
 	struct kura_cat_txn txn;
-	char *val = settings_json(op->acl, op->nacl, &op->auth);
+	char *val = iscsi_settings_json(op->acl, op->nacl, &op->auth);
 	int err;
 
 	if (!val) {

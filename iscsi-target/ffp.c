@@ -272,11 +272,7 @@ static void task_exec(struct itask *t)
 		iscsi_task_put(t);
 		return;
 	}
-	if (kura_vd_size(c->tgt->h) != c->tgt->lu_size) {
-		/* The vdisk was resized: initiators hear of it as a unit attention. */
-		c->tgt->lu_size = kura_vd_size(c->tgt->h);
-		kura_scsi_lu_resized(c->tgt->lu, c->tgt->lu_size);
-	}
+	iscsi_target_sync_size(c->tgt);
 	t->in_lu = true;
 	c->in_lu++;
 	kura_scsi_exec(cmd);

@@ -45,9 +45,13 @@ struct itgt {
 	uint64_t lu_size;           /* the size the LU reports; a resize shows as a change */
 	unsigned nsess;             /* sessions logged in */
 	struct kura_iscsi *portal;
-	bool live;                  /* its vdisk or snapshot exists (start-up pruning) */
+	bool live;                  /* its vdisk or snapshot exists (start-up pruning; on
+				     * a forwarding portal: in the serving node's list) */
 	struct itgt *next;
 };
+
+struct fwd_out;
+struct fwd_nexus;
 
 /* Something to send: a header, optional data (pointing into a task's buffer
  * or owned by the item), padding and digests are added when queued. */
@@ -182,6 +186,17 @@ struct kura_iscsi {
 	unsigned nconns, next_conn_id;
 	uint16_t next_tsih;
 	uint64_t next_nexus;
+	/* Forwarding (fwd.c). A forwarding portal: */
+	const struct kura_iscsi_fwd *fwd; /* non-NULL on a forwarding portal */
+	uint64_t incarnation;       /* random: tells this portal's nexus ids from a
+				     * previous run's at the serving node */
+	uint64_t next_fwd_id;
+	bool dir_ok;                /* the last target list fetched arrived */
+	unsigned fwd_pending;       /* messages to the serving node awaiting answers */
+	struct fwd_out *outs;       /* commands forwarded, awaiting answers */
+	/* The serving node's part: */
+	struct fwd_nexus *rnexus;   /* sessions of forwarding portals */
+	unsigned rcmds;             /* their commands in the LUs */
 };
 
 /* portal.c */
@@ -199,8 +214,39 @@ int iscsi_target_attach(struct kura_iscsi *p, struct itgt *t);
 void iscsi_target_detach(struct kura_iscsi *p, struct itgt *t);
 extern const struct kura_iscsi_login_ops iscsi_login_ops; /* ctx: the iconn */
 
+/* Every target the portal can serve (the engine's vdisks and snapshots, or
+ * on a forwarding portal the serving node's list), as kura_vd_each. */
+int iscsi_each(struct kura_iscsi *p,
+	       int (*fn)(void *arg, const char *name, const char *snap, uint64_t uid,
+			 uint64_t size),
+	       void *arg);
+/* Before a command runs on t's LU: a vdisk resized underneath shows as a
+ * unit attention. */
+void iscsi_target_sync_size(struct itgt *t);
+struct itgt *iscsi_tgt_by_uid(struct kura_iscsi *p, uint64_t uid);
+/* A forwarding portal's target list: the target uid, named name (and snap),
+ * made when new; NULL without memory. */
+struct itgt *iscsi_tgt_put(struct kura_iscsi *p, uint64_t uid, const char *name,
+			   const char *snap);
+/* ... and forgets the targets no longer listed (live false) that no
+ * session uses. */
+void iscsi_tgt_prune(struct kura_iscsi *p);
+
 /* config.c: settings as catalog JSON, and the control requests. */
 int iscsi_settings_parse(struct itgt *t, const char *val);
+char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a);
+
+/* fwd.c */
+extern const struct kura_scsi_fwd_ops iscsi_fwd_lu_ops; /* ctx: the itgt */
+/* A connection arrived at a forwarding portal: fetches the target list,
+ * then hands fd to iscsi_conn_accept. */
+void iscsi_fwd_accept(struct kura_iscsi *p, int fd);
+/* The portal stops: the serving node's part ends every forwarded session
+ * (each goes once its commands are done). */
+void iscsi_fwd_end_all(struct kura_iscsi *p);
+/* The serving node's forwarded sessions to t: their count, and each as an
+ * object into w's open array (w may be NULL). */
+unsigned iscsi_fwd_sessions(struct kura_iscsi *p, const struct itgt *t, struct kura_jw *w);
 
 /* conn.c */
 void iscsi_conn_accept(struct kura_iscsi *p, int fd);

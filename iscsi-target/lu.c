@@ -45,7 +45,7 @@ int kura_scsi_lu_create(const struct kura_scsi_lu_opts *o, struct kura_scsi_lu *
 	struct kura_scsi_lu *lu;
 	int err;
 
-	if (!o->loop || !o->ops || o->size % PBS)
+	if (!o->loop || (!o->ops && !o->fwd) || o->size % PBS)
 		return -EINVAL;
 	if (!(lu = calloc(1, sizeof(*lu))))
 		return -ENOMEM;
@@ -123,6 +123,10 @@ void kura_scsi_nexus_new(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *
 {
 	struct scsi_ua *u;
 
+	if (lu && lu->o.fwd) {
+		lu->o.fwd->nexus(lu->o.fwd_ctx, n, false);
+		return;
+	}
 	if (!lu || ua_of(lu, n->id) || !(u = calloc(1, sizeof(*u))))
 		return;
 	u->nexus = n->id;
@@ -133,6 +137,10 @@ void kura_scsi_nexus_new(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *
 
 void kura_scsi_nexus_gone(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *n)
 {
+	if (lu && lu->o.fwd) {
+		lu->o.fwd->nexus(lu->o.fwd_ctx, n, true);
+		return;
+	}
 	if (!lu)
 		return;
 	for (struct scsi_ua **pp = &lu->uas; *pp; pp = &(*pp)->next)
@@ -851,6 +859,10 @@ void kura_scsi_exec(struct kura_scsi_cmd *cmd)
 	cmd->overflow = cmd->underflow = false;
 	cmd->residual = 0;
 	cmd->aborted = false;
+	if (lu->o.fwd) {
+		lu->o.fwd->exec(lu->o.fwd_ctx, cmd);
+		return;
+	}
 	cmd->lu_prev = NULL;
 	cmd->lu_next = lu->cmds;
 	if (lu->cmds)
@@ -900,6 +912,10 @@ void kura_scsi_abort(struct kura_scsi_cmd *cmd)
 	if (cmd->aborted)
 		return;
 	cmd->aborted = true;
+	if (cmd->lu->o.fwd) {
+		cmd->lu->o.fwd->abort(cmd->lu->o.fwd_ctx, cmd);
+		return;
+	}
 	locks_cancel(cmd->lu, cmd);
 }
 
@@ -912,6 +928,10 @@ void scsi_abort_iport(struct kura_scsi_lu *lu, const char *iport, struct kura_sc
 
 void kura_scsi_lu_reset(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *by)
 {
+	if (lu->o.fwd) {
+		lu->o.fwd->reset(lu->o.fwd_ctx, by);
+		return;
+	}
 	for (struct kura_scsi_cmd *c = lu->cmds; c; c = c->lu_next)
 		kura_scsi_abort(c);
 	lu->reserve6_nexus = 0;

@@ -19,7 +19,7 @@
 
 /* ---- targets ---- */
 
-static struct itgt *tgt_by_uid(struct kura_iscsi *p, uint64_t uid)
+struct itgt *iscsi_tgt_by_uid(struct kura_iscsi *p, uint64_t uid)
 {
 	for (struct itgt *t = p->tgts; t; t = t->next)
 		if (t->uid == uid)
@@ -46,15 +46,65 @@ static void tgt_names(struct itgt *t, const char *vname, const char *snap)
 		snprintf(t->iqn, sizeof(t->iqn), KURA_ISCSI_IQN_PREFIX "%s", vname);
 }
 
+struct itgt *iscsi_tgt_put(struct kura_iscsi *p, uint64_t uid, const char *name,
+			   const char *snap)
+{
+	struct itgt *t = iscsi_tgt_by_uid(p, uid);
+
+	if (!t && (t = calloc(1, sizeof(*t)))) {
+		t->uid = uid;
+		t->next = p->tgts;
+		p->tgts = t;
+	}
+	if (t)
+		tgt_names(t, name, snap);
+	return t;
+}
+
+void iscsi_tgt_prune(struct kura_iscsi *p)
+{
+	for (struct itgt **pp = &p->tgts; *pp;) {
+		struct itgt *t = *pp;
+
+		if (t->live || t->nsess || t->lu) {
+			pp = &t->next;
+			continue;
+		}
+		*pp = t->next;
+		iscsi_tgt_free(t);
+	}
+}
+
+int iscsi_each(struct kura_iscsi *p,
+	       int (*fn)(void *arg, const char *name, const char *snap, uint64_t uid,
+			 uint64_t size),
+	       void *arg)
+{
+	int err;
+
+	if (!p->fwd)
+		return kura_vd_each(p->vd, fn, arg);
+	for (struct itgt *t = p->tgts; t; t = t->next)
+		if (t->live && (err = fn(arg, t->vname, t->snap[0] ? t->snap : NULL, t->uid, 0)))
+			return err;
+	return 0;
+}
+
 /* The target of vdisk name (snap NULL) or of its snapshot, made on first use. */
 struct itgt *iscsi_tgt_get(struct kura_iscsi *p, const char *name, const char *snap)
 {
 	struct itgt *t;
 	uint64_t uid;
 
+	if (p->fwd) {
+		for (t = p->tgts; t; t = t->next)
+			if (t->live && !strcmp(t->vname, name) && !strcmp(t->snap, snap ? snap : ""))
+				return t;
+		return NULL;
+	}
 	if (kura_vd_uid(p->vd, name, snap, &uid))
 		return NULL;
-	if ((t = tgt_by_uid(p, uid))) {
+	if ((t = iscsi_tgt_by_uid(p, uid))) {
 		tgt_names(t, name, snap); /* names follow the vdisk's */
 		return t;
 	}
@@ -89,6 +139,8 @@ int iscsi_target_find(struct kura_iscsi *p, const char *iqn, const char *iname,
 	snprintf(name, sizeof(name), "%s", iqn + pl);
 	if ((snap = strchr(name, ':')))
 		*snap++ = 0;
+	if (p->fwd && !p->dir_ok)
+		return -EAGAIN; /* the serving node did not answer: try again */
 	if (!(t = iscsi_tgt_get(p, name, snap)))
 		return -ENOENT;
 	if (!iscsi_acl_allows(t, iname))
@@ -182,6 +234,18 @@ int iscsi_target_attach(struct kura_iscsi *p, struct itgt *t)
 		t->nsess++;
 		return 0;
 	}
+	t->portal = p;
+	if (p->fwd) {
+		/* the serving node's LU does the work */
+		o.loop = p->loop;
+		o.fwd = &iscsi_fwd_lu_ops;
+		o.fwd_ctx = t;
+		o.uid = t->uid;
+		if ((err = kura_scsi_lu_create(&o, &t->lu)))
+			return err;
+		t->nsess = 1;
+		return 0;
+	}
 	err = kura_vd_open(p->vd, t->vname, t->snap[0] ? t->snap : NULL, &t->h);
 	if (err) {
 		kura_log(WARN, "iSCSI target %s: cannot open the vdisk: %s", t->iqn,
@@ -189,7 +253,6 @@ int iscsi_target_attach(struct kura_iscsi *p, struct itgt *t)
 		return err;
 	}
 	snprintf(name, sizeof(name), "%s%s%s", t->vname, t->snap[0] ? "@" : "", t->snap);
-	t->portal = p;
 	o.loop = p->loop;
 	o.ops = &vd_backend;
 	o.be = t;
@@ -221,8 +284,17 @@ void iscsi_target_detach(struct kura_iscsi *p, struct itgt *t)
 		return;
 	kura_scsi_lu_destroy(t->lu);
 	t->lu = NULL;
-	kura_vd_close(t->h);
+	if (t->h)
+		kura_vd_close(t->h);
 	t->h = NULL;
+}
+
+void iscsi_target_sync_size(struct itgt *t)
+{
+	if (t->h && kura_vd_size(t->h) != t->lu_size) {
+		t->lu_size = kura_vd_size(t->h);
+		kura_scsi_lu_resized(t->lu, t->lu_size);
+	}
 }
 
 /* ---- login callbacks (ctx: the connection) ---- */
@@ -271,7 +343,7 @@ struct st_walk {
 static int st_one(void *arg, const char *name, const char *snap, uint64_t uid, uint64_t size)
 {
 	struct st_walk *w = arg;
-	struct itgt *t = tgt_by_uid(w->c->p, uid);
+	struct itgt *t = iscsi_tgt_by_uid(w->c->p, uid);
 	char iqn[KURA_ISCSI_NAME_MAX + 1];
 	int n;
 
@@ -305,7 +377,7 @@ static int login_send_targets(void *ctx, const char *iname, const char *which, c
 	portal_address(c, w.addr, sizeof(w.addr));
 	if (!cap)
 		return -ENOSPC;
-	if ((err = kura_vd_each(c->p->vd, st_one, &w)))
+	if ((err = iscsi_each(c->p, st_one, &w)))
 		return err;
 	return (int)w.len;
 }
@@ -356,6 +428,8 @@ static void accept_done(struct kura_op *op, int res)
 	}
 	if (res < 0)
 		kura_log(WARN, "iSCSI accept on %s: %s", p->portal, strerror(-res));
+	else if (p->fwd)
+		iscsi_fwd_accept(p, res);
 	else
 		iscsi_conn_accept(p, res);
 	arm_accept(p);
@@ -398,7 +472,7 @@ static int open_unprotected(void *arg, const char *name, const char *snap, uint6
 			    uint64_t size)
 {
 	struct kura_iscsi *p = arg;
-	struct itgt *t = tgt_by_uid(p, uid);
+	struct itgt *t = iscsi_tgt_by_uid(p, uid);
 
 	(void)size;
 	if (!t || (!t->nacl && !t->auth.user[0]))
@@ -424,7 +498,7 @@ static int listen_portal(struct kura_iscsi *p, char *errbuf, size_t errlen)
 		return fd;
 	p->lfd = fd;
 	p->listening = true;
-	if (!loopback(&ss))
+	if (!loopback(&ss) && !p->fwd)
 		kura_vd_each(p->vd, open_unprotected, p);
 	return 0;
 }
@@ -438,7 +512,7 @@ static int load_rec(void *arg, const struct kura_cat_rec *r)
 
 	if (r->kind != 'i' && r->kind != 'p')
 		return 0;
-	if (!(t = tgt_by_uid(p, r->id))) {
+	if (!(t = iscsi_tgt_by_uid(p, r->id))) {
 		if (!(t = calloc(1, sizeof(*t))))
 			return -ENOMEM;
 		t->uid = r->id;
@@ -456,7 +530,7 @@ static int load_rec(void *arg, const struct kura_cat_rec *r)
 
 static int name_one(void *arg, const char *name, const char *snap, uint64_t uid, uint64_t size)
 {
-	struct itgt *t = tgt_by_uid(arg, uid);
+	struct itgt *t = iscsi_tgt_by_uid(arg, uid);
 
 	(void)size;
 	if (t) {
@@ -520,7 +594,9 @@ int kura_iscsi_start(const struct kura_iscsi_opts *o, struct kura_iscsi **out, c
 	p->nop_interval_ns = (o->nop_interval_ms ? o->nop_interval_ms : 15000) * 1000000ull;
 	p->nop_timeout_ns = (o->nop_timeout_ms ? o->nop_timeout_ms : 30000) * 1000000ull;
 	snprintf(p->portal, sizeof(p->portal), "%s", o->portal ? o->portal : "");
-	if ((err = kura_cat_load(p->cat, load_rec, p)) || (err = prune(p))) {
+	p->fwd = o->fwd;
+	login_random(NULL, &p->incarnation, sizeof(p->incarnation));
+	if (!p->fwd && ((err = kura_cat_load(p->cat, load_rec, p)) || (err = prune(p)))) {
 		snprintf(errbuf, errlen, "cannot load the iSCSI settings: %s", kura_strerror(err));
 		kura_iscsi_stop(p);
 		return err;
@@ -561,7 +637,9 @@ void kura_iscsi_stop(struct kura_iscsi *p)
 		iscsi_conn_close(c, NULL);
 		iscsi_conn_maybe_free(c);
 	}
-	while (p->conns || p->accept_armed || p->timer_armed)
+	iscsi_fwd_end_all(p);
+	while (p->conns || p->accept_armed || p->timer_armed || p->fwd_pending || p->rcmds ||
+	       p->rnexus)
 		kura_loop_run_once(p->loop, 100000000ull);
 	if (p->lfd >= 0)
 		close(p->lfd);

@@ -82,10 +82,25 @@ struct kura_scsi_nexus {
  * none. */
 typedef struct kura_scsi_lu *(*kura_scsi_lu_lookup)(void *ctx, const uint8_t naa[16]);
 
+struct kura_scsi_cmd;
+
+/* A LU that runs elsewhere (a forwarding portal, target.h): kura_scsi_exec,
+ * kura_scsi_abort, kura_scsi_lu_reset and the nexus calls on it go to these
+ * instead, with the same contracts (exec: cmd->done later, never from
+ * inside; abort: done still runs, with TASK ABORTED if it was stopped). */
+struct kura_scsi_fwd_ops {
+	void (*exec)(void *ctx, struct kura_scsi_cmd *cmd);
+	void (*abort)(void *ctx, struct kura_scsi_cmd *cmd);
+	void (*reset)(void *ctx, const struct kura_scsi_nexus *by);
+	void (*nexus)(void *ctx, const struct kura_scsi_nexus *n, bool gone);
+};
+
 struct kura_scsi_lu_opts {
 	struct kura_loop *loop;
-	const struct kura_scsi_backend_ops *ops;
+	const struct kura_scsi_backend_ops *ops; /* NULL with fwd */
 	void *be;
+	const struct kura_scsi_fwd_ops *fwd;     /* set: a LU of another node */
+	void *fwd_ctx;
 	uint64_t size;          /* bytes, multiple of KURA_SCSI_PBS */
 	bool read_only;         /* WRITE PROTECTED for every write */
 	uint64_t uid;           /* stable, unique per vdisk/snapshot: makes the NAA id and serial */
@@ -113,7 +128,6 @@ void kura_scsi_nexus_new(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *
 
 enum kura_scsi_dir { KURA_SCSI_NONE = 0, KURA_SCSI_READ = 1, KURA_SCSI_WRITE = 2 };
 
-struct kura_scsi_cmd;
 typedef void (*kura_scsi_done_fn)(struct kura_scsi_cmd *cmd);
 
 struct kura_scsi_cmd {

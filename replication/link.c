@@ -453,6 +453,7 @@ static int answer_fits(const struct kura_link_req *r, const struct kura_proto_re
 	case KURA_OP_INFO:
 	case KURA_OP_LIST:
 	case KURA_OP_STATS:
+	case KURA_OP_FWD:
 		return h->data_len <= r->cap;
 	case KURA_OP_SYNC:
 		return h->data_len == sizeof(struct kura_proto_sync_result) && r->cap >= h->data_len;
@@ -728,7 +729,8 @@ int kura_link_submit(struct kura_link *l, struct kura_link_req *r)
 	if (q->op == KURA_OP_WRITE)
 		q->data_len = (uint32_t)q->nblk * KURA_BLK_SIZE;
 	if (!r->cb || q->op == KURA_OP_HELLO || kura_proto_check(q, &why) ||
-	    ((q->op == KURA_OP_WRITE || q->op == KURA_OP_SYNC) && !r->data) ||
+	    ((q->op == KURA_OP_WRITE || q->op == KURA_OP_SYNC || q->op == KURA_OP_FWD) &&
+	     !r->data) ||
 	    (r->cap && !r->buf) ||
 	    (q->op == KURA_OP_READ && (!q->nblk || q->nblk > KURA_EXT_BLOCKS ||
 				       r->cap < (size_t)q->nblk * KURA_BLK_SIZE)))

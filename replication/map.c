@@ -1146,3 +1146,14 @@ free_sorted:
 	free(sorted);
 	return err ? err : changed;
 }
+
+void kura_map_hello(const struct kura_map *m, const char *node, struct kura_proto_hello *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->version = KURA_PROTO_VERSION;
+	if (m) {
+		out->epoch = m->epoch;
+		memcpy(out->cluster_id, m->cluster_id, 36);
+	}
+	snprintf(out->node, sizeof(out->node), "%s", node);
+}

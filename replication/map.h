@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blockd/proto.h"
+
 #define KURA_MAP_MAX_NODES 4096
 #define KURA_MAP_MAX_REPLICAS 3
 #define KURA_MAP_NAME_MAX 64   /* node names and fault domains, NUL included */
@@ -146,6 +148,10 @@ int kura_map_from_json(const char *text, size_t len, struct kura_map *out, char 
 
 /* Whether node is filling group pg. */
 int kura_map_filling(const struct kura_map *m, uint32_t pg, const char *node);
+
+/* A node link's HELLO from node `node` holding map m (NULL: none yet, so
+ * no cluster id and epoch 0). */
+void kura_map_hello(const struct kura_map *m, const char *node, struct kura_proto_hello *out);
 
 /* Index of the node called name, or -1. */
 int kura_map_find(const struct kura_map *m, const char *name);

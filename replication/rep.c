@@ -21,15 +21,8 @@
 static void link_hello(void *arg, struct kura_proto_hello *out)
 {
 	struct peer *p = arg;
-	const struct kura_map *m = p->r->map;
 
-	memset(out, 0, sizeof(*out));
-	out->version = KURA_PROTO_VERSION;
-	if (m) {
-		out->epoch = m->epoch;
-		memcpy(out->cluster_id, m->cluster_id, 36);
-	}
-	snprintf(out->node, sizeof(out->node), "%s", p->r->name);
+	kura_map_hello(p->r->map, p->r->name, out);
 }
 
 static void send_replica(struct rtarget *t);

@@ -164,10 +164,15 @@ static void print_sessions(const struct kura_json *sess)
 	for (size_t i = 0; i < n; i++) {
 		const struct kura_json *s = kura_json_at(sess, i);
 
-		printf("  %s from %s, isid %s, tsih %llu, since %s\n", cli_str(s, "initiator"),
-		       cli_str(s, "address"), cli_str(s, "isid"),
-		       (unsigned long long)cli_u64(s, "tsih"),
-		       cli_fmt_time(cli_u64(s, "connected"), tb, sizeof(tb)));
+		if (kura_json_get(s, "via")) /* logged in at another node's portal */
+			printf("  %s through node %s, isid %s, since %s\n", cli_str(s, "initiator"),
+			       cli_str(s, "via"), cli_str(s, "isid"),
+			       cli_fmt_time(cli_u64(s, "connected"), tb, sizeof(tb)));
+		else
+			printf("  %s from %s, isid %s, tsih %llu, since %s\n",
+			       cli_str(s, "initiator"), cli_str(s, "address"), cli_str(s, "isid"),
+			       (unsigned long long)cli_u64(s, "tsih"),
+			       cli_fmt_time(cli_u64(s, "connected"), tb, sizeof(tb)));
 	}
 }
 
