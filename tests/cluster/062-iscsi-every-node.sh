@@ -4,7 +4,8 @@
 # hypervisor logs in to its own node. Through one forwarding portal a vdisk
 # is written with qemu-img and read back through the other forwarding
 # portal and the serving node's; discovery there lists it; an ACL set on
-# the serving node refuses an initiator at a forwarding portal; malformed
+# the serving node refuses an initiator at a forwarding portal, and so
+# does its CHAP secret; a snapshot is read-only there; malformed
 # forwarded messages are refused and change nothing; libiscsi's
 # conformance suites pass through a forwarding portal, and its
 # multipath tests with one path through each forwarding portal. Then the
@@ -65,6 +66,19 @@ grep -q "iqn.2026-11.test:other.*not on the target's ACL" "$WORK/n$A.log" ||
 vdn $S iscsi acl vm1 remove iqn.2026-11.test:allowed >/dev/null || fail "acl remove"
 echo "ok: vm1's ACL, set on n$S, refuses an initiator at n$A's portal"
 
+# CHAP set on the serving node: the forwarding portal checks the secret
+SECRET=secret123456789
+vdn $S iscsi chap vm1 alice $SECRET >/dev/null || fail "chap set"
+chap_url() { echo "iscsi://$1@10.99.0.$A:3260/${IQN}vm1/0"; }
+on $A timeout -k 5 30 iscsi-inq "$(url $A vm1)" >/dev/null 2>&1 &&
+	fail "a login without CHAP got in through n$A"
+on $A timeout -k 5 30 iscsi-inq "$(chap_url alice%wrongsecret999)" >/dev/null 2>&1 &&
+	fail "a wrong CHAP secret got in through n$A"
+on $A timeout -k 5 30 iscsi-inq "$(chap_url alice%$SECRET)" >/dev/null ||
+	fail "the right CHAP secret cannot log in through n$A"
+vdn $S iscsi chap vm1 --clear >/dev/null || fail "chap clear"
+echo "ok: vm1's CHAP secret, set on n$S, is checked at n$A's portal"
+
 # The whole conformance suite through a forwarding portal, and the
 # multipath tests with one path through each forwarding portal (SCSI state
 # is one across the portals: reservations, COMPARE AND WRITE, resets)
@@ -97,6 +111,13 @@ vdn $S create mp1 64M >/dev/null || fail "create mp1"
 cu mp 120 -t SCSI.MultipathIO "$(url $A mp1)" "$(url $B mp1)"
 echo "ok: iscsi-test-cu ${KURA_FULL_SUITE:+ALL}${KURA_FULL_SUITE:-(20 suites)} through n$A's forwarding portal: $(grep '^pass ' "$WORK/all.count")"
 echo "ok: SCSI.MultipathIO, one path through n$A and one through n$B: $(grep '^pass ' "$WORK/mp.count")"
+
+# a snapshot through a forwarding portal is read-only there too
+vdn $S snapshot vm1 s1 >/dev/null || fail "snapshot vm1@s1"
+cu ro 120 -t SCSI.ReadOnly "$(url $A vm1:s1)"
+on $A timeout -k 5 120 qemu-img compare -f raw -F raw "$WORK/a.img" "$(url $A vm1:s1)" ||
+	fail "vm1@s1 through n$A differs from vm1's data"
+echo "ok: vm1@s1 through n$A is write protected (SCSI.ReadOnly: $(grep '^pass ' "$WORK/ro.count")) and reads vm1's data"
 
 # The serving node killed while writers go through both forwarding
 # portals (whichever of them takes the service, the other still forwards,
