@@ -52,7 +52,7 @@ help:
 	@echo "make bench      the store against fio, vdisk operations against cp, iSCSI against tgt, guest latency under clones (bench-qos.png), replicated writes RF 1-3 (root)"
 	@echo "make deps       install the Debian packages kura needs"
 	@echo "make SAN=1      build with AddressSanitizer and UBSan"
-	@echo "make fuzz       fuzz the iSCSI PDU checks, login, text keys and CHAP (clang libFuzzer) for FUZZ_SECONDS (600)"
+	@echo "make fuzz       fuzz the iSCSI PDU checks, login, text keys and CHAP (clang libFuzzer) for FUZZ_SECONDS (600), then forwarded messages for FUZZ_FWD_SECONDS (60)"
 	@echo "make install PREFIX=DIR"
 
 $(OBJ)/%.o: %.c
@@ -108,20 +108,33 @@ $(BUILD)/kura-bench-vdisk: $(OBJ)/bench/vdisk_bench.o $(OBJ)/libkura.a
 
 # make fuzz: libFuzzer with ASan and UBSan over the bytes an initiator sends
 # (iSCSI header checks, login, text keys, CHAP), built from just those
-# sources, run for FUZZ_SECONDS on a fresh copy of the seed corpus; crashes
-# land in $(BUILD)/fuzz/crashes/.
+# sources, run for FUZZ_SECONDS on a fresh copy of the seed corpus; then
+# over forwarded messages between nodes (iscsi-target/fwd.h) for
+# FUZZ_FWD_SECONDS; crashes land in $(BUILD)/fuzz/crashes/.
 FUZZ_SECONDS ?= 600
+FUZZ_FWD_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_SRC := iscsi-target/pdu.c iscsi-target/login.c iscsi-target/text.c iscsi-target/chap.c \
-	iscsi-target/hash.c iscsi-target/fuzz/fuzz_iscsi.c
+	iscsi-target/hash.c iscsi-target/fuzz/fuzz_iscsi.c common/base64.c
 .PHONY: fuzz
-fuzz: $(BUILD)/fuzz/fuzz_iscsi
-	@rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/crashes
+fuzz: $(BUILD)/fuzz/fuzz_iscsi $(BUILD)/fuzz/fuzz_fwd
+	@rm -rf $(BUILD)/fuzz/corpus $(BUILD)/fuzz/fwd-corpus
+	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/fwd-corpus $(BUILD)/fuzz/crashes
 	cp iscsi-target/fuzz/corpus/* $(BUILD)/fuzz/corpus/
+	cp iscsi-target/fuzz/fwd-corpus/* $(BUILD)/fuzz/fwd-corpus/
 	$(BUILD)/fuzz/fuzz_iscsi -max_total_time=$(FUZZ_SECONDS) -max_len=81920 -timeout=10 \
 		-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/ $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_fwd -max_total_time=$(FUZZ_FWD_SECONDS) -max_len=8192 -timeout=10 \
+		-print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crashes/fwd- $(BUILD)/fuzz/fwd-corpus
 
-$(BUILD)/fuzz/fuzz_iscsi: $(FUZZ_SRC) $(wildcard iscsi-target/*.h) common/util.h
+$(BUILD)/fuzz/fuzz_fwd: iscsi-target/fwd_msg.c iscsi-target/fuzz/fuzz_fwd.c iscsi-target/fwd.h \
+		iscsi-target/scsi.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -Wall -Wextra -Werror \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ \
+		iscsi-target/fwd_msg.c iscsi-target/fuzz/fuzz_fwd.c
+
+$(BUILD)/fuzz/fuzz_iscsi: $(FUZZ_SRC) $(wildcard iscsi-target/*.h) common/util.h common/base64.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -I. -Wall -Wextra -Werror \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ $(FUZZ_SRC)

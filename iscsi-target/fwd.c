@@ -42,17 +42,22 @@ static void out_free(struct fwd_out *o)
 	free(o);
 }
 
-static struct fwd_out *out_new(struct kura_iscsi *p, enum kura_fwd_kind kind, uint64_t nexus,
+/* A message: tmpl's fields, data (dlen bytes) before them; room for an
+ * answer of cap bytes. */
+static struct fwd_out *out_new(struct kura_iscsi *p, const struct kura_fwd_msg *tmpl,
 			       const void *data, uint32_t dlen, size_t cap)
 {
 	struct fwd_out *o = calloc(1, sizeof(*o));
-	struct kura_fwd_msg m = { .magic = KURA_FWD_MAGIC, .kind = (uint16_t)kind, .dlen = dlen,
-			     .incarnation = p->incarnation, .nexus = nexus };
+	struct kura_fwd_msg m = *tmpl;
 
 	if (!o)
 		return NULL;
+	m.magic = KURA_FWD_MAGIC;
+	m.dlen = dlen;
+	m.incarnation = p->incarnation;
 	o->p = p;
-	o->nexus = nexus;
+	o->nexus = m.nexus;
+	o->id = m.id;
 	o->fd = -1;
 	o->len = dlen + sizeof(m);
 	o->msg = malloc(o->len);
@@ -65,13 +70,8 @@ static struct fwd_out *out_new(struct kura_iscsi *p, enum kura_fwd_kind kind, ui
 	}
 	if (dlen)
 		memcpy(o->msg, data, dlen);
-	memcpy(o->msg + dlen, &m, sizeof(m));
+	memcpy(o->msg + dlen, &m, sizeof(m)); /* the trailer may be unaligned */
 	return o;
-}
-
-static struct kura_fwd_msg *out_msg(struct fwd_out *o)
-{
-	return (struct kura_fwd_msg *)(void *)(o->msg + o->len - sizeof(struct kura_fwd_msg));
 }
 
 static void out_answered(void *arg, int err, size_t got)
@@ -180,7 +180,8 @@ static void dir_then(struct fwd_out *o, int err, size_t got)
 
 void iscsi_fwd_accept(struct kura_iscsi *p, int fd)
 {
-	struct fwd_out *o = out_new(p, KURA_FWD_DIR, 0, NULL, 0, KURA_FWD_DIR_MAX);
+	struct kura_fwd_msg m = { .kind = KURA_FWD_DIR };
+	struct fwd_out *o = out_new(p, &m, NULL, 0, KURA_FWD_DIR_MAX);
 
 	if (!o) {
 		kura_log(WARN, "iSCSI portal %s: out of memory: connection refused", p->portal);
@@ -238,38 +239,51 @@ static void exec_then(struct fwd_out *o, int err, size_t got)
 	cmd->done(cmd);
 }
 
+/* A command that could not be sent for want of memory: its session closes
+ * and it ends on a later turn (exec must not complete inside the call),
+ * through this, kept in the command's LU scratch space. */
+struct nomem {
+	struct kura_op op;
+	struct kura_iscsi *p;
+	struct kura_scsi_cmd *cmd;
+};
+_Static_assert(sizeof(struct nomem) <= sizeof(((struct kura_scsi_cmd *)0)->lu_priv),
+	       "the LU scratch space holds a struct nomem");
+
+static void nomem_fired(struct kura_op *op, int res)
+{
+	struct nomem *n = KURA_CONTAINER_OF(op, struct nomem, op);
+	struct kura_scsi_cmd *cmd = n->cmd;
+
+	n->p->fwd_pending--;
+	session_lost(n->p, cmd->nexus->id, "a command could not be forwarded", res);
+	cmd->status = KURA_SCSI_BUSY;
+	cmd->done(cmd);
+}
+
 static void fwd_exec(void *ctx, struct kura_scsi_cmd *cmd)
 {
 	struct itgt *t = ctx;
 	struct kura_iscsi *p = t->portal;
-	struct fwd_out *o = out_new(p, KURA_FWD_EXEC, cmd->nexus->id, cmd->dout, cmd->dout_len,
-				    (size_t)cmd->edtl + sizeof(struct kura_fwd_ans));
-	struct kura_fwd_msg *m;
+	struct kura_fwd_msg m = { .kind = KURA_FWD_EXEC, .dir = (uint8_t)cmd->dir,
+				  .edtl = cmd->edtl, .nexus = cmd->nexus->id,
+				  .id = ++p->next_fwd_id, .lun = cmd->lun };
+	struct fwd_out *o;
 
+	memcpy(m.cdb, cmd->cdb, sizeof(m.cdb));
+	o = out_new(p, &m, cmd->dout, cmd->dout_len, (size_t)cmd->edtl + sizeof(struct kura_fwd_ans));
 	if (!o) {
-		/* answered on a later turn, as exec requires */
-		if ((o = calloc(1, sizeof(*o)))) {
-			o->p = p;
-			o->cmd = cmd;
-			o->nexus = cmd->nexus->id;
-			o->then = exec_then;
-			o->op.fn = out_failed;
-			p->fwd_pending++;
-			kura_loop_defer(p->loop, &o->op, -ENOMEM);
-			return;
-		}
-		kura_log(ERR, "iSCSI: out of memory forwarding a command");
-		abort();
+		struct nomem *n = (struct nomem *)(void *)cmd->lu_priv;
+
+		n->p = p;
+		n->cmd = cmd;
+		n->op.fn = nomem_fired;
+		p->fwd_pending++;
+		kura_loop_defer(p->loop, &n->op, -ENOMEM);
+		return;
 	}
 	o->cmd = cmd;
-	o->id = ++p->next_fwd_id;
 	o->then = exec_then;
-	m = out_msg(o);
-	m->dir = (uint8_t)cmd->dir;
-	m->edtl = cmd->edtl;
-	m->id = o->id;
-	m->lun = cmd->lun;
-	memcpy(m->cdb, cmd->cdb, sizeof(m->cdb));
 	o->next = p->outs;
 	if (p->outs)
 		p->outs->prev = o;
@@ -290,14 +304,13 @@ static void event_then(struct fwd_out *o, int err, size_t got)
 static void event_send(struct kura_iscsi *p, enum kura_fwd_kind kind, uint64_t nexus, uint64_t uid,
 		       uint64_t id, const void *data, uint32_t dlen)
 {
-	struct fwd_out *o = out_new(p, kind, nexus, data, dlen, 0);
+	struct kura_fwd_msg m = { .kind = (uint16_t)kind, .nexus = nexus, .uid = uid, .id = id };
+	struct fwd_out *o = out_new(p, &m, data, dlen, 0);
 
 	if (!o) {
 		session_lost(p, nexus, "out of memory", -ENOMEM);
 		return;
 	}
-	out_msg(o)->uid = uid;
-	out_msg(o)->id = id;
 	o->then = event_then;
 	if (kind == KURA_FWD_GONE)
 		o->nexus = 0; /* nothing left to close */
@@ -486,21 +499,13 @@ static int uid_one(void *arg, const char *name, const char *snap, uint64_t uid, 
 }
 
 static int serve_nexus(struct kura_iscsi *p, unsigned conn, const char *peer,
-		       const struct kura_fwd_msg *m, const uint8_t *data)
+		       const struct kura_fwd_msg *m, const char *iport, const char *iname)
 {
 	struct uid_find f = { .uid = m->uid };
-	const char *iport = (const char *)data, *iname;
-	size_t a = m->dlen ? strnlen(iport, m->dlen) : 0, b;
 	struct fwd_nexus *rn;
 	struct itgt *t;
 	int err;
 
-	if (!m->dlen || a >= m->dlen || a >= sizeof(rn->nexus.iport))
-		return -EPROTO;
-	iname = iport + a + 1;
-	b = strnlen(iname, m->dlen - a - 1);
-	if (b >= m->dlen - a - 1 || b >= sizeof(rn->nexus.iname) || a + b + 2 != m->dlen)
-		return -EPROTO;
 	if (rn_find(p, conn, m))
 		return -EEXIST;
 	iscsi_each(p, uid_one, &f);
@@ -522,8 +527,8 @@ static int serve_nexus(struct kura_iscsi *p, unsigned conn, const char *peer,
 	rn->t = t;
 	rn->nexus.id = ++p->next_nexus;
 	rn->nexus.rtpi = 1;
-	memcpy(rn->nexus.iport, iport, a + 1);
-	memcpy(rn->nexus.iname, iname, b + 1);
+	snprintf(rn->nexus.iport, sizeof(rn->nexus.iport), "%s", iport);
+	snprintf(rn->nexus.iname, sizeof(rn->nexus.iname), "%s", iname);
 	rn->next = p->rnexus;
 	p->rnexus = rn;
 	kura_scsi_nexus_new(t->lu, &rn->nexus);
@@ -582,9 +587,6 @@ static int serve_exec(struct kura_iscsi *p, unsigned conn, const struct kura_fwd
 	struct fwd_nexus *rn = rn_find(p, conn, m);
 	struct fwd_cmd *fc;
 
-	if (m->dir > (KURA_SCSI_READ | KURA_SCSI_WRITE) || m->edtl > KURA_SCSI_MAX_XFER ||
-	    m->dlen > m->edtl)
-		return -EPROTO;
 	if (!rn || !rn->t->lu)
 		return -ENOENT; /* a session this node does not know (any more) */
 	if (!(fc = calloc(1, sizeof(*fc))))
@@ -616,41 +618,19 @@ static int serve_exec(struct kura_iscsi *p, unsigned conn, const struct kura_fwd
 	return 0;
 }
 
-/* The fields a kind does not use are zero; the data is where it says. */
-static bool msg_valid(const struct kura_fwd_msg *m, size_t len)
-{
-	static const uint8_t zero[16];
-	bool exec = m->kind == KURA_FWD_EXEC;
-
-	if (m->magic != KURA_FWD_MAGIC || m->dlen != len - sizeof(*m) || m->pad ||
-	    m->kind < KURA_FWD_DIR || m->kind > KURA_FWD_RESET)
-		return false;
-	if (!exec && (m->dir || m->edtl || m->lun || memcmp(m->cdb, zero, sizeof(zero))))
-		return false;
-	if (m->kind != KURA_FWD_NEXUS && m->uid)
-		return false;
-	if (!exec && m->kind != KURA_FWD_ABORT && m->id)
-		return false;
-	return m->kind == KURA_FWD_DIR || m->nexus;
-}
-
 int kura_iscsi_fwd_serve(struct kura_iscsi *p, unsigned conn, const char *peer, uint8_t *data,
 			 size_t len,
 			 void (*done)(void *cbarg, int err, uint8_t *data, size_t len),
 			 void *cbarg)
 {
+	const char *iport, *iname;
 	struct fwd_nexus *rn;
 	struct kura_fwd_msg m;
-	int err = 0;
+	int err;
 
-	if (len < sizeof(m)) {
+	if ((err = kura_fwd_parse(data, len, &m, &iport, &iname))) {
 		free(data);
-		return -EPROTO;
-	}
-	memcpy(&m, data + len - sizeof(m), sizeof(m));
-	if (!msg_valid(&m, len)) {
-		free(data);
-		return -EPROTO;
+		return err;
 	}
 	if (p->fwd || p->stopping) {
 		free(data);
@@ -658,10 +638,10 @@ int kura_iscsi_fwd_serve(struct kura_iscsi *p, unsigned conn, const char *peer, 
 	}
 	switch (m.kind) {
 	case KURA_FWD_DIR:
-		err = m.dlen ? -EPROTO : serve_dir(p, done, cbarg);
+		err = serve_dir(p, done, cbarg);
 		break;
 	case KURA_FWD_NEXUS:
-		if (!(err = serve_nexus(p, conn, peer, &m, data)))
+		if (!(err = serve_nexus(p, conn, peer, &m, iport, iname)))
 			done(cbarg, 0, NULL, 0);
 		break;
 	case KURA_FWD_EXEC:
@@ -671,10 +651,6 @@ int kura_iscsi_fwd_serve(struct kura_iscsi *p, unsigned conn, const char *peer, 
 	case KURA_FWD_GONE:
 	case KURA_FWD_ABORT:
 	case KURA_FWD_RESET:
-		if (m.dlen) {
-			err = -EPROTO;
-			break;
-		}
 		if (!(rn = rn_find(p, conn, &m))) {
 			err = m.kind == KURA_FWD_ABORT ? 0 : -ENOENT;
 		} else if (m.kind == KURA_FWD_GONE) {

@@ -20,6 +20,7 @@
 #ifndef KURA_ISCSI_FWD_H
 #define KURA_ISCSI_FWD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "iscsi-target/scsi.h"
@@ -27,6 +28,9 @@
 #define KURA_FWD_MAGIC 0x3146494bu     /* "KIF1" */
 #define KURA_FWD_ANS_MAGIC 0x3141494bu /* "KIA1" */
 #define KURA_FWD_DIR_MAX (1u << 20)    /* bytes of target list */
+/* NEXUS names, NULs included at most (struct kura_scsi_nexus's sizes) */
+#define KURA_FWD_IPORT_MAX (256u + 24u)
+#define KURA_FWD_INAME_MAX 256u
 
 enum kura_fwd_kind {
 	KURA_FWD_DIR = 1,   /* the targets and their settings */
@@ -63,5 +67,11 @@ struct kura_fwd_ans {
 	uint8_t sense[KURA_SCSI_SENSE_MAX];
 };
 _Static_assert(sizeof(struct kura_fwd_ans) == 48, "forwarded answer trailer is 48 bytes");
+
+/* Checks a message as the serving node takes it (the rules above): 0 with
+ * its trailer in *m and, for NEXUS, *iport and *iname pointing at the two
+ * names in data; -EPROTO when it breaks a rule. */
+int kura_fwd_parse(const uint8_t *data, size_t len, struct kura_fwd_msg *m, const char **iport,
+		   const char **iname);
 
 #endif
