@@ -97,7 +97,8 @@ vdn $S create lun1 128M >/dev/null || fail "create lun1"
 # KURA_FULL_SUITE=1 runs it; by default, the suites that exercise what
 # forwarding carries: data both ways, ATS, XCOPY, reservations, task
 # management, residuals, thin provisioning)
-SUITES=ALL
+SUITES=ALL WHICH=ALL
+[ -n "${KURA_FULL_SUITE:-}" ] || WHICH="(20 suites)"
 [ -n "${KURA_FULL_SUITE:-}" ] ||
 	SUITES=$(echo ALL.CompareAndWrite ALL.ExtendedCopy ALL.ReceiveCopyResults ALL.Inquiry \
 		ALL.ReadCapacity16 ALL.Read16 ALL.Write16 ALL.WriteVerify16 ALL.Unmap \
@@ -109,7 +110,7 @@ cu all 300 -t "$SUITES" "$(url $A lun1)"
 # and then expects zeros at block 256 too, which the suites above wrote
 vdn $S create mp1 64M >/dev/null || fail "create mp1"
 cu mp 120 -t SCSI.MultipathIO "$(url $A mp1)" "$(url $B mp1)"
-echo "ok: iscsi-test-cu ${KURA_FULL_SUITE:+ALL}${KURA_FULL_SUITE:-(20 suites)} through n$A's forwarding portal: $(grep '^pass ' "$WORK/all.count")"
+echo "ok: iscsi-test-cu $WHICH through n$A's forwarding portal: $(grep '^pass ' "$WORK/all.count")"
 echo "ok: SCSI.MultipathIO, one path through n$A and one through n$B: $(grep '^pass ' "$WORK/mp.count")"
 
 # a snapshot through a forwarding portal is read-only there too
