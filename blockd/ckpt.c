@@ -288,8 +288,10 @@ void ckpt_progress(struct kura_blk_store *s)
 		return;
 	if (s->applyq)
 		io_apply_kick(s);
-	if (!journal_done_through(&s->journal, c->seq, &c->end_lpos))
+	if (!journal_done_through(&s->journal, c->seq, &c->end_lpos)) {
+		journal_flush_soon(&s->journal); /* cached batches: flush now */
 		return;
+	}
 	c->phase = CK_CRC;
 	c->flushes[0].s = s;
 	c->crc_op.fn = crc_done;

@@ -60,9 +60,11 @@ struct wreq {
 	uint64_t layer, ext, version;
 	uint32_t loc;
 	uint16_t blk, nblk;
-	uint8_t acked, applying;
+	uint8_t acked, applying; /* acked: durable, may go in place */
+	uint8_t answered;        /* cb has run (a cached write: before durable) */
 	uint8_t if_newer; /* a replica's copy: skipped unless newer than the extent */
 	uint8_t fresh;    /* direct write to a new extent: loc is not in the index yet */
+	uint8_t cached;   /* may be answered once in the device's cache */
 	uint64_t t0;      /* guest class: when it arrived (ns), else 0 */
 	void *buf;
 	kura_blk_cb cb;
@@ -207,6 +209,15 @@ static void xs_put(struct kura_blk_store *s, struct xstate *x)
 static int overlaps(unsigned a, unsigned an, unsigned b, unsigned bn)
 {
 	return a < b + bn && b < a + an;
+}
+
+/* Whether a write queued on x is cached but not yet durable. */
+static int x_unflushed(const struct xstate *x)
+{
+	for (const struct wreq *w = x->head; w; w = w->xnext)
+		if (!w->acked && w->j.cached)
+			return 1;
+	return 0;
 }
 
 static int x_overlaps(const struct xstate *x, unsigned blk, unsigned n)
@@ -428,6 +439,28 @@ static void x_try_apply(struct kura_blk_store *s, struct xstate *x)
 	}
 }
 
+/* Answers w's caller once: when cached (written, not yet durable) or when
+ * durable, whichever comes first. */
+static void write_answer(struct wreq *w, int err)
+{
+	struct kura_blk_store *s = w->s;
+
+	if (w->answered)
+		return;
+	w->answered = 1;
+	if (!err) {
+		s->st.writes++;
+		s->st.write_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
+	}
+	guest_end(s, w->t0);
+	w->cb(w->arg, err);
+}
+
+static void write_cached(struct jreq *j)
+{
+	write_answer(KURA_CONTAINER_OF(j, struct wreq, j), 0);
+}
+
 static void write_durable(struct jreq *j, int err)
 {
 	struct wreq *w = KURA_CONTAINER_OF(j, struct wreq, j);
@@ -435,12 +468,7 @@ static void write_durable(struct jreq *j, int err)
 	struct xstate *x = xs_find(s, w->loc);
 
 	w->acked = 1;
-	if (!err) {
-		s->st.writes++;
-		s->st.write_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
-	}
-	guest_end(s, w->t0);
-	w->cb(w->arg, err);
+	write_answer(w, err);
 	if (err) {
 		x_remove(s, x, w, 1); /* never written: nothing to keep the batch for */
 		wreq_free(w);
@@ -866,6 +894,7 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 	rec.type = KURA_JREC_WRITE;
 	wreq_rec(w, &rec);
 	w->j.durable = write_durable;
+	w->j.cached = w->cached ? write_cached : NULL;
 	w->batch = journal_append(&s->journal, &rec, w->crc, w->buf, &w->j);
 	if (!w->batch) {
 		xs_put(s, x);
@@ -913,7 +942,7 @@ static int check_range(uint64_t ext, unsigned blk, unsigned nblk)
  * rather than copied. */
 static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			unsigned nblk, void *buf, int own, uint64_t version,
-			enum kura_io_class cls, kura_blk_cb cb, void *arg, int if_newer)
+			enum kura_io_class cls, kura_blk_cb cb, void *arg, int if_newer, int cached)
 {
 	struct wreq *w;
 	int err = check_range(ext, blk, nblk);
@@ -945,6 +974,7 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->nblk = (uint16_t)nblk;
 	w->version = version;
 	w->if_newer = (uint8_t)if_newer;
+	w->cached = (uint8_t)cached;
 	w->cb = cb;
 	w->arg = arg;
 	w->pend.retry = write_retry;
@@ -962,21 +992,28 @@ int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsig
 		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
 		   kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg, 0);
+	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg, 0, 0);
+}
+
+int kura_blk_write_cached(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			  unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
+			  kura_blk_cb cb, void *arg)
+{
+	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg, 0, 1);
 }
 
 int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
 			 kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 0);
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 0, 0);
 }
 
 int kura_blk_write_replica(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
 			   kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 1);
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 1, 0);
 }
 
 /* ---- reads ---- */
@@ -1059,6 +1096,8 @@ static void read_start(struct kura_op *op, int res)
 		r->next = x->waiters;
 		x->waiters = r;
 		x_try_apply(s, x); /* do not leave the read waiting for a batch */
+		if (x_unflushed(x))
+			journal_flush_soon(&s->journal); /* nor for a flush */
 		return;
 	}
 	r->op.fn = read_start;

@@ -4,7 +4,17 @@
  * a batch is in flight is committed together by the next one (group commit).
  * A request is acknowledged when its batch is durable. Batches stay until a
  * checkpoint has made their effects durable elsewhere (data in place,
- * checksum pages, RocksDB index). */
+ * checksum pages, RocksDB index).
+ *
+ * Write-back: a batch whose requests all accept a cached answer (struct
+ * jreq.cached) is written without FUA and answers them once written; a
+ * flush of the disk later makes it durable (JOURNAL_FLUSH_DELAY_NS after
+ * it, or at once when something waits for durability). A batch that needs
+ * durability goes with FUA only when every batch before it is durable;
+ * after cached ones it is written plainly and followed by a flush, since
+ * FUA makes durable only the write that carries it. Replay stops at the
+ * first batch that is not whole, so a power cut keeps a prefix of the
+ * batches; nothing of a batch goes in place before it is durable. */
 #include "blockd/store_int.h"
 #include "common/crc.h"
 #include "common/util.h"
@@ -21,15 +31,23 @@ struct jbatch {
 	int iovcnt, iovcap;
 	struct jreq *reqs_head, *reqs_tail;
 	unsigned unapplied;
-	int durable, sealed;
+	int written, durable, sealed;
+	int sync; /* a request in it waits for durability, not just the cache */
+	int fua;  /* written with FUA */
 	struct jbatch *next;
 	struct kura_op op;
 	struct kura_journal *j;
 };
 
 #define BATCH_SLACK ((uint64_t)KURA_MAX_BATCH_DATA + KURA_MAX_BATCH_HDR)
+/* Batches written without FUA are flushed this long after the first of
+ * them at the latest: cached writes are applied in place only once durable,
+ * and a flush per batch would cost what FUA does. */
+#define JOURNAL_FLUSH_DELAY_NS 2000000ull
 
 static void kick(struct kura_op *op, int res);
+static void flush_done(struct kura_op *op, int res);
+static void flush_timer_fired(struct kura_op *op, int res);
 
 int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
 		 uint64_t seq, uint64_t lpos)
@@ -43,8 +61,10 @@ int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_d
 	j->next_seq = seq;
 	j->tail_seq = seq;
 	j->head = j->tail = lpos;
-	j->durable_seq = seq - 1;
+	j->durable_seq = j->written_seq = j->flush_covers = seq - 1;
 	j->kick.fn = kick;
+	j->flush_op.fn = flush_done;
+	j->flush_timer.op.fn = flush_timer_fired;
 	return 0;
 }
 
@@ -83,7 +103,7 @@ void journal_destroy(struct kura_journal *j)
 	}
 	if (j->open)
 		batch_free(j->open);
-	j->first = j->last = j->open = j->written = NULL;
+	j->first = j->last = j->open = j->written = j->dpos = NULL;
 	while (j->nspare)
 		free(j->spare_hdr[--j->nspare]);
 }
@@ -180,6 +200,13 @@ static void complete_reqs(struct jbatch *b, int err)
 	}
 }
 
+static void cached_reqs(struct jbatch *b)
+{
+	for (struct jreq *r = b->reqs_head; r; r = r->next)
+		if (r->cached)
+			r->cached(r);
+}
+
 /* Takes b, whose predecessor is prev (NULL: b is first), off the list. */
 static void unlink_batch(struct kura_journal *j, struct jbatch *prev, struct jbatch *b)
 {
@@ -193,10 +220,83 @@ static void unlink_batch(struct kura_journal *j, struct jbatch *prev, struct jba
 
 static void submit_next(struct kura_journal *j);
 
+/* Every batch up to seq is durable: answer their requests in order. */
+static void durable_through(struct kura_journal *j, uint64_t seq)
+{
+	struct jbatch *b;
+
+	if (seq <= j->durable_seq)
+		return;
+	j->durable_seq = seq;
+	for (b = j->dpos ? j->dpos->next : j->first; b; b = b->next) {
+		if (!b->nrec)
+			continue; /* a barrier: submit_next answers it */
+		if (!b->written || b->seq > seq)
+			break;
+		b->durable = 1;
+		j->dpos = b;
+		complete_reqs(b, 0);
+	}
+	io_batch_durable(j->s);
+}
+
+static void flush_start(struct kura_journal *j)
+{
+	if (j->s->dead || j->written_seq <= j->durable_seq)
+		return;
+	if (j->flush_inflight) {
+		if (j->written_seq > j->flush_covers)
+			j->flush_again = 1;
+		return;
+	}
+	j->flush_inflight = 1;
+	j->flush_again = 0;
+	j->flush_covers = j->written_seq;
+	j->pd->disk->ops->flush(j->pd->disk, &j->flush_op);
+}
+
+static void flush_done(struct kura_op *op, int res)
+{
+	struct kura_journal *j = KURA_CONTAINER_OF(op, struct kura_journal, flush_op);
+
+	j->flush_inflight = 0;
+	if (j->s->dead)
+		return;
+	if (res < 0) {
+		store_io_error(j->s, j->pd, j->off, res, "journal flush");
+		store_fail(j->s, "journal flush failed", res);
+		return;
+	}
+	durable_through(j, j->flush_covers);
+	if (j->flush_again)
+		flush_start(j);
+	submit_next(j); /* a barrier may have waited for this */
+}
+
+static void flush_timer_fired(struct kura_op *op, int res)
+{
+	struct kura_journal *j = KURA_CONTAINER_OF(op, struct kura_journal, flush_timer.op);
+
+	j->flush_timer_armed = 0;
+	if (res != -ECANCELED)
+		flush_start(j);
+}
+
+void journal_flush_soon(struct kura_journal *j)
+{
+	flush_start(j);
+}
+
+int journal_flush_pending(const struct kura_journal *j)
+{
+	return j->flush_inflight || j->flush_timer_armed;
+}
+
 static void batch_written(struct kura_op *op, int res)
 {
 	struct jbatch *b = KURA_CONTAINER_OF(op, struct jbatch, op);
 	struct kura_journal *j = b->j;
+	int fua = b->fua;
 
 	j->inflight = NULL;
 	if (res < 0) {
@@ -205,15 +305,22 @@ static void batch_written(struct kura_op *op, int res)
 		store_fail(j->s, "journal write failed", res);
 		return;
 	}
-	b->durable = 1;
+	b->written = 1;
 	j->written = b; /* batches are written in list order */
-	j->durable_seq = b->seq;
+	j->written_seq = b->seq;
 	hdr_put(j, b->hdr);
 	b->hdr = NULL;
 	free(b->iov);
 	b->iov = NULL;
-	complete_reqs(b, 0);
-	io_batch_durable(j->s);
+	cached_reqs(b);
+	if (fua) {
+		durable_through(j, b->seq);
+	} else if (b->sync) {
+		flush_start(j);
+	} else if (!j->flush_timer_armed && !j->flush_inflight) {
+		j->flush_timer_armed = 1;
+		kura_loop_timer(j->s->loop, &j->flush_timer, JOURNAL_FLUSH_DELAY_NS);
+	}
 	if (j->open && !j->inflight)
 		seal_open(j);
 	submit_next(j);
@@ -226,21 +333,31 @@ static void submit_next(struct kura_journal *j)
 	while (!j->inflight && !j->s->dead) {
 		/* from the last written batch, not the list's start: at a low queue
 		 * depth thousands of small durable batches wait for a checkpoint */
-		for (b = j->written ? j->written->next : j->first; b && b->durable; b = b->next)
+		for (b = j->written ? j->written->next : j->first; b && b->written; b = b->next)
 			j->written = b;
 		if (!b)
 			return;
 		if (!b->nrec) {
-			/* a barrier with nothing of its own: durable once all before it are */
+			/* a barrier with nothing of its own: done once all before it
+			 * are durable */
+			if (j->durable_seq < j->written_seq) {
+				flush_start(j);
+				return;
+			}
 			unlink_batch(j, j->written, b);
+			if (j->dpos == b)
+				j->dpos = j->written;
 			complete_reqs(b, 0);
 			batch_free(b);
 			continue;
 		}
 		j->inflight = b;
 		b->op.fn = batch_written;
+		/* FUA makes only its own write durable: after batches written
+		 * without it, write plainly and flush (batch_written) */
+		b->fua = b->sync && j->durable_seq == j->written_seq;
 		j->pd->disk->ops->rw(j->pd->disk, 1, b->iov, b->iovcnt, j->off + b->lpos % j->len,
-				     KURA_DISK_FUA, &b->op);
+				     b->fua ? KURA_DISK_FUA : 0, &b->op);
 	}
 }
 
@@ -268,6 +385,8 @@ static void add_req(struct jbatch *b, struct jreq *jr)
 {
 	if (!jr)
 		return;
+	if (!jr->cached)
+		b->sync = 1;
 	jr->next = NULL;
 	jr->batch = b;
 	if (b->reqs_tail)
@@ -367,6 +486,8 @@ void journal_trim(struct kura_journal *j, uint64_t seq, uint64_t end_lpos)
 			j->last = NULL;
 		if (j->written == b)
 			j->written = NULL;
+		if (j->dpos == b)
+			j->dpos = NULL;
 		batch_free(b);
 	}
 	j->tail = end_lpos;

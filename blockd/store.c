@@ -919,7 +919,7 @@ void kura_blk_store_close(struct kura_blk_store *s)
 	if (!s->dead)
 		ckpt_sync(s);
 	s->closing = 1;
-	while (s->apply_timer_armed) /* at most a millisecond */
+	while (s->apply_timer_armed || journal_flush_pending(&s->journal)) /* a few ms */
 		kura_loop_run_once(s->loop, 10000000ULL);
 	stop_timer(s);
 	store_free(s);

@@ -10,7 +10,8 @@
  * reached the disk's journal in one flushed write, together with its
  * metadata (a large background write into blocks the extent does not hold
  * goes to its place first, with FUA, and then journals only its metadata).
- * It survives kill -9 and power loss from then on. A write that had
+ * It survives kill -9 and power loss from then on. (A write-back write,
+ * kura_blk_write_cached, completes earlier: see there.) A write that had
  * not completed reads back, per 4 KiB block, as wholly old or wholly new.
  * Every block carries a crc32c that every read verifies; a mismatch or a disk
  * read error gives -EIO, never wrong data.
@@ -121,6 +122,17 @@ int kura_blk_read(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsign
 int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
 		   kura_blk_cb cb, void *arg);
+
+/* Write-back: like kura_blk_write, but cb may run (with 0) once the write is
+ * in the device's volatile cache, before it is durable. It survives a crash
+ * of the process from then on; a power cut loses it unless a flush
+ * (kura_blk_flush) completed after cb ran. Reads see it at once. Whatever a
+ * power cut leaves is still, per extent, a prefix of what was submitted:
+ * later writes are never kept while an earlier one is lost. The store
+ * flushes such writes by itself within a few milliseconds. */
+int kura_blk_write_cached(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
+			  unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
+			  kura_blk_cb cb, void *arg);
 
 /* The same, without a copy: buf (4 KiB aligned, from malloc or
  * posix_memalign) is handed to the store, which frees it. When this returns

@@ -205,10 +205,15 @@ uint64_t crc_mem_bytes(const struct kura_crccache *c);
 struct jbatch;
 
 /* A request that waits for the journal: durable() runs once its batch (and
- * every batch before it) is durable, or with an error. */
+ * every batch before it) is durable, or with an error. A request with
+ * cached() set may be answered earlier: cached() runs once its batch has
+ * been written (it is in the device's volatile cache; a power cut may still
+ * lose it, a crash of the process may not), and such a batch is written
+ * without FUA; durable() still runs later, when a flush has covered it. */
 struct jreq {
 	struct jreq *next;
 	void (*durable)(struct jreq *j, int err);
+	void (*cached)(struct jreq *j);
 	struct jbatch *batch;
 };
 
@@ -222,12 +227,22 @@ struct kura_journal {
 	struct jbatch *open;     /* batch taking records */
 	struct jbatch *first, *last; /* sealed batches not yet checkpointed, oldest first */
 	struct jbatch *inflight;
-	struct jbatch *written;  /* a durable batch with none but durable ones
+	struct jbatch *written;  /* a written batch with none but written ones
 				  * before it (NULL: start at first): where the
 				  * next batch to write is looked for */
+	struct jbatch *dpos;     /* likewise, the last durable one */
 	struct kura_op kick;
 	int kick_pending;
+	uint64_t written_seq;    /* every batch up to this one is written */
 	uint64_t durable_seq;    /* every batch up to this one is durable */
+	/* Batches written without FUA (only cached requests in them) become
+	 * durable by a flush of the journal's disk: at once when something
+	 * waits for durability, else JOURNAL_FLUSH_DELAY_NS after the first. */
+	struct kura_op flush_op;
+	uint64_t flush_covers;   /* written_seq when the flush in flight was issued */
+	int flush_inflight, flush_again;
+	struct kura_timer flush_timer;
+	int flush_timer_armed;
 	uint8_t *spare_hdr[4];   /* header buffers for reuse */
 	unsigned nspare;
 };
@@ -246,6 +261,11 @@ struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *re
 			      const uint32_t *crcs, void *data, struct jreq *jr);
 /* Adds a completion that fires once everything appended so far is durable. */
 int journal_barrier(struct kura_journal *j, struct jreq *jr);
+/* Something waits for batches written without FUA to become durable (a
+ * read of their blocks, a checkpoint): flush now rather than later. */
+void journal_flush_soon(struct kura_journal *j);
+/* 1 while a journal flush or its timer is pending (closing waits). */
+int journal_flush_pending(const struct kura_journal *j);
 void journal_batch_apply_start(struct jbatch *b);
 void journal_batch_apply_done(struct kura_journal *j, struct jbatch *b);
 /* Seals the open batch; returns the seq of the last sealed batch (0 if none). */

@@ -1,5 +1,5 @@
-/* Target settings (initiator ACL, CHAP credentials) as catalog records, and
- * the iscsi_* control requests that show and change them. */
+/* Target settings (initiator ACL, CHAP credentials, write cache) as catalog
+ * records, and the iscsi_* control requests that show and change them. */
 #include "iscsi-target/iscsi_int.h"
 
 #include "common/err.h"
@@ -43,9 +43,10 @@ int iscsi_settings_parse(struct itgt *t, const char *val)
 	struct kura_json *o;
 	const struct kura_json *acl, *chap;
 	struct kura_iscsi_target_auth auth = {0};
+	const struct kura_json *wc;
 	char **list = NULL;
 	unsigned n = 0;
-	int err = -EINVAL;
+	int err = -EINVAL, write_cache = 0;
 
 	if (kura_json_parse(val, strlen(val), &o, NULL, 0))
 		return -EINVAL;
@@ -73,7 +74,12 @@ int iscsi_settings_parse(struct itgt *t, const char *val)
 	     get_cred(chap, "mutual_user", auth.muser, sizeof(auth.muser)) ||
 	     get_cred(chap, "mutual_secret", auth.msecret, sizeof(auth.msecret))))
 		goto out;
+	/* absent in records written before the setting existed: off */
+	if ((wc = kura_json_get(o, "write_cache")) && kura_json_get_bool(o, "write_cache",
+									 &write_cache))
+		goto out;
 	acl_free(t->acl, t->nacl);
+	t->write_cache = write_cache != 0;
 	t->acl = list;
 	t->nacl = n;
 	t->auth = auth;
@@ -86,7 +92,8 @@ out:
 	return err;
 }
 
-char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a)
+char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a,
+			  bool write_cache)
 {
 	struct kura_jw w;
 	const char *s;
@@ -108,6 +115,7 @@ char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_tar
 	} else {
 		kura_jw_null(&w, "chap");
 	}
+	kura_jw_bool(&w, "write_cache", write_cache);
 	kura_jw_end(&w);
 	s = kura_jw_finish(&w, NULL);
 	copy = s ? strdup(s) : NULL;
@@ -170,6 +178,8 @@ static void show_json(struct kura_iscsi *p, const struct itgt *t, struct kura_jw
 	} else {
 		kura_jw_null(w, "chap");
 	}
+	kura_jw_str(w, "write_cache", t->snap[0] ? "read-only" : t->write_cache ? "writeback"
+										  : "writethrough");
 	kura_jw_arr(w, "sessions");
 	for (struct iconn *c = p->conns; c; c = c->next) {
 		char isid[16];
@@ -227,6 +237,7 @@ struct ctlop {
 	char **acl;
 	unsigned nacl;
 	struct kura_iscsi_target_auth auth;
+	bool write_cache;
 	char msg[640];
 };
 
@@ -246,6 +257,11 @@ static void change_done(void *arg, int err)
 	op->t->acl = op->acl;
 	op->t->nacl = op->nacl;
 	op->t->auth = op->auth;
+	if (op->t->write_cache != op->write_cache) {
+		op->t->write_cache = op->write_cache;
+		if (op->t->lu)
+			kura_scsi_lu_set_write_cache(op->t->lu, op->write_cache);
+	}
 	show_json(op->p, op->t, op->out);
 	op->cb(op->arg, 0, NULL);
 	free(op);
@@ -254,7 +270,7 @@ static void change_done(void *arg, int err)
 static void commit_change(struct ctlop *op)
 {
 	struct kura_cat_txn txn;
-	char *val = iscsi_settings_json(op->acl, op->nacl, &op->auth);
+	char *val = iscsi_settings_json(op->acl, op->nacl, &op->auth, op->write_cache);
 	int err;
 
 	if (!val) {
@@ -383,6 +399,24 @@ static int op_chap(struct ctlop *op, const struct kura_json *req, char *msg, siz
 	return 0;
 }
 
+static int op_cache(struct ctlop *op, const struct kura_json *req, char *msg, size_t ml)
+{
+	const char *mode;
+
+	if (kura_json_get_str(req, "mode", &mode) ||
+	    (strcmp(mode, "writeback") && strcmp(mode, "writethrough"))) {
+		snprintf(msg, ml, "iscsi_cache needs \"mode\": \"writeback\" or \"writethrough\"");
+		return -EINVAL;
+	}
+	if (op->t->snap[0]) {
+		snprintf(msg, ml, "%s is a read-only snapshot target: it has no write cache",
+			 op->t->iqn);
+		return -EROFS;
+	}
+	op->write_cache = !strcmp(mode, "writeback");
+	return 0;
+}
+
 /* "vm1" or "vm1@snap" → its target. */
 static int need_target(struct kura_iscsi *p, const struct kura_json *req, struct itgt **out,
 		       char *msg, size_t ml)
@@ -447,10 +481,15 @@ void kura_iscsi_ctl(struct kura_iscsi *p, const struct kura_json *req, struct ku
 	op->out = out;
 	op->cb = cb;
 	op->arg = arg;
+	op->write_cache = t->write_cache;
 	if (!strcmp(opname, "iscsi_acl")) {
 		err = op_acl(op, req, msg, sizeof(msg));
 	} else if (!strcmp(opname, "iscsi_chap")) {
 		err = op_chap(op, req, msg, sizeof(msg));
+	} else if (!strcmp(opname, "iscsi_cache")) {
+		err = (op->acl = acl_copy(t, 0)) ? op_cache(op, req, msg, sizeof(msg)) : -ENOMEM;
+		op->nacl = t->nacl;
+		op->auth = t->auth;
 	} else {
 		snprintf(msg, sizeof(msg), "unknown request '%s'", opname);
 		err = -EINVAL;
@@ -464,6 +503,11 @@ void kura_iscsi_ctl(struct kura_iscsi *p, const struct kura_json *req, struct ku
 	if (!strcmp(opname, "iscsi_chap"))
 		kura_log(INFO, "iSCSI target %s: CHAP %s", t->iqn,
 			 op->auth.user[0] ? (op->auth.muser[0] ? "set (mutual)" : "set") : "cleared");
+	else if (!strcmp(opname, "iscsi_cache"))
+		kura_log(INFO, "iSCSI target %s: write cache %s", t->iqn,
+			 op->write_cache ? "on (writeback): writes without FUA complete before "
+					   "they are durable; SYNCHRONIZE CACHE makes them so"
+					 : "off (writethrough): every write is durable when it completes");
 	else
 		kura_log(INFO, "iSCSI target %s: ACL now has %u initiators", t->iqn, op->nacl);
 	commit_change(op);

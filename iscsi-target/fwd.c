@@ -430,8 +430,8 @@ static int dir_one(void *arg, const char *name, const char *snap, uint64_t uid, 
 	struct dir_walk *d = arg;
 	struct itgt *t = iscsi_tgt_by_uid(d->p, uid);
 	static const struct kura_iscsi_target_auth none;
-	char *set = t ? iscsi_settings_json(t->acl, t->nacl, &t->auth)
-		      : iscsi_settings_json(NULL, 0, &none);
+	char *set = t ? iscsi_settings_json(t->acl, t->nacl, &t->auth, t->write_cache)
+		      : iscsi_settings_json(NULL, 0, &none, false);
 
 	(void)size;
 	if (!set)

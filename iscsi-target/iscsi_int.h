@@ -38,6 +38,7 @@ struct itgt {
 	char **acl;
 	unsigned nacl;
 	struct kura_iscsi_target_auth auth;
+	bool write_cache;           /* WCE: writes without FUA complete cached */
 	char *pr_state;             /* catalog kind 'p' */
 	/* Runtime. */
 	struct kura_vd_handle *h;
@@ -234,7 +235,8 @@ void iscsi_tgt_prune(struct kura_iscsi *p);
 
 /* config.c: settings as catalog JSON, and the control requests. */
 int iscsi_settings_parse(struct itgt *t, const char *val);
-char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a);
+char *iscsi_settings_json(char **acl, unsigned nacl, const struct kura_iscsi_target_auth *a,
+			  bool write_cache);
 
 /* fwd.c */
 extern const struct kura_scsi_fwd_ops iscsi_fwd_lu_ops; /* ctx: the itgt */

@@ -54,6 +54,7 @@ int kura_scsi_lu_create(const struct kura_scsi_lu_opts *o, struct kura_scsi_lu *
 	lu->o.name = lu->name;
 	lu->o.pr_state = NULL; /* the caller's string: not ours to keep */
 	lu->nblocks = o->size / KURA_SCSI_LBS;
+	lu->wce = o->write_cache;
 	/* NAA 6 (IEEE registered extended): kura's company id, then the uid in
 	 * the vendor-specific part. The uid is unique per vdisk and snapshot and
 	 * never reused, so the designator is stable across restarts and
@@ -177,6 +178,15 @@ bool scsi_ua_pop(struct kura_scsi_lu *lu, uint64_t nexus, uint8_t *asc, uint8_t 
 		return false;
 	ua_take(u, asc, ascq);
 	return true;
+}
+
+void kura_scsi_lu_set_write_cache(struct kura_scsi_lu *lu, bool on)
+{
+	if (lu->o.fwd)
+		return; /* the serving node's LU has the setting */
+	lu->o.write_cache = on;
+	lu->wce = on;
+	scsi_ua_all(lu, 0, 0x2a, 0x01); /* MODE PARAMETERS CHANGED */
 }
 
 void kura_scsi_lu_resized(struct kura_scsi_lu *lu, uint64_t size)
@@ -475,6 +485,7 @@ struct aio {
 	const uint8_t *wbuf;      /* write: the caller's data */
 	uint8_t *tmp;             /* aligned bounce buffer of alen bytes, or NULL */
 	bool discard, rmw;
+	bool cached;              /* backend write_cached: may complete before durable */
 	unsigned reads;           /* edge reads in flight (RMW) */
 	int err;
 	struct scsi_lock *lock;   /* NULL when the caller holds an exclusive lock */
@@ -511,10 +522,10 @@ static void aio_write_now(struct aio *a)
 
 	if (a->discard)
 		err = ops->discard(a->lu->o.be, a->aoff, a->alen, aio_done, a);
-	else if (a->tmp)
-		err = ops->write(a->lu->o.be, a->aoff, a->alen, a->tmp, a->cls, aio_done, a);
 	else
-		err = ops->write(a->lu->o.be, a->off, a->len, a->wbuf, a->cls, aio_done, a);
+		err = (a->cached && ops->write_cached ? ops->write_cached : ops->write)(
+			a->lu->o.be, a->tmp ? a->aoff : a->off, a->tmp ? a->alen : a->len,
+			a->tmp ? a->tmp : a->wbuf, a->cls, aio_done, a);
 	if (err)
 		aio_end(a, err); /* this runs on a loop turn of its own, never inside the submitter */
 }
@@ -596,16 +607,18 @@ static struct aio *aio_new(struct kura_scsi_lu *lu, uint64_t off, uint64_t len,
 
 /* A write (or, with discard, a deallocation of whole blocks). take_lock:
  * wait for the range (shared when whole 4 KiB blocks are written,
- * exclusive for a read-modify-write); else the caller holds it exclusively. */
+ * exclusive for a read-modify-write); else the caller holds it exclusively.
+ * cached: through the backend's write_cached (write cache enabled, no FUA). */
 static int aio_write(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, const void *buf,
-		     bool discard, enum kura_io_class cls, bool take_lock, const void *owner,
-		     kura_blk_cb cb, void *arg)
+		     bool discard, bool cached, enum kura_io_class cls, bool take_lock,
+		     const void *owner, kura_blk_cb cb, void *arg)
 {
 	struct aio *a = aio_new(lu, off, len, cls, cb, arg);
 
 	if (!a)
 		return -ENOMEM;
 	a->discard = discard;
+	a->cached = cached;
 	a->wbuf = buf;
 	a->rmw = !discard && ((off % PBS) || (len % PBS));
 	if (!discard && !aligned(off, len, buf) && !(a->tmp = kura_aligned_alloc_raw(a->alen))) {
@@ -665,7 +678,7 @@ int scsi_lu_write(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, const voi
 {
 	if (lu->o.read_only)
 		return -EROFS;
-	return aio_write(lu, off, len, buf, false, cls, true, arg, cb, arg);
+	return aio_write(lu, off, len, buf, false, false, cls, true, arg, cb, arg);
 }
 
 int scsi_lu_write_locked(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, const void *buf,
@@ -673,7 +686,7 @@ int scsi_lu_write_locked(struct kura_scsi_lu *lu, uint64_t off, uint64_t len, co
 {
 	if (lu->o.read_only)
 		return -EROFS;
-	return aio_write(lu, off, len, buf, false, KURA_IO_GUEST, false, arg, cb, arg);
+	return aio_write(lu, off, len, buf, false, false, KURA_IO_GUEST, false, arg, cb, arg);
 }
 
 /* A discard: whole 4 KiB blocks are deallocated, partial ones get zeros
@@ -710,8 +723,8 @@ static int discard_piece(struct kura_scsi_lu *lu, struct discard *d, uint64_t of
 	int err;
 
 	d->pending++;
-	err = aio_write(lu, off, len, zeros ? zero_block : NULL, !zeros, KURA_IO_GUEST, true, d->arg,
-			discard_part_done, d);
+	err = aio_write(lu, off, len, zeros ? zero_block : NULL, !zeros, false, KURA_IO_GUEST, true,
+			d->arg, discard_part_done, d);
 	if (err)
 		d->pending--;
 	return err;
@@ -787,7 +800,8 @@ static void xfer_fill(struct xfer *x)
 		else if (lu->o.read_only)
 			err = -EROFS;
 		else
-			err = aio_write(lu, at, n, b, false, x->cls, !(x->flags & SCSI_XFER_LOCKED),
+			err = aio_write(lu, at, n, b, false, (x->flags & SCSI_XFER_CACHED) != 0, x->cls,
+					!(x->flags & SCSI_XFER_LOCKED),
 					x->cmd, xfer_chunk_done, x);
 		if (err) {
 			x->err = err;
@@ -935,9 +949,9 @@ void kura_scsi_lu_reset(struct kura_scsi_lu *lu, const struct kura_scsi_nexus *b
 	for (struct kura_scsi_cmd *c = lu->cmds; c; c = c->lu_next)
 		kura_scsi_abort(c);
 	lu->reserve6_nexus = 0;
-	/* Mode parameters return to their saved values, which are the defaults
-	 * (nothing is saved). */
-	lu->wce = false;
+	/* Mode parameters return to their saved values: the write cache as the
+	 * administrator set it, the rest the defaults. */
+	lu->wce = lu->o.write_cache;
 	lu->swp = false;
 	/* SAM-5 establishes the unit attention for every I_T nexus, the one
 	 * that asked included: its initiator learns of the reset like the

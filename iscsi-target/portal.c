@@ -163,6 +163,12 @@ static int be_write(void *be, uint64_t off, uint64_t len, const void *buf,
 	return kura_vd_write(((struct itgt *)be)->h, off, len, buf, cls, cb, arg);
 }
 
+static int be_write_cached(void *be, uint64_t off, uint64_t len, const void *buf,
+			   enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	return kura_vd_write_cached(((struct itgt *)be)->h, off, len, buf, cls, cb, arg);
+}
+
 static int be_discard(void *be, uint64_t off, uint64_t len, kura_blk_cb cb, void *arg)
 {
 	return kura_vd_discard(((struct itgt *)be)->h, off, len, cb, arg);
@@ -203,6 +209,7 @@ static int be_pr_save(void *be, const char *state, kura_blk_cb cb, void *arg)
 static const struct kura_scsi_backend_ops vd_backend = {
 	.read = be_read,
 	.write = be_write,
+	.write_cached = be_write_cached,
 	.discard = be_discard,
 	.flush = be_flush,
 	.mapped = be_mapped,
@@ -258,6 +265,7 @@ int iscsi_target_attach(struct kura_iscsi *p, struct itgt *t)
 	o.be = t;
 	o.size = kura_vd_size(t->h) / KURA_SCSI_PBS * KURA_SCSI_PBS;
 	o.read_only = t->snap[0] != 0;
+	o.write_cache = t->write_cache && !o.read_only;
 	o.uid = t->uid;
 	o.name = name;
 	o.pr_state = t->pr_state;

@@ -147,11 +147,19 @@ static void do_read(struct kura_scsi_cmd *cmd)
 	scsi_xfer(cmd, 0, r.lba * LBS, len, d, KURA_IO_GUEST, read_done);
 }
 
-/* WRITE and WRITE AND VERIFY: a write is durable and checksummed when it
- * completes, so the verification (with or without BYTCHK) has nothing left
- * to find. DPO and FUA need nothing either. */
+/* WRITE and WRITE AND VERIFY: a write is checksummed when it completes and
+ * durable unless the write cache is enabled (WCE) and the command is a plain
+ * WRITE without FUA; then it completes once in the store's device cache,
+ * and SYNCHRONIZE CACHE makes it durable. WRITE AND VERIFY is always
+ * durable, so its verification (with or without BYTCHK) has nothing left to
+ * find. DPO needs nothing. */
 static void do_write(struct kura_scsi_cmd *cmd)
 {
+	const uint8_t op = cmd->cdb[0];
+	bool plain = op == 0x0a || op == 0x2a || op == 0xaa || op == 0x8a;
+	/* WRITE(6) has no FUA bit */
+	bool fua = op != 0x0a && (cmd->cdb[1] & 0x08);
+	unsigned flags = SCSI_XFER_WRITE;
 	struct rw r;
 	int64_t n;
 
@@ -164,8 +172,9 @@ static void do_write(struct kura_scsi_cmd *cmd)
 		scsi_good(cmd);
 		return;
 	}
-	scsi_xfer(cmd, SCSI_XFER_WRITE, r.lba * LBS, (uint64_t)n, cmd->dout, KURA_IO_GUEST,
-		  write_done);
+	if (plain && !fua && cmd->lu->wce)
+		flags |= SCSI_XFER_CACHED;
+	scsi_xfer(cmd, flags, r.lba * LBS, (uint64_t)n, cmd->dout, KURA_IO_GUEST, write_done);
 }
 
 /* ---- VERIFY: read back, and compare when BYTCHK asks ---- */
@@ -293,8 +302,8 @@ static void sync_cache(struct kura_scsi_cmd *cmd)
 		lba_oob(cmd);
 		return;
 	}
-	/* Acknowledged writes are already durable; the flush is for the
-	 * backend's own ordering promises and costs little. */
+	/* Makes every write completed before it durable: those that completed
+	 * cached (write cache enabled), and whatever the backend still holds. */
 	if ((err = cmd->lu->o.ops->flush(cmd->lu->o.be, flushed, cmd)))
 		write_done(cmd, err);
 }

@@ -53,6 +53,11 @@ struct kura_scsi_backend_ops {
 		    kura_blk_cb cb, void *arg);
 	int (*write)(void *be, uint64_t off, uint64_t len, const void *buf,
 		     enum kura_io_class cls, kura_blk_cb cb, void *arg);
+	/* Optional: a write that may complete before it is durable (write-back,
+	 * used while the LU's write cache is enabled and the command has no
+	 * FUA); flush makes every write completed before it durable. */
+	int (*write_cached)(void *be, uint64_t off, uint64_t len, const void *buf,
+			    enum kura_io_class cls, kura_blk_cb cb, void *arg);
 	/* The range reads as zeros afterwards and is deallocated where possible. */
 	int (*discard)(void *be, uint64_t off, uint64_t len, kura_blk_cb cb, void *arg);
 	int (*flush)(void *be, kura_blk_cb cb, void *arg);
@@ -103,6 +108,12 @@ struct kura_scsi_lu_opts {
 	void *fwd_ctx;
 	uint64_t size;          /* bytes, multiple of KURA_SCSI_PBS */
 	bool read_only;         /* WRITE PROTECTED for every write */
+	/* The write cache (WCE of the caching mode page) at start and after a
+	 * reset. Enabled, a WRITE without FUA completes once the backend's
+	 * write_cached does (before it is durable); SYNCHRONIZE CACHE and FUA
+	 * writes are durable. An initiator may change it with MODE SELECT
+	 * until the next reset. */
+	bool write_cache;
 	uint64_t uid;           /* stable, unique per vdisk/snapshot: makes the NAA id and serial */
 	const char *name;       /* vdisk name (or vdisk@snap): the unit serial's text */
 	const char *pr_state;   /* as saved by pr_save, or NULL: no registrations */
@@ -116,6 +127,10 @@ void kura_scsi_lu_destroy(struct kura_scsi_lu *lu);
 /* The size grew or shrank underneath (vdisk resize): the next command from each
  * nexus gets UNIT ATTENTION CAPACITY DATA HAS CHANGED. */
 void kura_scsi_lu_resized(struct kura_scsi_lu *lu, uint64_t size);
+/* The administrator changed the write cache setting: it is the LU's WCE at
+ * once and after resets; every nexus gets UNIT ATTENTION MODE PARAMETERS
+ * CHANGED. */
+void kura_scsi_lu_set_write_cache(struct kura_scsi_lu *lu, bool on);
 /* The 16-byte NAA designator of this LU (VPD 0x83). */
 void kura_scsi_lu_naa(const struct kura_scsi_lu *lu, uint8_t naa[16]);
 /* A nexus ended (session logout or drop): drops its RESERVE(6) reservation

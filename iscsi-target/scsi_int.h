@@ -137,6 +137,7 @@ void scsi_io_error(struct kura_scsi_cmd *cmd, int err, bool write);
 #define SCSI_XFER_WRITE 1u  /* write buf (else read into it) */
 #define SCSI_XFER_REPEAT 2u /* every chunk writes buf[0, SCSI_XFER_CHUNK) again */
 #define SCSI_XFER_LOCKED 4u /* the command holds an exclusive lock over the range */
+#define SCSI_XFER_CACHED 8u /* writes may complete before durable (WCE set, no FUA) */
 void scsi_xfer(struct kura_scsi_cmd *cmd, unsigned flags, uint64_t off, uint64_t len,
 	       uint8_t *buf, enum kura_io_class cls, void (*step)(struct kura_scsi_cmd *cmd, int err));
 

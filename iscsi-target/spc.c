@@ -167,7 +167,7 @@ static uint32_t mode_page(struct kura_scsi_lu *lu, uint8_t page, int pc, uint8_t
 		if (pc == 0)
 			p[2] = lu->wce ? 0x04 : 0x00;
 		else if (pc == 1)
-			p[2] = 0x04; /* WCE changeable (it changes what we report, not durability) */
+			p[2] = 0x04; /* WCE changeable: writes without FUA may complete cached */
 		return 20;
 	case 0x0a: /* control */
 		p[0] = 0x0a;

@@ -17,6 +17,12 @@ static int st_write(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigne
 	return kura_blk_write(b, layer, ext, blk, nblk, buf, kura_now_ns(), cls, cb, arg);
 }
 
+static int st_write_cached(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+			   const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	return kura_blk_write_cached(b, layer, ext, blk, nblk, buf, kura_now_ns(), cls, cb, arg);
+}
+
 static int st_trim(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
 		   kura_blk_cb cb, void *arg)
 {
@@ -67,6 +73,7 @@ static int st_disk_info(void *b, unsigned i, struct kura_blk_disk_info *out)
 const struct kura_vd_blk_ops kura_vd_store_ops = {
 	.read = st_read,
 	.write = st_write,
+	.write_cached = st_write_cached,
 	.trim = st_trim,
 	.free = st_free,
 	.move = st_move,

@@ -221,7 +221,7 @@ struct vd_lockreq {
 	struct vd_lockreq *next;
 };
 
-enum io_kind { IO_READ, IO_WRITE, IO_DISCARD };
+enum io_kind { IO_READ, IO_WRITE, IO_WRITE_CACHED, IO_DISCARD };
 
 struct vd_io {
 	struct kura_vd_handle *h;
@@ -486,6 +486,9 @@ static int io_piece(struct vd_io *io, const struct vd_chain *c, uint64_t ext, un
 	case IO_WRITE:
 		return e->bops->write(e->b, c->ids[0], ext, blk, nblk, buf,
 				      io->cls, io_piece_done, io);
+	case IO_WRITE_CACHED:
+		return (e->bops->write_cached ? e->bops->write_cached : e->bops->write)(
+			e->b, c->ids[0], ext, blk, nblk, buf, io->cls, io_piece_done, io);
 	default:
 		return discard_piece(io, c, ext, blk, nblk);
 	}
@@ -589,6 +592,12 @@ int kura_vd_write(struct kura_vd_handle *h, uint64_t off, uint64_t len, const vo
 		  enum kura_io_class cls, kura_blk_cb cb, void *arg)
 {
 	return io_submit(h, IO_WRITE, off, len, (void *)buf, cls, cb, arg);
+}
+
+int kura_vd_write_cached(struct kura_vd_handle *h, uint64_t off, uint64_t len, const void *buf,
+			 enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	return io_submit(h, IO_WRITE_CACHED, off, len, (void *)buf, cls, cb, arg);
 }
 
 int kura_vd_discard(struct kura_vd_handle *h, uint64_t off, uint64_t len, kura_blk_cb cb,

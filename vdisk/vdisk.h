@@ -52,6 +52,10 @@ struct kura_vd_blk_ops {
 		    enum kura_io_class cls, kura_blk_cb cb, void *arg);
 	int (*write)(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
 		     const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+	/* Write-back (kura_blk_write_cached): may complete once in a volatile
+	 * cache, durable after a later flush. NULL: writes are durable only. */
+	int (*write_cached)(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+			    const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
 	int (*trim)(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
 		    kura_blk_cb cb, void *arg);
 	int (*free)(void *b, uint64_t layer, uint64_t ext, kura_blk_cb cb, void *arg);
@@ -122,6 +126,12 @@ int kura_vd_read(struct kura_vd_handle *h, uint64_t off, uint64_t len, void *buf
 		 enum kura_io_class cls, kura_blk_cb cb, void *arg);
 int kura_vd_write(struct kura_vd_handle *h, uint64_t off, uint64_t len, const void *buf,
 		  enum kura_io_class cls, kura_blk_cb cb, void *arg);
+/* Write-back: the write may complete before it is durable (once in the
+ * store's volatile device cache, where a crash of blockd does not lose it
+ * but a power cut may); kura_vd_flush makes every write completed before it
+ * durable. Below a layer without write-back (the cluster's), a plain write. */
+int kura_vd_write_cached(struct kura_vd_handle *h, uint64_t off, uint64_t len, const void *buf,
+			 enum kura_io_class cls, kura_blk_cb cb, void *arg);
 /* The range reads as zeros afterwards; space is freed where no lower layer
  * holds data under it. */
 int kura_vd_discard(struct kura_vd_handle *h, uint64_t off, uint64_t len, kura_blk_cb cb,

@@ -4,7 +4,9 @@
 # vdisk did when it was taken; fio through qemu-nbd (QEMU's libiscsi
 # driver) runs a crc32c verify job of random 4 KiB writes at queue depth 32
 # over 1 GiB, and after a kill -9 of blockd every acknowledged block still
-# verifies.
+# verifies; the same on a target with its write cache on (writeback: writes
+# complete before they are durable, and a kill -9 of blockd must still not
+# lose them).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/iscsi-lib.sh"
 for t in qemu-img qemu-nbd fio; do
@@ -54,10 +56,11 @@ echo "ok: snapshot target reads the old data and refuses writes ($(head -n 1 "$W
 
 # 3. fio verify through qemu-nbd, then again after kill -9.
 vd create fio 1G >/dev/null || fail "create fio"
-nbd_up() { start_nbd "$(url fio)" || fail "qemu-nbd did not start"; }
+SIZE=1G
+BYTES=1073741824
 job() {
 	timeout -k 5 180 fio --name=verify --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
-		--rw=randwrite --bs=4k --iodepth=32 --size=1G --verify=crc32c --verify_fatal=1 \
+		--rw=randwrite --bs=4k --iodepth=32 --size=$SIZE --verify=crc32c --verify_fatal=1 \
 		--do_verify=1 --randrepeat=1 --randseed=4242 --verify_state_save=0 \
 		--output-format=json "$@"
 }
@@ -65,26 +68,40 @@ job() {
 fio_ok() {
 	tr -d ' \n' <"$1" | grep -q '"jobname":"verify"' || fail "$2: no fio result: $(head -c 300 "$1")"
 	tr -d ' \n' <"$1" | grep -q '"error":0,' || fail "$2: fio reports an error: $(grep '"error"' "$1")"
-	tr -d ' \n' <"$1" | grep -q '"read":{"io_bytes":1073741824,' ||
-		fail "$2: fio did not read back all 1 GiB: $(tr -d ' \n' <"$1" | grep -o '"read":{"io_bytes":[0-9]*')"
+	tr -d ' \n' <"$1" | grep -q "\"read\":{\"io_bytes\":$BYTES," ||
+		fail "$2: fio did not read back all $SIZE: $(tr -d ' \n' <"$1" | grep -o '"read":{"io_bytes":[0-9]*')"
 }
-nbd_up
-job --output="$WORK/fio1.json" >/dev/null 2>"$WORK/fio1.err"
-rc=$?
-[ $rc -eq 0 ] || { cat "$WORK/fio1.err"; fail "fio verify job failed (exit $rc)"; }
-fio_ok "$WORK/fio1.json" "verify job"
+# fio_run VDISK N WHAT [fio args]: the verify job through qemu-nbd on the
+# vdisk's target, its result in fioN.json; fails the test unless it passed.
+fio_run() {
+	start_nbd "$(url "$1")" || fail "qemu-nbd did not start"
+	n=$2 what=$3
+	shift 3
+	job --output="$WORK/fio$n.json" "$@" >/dev/null 2>"$WORK/fio$n.err"
+	rc=$?
+	stop_nbd
+	[ $rc -eq 0 ] || { cat "$WORK/fio$n.err"; fail "$what: fio exit $rc"; }
+	fio_ok "$WORK/fio$n.json" "$what"
+}
+fio_run fio 1 "verify job"
 tr -d ' \n' <"$WORK/fio1.json" | grep -q '"write":{"io_bytes":1073741824,' || fail "fio did not write all 1 GiB"
 echo "ok: fio randwrite QD32 over 1 GiB, crc32c verify passed"
-stop_nbd
-
 kill_kura
 start_kura "$WORK/k" "$port"
-nbd_up
-job --verify_only --output="$WORK/fio2.json" >/dev/null 2>"$WORK/fio2.err"
-rc=$?
-[ $rc -eq 0 ] || { cat "$WORK/fio2.err"; fail "data lost over kill -9 (fio exit $rc)"; }
-fio_ok "$WORK/fio2.json" "verify after kill -9"
+fio_run fio 2 "data lost over kill -9" --verify_only
 echo "ok: after kill -9 of blockd every acknowledged block verifies"
-stop_nbd
+
+# 4. the same with the write cache on, over 256 MiB: QEMU sends writes
+# without FUA, which complete once in the device's cache.
+SIZE=256M
+BYTES=268435456
+vd create wb 256M >/dev/null || fail "create wb"
+vd iscsi cache wb writeback >/dev/null || fail "iscsi cache wb writeback"
+fio_run wb 3 "verify job (writeback)"
+kill_kura
+start_kura "$WORK/k" "$port"
+vd iscsi show wb | grep -q "^write cache: writeback" || fail "the write cache setting was not kept"
+fio_run wb 4 "writeback: data lost over kill -9" --verify_only
+echo "ok: write cache on: fio verify passed, and again after kill -9 of blockd"
 stop_kura || { kura_log_clean "$WORK/k"; fail "blockd did not stop cleanly: $(tail -n 5 "$WORK/k.log")"; }
 kura_log_clean "$WORK/k" || exit 1

@@ -91,12 +91,12 @@ S2=targetsecret42
 
 # ---- without blockd: help and everything refused before asking it
 must "help" "$V" help
-for c in "iscsi list" "iscsi show" "iscsi acl" "iscsi chap"; do
+for c in "iscsi list" "iscsi show" "iscsi acl" "iscsi chap" "iscsi cache"; do
 	printf '%s\n' "$OUT" | grep -q "^  $c " || fail "help lacks $c"
 	"$V" $c --help | head -n 1 | grep -q "^usage: vdisk $c" || fail "$c --help"
 done
 must "iscsi --help" "$V" iscsi --help
-for c in list show acl chap; do has "usage: vdisk iscsi $c"; done
+for c in list show acl chap cache; do has "usage: vdisk iscsi $c"; done
 must "help iscsi" "$V" help iscsi
 has "usage: vdisk iscsi chap NAME[@SNAP] USER SECRET [--mutual USER SECRET] | --clear"
 must "iscsi chap --help" "$V" iscsi chap --help
@@ -105,6 +105,14 @@ must "iscsi acl --help" "$V" iscsi acl --help
 has "While the ACL is empty any initiator"
 must "iscsi show --help" "$V" iscsi show --help
 has "An empty ACL means that any initiator"
+must "iscsi cache --help" "$V" iscsi cache --help
+has "usage: vdisk iscsi cache NAME writeback|writethrough"; has "ESXi does not"
+expect_err 2 "cache, bad mode" \
+	"the second argument must be writeback or writethrough, not 'on'; usage: vdisk iscsi cache NAME writeback|writethrough" \
+	"$V" iscsi cache vm1 on
+expect_err 2 "cache without a mode" "iscsi cache needs more arguments" "$V" iscsi cache vm1
+expect_err 1 "cache of a snapshot" "vm1@s1 is a read-only snapshot target: it has no write cache" \
+	"$V" iscsi cache vm1@s1 writeback
 
 expect_err 2 "iscsi without subcommand" \
 	"iscsi needs a subcommand; usage: vdisk iscsi list .--json., or vdisk iscsi show NAME.@SNAP. .--json., or vdisk iscsi acl NAME.@SNAP. add|remove IQN, or vdisk iscsi chap" \
@@ -240,7 +248,7 @@ must "show a snapshot" $VK iscsi show vm1@s1
 has "target:      ${IQN_PREFIX}vm1:s1"; has "vdisk:       vm1@s1"; has "access:      read-only (a snapshot)"
 must "show --json" $VK iscsi show vm1@s1 --json
 json_is "show --json" "v == {'target': '${IQN_PREFIX}vm1:s1', 'vdisk': 'vm1', 'snapshot': 's1', \
-'read_only': True, 'portal': '127.0.0.1:$port', 'acl': [], 'chap': None, 'sessions': []}" '"snapshot": "s1"'
+'read_only': True, 'portal': '127.0.0.1:$port', 'acl': [], 'chap': None, 'write_cache': 'read-only', 'sessions': []}" '"snapshot": "s1"'
 expect_err 1 "show an unknown vdisk" "^vdisk: no vdisk 'nope'$" $VK iscsi show nope
 expect_err 1 "show an unknown snapshot" "^vdisk: no snapshot 'nosnap' of vdisk 'vm1'$" $VK iscsi show vm1@nosnap
 login "empty ACL, no CHAP: anyone" "$H2" "$(url vm1)"
@@ -339,6 +347,20 @@ row "^${IQN_PREFIX}vm1 +vm1 +rw +1 +2 +mutual$"
 stop_perf
 echo "ok: sessions"
 
+# the write cache: writethrough unless set, shown, kept over a restart
+must "show before cache" $VK iscsi show vm1
+has "write cache: writethrough: every write is durable when it completes"
+must "cache writeback" $VK iscsi cache vm1 writeback
+has "write cache of vm1: writeback (writes without FUA complete before they are durable; SYNCHRONIZE CACHE makes them so)"
+must "show --json with writeback" $VK iscsi show vm1 --json
+json_is "show --json writeback" "v['write_cache'] == 'writeback'" '"write_cache": "writeback"'
+must "show snapshot" $VK iscsi show vm1@s1 --json
+json_is "show --json snapshot cache" "v['write_cache'] == 'read-only'" '"write_cache": "read-only"'
+expect_err 1 "cache of a missing vdisk" "no vdisk 'nosuch'" $VK iscsi cache nosuch writeback
+grep -q "iSCSI target ${IQN_PREFIX}vm1: write cache on (writeback)" "$WORK/k.log" ||
+	fail "blockd did not log the write cache change"
+echo "ok: write cache"
+
 # the settings survive a restart
 $VK iscsi show vm1 --json >"$WORK/before.json" && $VK iscsi show vm1@s1 --json >"$WORK/before-s1.json" ||
 	fail "show before the restart"
@@ -358,6 +380,10 @@ fi
 refused "CHAP after the restart, no secret" "$H1" "$(url vm1)"
 login "mutual CHAP after the restart" "$H1" "$(url vm1 alice%$S1@ "?target_user=tgt&target_password=$S2")"
 refused "the ACL after the restart" "$H2" "$(url vm1 alice%$S1@)"
+must "cache after the restart" $VK iscsi show vm1
+has "write cache: writeback: writes without FUA complete"
+must "cache writethrough" $VK iscsi cache vm1 writethrough
+has "write cache of vm1: writethrough (every write is durable when it completes)"
 login "the snapshot's settings after the restart" "$H2" "$(url vm1:s1 carol%carolsecret123@)"
 
 # clearing

@@ -60,6 +60,14 @@ void ts_crash(struct tstore *t)
 	t->loop = NULL;
 }
 
+void ts_kill(struct tstore *t)
+{
+	kura_blk_store_abandon(t->s);
+	kura_loop_destroy(t->loop);
+	t->s = NULL;
+	t->loop = NULL;
+}
+
 static void **bufs;
 static size_t nbufs;
 
@@ -107,6 +115,20 @@ int ts_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsig
 	struct waiter w = { 0 };
 	return wait_for(t, &w, kura_blk_write(t->s, layer, ext, blk, n, buf, version,
 					      KURA_IO_GUEST, wdone, &w));
+}
+
+int ts_write_cached(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+		    const void *buf, uint64_t version)
+{
+	struct waiter w = { 0 };
+	return wait_for(t, &w, kura_blk_write_cached(t->s, layer, ext, blk, n, buf, version,
+						     KURA_IO_GUEST, wdone, &w));
+}
+
+int ts_flush(struct tstore *t)
+{
+	struct waiter w = { 0 };
+	return wait_for(t, &w, kura_blk_flush(t->s, wdone, &w));
 }
 
 int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,

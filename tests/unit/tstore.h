@@ -25,11 +25,19 @@ void ts_close(struct tstore *t);
 /* Power fails now: the media keeps nothing more; the store is dropped
  * without writing anything. */
 void ts_crash(struct tstore *t);
+/* blockd is killed (kill -9) now: the store is dropped without writing
+ * anything more, but what reached the device stays, flushed or not (the
+ * device and the kernel outlive the process). */
+void ts_kill(struct tstore *t);
 /* A 4 KiB-aligned buffer of n blocks, freed when the test ends. */
 void *ts_buf(unsigned nblocks);
 
 int ts_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
 	     const void *buf, uint64_t version);
+/* kura_blk_write_cached: answered once in the device's cache. */
+int ts_write_cached(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
+		    const void *buf, uint64_t version);
+int ts_flush(struct tstore *t);
 /* kura_blk_write_replica of a copy of buf. */
 int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
 		     const void *buf, uint64_t version);

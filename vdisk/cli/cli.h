@@ -193,6 +193,7 @@ int cli_cmd_iscsi_list(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_show(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_acl(struct cli *c, int argc, char **argv);
 int cli_cmd_iscsi_chap(struct cli *c, int argc, char **argv);
+int cli_cmd_iscsi_cache(struct cli *c, int argc, char **argv);
 int cli_cmd_qos(struct cli *c, int argc, char **argv);
 int cli_cmd_cluster_init(struct cli *c, int argc, char **argv);
 int cli_cmd_cluster_status(struct cli *c, int argc, char **argv);

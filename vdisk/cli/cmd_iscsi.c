@@ -1,5 +1,5 @@
-/* vdisk iscsi list, show, acl, chap: who may log in to the iSCSI targets
- * blockd serves (docs/iscsi.md). blockd checks every setting again; the
+/* vdisk iscsi list, show, acl, chap, cache: who may log in to the iSCSI
+ * targets blockd serves, and their write cache (docs/iscsi.md). blockd checks every setting again; the
  * checks here explain a mistake in the words of the command line, before a
  * secret has been typed in vain. */
 #include "vdisk/cli/cli.h"
@@ -201,6 +201,11 @@ static int print_target(const struct kura_json *o)
 		       cli_str(chap, "user"), cli_str(chap, "mutual_user"));
 	else
 		cli_kv("chap:", "one-way: initiators answer as user %s", cli_str(chap, "user"));
+	if (!strcmp(cli_str(o, "write_cache"), "writeback"))
+		cli_kv("write cache:", "writeback: writes without FUA complete before they are "
+		       "durable; SYNCHRONIZE CACHE makes them so");
+	else if (!strcmp(cli_str(o, "write_cache"), "writethrough"))
+		cli_kv("write cache:", "writethrough: every write is durable when it completes");
 	print_sessions(cli_get(o, "sessions", KURA_JSON_ARR));
 	return 0;
 }
@@ -363,6 +368,36 @@ int cli_cmd_iscsi_acl(struct cli *c, int argc, char **argv)
 	else
 		printf("removed %s from the ACL of %s; the ACL is empty: any initiator may log in\n",
 		       a.iqn, argv[0]);
+	kura_json_free(ans);
+	return 0;
+}
+
+/* ---- cache ---- */
+
+static void add_cache(struct kura_jw *w, const void *arg)
+{
+	kura_jw_str(w, "mode", arg);
+}
+
+int cli_cmd_iscsi_cache(struct cli *c, int argc, char **argv)
+{
+	struct kura_json *ans;
+	int err;
+
+	(void)argc;
+	if (strcmp(argv[1], "writeback") && strcmp(argv[1], "writethrough"))
+		return cli_usage(c, "the second argument must be writeback or writethrough, not "
+				 "'%.40s'", argv[1]);
+	if (strchr(argv[0], '@'))
+		return cli_fail(-EROFS, "%s is a read-only snapshot target: it has no write cache",
+				argv[0]);
+	if ((err = target_call(c, "iscsi_cache", argv[0], add_cache, argv[1], &ans)))
+		return err;
+	printf("write cache of %s: %s\n", argv[0],
+	       !strcmp(argv[1], "writeback")
+		       ? "writeback (writes without FUA complete before they are durable; "
+			 "SYNCHRONIZE CACHE makes them so)"
+		       : "writethrough (every write is durable when it completes)");
 	kura_json_free(ans);
 	return 0;
 }

@@ -138,6 +138,19 @@ const struct cli_cmd cli_cmds[] = {
 	  "blockd keeps secrets in its catalog, since CHAP needs them in clear, and\n"
 	  "never shows them.\n",
 	  OPT_MUTUAL | OPT_CLEAR, 1, 5, cli_cmd_iscsi_chap },
+	{ "iscsi cache", "NAME writeback|writethrough", "set a target's write cache",
+	  "Sets the write cache of the target of vdisk NAME (the WCE bit of its caching\n"
+	  "mode page). writethrough, the default: every write is durable when it\n"
+	  "completes. writeback: a WRITE without FUA completes once it is in the\n"
+	  "device's volatile cache, about twice as fast at queue depth 1; a crash of\n"
+	  "blockd does not lose it, a power cut of the node may, until the initiator\n"
+	  "sends SYNCHRONIZE CACHE (Linux, Windows and QEMU do when a guest flushes;\n"
+	  "ESXi does not: keep writethrough for VMFS datastores). blockd makes such\n"
+	  "writes durable by itself within a few milliseconds. Applies at once, to\n"
+	  "sessions already logged in too; an initiator may change it with MODE SELECT\n"
+	  "until the next reset. In a cluster, writes are durable on every replica\n"
+	  "whatever this says.\n",
+	  0, 2, 2, cli_cmd_iscsi_cache },
 	{ "qos show", "NAME [--json]", "show a vdisk's I/O limits and share",
 	  "Shows the I/O settings of vdisk NAME: IOPS and bandwidth limits and\n"
 	  "reservations (0 means none) and its weight.\n" JSON_RULE,

@@ -5,7 +5,10 @@
  * progress); after recovery every extent must hold the value of a prefix of
  * the operations submitted to it that includes every acknowledged one (writes
  * in flight together to different extents have no order, as on any disk), no
- * block may be torn or fail its checksum, and no extent may leak. */
+ * block may be torn or fail its checksum, and no extent may leak. The
+ * write-back series make most guest writes cached (answered once in the
+ * device's cache) and add flushes: a cached write must survive only when a
+ * flush submitted after it completed, and what survives is still a prefix. */
 #include "blockd/store_int.h"
 #include "common/util.h"
 #include "tests/unit/harness.h"
@@ -21,7 +24,7 @@
 #define SALT 0x5eed
 #define MEDIA (48ull << 20)
 
-enum { OP_WRITE, OP_TRIM, OP_FREE };
+enum { OP_WRITE, OP_TRIM, OP_FREE, OP_FLUSH };
 
 struct op {
 	int kind;
@@ -29,6 +32,7 @@ struct op {
 	uint64_t layer, ext;
 	unsigned blk, n;
 	uint64_t tag; /* data tag (writes) */
+	int cached;   /* kura_blk_write_cached */
 	int done, err;
 };
 
@@ -37,6 +41,7 @@ struct run {
 	struct op ops[NOPS];
 	unsigned submitted, inflight;
 	uint64_t rng;
+	int writeback; /* plan cached writes and flushes */
 };
 
 static uint64_t next_rand(uint64_t *r)
@@ -53,7 +58,9 @@ static void plan(struct run *r, uint64_t seed)
 		uint64_t x = next_rand(&r->rng) % 100;
 
 		o->kind = x < 85 ? OP_WRITE : x < 95 ? OP_TRIM : OP_FREE;
-		o->layer = 1 + next_rand(&r->rng) % LAYERS;
+		if (r->writeback && x >= 80 && x < 85)
+			o->kind = OP_FLUSH;
+		o->layer = o->kind == OP_FLUSH ? 0 : 1 + next_rand(&r->rng) % LAYERS;
 		o->ext = next_rand(&r->rng) % EXTS;
 		o->n = 1 + (unsigned)(next_rand(&r->rng) % 16);
 		o->cls = KURA_IO_GUEST;
@@ -61,6 +68,8 @@ static void plan(struct run *r, uint64_t seed)
 			/* a clone write, large enough to go in place directly */
 			o->cls = KURA_IO_CLONE;
 			o->n = 16 + (unsigned)(next_rand(&r->rng) % (BLKS - 15));
+		} else if (o->kind == OP_WRITE && r->writeback) {
+			o->cached = next_rand(&r->rng) % 8 != 0;
 		}
 		o->blk = (unsigned)(next_rand(&r->rng) % (BLKS - o->n + 1));
 		o->tag = i + 1;
@@ -84,8 +93,11 @@ static void submit(struct run *r, unsigned i, uint8_t *buf)
 	case OP_WRITE:
 		for (unsigned b = 0; b < o->n; b++)
 			ts_fill(buf + (size_t)b * KURA_BLK_SIZE, o->tag, SALT);
-		err = kura_blk_write(r->t.s, o->layer, o->ext, o->blk, o->n, buf, o->tag,
-				     o->cls, op_done, o);
+		err = (o->cached ? kura_blk_write_cached : kura_blk_write)(
+			r->t.s, o->layer, o->ext, o->blk, o->n, buf, o->tag, o->cls, op_done, o);
+		break;
+	case OP_FLUSH:
+		err = kura_blk_flush(r->t.s, op_done, o);
 		break;
 	case OP_TRIM:
 		err = kura_blk_trim(r->t.s, o->layer, o->ext, o->blk, o->n, op_done, o);
@@ -143,19 +155,30 @@ static void expected(const struct run *r, uint64_t layer, uint64_t ext, unsigned
 	}
 }
 
+/* Ops below this index were made durable by a flush that completed. */
+static unsigned flushed_below(const struct run *r)
+{
+	unsigned below = 0;
+
+	for (unsigned i = 0; i < r->submitted; i++)
+		if (r->ops[i].kind == OP_FLUSH && r->ops[i].done && !r->ops[i].err)
+			below = i;
+	return below;
+}
+
 /* Whether the extent holds a prefix of its ops that includes every one of
- * them that was acknowledged. */
+ * them that was acknowledged as durable. */
 static int extent_matches(const struct run *r, uint64_t layer, uint64_t ext, const uint64_t *got)
 {
 	uint64_t exp[BLKS];
-	unsigned n = 0, min = 0;
+	unsigned n = 0, min = 0, flushed = flushed_below(r);
 
 	for (unsigned i = 0; i < r->submitted; i++) {
 		const struct op *o = &r->ops[i];
 		if (o->layer != layer || o->ext != ext)
 			continue;
 		n++;
-		if (o->done && !o->err)
+		if (o->done && !o->err && (!o->cached || i < flushed))
 			min = n;
 	}
 	for (unsigned p = min; p <= n; p++) {
@@ -211,13 +234,15 @@ static void still_works(struct run *r)
 	CHECK(!memcmp(w, rb, KURA_BLK_SIZE));
 }
 
-static void one_cut(uint64_t seed, uint64_t cut, enum fake_cut_mode mode, unsigned recovery_cut)
+static void one_cut(uint64_t seed, uint64_t cut, enum fake_cut_mode mode, unsigned recovery_cut,
+		    int writeback)
 {
 	static struct run r;
 	struct fake_media *m = fake_media_create(MEDIA);
 	char name[64];
 
 	memset(&r, 0, sizeof(r));
+	r.writeback = writeback;
 	plan(&r, seed);
 	snprintf(name, sizeof(name), "c%llu-%d", (unsigned long long)cut, (int)mode);
 	CHECK_EQ(ts_open(&r.t, m, name), 0);
@@ -242,21 +267,25 @@ static void one_cut(uint64_t seed, uint64_t cut, enum fake_cut_mode mode, unsign
 	fake_media_destroy(m);
 }
 
-static uint64_t count_writes(uint64_t seed)
+static uint64_t count_writes(uint64_t seed, int writeback)
 {
 	static struct run r;
 	struct fake_media *m = fake_media_create(MEDIA);
 	struct kura_blk_stats st;
-	uint64_t base, n;
+	uint64_t base, n, flushes;
 
 	memset(&r, 0, sizeof(r));
+	r.writeback = writeback;
 	plan(&r, seed);
 	CHECK_EQ(ts_open(&r.t, m, "dry"), 0);
 	base = m->writes;
+	flushes = m->flushes;
 	workload(&r);
 	verify(&r);
 	kura_blk_stats(r.t.s, &st);
 	CHECK(st.direct_writes > 0); /* the cuts land inside direct writes too */
+	if (writeback)
+		CHECK(m->flushes > flushes); /* some cached writes had to survive */
 	n = m->writes - base;
 	ts_close(&r.t);
 	fake_media_destroy(m);
@@ -269,29 +298,44 @@ static unsigned points(void)
 	return e ? (unsigned)strtoul(e, NULL, 10) : 40;
 }
 
-static void cut_series(enum fake_cut_mode mode, uint64_t seed, int in_recovery)
+static void cut_series(enum fake_cut_mode mode, uint64_t seed, int in_recovery, int writeback)
 {
-	uint64_t total = count_writes(seed);
+	uint64_t total = count_writes(seed, writeback);
 	unsigned np = points();
 
 	CHECK(total > 50);
 	for (unsigned i = 0; i < np; i++) {
 		uint64_t cut = 1 + (total * i) / np + (i % 3);
-		one_cut(seed + i, cut, mode, in_recovery ? 1 + i % 6 : 0);
+		one_cut(seed + i, cut, mode, in_recovery ? 1 + i % 6 : 0, writeback);
 	}
 }
 
 TEST_T(test_crash_power_cut_drops_unflushed_writes, 600)
 {
-	cut_series(CUT_DROP, 1000, 0);
+	cut_series(CUT_DROP, 1000, 0, 0);
 }
 
 TEST_T(test_crash_power_cut_keeps_random_sectors, 600)
 {
-	cut_series(CUT_RANDOM, 2000, 0);
+	cut_series(CUT_RANDOM, 2000, 0, 0);
 }
 
 TEST_T(test_crash_power_cut_during_recovery, 600)
 {
-	cut_series(CUT_RANDOM, 3000, 1);
+	cut_series(CUT_RANDOM, 3000, 1, 0);
+}
+
+TEST_T(test_crash_writeback_power_cut_drops_unflushed_writes, 600)
+{
+	cut_series(CUT_DROP, 4000, 0, 1);
+}
+
+TEST_T(test_crash_writeback_power_cut_keeps_random_sectors, 600)
+{
+	cut_series(CUT_RANDOM, 5000, 0, 1);
+}
+
+TEST_T(test_crash_writeback_power_cut_during_recovery, 600)
+{
+	cut_series(CUT_RANDOM, 6000, 1, 1);
 }

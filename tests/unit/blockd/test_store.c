@@ -1089,3 +1089,74 @@ TEST(test_store_failed_data_disk_is_recorded_and_dropped_at_open)
 	fake_media_destroy(m);
 	fake_media_destroy(t.m2);
 }
+
+/* Power fails and comes back; the store opens again. */
+static void power_cycle(struct tstore *t, struct fake_media *m)
+{
+	ts_crash(t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(t, m, "s"), 0);
+}
+
+/* A cached write of 4 blocks at blk of (1, 0), answered with no flush. */
+static void cached_no_flush(struct tstore *t, struct fake_media *m, unsigned blk,
+			    const uint8_t *buf, uint64_t version)
+{
+	uint64_t f0 = m->flushes;
+
+	CHECK_EQ(ts_write_cached(t, 1, 0, blk, 4, buf, version), 0);
+	CHECK_EQ(m->flushes, f0);
+}
+
+/* Write-back: a cached write is answered before it is durable. Reads see it
+ * at once; a kill of the process keeps it (it reached the device); a power
+ * cut before any flush loses it, and only it: an earlier durable write and
+ * the extent stay whole; after kura_blk_flush it survives a power cut; and
+ * left alone, the store flushes it by itself within milliseconds. */
+TEST(test_store_cached_writes_durable_after_flush_kept_over_kill)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	uint8_t *a = blocks(4), *b = blocks(4), *c = blocks(4);
+	uint64_t f0;
+
+	fill_tags(a, 4, 100, 11);
+	fill_tags(b, 4, 200, 11);
+	fill_tags(c, 4, 300, 11);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(ts_write(&t, 1, 0, 0, 4, a, 1), 0);
+	cached_no_flush(&t, m, 4, b, 2);
+	/* power cut: the cached write is gone, the durable one stays (a read
+	 * here would have flushed it: reads wait for the write to be in place) */
+	power_cycle(&t, m);
+	expect_tags(&t, 1, 0, 0, 4, 100, 11);
+	expect_tags(&t, 1, 0, 4, 4, 0, 11);
+	/* kill -9 right after a cached write: it stays */
+	cached_no_flush(&t, m, 4, b, 3);
+	ts_kill(&t);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 1, 0, 0, 4, 100, 11);
+	expect_tags(&t, 1, 0, 4, 4, 200, 11);
+	/* a flush makes it durable */
+	cached_no_flush(&t, m, 8, c, 4);
+	CHECK_EQ(ts_flush(&t), 0);
+	power_cycle(&t, m);
+	expect_tags(&t, 1, 0, 8, 4, 300, 11);
+	/* nothing asks: the store flushes by itself */
+	fill_tags(c, 4, 400, 11);
+	f0 = m->flushes;
+	CHECK_EQ(ts_write_cached(&t, 1, 0, 8, 4, c, 5), 0);
+	for (int i = 0; i < 100 && m->flushes == f0; i++)
+		kura_loop_run_once(t.loop, 1000000ull);
+	CHECK(m->flushes > f0);
+	power_cycle(&t, m);
+	expect_tags(&t, 1, 0, 8, 4, 400, 11);
+	expect_tags(&t, 1, 0, 0, 4, 100, 11);
+	/* a read of a cached write sees it (having made it durable first) */
+	CHECK_EQ(ts_write_cached(&t, 1, 0, 12, 4, a, 6), 0);
+	expect_tags(&t, 1, 0, 12, 4, 100, 11);
+	power_cycle(&t, m);
+	expect_tags(&t, 1, 0, 12, 4, 100, 11);
+	ts_close(&t);
+	fake_media_destroy(m);
+}

@@ -87,6 +87,17 @@ static int mem_write(void *be, uint64_t off, uint64_t len, const void *buf,
 	return op_queue(m, 0, cb, arg);
 }
 
+static int mem_write_cached(void *be, uint64_t off, uint64_t len, const void *buf,
+			    enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	struct memlu *m = be;
+	int err = mem_write(be, off, len, buf, cls, cb, arg);
+
+	if (!err)
+		m->cached_writes++;
+	return err;
+}
+
 static int mem_discard(void *be, uint64_t off, uint64_t len, kura_blk_cb cb, void *arg)
 {
 	struct memlu *m = be;
@@ -138,6 +149,7 @@ static int mem_pr_save(void *be, const char *state, kura_blk_cb cb, void *arg)
 const struct kura_scsi_backend_ops memlu_ops = {
 	.read = mem_read,
 	.write = mem_write,
+	.write_cached = mem_write_cached,
 	.discard = mem_discard,
 	.flush = mem_flush,
 	.mapped = mem_mapped,

@@ -17,6 +17,7 @@ struct memlu {
 	int fail_next;         /* next backend call completes with this error, then 0 */
 	unsigned hold;         /* while non-zero, completions queue instead of running */
 	unsigned reads, writes, discards, flushes;
+	unsigned cached_writes; /* of the writes, through write_cached */
 	struct memlu_op *held;
 	struct kura_scsi_lu *lu;
 };

@@ -587,6 +587,74 @@ TEST(test_scsi_mode_sense_select_round_trip)
 	fx_fini(&f);
 }
 
+/* With WCE set, a WRITE without FUA goes to the backend's write cache; FUA,
+ * WRITE AND VERIFY and a cleared WCE are durable writes; a reset returns
+ * WCE to the administrator's setting, which kura_scsi_lu_set_write_cache
+ * changes (with a unit attention for every nexus). */
+TEST(test_scsi_write_cache_routes_writes)
+{
+	uint8_t data[8 * 512], cdb[16], p[64];
+	static const uint8_t plain[] = { 0x0a, 0x2a, 0xaa, 0x8a };
+	struct kura_scsi_cmd *c;
+	unsigned cl, w0;
+	uint16_t len;
+	struct fx f;
+
+	fx_init(&f, 64 * MIB, false, 1);
+	fill(data, sizeof(data), 3);
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_GOOD(wr(&f, plain[i], 8, 8, data));
+	CHECK_EQ(f.m->cached_writes, 0); /* WCE off: every write durable */
+	/* WCE on through MODE SELECT */
+	c = mode_sense10(&f, &f.n, 0x08, 0);
+	len = (uint16_t)(scsi_be16(c->din) + 2);
+	memcpy(p, c->din, len);
+	p[0] = p[1] = 0;
+	p[16 + 2] |= 0x04;
+	CHECK_GOOD(mode_select10(&f, 0x10, p, len));
+	CHECK_SENSE(tur(&f, &f.n2), SK_UNIT_ATTENTION, 0x2a, 0x01);
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_GOOD(wr(&f, plain[i], 16 + i * 8, 8, data));
+	CHECK_EQ(f.m->cached_writes, 4);
+	check_reads(&f, 24, 8, data);
+	/* FUA (WRITE 10/12/16) and WRITE AND VERIFY are durable */
+	w0 = f.m->writes;
+	for (unsigned i = 1; i < 4; i++) {
+		cl = cdb_rw(cdb, plain[i], 64, 8);
+		cdb[1] |= 0x08;
+		CHECK_GOOD(run(&f, cdb, cl, 8 * LBS, KURA_SCSI_WRITE, data, 8 * LBS));
+	}
+	CHECK_GOOD(wr(&f, 0x2e, 64, 8, data));
+	CHECK_EQ(f.m->writes - w0, 4);
+	CHECK_EQ(f.m->cached_writes, 4);
+	/* SYNCHRONIZE CACHE reaches the backend's flush */
+	cl = cdb_rw(cdb, 0x35, 0, 0);
+	w0 = f.m->flushes;
+	CHECK_GOOD(run(&f, cdb, cl, 0, 0, NULL, 0));
+	CHECK_EQ(f.m->flushes, w0 + 1);
+	/* a reset brings back the saved setting: off */
+	kura_scsi_lu_reset(f.m->lu, &f.n);
+	CHECK_SENSE(tur(&f, &f.n), SK_UNIT_ATTENTION, 0x29, 0x03);
+	CHECK_SENSE(tur(&f, &f.n2), SK_UNIT_ATTENTION, 0x29, 0x03);
+	CHECK_EQ(mode_sense10(&f, &f.n, 0x08, 0)->din[16 + 2] & 0x04, 0);
+	CHECK_GOOD(wr(&f, 0x2a, 8, 8, data));
+	CHECK_EQ(f.m->cached_writes, 4);
+	/* the administrator's setting: at once, after resets, and heard of */
+	kura_scsi_lu_set_write_cache(f.m->lu, true);
+	CHECK_SENSE(tur(&f, &f.n), SK_UNIT_ATTENTION, 0x2a, 0x01);
+	CHECK_SENSE(tur(&f, &f.n2), SK_UNIT_ATTENTION, 0x2a, 0x01);
+	CHECK_EQ(mode_sense10(&f, &f.n, 0x08, 0)->din[16 + 2] & 0x04, 0x04);
+	kura_scsi_lu_reset(f.m->lu, &f.n);
+	CHECK_SENSE(tur(&f, &f.n), SK_UNIT_ATTENTION, 0x29, 0x03);
+	CHECK_SENSE(tur(&f, &f.n2), SK_UNIT_ATTENTION, 0x29, 0x03);
+	c = mode_sense10(&f, &f.n2, 0x08, 0);
+	CHECK_GOOD(c);
+	CHECK_EQ(c->din[16 + 2] & 0x04, 0x04);
+	CHECK_GOOD(wr(&f, 0x2a, 8, 8, data));
+	CHECK_EQ(f.m->cached_writes, 5);
+	fx_fini(&f);
+}
+
 TEST(test_scsi_swp_and_read_only_report_write_protect)
 {
 	struct kura_scsi_cmd *c;
