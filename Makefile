@@ -39,7 +39,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c tests/unit/*/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
 
 BINS := $(BUILD)/blockd $(BUILD)/kura-crashtest $(BUILD)/kura-protocheck $(BUILD)/kura-bench-store \
-	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
+	$(BUILD)/kura-bench-vdisk $(BUILD)/kura-iscsi-perf $(BUILD)/kura-vdcrash $(BUILD)/kura-ctlcheck $(BUILD)/kura-iscsicheck \
 	$(BUILD)/kura-etcdcheck $(BUILD)/kura-peercheck $(BUILD)/kura-fwdcheck $(BUILD)/kura-repcheck $(BUILD)/unit-tests $(BUILD)/vdisk
 
 .PHONY: all deps test unit crash integration run bench install clean help
@@ -105,6 +105,11 @@ $(BUILD)/kura-bench-store: $(OBJ)/bench/store_bench.o $(OBJ)/libkura.a
 
 $(BUILD)/kura-bench-vdisk: $(OBJ)/bench/vdisk_bench.o $(OBJ)/libkura.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# an iSCSI initiator for the benchmarks: random reads or writes through
+# libiscsi, with nothing between it and the target
+$(BUILD)/kura-iscsi-perf: $(OBJ)/bench/iscsi_perf.o
+	$(CC) $(LDFLAGS) -o $@ $^ -liscsi
 
 # make fuzz: libFuzzer with ASan and UBSan over the bytes an initiator sends
 # (iSCSI header checks, login, text keys, CHAP), built from just those

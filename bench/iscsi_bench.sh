@@ -21,6 +21,7 @@ WORK=${BENCH_DIR:-/var/tmp/kura-bench}/iscsi
 RT=${BENCH_RUNTIME:-10}
 PIDS=""
 . "$ROOT/tests/integration/iscsi-lib.sh"
+[ -x "$BUILD/kura-iscsi-perf" ] || { echo "iscsi bench: $BUILD/kura-iscsi-perf missing (make)"; exit 1; }
 for t in iscsi-perf qemu-nbd fio tgtd; do
 	have $t || { echo "iscsi bench: $t missing (make deps); skipped"; exit 0; }
 done
@@ -85,6 +86,18 @@ fio_nbd() {
 }
 fiow() { fio_nbd "$1" "$2" randwrite; }
 
+# dw URL QD -> "iops mean_us p99_us cpu_us_per_io": random 4 KiB writes
+# straight from libiscsi (kura-iscsi-perf), no QEMU or NBD in between.
+dw() {
+	t0=$(ticks "$TPID")
+	set -- $(timeout -k 5 $((RT + 30)) "$BUILD/kura-iscsi-perf" -w -m "$2" -t "$RT" "$1" 2>"$WORK/dw.err")
+	t1=$(ticks "$TPID")
+	[ "${1:-}" = iops ] || { tail -n 2 "$WORK/dw.err" >&2; echo "0 0 0 0"; return; }
+	echo "$2 $4 $8 $(us_per_io $((t1 - t0)) "$(awk -v i="$2" -v t="$RT" 'BEGIN { printf "%.0f", i * t }')")"
+}
+# direct NAME URL: writes at QD32 and QD1 from kura-iscsi-perf into NAME.dw
+direct() { echo "$(dw "$2" 32) $(dw "$2" 1)" >"$WORK/$1.dw"; }
+
 # measure NAME URL: the thirteen figures of one target into NAME.res:
 # read QD32 IOPS, CPU us/IO; read QD1 IOPS, CPU us/IO; write QD32 IOPS,
 # mean and p99 latency us, CPU us/IO; the same for write QD1; read QD32
@@ -117,6 +130,8 @@ start_tgt 19 "$(free_port 23260)" "$WORK/tgt.img" >"$WORK/tgt.why" ||
 tport=$(ss -Hltnp | grep "pid=$TGT_PID," | awk '{ print $4 }' | sed 's/.*://' | head -n 1)
 TPID=$TGT_PID
 measure tgt "iscsi://127.0.0.1:$tport/$TGT_IQN/1"
+echo "iscsi bench: tgt: writes QD32, QD1 (kura-iscsi-perf), ${RT} s each"
+direct tgt "iscsi://127.0.0.1:$tport/$TGT_IQN/1"
 stop_tgt
 
 # tgt with durable writes, the way kura acknowledges them: bstype rdwr
@@ -128,6 +143,7 @@ TPID=$TGT_PID
 echo "iscsi bench: tgt O_SYNC: writes QD32, QD1 (fio via qemu-nbd), ${RT} s each"
 echo "$(fiow "iscsi://127.0.0.1:$tport/$TGT_IQN/1" 32) $(fiow "iscsi://127.0.0.1:$tport/$TGT_IQN/1" 1)" \
 	>"$WORK/tgtsync.res"
+direct tgtsync "iscsi://127.0.0.1:$tport/$TGT_IQN/1"
 stop_tgt
 rm -f "$WORK/tgt.img"
 
@@ -137,19 +153,24 @@ vd import "$WORK/data.img" lun --wait >/dev/null || die "import into kura failed
 rm -f "$WORK/data.img"
 TPID=$KURA_PID
 measure kura "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
+direct kura "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
 vd iscsi cache lun writeback >/dev/null || die "vdisk iscsi cache lun writeback failed"
-echo "iscsi bench: kura, write cache on: writes QD32, QD1 (fio via qemu-nbd), ${RT} s each"
+echo "iscsi bench: kura, write cache on: writes QD32, QD1 (fio via qemu-nbd, then kura-iscsi-perf), ${RT} s each"
 echo "$(fiow "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0" 32) $(fiow "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0" 1)" \
 	>"$WORK/kurawb.res"
+direct kurawb "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
 stop_kura || echo "iscsi bench: blockd did not stop cleanly"
 
 T=$(cat "$WORK/tgt.res") K=$(cat "$WORK/kura.res") S=$(cat "$WORK/tgtsync.res")
 W=$(cat "$WORK/kurawb.res")
+DT=$(cat "$WORK/tgt.dw") DS=$(cat "$WORK/tgtsync.dw") DK=$(cat "$WORK/kura.dw") DW=$(cat "$WORK/kurawb.dw")
 col() { echo "$1" | cut -d' ' -f"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 row() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$T" "$2")" "$(col "$K" "$2")" "$(ratio "$(col "$K" "$2")" "$(col "$T" "$2")")"; }
 # wrow LABEL TGT_COL KURA_WRITEBACK_COL
 wrow() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$T" "$2")" "$(col "$W" "$3")" "$(ratio "$(col "$W" "$3")" "$(col "$T" "$2")")"; }
+# drow LABEL A B COL: direct figures A and B (tgt side, kura side)
+drow() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$2" "$4")" "$(col "$3" "$4")" "$(ratio "$(col "$3" "$4")" "$(col "$2" "$4")")"; }
 srow() { printf '%-42s %10s %10s %9s\n' "$1" "$(col "$S" "$2")" "$(col "$K" "$3")" "$(ratio "$(col "$K" "$3")" "$(col "$S" "$2")")"; }
 lat1() { awk -v n="$1" 'BEGIN { printf "%.1f", (n > 0) ? 1e6 / n : 0 }'; }
 verdict() { awk "BEGIN { print (($1) ? \"met\" : \"NOT met\") }"; }
@@ -175,6 +196,11 @@ table() {
 	wrow "write QD1 mean latency us" 10 6
 	wrow "write QD1 p99 latency us" 11 7
 	wrow "write QD1 target CPU us/IO" 12 8
+	drow "write QD32 IOPS (kura-iscsi-perf)" "$DT" "$DW" 1
+	drow "write QD32 p99 latency us (direct)" "$DT" "$DW" 3
+	drow "write QD32 target CPU us/IO (direct)" "$DT" "$DW" 4
+	drow "write QD1 mean latency us (direct)" "$DT" "$DW" 6
+	drow "write QD1 p99 latency us (direct)" "$DT" "$DW" 7
 	echo
 	echo "durable writes on both sides: tgt bstype rdwr with O_SYNC|O_DIRECT, kura writethrough"
 	printf '%-42s %10s %10s %9s\n' "measure" "tgt sync" "kura" "kura/tgt"
@@ -184,11 +210,16 @@ table() {
 	srow "write QD1 mean latency us" 6 10
 	srow "write QD1 p99 latency us" 7 11
 	srow "write QD1 target CPU us/IO" 8 12
+	drow "write QD32 IOPS (kura-iscsi-perf)" "$DS" "$DK" 1
+	drow "write QD32 p99 latency us (direct)" "$DS" "$DK" 3
+	drow "write QD1 mean latency us (direct)" "$DS" "$DK" 6
+	drow "write QD1 p99 latency us (direct)" "$DS" "$DK" 7
 	echo
 	echo "the fio chain without iSCSI (qemu-nbd over null-co), 4 KiB random writes at QD32: $null_iops IOPS"
 	r32=$(ratio "$(col "$K" 1)" "$(col "$T" 1)") w32=$(ratio "$(col "$W" 1)" "$(col "$T" 5)")
 	echo "aim: kura >= 2x tgt IOPS at QD32: reads ${r32}x $(verdict "$(col "$K" 1) >= 2 * $(col "$T" 1)"), writes (write cache on) ${w32}x $(verdict "$(col "$W" 1) >= 2 * $(col "$T" 5)")"
 	echo "aim: kura QD1 latency below tgt's: reads $(verdict "$(col "$K" 3) > $(col "$T" 3)"), writes (write cache on) $(verdict "$(col "$W" 6) < $(col "$T" 10) && $(col "$W" 6) > 0")"
+	echo "straight from libiscsi (kura-iscsi-perf), write cache on: QD32 writes $(ratio "$(col "$DW" 1)" "$(col "$DT" 1)")x tgt $(verdict "$(col "$DW" 1) >= 2 * $(col "$DT" 1)"), QD1 write latency below tgt's $(verdict "$(col "$DW" 6) < $(col "$DT" 6) && $(col "$DW" 6) > 0")"
 	echo "durable writes: kura QD1 write latency below tgt O_SYNC's: $(verdict "$(col "$K" 10) < $(col "$S" 6) && $(col "$K" 10) > 0"), QD32 write IOPS $(ratio "$(col "$K" 5)" "$(col "$S" 1)")x"
 }
 table >"$WORK/table.txt"

@@ -6,7 +6,7 @@ PKGS="build-essential pkg-config liburing-dev libisal-dev librocksdb-dev uuid-de
 # The iSCSI target's judges and clients: tgt (reference target), libiscsi's
 # tools (iscsi-test-cu, iscsi-perf), qemu-img / qemu-nbd with the iSCSI driver,
 # and ss (iproute2, absent from minimal images) to find free ports.
-PKGS="$PKGS clang libclang-rt-14-dev tgt libiscsi-bin qemu-utils qemu-block-extra iproute2"
+PKGS="$PKGS clang libclang-rt-14-dev tgt libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra iproute2"
 # The QoS benchmark's plot.
 PKGS="$PKGS gnuplot-nox"
 # The cluster: etcd (coordination; tests run a 3-member cluster), libcurl for
