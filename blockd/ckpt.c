@@ -240,6 +240,7 @@ static void flush_done(struct kura_op *op, int res)
 	c->t_phase = kura_now_ns();
 	jv.seq = c->seq + 1;
 	jv.lpos = c->end_lpos;
+	jv.nonce = s->journal.nonce;
 	kura_md_batch_put(c->b, jkey, sizeof(jkey), &jv, sizeof(jv));
 	c->phase = CK_MD;
 	c->md = s->md;

@@ -50,14 +50,14 @@ static void flush_done(struct kura_op *op, int res);
 static void flush_timer_fired(struct kura_op *op, int res);
 
 int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
-		 uint64_t seq, uint64_t lpos)
+		 uint64_t seq, uint64_t lpos, uint64_t nonce)
 {
 	memset(j, 0, sizeof(*j));
 	j->s = s;
 	j->pd = pd;
 	j->off = pd->sb.journal_off;
 	j->len = pd->sb.journal_len;
-	j->nonce = pd->sb.journal_nonce;
+	j->nonce = nonce;
 	j->next_seq = seq;
 	j->tail_seq = seq;
 	j->head = j->tail = lpos;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
@@ -302,6 +303,17 @@ static int disk_format(struct kura_blk_store *s, const struct kura_blk_opts *o,
 		return err;
 	}
 	return 0;
+}
+
+/* A journal nonce other than old (struct md_journal): random, so it matches
+ * none that this disk's journal used before either. */
+static uint64_t new_nonce(uint64_t old)
+{
+	uint64_t n = 0;
+
+	while (getrandom(&n, sizeof(n), 0) != (ssize_t)sizeof(n) || n == old || !n)
+		n ^= kura_now_ns();
+	return n;
 }
 
 static int md_put_sync(struct kura_md *md, const void *k, size_t kl, const void *v, size_t vl)
@@ -794,7 +806,7 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 	struct kura_blk_store *s = calloc(1, sizeof(*s));
 	char path[PATH_MAX + 16];
 	struct md_store ms;
-	struct md_journal mj = { 1, 0 };
+	struct md_journal mj = { 1, 0, 0 };
 	uint8_t mkey = 'M', jkey[2] = { 'J', 0 }, eprefix = 'E';
 	struct load_ctx lc = { s, errbuf, errlen };
 	uint64_t end_seq, end_lpos, nbatches;
@@ -866,18 +878,22 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 	idx_for_each(&s->idx, clear_dirty, NULL);
 	s->idx.ndirty = 0;
 	err = kura_md_get(s->md, jkey, sizeof(jkey), &mj, sizeof(mj), &len);
+	if (err == -ENOENT || (!err && len == 2 * sizeof(uint64_t)))
+		mj.nonce = s->pool.d[0].sb.journal_nonce; /* new, or from before it was kept */
+	else if (!err && len != sizeof(mj))
+		err = -EINVAL;
 	if (err && err != -ENOENT) {
 		ERR("cannot read the journal position: %s", kura_strerror(err));
 		goto fail;
 	}
-	journal_init(&s->journal, s, &s->pool.d[0], mj.seq, mj.lpos);
+	journal_init(&s->journal, s, &s->pool.d[0], mj.seq, mj.lpos, mj.nonce);
 	err = journal_replay(&s->journal, mj.seq, mj.lpos, replay_rec, s, &end_seq, &end_lpos,
 			     &nbatches);
 	if (err) {
 		ERR("journal replay failed on %s: %s", s->pool.d[0].disk->path, kura_strerror(err));
 		goto fail;
 	}
-	journal_init(&s->journal, s, &s->pool.d[0], end_seq, end_lpos);
+	journal_init(&s->journal, s, &s->pool.d[0], end_seq, end_lpos, new_nonce(mj.nonce));
 	if (nbatches)
 		kura_log(INFO, "journal: replayed %llu batches", (unsigned long long)nbatches);
 	if ((dropped = drop_lost(s, o, errbuf, errlen)) < 0) {
@@ -885,9 +901,21 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 		goto fail;
 	}
 	if (nbatches || fresh || dropped) {
+		/* records the new nonce with the position */
 		err = ckpt_sync(s);
 		if (err) {
 			ERR("cannot checkpoint after replay: %s", kura_strerror(err));
+			goto fail;
+		}
+	} else {
+		/* nothing to put in place: replay starts where it ended, under the
+		 * new nonce, before any batch carries it */
+		mj.seq = end_seq;
+		mj.lpos = end_lpos;
+		mj.nonce = s->journal.nonce;
+		err = md_put_sync(s->md, jkey, sizeof(jkey), &mj, sizeof(mj));
+		if (err) {
+			ERR("cannot record the journal position: %s", kura_strerror(err));
 			goto fail;
 		}
 	}

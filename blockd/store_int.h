@@ -112,8 +112,13 @@ struct md_extent {
 void md_extent_key(uint8_t key[17], uint64_t layer, uint64_t ext);
 
 /* 'J' record: where the live journal starts */
+/* Where replay starts, and the nonce that tags the batches from there on. A
+ * new nonce is drawn at every open (after replay): batches a volatile cache
+ * kept beyond a hole the replay stopped at never match again, even where
+ * the journal, written again from the hole, lines up with them. Stores made
+ * before the nonce was kept here have 16 bytes and use the superblock's. */
 struct md_journal {
-	uint64_t seq, lpos;
+	uint64_t seq, lpos, nonce;
 };
 
 /* ---- pool.c: disks and extent allocation ---- */
@@ -248,7 +253,7 @@ struct kura_journal {
 };
 
 int journal_init(struct kura_journal *j, struct kura_blk_store *s, struct pool_disk *pd,
-		 uint64_t seq, uint64_t lpos);
+		 uint64_t seq, uint64_t lpos, uint64_t nonce);
 void journal_destroy(struct kura_journal *j);
 /* Whether a record of rec_bytes header bytes and data_bytes more fits now
  * within quarters/4 of the journal. */

@@ -54,6 +54,18 @@ void fake_media_destroy(struct fake_media *m)
 	free(m);
 }
 
+int fake_keep_unflushed(struct fake_media *m, unsigned nth)
+{
+	struct fake_write *w = m->unflushed;
+
+	for (; w && nth; nth--)
+		w = w->next;
+	if (!w)
+		return -1;
+	memcpy(m->durable + w->off, w->data, w->len);
+	return 0;
+}
+
 void fake_power_on(struct fake_media *m)
 {
 	drop_unflushed(m);
@@ -85,9 +97,11 @@ static void persist_partly(struct fake_media *m, uint64_t off, const uint8_t *da
 
 static void power_cut(struct fake_media *m, uint64_t off, const uint8_t *data, uint64_t len)
 {
-	if (m->cut_mode == CUT_RANDOM)
-		for (struct fake_write *w = m->unflushed; w; w = w->next)
+	for (struct fake_write *w = m->unflushed; w; w = w->next)
+		if (m->cut_mode == CUT_RANDOM)
 			persist_partly(m, w->off, w->data, w->len, 1);
+		else if (m->cut_mode == CUT_REORDER && rnd(m) & 1)
+			memcpy(m->durable + w->off, w->data, w->len);
 	persist_partly(m, off, data, len, m->cut_mode == CUT_RANDOM);
 	drop_unflushed(m);
 	m->lost = 1;

@@ -4,14 +4,16 @@
  * them durable. Faults: fail the Nth read or write with EIO, fail reads of a
  * byte range, or lose power at the Nth write: that write is torn (a random
  * prefix of its 512-byte sectors reaches the media) and every write not yet
- * flushed is dropped (CUT_DROP) or, sector by sector, randomly kept
- * (CUT_RANDOM); from then on every operation fails until fake_power_on(). */
+ * flushed is dropped (CUT_DROP), sector by sector randomly kept
+ * (CUT_RANDOM), or write by write kept whole or dropped, in no order
+ * (CUT_REORDER: a cache that writes back whole writes in any order); from
+ * then on every operation fails until fake_power_on(). */
 #ifndef KURA_TESTS_FAKEDISK_H
 #define KURA_TESTS_FAKEDISK_H
 
 #include "blockd/disk.h"
 
-enum fake_cut_mode { CUT_DROP, CUT_RANDOM };
+enum fake_cut_mode { CUT_DROP, CUT_RANDOM, CUT_REORDER };
 
 struct fake_write;
 
@@ -30,6 +32,10 @@ struct fake_media {
 
 struct fake_media *fake_media_create(uint64_t size);
 void fake_media_destroy(struct fake_media *m);
+/* The device's cache writes back, on its own, the nth (0 = oldest) write not
+ * yet flushed: it becomes durable, whole, ahead of those before it, as a
+ * volatile cache may do in any order. Returns 0, or -1 if there is none. */
+int fake_keep_unflushed(struct fake_media *m, unsigned nth);
 /* Power back on: what reads see is what was durable; faults are cleared. */
 void fake_power_on(struct fake_media *m);
 struct kura_disk *fake_disk_open(struct kura_loop *loop, struct fake_media *m, const char *name);
