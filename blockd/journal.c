@@ -255,6 +255,17 @@ static void flush_start(struct kura_journal *j)
 	j->pd->disk->ops->flush(j->pd->disk, &j->flush_op);
 }
 
+/* Batches are written that no flush covers: one within
+ * JOURNAL_FLUSH_DELAY_NS. */
+static void flush_later(struct kura_journal *j)
+{
+	if (j->written_seq <= j->durable_seq || j->flush_timer_armed || j->flush_inflight ||
+	    j->s->dead)
+		return;
+	j->flush_timer_armed = 1;
+	kura_loop_timer(j->s->loop, &j->flush_timer, JOURNAL_FLUSH_DELAY_NS);
+}
+
 static void flush_done(struct kura_op *op, int res)
 {
 	struct kura_journal *j = KURA_CONTAINER_OF(op, struct kura_journal, flush_op);
@@ -270,6 +281,8 @@ static void flush_done(struct kura_op *op, int res)
 	durable_through(j, j->flush_covers);
 	if (j->flush_again)
 		flush_start(j);
+	else
+		flush_later(j); /* batches written while it was in flight */
 	submit_next(j); /* a barrier may have waited for this */
 }
 
@@ -317,9 +330,8 @@ static void batch_written(struct kura_op *op, int res)
 		durable_through(j, b->seq);
 	} else if (b->sync) {
 		flush_start(j);
-	} else if (!j->flush_timer_armed && !j->flush_inflight) {
-		j->flush_timer_armed = 1;
-		kura_loop_timer(j->s->loop, &j->flush_timer, JOURNAL_FLUSH_DELAY_NS);
+	} else {
+		flush_later(j);
 	}
 	if (j->open && !j->inflight)
 		seal_open(j);
