@@ -47,6 +47,11 @@ struct xstate {
  * would slow that journal write down by the device flush it then waits for. */
 #define APPLY_BATCH 32u
 #define APPLY_DELAY_NS 1000000ULL
+/* In-place writes in flight at most, unless a read waits for one: a flush
+ * makes hundreds of cached writes durable at once, and a journal write (a
+ * guest waits for it) queued at the device behind hundreds of in-place
+ * writes waits for all of them (tens of ms where 16 cost no throughput). */
+#define APPLY_DEPTH 16u
 
 /* Direct writes start at 64 KiB: below that the journal's group commit
  * costs less than a write of its own with FUA. */
@@ -369,6 +374,14 @@ static void data_write_failed(struct kura_blk_store *s, struct wreq *w, int res,
 	store_fail(s, why, res);
 }
 
+/* An in-place write ended (or never started): one more may go. */
+static void apply_end(struct kura_blk_store *s)
+{
+	s->napplying--;
+	if (s->applyq && s->napplying < APPLY_DEPTH)
+		io_apply_kick(s);
+}
+
 static void apply_done(struct kura_op *op, int res)
 {
 	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
@@ -378,6 +391,7 @@ static void apply_done(struct kura_op *op, int res)
 		data_write_failed(s, w, res, "a write could not be applied in place");
 	x_remove(s, xs_find(s, w->loc), w, res >= 0);
 	wreq_free(w);
+	apply_end(s);
 	ckpt_progress(s);
 }
 
@@ -407,6 +421,7 @@ static void apply_crc_ready(struct kura_op *op, int res)
 		return; /* queued again behind a reload */
 	store_fail(w->s, "a checksum page could not be read", res);
 	x_remove(w->s, xs_find(w->s, w->loc), w, 0);
+	apply_end(w->s);
 	wreq_free(w);
 }
 
@@ -416,12 +431,22 @@ static void apply_start(struct kura_blk_store *s, struct wreq *w)
 	int r;
 
 	w->applying = 1;
+	s->napplying++;
 	w->op.fn = apply_crc_ready;
 	r = crc_get(&s->crc, w->loc, &w->op, &crcs);
 	if (r == 1)
 		apply_go(w);
 	else if (r < 0)
 		kura_loop_defer(s->loop, &w->op, r);
+}
+
+static void apply_queue(struct kura_blk_store *s, struct xstate *x)
+{
+	if (!x->queued) {
+		x->queued = 1;
+		x->qnext = s->applyq;
+		s->applyq = x;
+	}
 }
 
 static void x_try_apply(struct kura_blk_store *s, struct xstate *x)
@@ -434,8 +459,13 @@ static void x_try_apply(struct kura_blk_store *s, struct xstate *x)
 		for (struct wreq *e = x->head; e != w; e = e->xnext)
 			if (overlaps(e->blk, e->nblk, w->blk, w->nblk))
 				blocked = 1;
-		if (!blocked)
-			apply_start(s, w);
+		if (blocked)
+			continue;
+		if (s->napplying >= APPLY_DEPTH && !x->waiters) {
+			apply_queue(s, x); /* an in-place write that ends starts it */
+			return;
+		}
+		apply_start(s, w);
 	}
 }
 
@@ -478,11 +508,7 @@ static void write_durable(struct jreq *j, int err)
 		x_try_apply(s, x); /* a read is waiting for this data */
 		return;
 	}
-	if (!x->queued) {
-		x->queued = 1;
-		x->qnext = s->applyq;
-		s->applyq = x;
-	}
+	apply_queue(s, x);
 	if (++s->unstarted >= APPLY_BATCH)
 		io_apply_kick(s);
 	else if (!s->apply_timer_armed) {
@@ -502,15 +528,12 @@ static void apply_timer_fired(struct kura_op *op, int res)
 
 void io_apply_kick(struct kura_blk_store *s)
 {
-	struct xstate *list = s->applyq;
-
-	s->applyq = NULL;
 	s->unstarted = 0;
-	while (list) {
-		struct xstate *x = list;
-		list = x->qnext;
+	while (s->applyq && s->napplying < APPLY_DEPTH) {
+		struct xstate *x = s->applyq;
+		s->applyq = x->qnext;
 		x->queued = 0;
-		x_try_apply(s, x);
+		x_try_apply(s, x); /* may queue it again */
 		xs_put(s, x);
 	}
 }

@@ -319,6 +319,7 @@ struct kura_blk_store {
 	uint64_t apply_gen;    /* bumps on every apply, for read retries */
 	struct xstate *applyq; /* extents with acknowledged writes not yet applying */
 	unsigned unstarted;
+	unsigned napplying;    /* in-place writes in flight (APPLY_DEPTH) */
 	struct kura_timer apply_timer;
 	int apply_timer_armed;
 
