@@ -191,11 +191,11 @@ table() {
 	row "read QD1 target CPU us/IO" 4
 	printf '%-42s %10s %10s %9s\n' "read QD1 latency us (1/IOPS)" "$(lat1 "$(col "$T" 3)")" \
 		"$(lat1 "$(col "$K" 3)")" "$(ratio "$(lat1 "$(col "$K" 3)")" "$(lat1 "$(col "$T" 3)")")"
-	row "read QD32 IOPS (fio via qemu-nbd)" 13
+	row "read QD32 IOPS (fio via qemu-nbd, 2x16)" 13
 	echo
 	echo "writes into the write cache on both sides: tgt bstype aio, kura writeback"
 	printf '%-42s %10s %10s %9s\n' "measure" "tgt" "kura wb" "kura/tgt"
-	wrow "write QD32 IOPS (fio via qemu-nbd)" 5 1
+	wrow "write QD32 IOPS (fio via qemu-nbd, 2x16)" 5 1
 	wrow "write QD32 mean latency us" 6 2
 	wrow "write QD32 p99 latency us" 7 3
 	wrow "write QD32 target CPU us/IO" 8 4
@@ -211,7 +211,7 @@ table() {
 	echo
 	echo "durable writes on both sides: tgt bstype rdwr with O_SYNC|O_DIRECT, kura writethrough"
 	printf '%-42s %10s %10s %9s\n' "measure" "tgt sync" "kura" "kura/tgt"
-	srow "write QD32 IOPS (fio via qemu-nbd)" 1 5
+	srow "write QD32 IOPS (fio via qemu-nbd, 2x16)" 1 5
 	srow "write QD32 p99 latency us" 3 7
 	srow "write QD32 target CPU us/IO" 4 8
 	srow "write QD1 mean latency us" 6 10

@@ -20,6 +20,7 @@ struct fake_disk {
 struct fake_req {
 	struct kura_op op;
 	struct kura_op *user;
+	struct kura_timer timer; /* a delayed flush */
 };
 
 struct fake_media *fake_media_create(uint64_t size)
@@ -187,6 +188,16 @@ static void fake_rw(struct kura_disk *d, int write, const struct iovec *iov, int
 	complete(d, op, (int)len);
 }
 
+static void flush_timer_done(struct kura_op *op, int res)
+{
+	struct fake_req *r = KURA_CONTAINER_OF(op, struct fake_req, timer.op);
+	struct kura_op *user = r->user;
+
+	(void)res;
+	free(r);
+	user->fn(user, 0);
+}
+
 static void fake_flush(struct kura_disk *d, struct kura_op *op)
 {
 	struct fake_media *m = KURA_CONTAINER_OF(d, struct fake_disk, d)->m;
@@ -199,6 +210,13 @@ static void fake_flush(struct kura_disk *d, struct kura_op *op)
 	for (struct fake_write *w = m->unflushed; w; w = w->next)
 		memcpy(m->durable + w->off, w->data, w->len);
 	drop_unflushed(m);
+	if (m->flush_delay_ns) {
+		struct fake_req *r = malloc(sizeof(*r));
+		r->user = op;
+		r->timer.op.fn = flush_timer_done;
+		kura_loop_timer(d->loop, &r->timer, m->flush_delay_ns);
+		return;
+	}
 	complete(d, op, 0);
 }
 

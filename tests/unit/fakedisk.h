@@ -28,6 +28,8 @@ struct fake_media {
 	enum fake_cut_mode cut_mode;
 	unsigned seed;
 	int lost;
+	uint64_t flush_delay_ns; /* a flush completes this long after it is issued
+				  * (it covers what was written before then) */
 };
 
 struct fake_media *fake_media_create(uint64_t size);

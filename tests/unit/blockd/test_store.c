@@ -1098,6 +1098,13 @@ static void power_cycle(struct tstore *t, struct fake_media *m)
 	CHECK_EQ(ts_open(t, m, "s"), 0);
 }
 
+/* Runs the loop until m has issued more than n flushes, or 1 s passed. */
+static void wait_flushes_above(struct tstore *t, struct fake_media *m, uint64_t n)
+{
+	for (uint64_t t0 = kura_now_ns(); m->flushes <= n && kura_now_ns() - t0 < 1000000000ull;)
+		kura_loop_run_once(t->loop, 1000000ull);
+}
+
 /* A cached write of 4 blocks at blk of (1, 0), answered with no flush. */
 static void cached_no_flush(struct tstore *t, struct fake_media *m, unsigned blk,
 			    const uint8_t *buf, uint64_t version)
@@ -1146,8 +1153,7 @@ TEST(test_store_cached_writes_durable_after_flush_kept_over_kill)
 	fill_tags(c, 4, 400, 11);
 	f0 = m->flushes;
 	CHECK_EQ(ts_write_cached(&t, 1, 0, 8, 4, c, 5), 0);
-	for (uint64_t t0 = kura_now_ns(); m->flushes == f0 && kura_now_ns() - t0 < 1000000000ull;)
-		kura_loop_run_once(t.loop, 1000000ull);
+	wait_flushes_above(&t, m, f0);
 	CHECK(m->flushes > f0);
 	power_cycle(&t, m);
 	expect_tags(&t, 1, 0, 8, 4, 400, 11);
@@ -1157,6 +1163,36 @@ TEST(test_store_cached_writes_durable_after_flush_kept_over_kill)
 	expect_tags(&t, 1, 0, 12, 4, 100, 11);
 	power_cycle(&t, m);
 	expect_tags(&t, 1, 0, 12, 4, 100, 11);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* A flush under way covers what was written before it began: a cached
+ * write whose batch is written while it runs gets a flush of its own
+ * within the flush delay, with nothing else asking. */
+TEST(test_store_cached_write_during_a_flush_is_flushed_later)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	uint8_t *b = blocks(1);
+	uint64_t f0;
+
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	m->flush_delay_ns = 20000000ull;
+	f0 = m->flushes;
+	fill_tags(b, 1, 100, 11);
+	CHECK_EQ(ts_write_cached(&t, 1, 0, 0, 1, b, 1), 0);
+	wait_flushes_above(&t, m, f0); /* the store's own flush begins */
+	CHECK_EQ(m->flushes, f0 + 1);
+	fill_tags(b, 1, 200, 11);
+	CHECK_EQ(ts_write_cached(&t, 1, 0, 1, 1, b, 2), 0);
+	CHECK_EQ(m->flushes, f0 + 1); /* written while that flush runs */
+	wait_flushes_above(&t, m, f0 + 1);
+	CHECK_EQ(m->flushes, f0 + 2);
+	m->flush_delay_ns = 0;
+	power_cycle(&t, m);
+	expect_tags(&t, 1, 0, 0, 1, 100, 11);
+	expect_tags(&t, 1, 0, 1, 1, 200, 11);
 	ts_close(&t);
 	fake_media_destroy(m);
 }
