@@ -335,13 +335,25 @@ static void finish_deferred(struct kura_op *op, int res)
 	wreq_free(w);
 }
 
+/* Lets the reads waiting on x look again. */
+static void x_wake(struct kura_blk_store *s, struct xstate *x)
+{
+	struct rreq *waiters = x->waiters;
+
+	x->waiters = NULL;
+	while (waiters) {
+		struct rreq *r = waiters;
+		waiters = r->next;
+		kura_loop_defer(s->loop, &r->op, 0);
+	}
+}
+
 /* Takes w off its extent's queue; `applied` says whether its data reached
  * its place (a write that did not stays counted against its journal batch,
  * so no checkpoint can trim the only copy of it). */
 static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w, int applied)
 {
 	struct wreq **pp = &x->head, *prev = NULL;
-	struct rreq *waiters;
 
 	while (*pp != w) {
 		prev = *pp;
@@ -352,14 +364,7 @@ static void x_remove(struct kura_blk_store *s, struct xstate *x, struct wreq *w,
 		x->tail = prev;
 	if (applied)
 		journal_batch_apply_done(&s->journal, w->batch);
-	/* let waiting reads look again */
-	waiters = x->waiters;
-	x->waiters = NULL;
-	while (waiters) {
-		struct rreq *r = waiters;
-		waiters = r->next;
-		kura_loop_defer(s->loop, &r->op, 0);
-	}
+	x_wake(s, x);
 	x_try_apply(s, x);
 	xs_put(s, x);
 }
@@ -488,7 +493,13 @@ static void write_answer(struct wreq *w, int err)
 
 static void write_cached(struct jreq *j)
 {
-	write_answer(KURA_CONTAINER_OF(j, struct wreq, j), 0);
+	struct wreq *w = KURA_CONTAINER_OF(j, struct wreq, j);
+
+	struct xstate *x = xs_find(w->s, w->loc);
+
+	write_answer(w, 0);
+	if (x)
+		x_wake(w->s, x); /* a read may take its data now */
 }
 
 static void write_durable(struct jreq *j, int err)
@@ -1090,6 +1101,32 @@ static void read_done(struct kura_op *op, int res)
 	read_finish(r, 0);
 }
 
+/* Answers r from the writes queued on x when every block r asks for that the
+ * extent holds is in one of them, the last to each block answered (cached or
+ * durable): returns 1 then. Such a block's data and checksum may not be in
+ * place yet, and a flush and an in-place write would otherwise stand between
+ * a guest and the data it has just written. A write not answered yet makes
+ * the read wait for it, so a read never shows data the writer has not been
+ * told is written. */
+static int read_queued(const struct xstate *x, struct rreq *r)
+{
+	const struct wreq *src[KURA_EXT_BLOCKS] = { 0 };
+
+	for (const struct wreq *w = x->head; w; w = w->xnext)
+		for (unsigned b = w->blk; b < (unsigned)w->blk + w->nblk; b++)
+			if (b >= r->blk && b < (unsigned)r->blk + r->nblk)
+				src[b] = w;
+	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++)
+		if (bm_test(&r->bm, b) && (!src[b] || !src[b]->answered))
+			return 0;
+	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++)
+		if (src[b])
+			memcpy(r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE,
+			       (const uint8_t *)src[b]->buf + (size_t)(b - src[b]->blk) * KURA_BLK_SIZE,
+			       KURA_BLK_SIZE);
+	return 1;
+}
+
 static void read_start(struct kura_op *op, int res)
 {
 	struct rreq *r = KURA_CONTAINER_OF(op, struct rreq, op);
@@ -1115,6 +1152,12 @@ static void read_start(struct kura_op *op, int res)
 	r->loc = e->loc;
 	x = xs_find(s, r->loc);
 	if (x && x_overlaps(x, r->blk, r->nblk)) {
+		if (read_queued(x, r)) {
+			s->st.queued_reads++;
+			zero_absent(r);
+			read_finish(r, 0);
+			return;
+		}
 		r->op.fn = read_start;
 		r->next = x->waiters;
 		x->waiters = r;

@@ -274,14 +274,15 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 	n = (size_t)snprintf(buf, len,
 		"{\"capacity_bytes\":%llu,\"used_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
 		"\"read_bytes\":%llu,\"write_bytes\":%llu,\"direct_writes\":%llu,"
-		"\"direct_bytes\":%llu,\"io_errors\":%llu,\"crc_errors\":%llu,\"enospc\":%llu,"
+		"\"direct_bytes\":%llu,\"queued_reads\":%llu,\"io_errors\":%llu,\"crc_errors\":%llu,\"enospc\":%llu,"
 		"\"journal_bytes\":%llu,\"journal_used\":%llu,\"checkpoints\":%llu,"
 		"\"index_ram_bytes\":%llu,\"crc_cache_ram_bytes\":%llu,\"stopped\":%s,\"disks\":[",
 		(unsigned long long)st.capacity_extents * KURA_EXT_SIZE,
 		(unsigned long long)st.used_extents * KURA_EXT_SIZE, (unsigned long long)st.reads,
 		(unsigned long long)st.writes, (unsigned long long)st.read_bytes,
 		(unsigned long long)st.write_bytes, (unsigned long long)st.direct_writes,
-		(unsigned long long)st.direct_bytes, (unsigned long long)st.io_errors,
+		(unsigned long long)st.direct_bytes, (unsigned long long)st.queued_reads,
+		(unsigned long long)st.io_errors,
 		(unsigned long long)st.crc_errors, (unsigned long long)st.enospc,
 		(unsigned long long)st.journal_bytes, (unsigned long long)st.journal_used,
 		(unsigned long long)st.checkpoints, (unsigned long long)st.index_bytes,

@@ -192,6 +192,7 @@ struct kura_blk_stats {
 	uint64_t capacity_extents, used_extents;
 	uint64_t reads, writes, read_bytes, write_bytes;
 	uint64_t direct_writes, direct_bytes; /* of them, written in place first */
+	uint64_t queued_reads; /* reads answered from writes not in place yet */
 	uint64_t io_errors, crc_errors, enospc;
 	uint64_t journal_bytes, journal_used;
 	uint64_t checkpoints;
