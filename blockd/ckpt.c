@@ -30,6 +30,7 @@ struct ck_flush {
 struct ckpt {
 	int phase, again;
 	uint64_t seq, end_lpos;
+	struct jbatch *done; /* the last batch up to seq found done (journal_done_through) */
 	uint64_t t_start, t_phase; /* ns: the checkpoint's start, its phase's start */
 	struct kura_md_batch *b;
 	struct kura_work work;
@@ -168,6 +169,7 @@ static void ck_start(struct kura_blk_store *s)
 		return;
 	}
 	c->seq = journal_seal(&s->journal);
+	c->done = NULL;
 	c->t_start = c->t_phase = kura_now_ns();
 	capture(s, c->b);
 	c->phase = CK_APPLY;
@@ -289,8 +291,8 @@ void ckpt_progress(struct kura_blk_store *s)
 		return;
 	if (s->applyq)
 		io_apply_kick(s);
-	if (!journal_done_through(&s->journal, c->seq, &c->end_lpos)) {
-		journal_flush_soon(&s->journal); /* cached batches: flush now */
+	if (!journal_done_through(&s->journal, c->seq, &c->done, &c->end_lpos)) {
+		journal_flush_through(&s->journal, c->seq); /* cached batches: flush now */
 		return;
 	}
 	c->phase = CK_CRC;

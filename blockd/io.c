@@ -1163,7 +1163,7 @@ static void read_start(struct kura_op *op, int res)
 		x->waiters = r;
 		x_try_apply(s, x); /* do not leave the read waiting for a batch */
 		if (x_unflushed(x))
-			journal_flush_soon(&s->journal); /* nor for a flush */
+			journal_flush_through(&s->journal, UINT64_MAX); /* nor for a flush */
 		return;
 	}
 	r->op.fn = read_start;

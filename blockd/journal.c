@@ -301,8 +301,10 @@ static void flush_timer_fired(struct kura_op *op, int res)
 		flush_start(j);
 }
 
-void journal_flush_soon(struct kura_journal *j)
+void journal_flush_through(struct kura_journal *j, uint64_t seq)
 {
+	if (j->durable_seq >= seq || (j->flush_inflight && j->flush_covers >= seq))
+		return;
 	flush_start(j);
 }
 
@@ -482,15 +484,20 @@ uint64_t journal_seal(struct kura_journal *j)
 	return j->next_seq - 1;
 }
 
-int journal_done_through(struct kura_journal *j, uint64_t seq, uint64_t *end_lpos)
+int journal_done_through(struct kura_journal *j, uint64_t seq, struct jbatch **from,
+			 uint64_t *end_lpos)
 {
-	*end_lpos = j->tail;
-	for (struct jbatch *b = j->first; b && (b->seq <= seq || !b->nrec); b = b->next) {
+	struct jbatch *b = *from ? (*from)->next : j->first;
+
+	if (!*from)
+		*end_lpos = j->tail;
+	for (; b && (b->seq <= seq || !b->nrec); b = b->next) {
 		if (!b->nrec)
-			continue;
+			continue; /* a barrier: unlinked once done, never a cursor */
 		if (!b->durable || b->unapplied)
 			return 0;
 		*end_lpos = b->lpos + b->size;
+		*from = b;
 	}
 	return j->durable_seq >= seq;
 }

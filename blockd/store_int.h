@@ -266,17 +266,24 @@ struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *re
 			      const uint32_t *crcs, void *data, struct jreq *jr);
 /* Adds a completion that fires once everything appended so far is durable. */
 int journal_barrier(struct kura_journal *j, struct jreq *jr);
-/* Something waits for batches written without FUA to become durable (a
- * read of their blocks, a checkpoint): flush now rather than later. */
-void journal_flush_soon(struct kura_journal *j);
+/* Something waits for the batches up to seq, written without FUA, to become
+ * durable (a read of their blocks, a checkpoint): flush now rather than
+ * later, unless they are durable or a flush under way covers them (a batch
+ * not written yet gets its flush when it is). */
+void journal_flush_through(struct kura_journal *j, uint64_t seq);
 /* 1 while a journal flush or its timer is pending (closing waits). */
 int journal_flush_pending(const struct kura_journal *j);
 void journal_batch_apply_start(struct jbatch *b);
 void journal_batch_apply_done(struct kura_journal *j, struct jbatch *b);
 /* Seals the open batch; returns the seq of the last sealed batch (0 if none). */
 uint64_t journal_seal(struct kura_journal *j);
-/* 1 when every batch up to seq is durable and applied. */
-int journal_done_through(struct kura_journal *j, uint64_t seq, uint64_t *end_lpos);
+/* 1 when every batch up to seq is durable and applied; *end_lpos is where the
+ * last of them ends. A caller that asks again for the same seq passes the
+ * same *from (NULL the first time): the walk resumes after the last batch
+ * found done (one that stays done and listed until journal_trim), so asking
+ * after every apply costs the batches done since, not the whole list. */
+int journal_done_through(struct kura_journal *j, uint64_t seq, struct jbatch **from,
+			 uint64_t *end_lpos);
 /* Forgets batches up to seq: their space is free again. */
 void journal_trim(struct kura_journal *j, uint64_t seq, uint64_t end_lpos);
 uint64_t journal_used(const struct kura_journal *j);
