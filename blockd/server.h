@@ -1,9 +1,11 @@
 /* blockd's socket server: serves the store protocol (blockd/proto.h) on a
  * unix socket, and on TCP to the other nodes of a cluster, every connection
- * on the store's loop; no thread per connection. Each connection may have at most 128 requests (and 32 MiB of
- * data) in flight; beyond that the server stops reading from it until
- * responses have been sent, so a client that never reads cannot make the
- * server grow.
+ * on the store's loop; no thread per connection. Each connection may have at
+ * most 128 requests (and 32 MiB of data) in flight; beyond that the server
+ * stops reading from it until responses have been sent, so a client that
+ * never reads cannot make the server grow. A connection reads into a 64 KiB
+ * buffer (a burst of requests comes in with one receive, not two each) and
+ * sends up to 16 ready answers with one sendmsg.
  *
  * Thread rule: everything runs on the store's loop thread.
  */

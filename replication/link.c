@@ -11,6 +11,7 @@
 #include "blockd/store.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/rxbuf.h"
 #include "common/usock.h"
 #include "common/util.h"
 
@@ -33,6 +34,10 @@
 #define SLOTS 1024u
 /* Requests per sendmsg: a burst of submissions leaves in one system call. */
 #define TX_BATCH 16u
+/* Answers are read into a buffer of RX_BUF bytes, so that a burst of them
+ * comes in with one receive; the rest of an answer's data that does not
+ * fit is received straight into the request's buffer. */
+#define RX_BUF (64u << 10)
 #define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 enum lstate {
@@ -74,8 +79,10 @@ struct kura_link {
 	struct iovec iov[2 * TX_BATCH];
 
 	struct kura_proto_resp rhdr;
-	size_t rhdr_got, rdata_got;
+	size_t rdata_got;
 	struct kura_link_req *rcur; /* receiving its answer's data */
+	struct kura_rxbuf rx;       /* RX_BUF bytes */
+	int rx_direct;              /* the receive armed goes into rcur's buffer */
 
 	struct kura_link_req hello_req;
 	struct kura_proto_hello hello_out, hello_in;
@@ -214,7 +221,7 @@ static void drained(struct kura_link *l)
 		return;
 	close(l->fd);
 	l->fd = -1;
-	l->rhdr_got = 0;
+	kura_rxbuf_reset(&l->rx);
 	l->hello_due = 0;
 	retry_later(l);
 }
@@ -301,7 +308,7 @@ static void conn_done(struct kura_op *op, int res)
 	h->cap = sizeof(l->hello_in);
 	l->st = L_HELLO;
 	l->hello_due = 1;
-	l->rhdr_got = 0;
+	kura_rxbuf_reset(&l->rx);
 	arm_rx(l);
 	arm_tx(l);
 }
@@ -494,7 +501,6 @@ static int on_header(struct kura_link *l)
 	struct kura_link_req *r = *slot(l, h->tag);
 	const char *why = NULL;
 
-	l->rhdr_got = 0;
 	if (h->magic != KURA_PROTO_RESP_MAGIC)
 		why = "bad magic in an answer";
 	else if (!r || r->req.tag != h->tag)
@@ -522,17 +528,47 @@ static int on_header(struct kura_link *l)
 static void arm_rx(struct kura_link *l)
 {
 	struct io_uring_sqe *sqe;
+	size_t left = l->rcur ? l->rhdr.data_len - l->rdata_got : 0;
 
 	if (l->rx_armed || (l->st != L_HELLO && l->st != L_UP))
 		return;
+	if (kura_rxbuf_ready(&l->rx, RX_BUF)) {
+		link_reset(l, "out of memory");
+		return;
+	}
 	l->rx_armed = 1;
+	l->rx_direct = left > RX_BUF / 2;
 	sqe = kura_loop_sqe(l->loop, &l->rx_op);
-	if (l->rcur)
-		io_uring_prep_recv(sqe, l->fd, (uint8_t *)l->rcur->buf + l->rdata_got,
-				   l->rhdr.data_len - l->rdata_got, 0);
+	if (l->rx_direct)
+		io_uring_prep_recv(sqe, l->fd, (uint8_t *)l->rcur->buf + l->rdata_got, left, 0);
 	else
-		io_uring_prep_recv(sqe, l->fd, (uint8_t *)&l->rhdr + l->rhdr_got,
-				   sizeof(l->rhdr) - l->rhdr_got, 0);
+		io_uring_prep_recv(sqe, l->fd, l->rx.buf + l->rx.len, l->rx.cap - l->rx.len, 0);
+}
+
+/* Takes every answer the buffer holds whole, and the start of an answer's
+ * data: 0, or -1 when the link broke or stopped reading (nothing more may
+ * be taken). */
+static int rx_parse(struct kura_link *l)
+{
+	for (;;) {
+		if (l->st != L_HELLO && l->st != L_UP)
+			return -1; /* an answer ended the attempt (a refused HELLO) */
+		if (l->rcur) {
+			struct kura_link_req *r = l->rcur;
+			l->rdata_got += kura_rxbuf_take(&l->rx, (uint8_t *)r->buf + l->rdata_got,
+							l->rhdr.data_len - l->rdata_got);
+			if (l->rdata_got < l->rhdr.data_len)
+				return 0;
+			l->rcur = NULL;
+			answered(l, r);
+			continue;
+		}
+		if (kura_rxbuf_avail(&l->rx) < sizeof(l->rhdr))
+			return 0;
+		kura_rxbuf_take(&l->rx, &l->rhdr, sizeof(l->rhdr));
+		if (on_header(l))
+			return -1;
+	}
 }
 
 static void rx_done(struct kura_op *op, int res)
@@ -556,17 +592,12 @@ static void rx_done(struct kura_op *op, int res)
 		link_reset(l, why);
 		return;
 	}
-	if (r) {
+	if (l->rx_direct)
 		l->rdata_got += (size_t)res;
-		if (l->rdata_got == l->rhdr.data_len) {
-			l->rcur = NULL;
-			answered(l, r);
-		}
-	} else {
-		l->rhdr_got += (size_t)res;
-		if (l->rhdr_got == sizeof(l->rhdr) && on_header(l))
-			return;
-	}
+	else
+		l->rx.len += (size_t)res;
+	if (rx_parse(l))
+		return;
 	arm_rx(l);
 }
 
@@ -712,6 +743,7 @@ void kura_link_close(struct kura_link *l)
 	settle_list(l, list);
 	if (l->fd >= 0)
 		close(l->fd);
+	kura_rxbuf_free(&l->rx);
 	free(l);
 }
 

@@ -39,7 +39,10 @@
  * kura_proto_sync_result, GLIST a struct kura_proto_sync and whole
  * entries, at most cap bytes; INFO, LIST and STATS answers at
  * most cap bytes (a longer one is a protocol error: the link resets);
- * other answers and every error carry none. No allocation per request.
+ * other answers and every error carry none. No allocation per request;
+ * each link reads its answers through a 64 KiB buffer (a burst of answers
+ * comes in with one receive; the rest of a long answer's data goes
+ * straight to the caller's buffer).
  */
 #ifndef KURA_REPLICATION_LINK_H
 #define KURA_REPLICATION_LINK_H

@@ -163,6 +163,60 @@ int main(int argc, char **argv)
 	kura_client_close(c);
 	printf("field errors answered with EINVAL/ENOENT: ok\n");
 
+	/* many requests sent back to back, in pieces that cut headers and data
+	 * anywhere (one larger than the server's receive buffer): every one is
+	 * answered once, and the data reads back */
+	{
+		enum { NW = 41 };
+		size_t cuts[] = { 1, 63, 64, 65, 4095, 4097, 100000 }, len = 0, off = 0;
+		uint8_t *blob = malloc((size_t)NW * (64 + 64 * KURA_BLK_SIZE));
+		struct kura_proto_resp resp;
+		uint8_t seen[NW] = { 0 };
+		int fd = raw_conn();
+
+		CHECK(blob);
+		for (unsigned i = 0; i < NW; i++) {
+			unsigned nb = i == 20 ? 64 : 1 + i % 3;
+			q = (struct kura_proto_req){ .magic = KURA_PROTO_MAGIC, .op = KURA_OP_WRITE,
+						     .tag = 1000 + i, .layer = 6, .ext = i, .blk = 3,
+						     .nblk = (uint16_t)nb,
+						     .data_len = nb * KURA_BLK_SIZE, .version = 1 };
+			memcpy(blob + len, &q, sizeof(q));
+			len += sizeof(q);
+			for (size_t k = 0; k < (size_t)nb * KURA_BLK_SIZE; k++)
+				blob[len + k] = (uint8_t)(k * 13 + i * 7 + 1);
+			len += (size_t)nb * KURA_BLK_SIZE;
+		}
+		for (unsigned k = 0; off < len; k++) {
+			size_t n = KURA_MIN(cuts[k % 7], len - off);
+			CHECK(send(fd, blob + off, n, MSG_NOSIGNAL) == (ssize_t)n);
+			off += n;
+			if (k % 5 == 0)
+				usleep(2000); /* let the server take a part alone */
+		}
+		for (unsigned i = 0; i < NW; i++) {
+			CHECK(recv(fd, &resp, sizeof(resp), MSG_WAITALL) == (ssize_t)sizeof(resp));
+			CHECK(resp.magic == KURA_PROTO_RESP_MAGIC && resp.status == 0 &&
+			      resp.tag >= 1000 && resp.tag < 1000 + NW && !seen[resp.tag - 1000] &&
+			      resp.data_len == 0);
+			seen[resp.tag - 1000] = 1;
+		}
+		close(fd);
+		c = conn();
+		for (unsigned i = 0; i < NW; i++) {
+			unsigned nb = i == 20 ? 64 : 1 + i % 3;
+			q = (struct kura_proto_req){ .op = KURA_OP_READ, .layer = 6, .ext = i, .blk = 3,
+						     .nblk = (uint16_t)nb };
+			CHECK(kura_client_call(c, &q, NULL, r, KURA_EXT_SIZE, &got) == 0);
+			CHECK(got == (size_t)nb * KURA_BLK_SIZE);
+			for (size_t k = 0; k < got; k++)
+				CHECK(r[k] == (uint8_t)(k * 13 + i * 7 + 1));
+		}
+		kura_client_close(c);
+		free(blob);
+		printf("%d requests in pieces cut anywhere, each answered, read back: ok\n", NW);
+	}
+
 	/* framing errors close that connection only */
 	{
 		struct kura_proto_req bad;
