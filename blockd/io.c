@@ -5,8 +5,9 @@
  * batch. When the batch is durable the write is acknowledged and then applied:
  * its checksums go into the checksum page and its data is written in place.
  * Writes waiting to be applied are queued per physical extent (struct xstate);
- * reads that overlap them wait, so a read never sees a block whose data and
- * checksum disagree.
+ * a read takes the blocks they hold from their data (read_queued), never from
+ * the disk, where data and checksum may disagree until the write is in place;
+ * it waits only for a write not answered yet.
  *
  * Direct writes: a background write (clone, rebuild, scrub, merge) of at
  * least DIRECT_MIN_BLOCKS blocks that only fills blocks an extent does not
@@ -42,13 +43,12 @@ struct xstate {
 };
 
 /* Acknowledged writes are applied in place in groups of APPLY_BATCH, or
- * APPLY_DELAY_NS after the first of them, or at once when a read or a
- * checkpoint needs them: an in-place write issued alongside each journal write
- * would slow that journal write down by the device flush it then waits for. */
+ * APPLY_DELAY_NS after the first of them, or at once when a checkpoint needs
+ * them: an in-place write issued alongside each journal write would slow
+ * that journal write down by the device flush it then waits for. */
 #define APPLY_BATCH 32u
 #define APPLY_DELAY_NS 1000000ULL
-/* In-place writes in flight at most, unless a read waits for one: a flush
- * makes hundreds of cached writes durable at once, and a journal write (a
+/* In-place writes in flight at most: a flush makes hundreds of cached writes durable at once, and a journal write (a
  * guest waits for it) queued at the device behind hundreds of in-place
  * writes waits for all of them (tens of ms where 16 cost no throughput). */
 #define APPLY_DEPTH 16u
@@ -95,6 +95,8 @@ struct rreq {
 	struct kura_op op;
 	struct iovec iov;
 	struct kura_blk_bitmap bm;
+	struct kura_blk_bitmap queued; /* blocks taken from queued writes, into mem */
+	uint8_t *mem;                  /* nblk blocks, when some are */
 	uint32_t crc[KURA_EXT_BLOCKS];
 };
 
@@ -214,15 +216,6 @@ static void xs_put(struct kura_blk_store *s, struct xstate *x)
 static int overlaps(unsigned a, unsigned an, unsigned b, unsigned bn)
 {
 	return a < b + bn && b < a + an;
-}
-
-/* Whether a write queued on x is cached but not yet durable. */
-static int x_unflushed(const struct xstate *x)
-{
-	for (const struct wreq *w = x->head; w; w = w->xnext)
-		if (!w->acked && w->j.cached)
-			return 1;
-	return 0;
 }
 
 static int x_overlaps(const struct xstate *x, unsigned blk, unsigned n)
@@ -466,7 +459,7 @@ static void x_try_apply(struct kura_blk_store *s, struct xstate *x)
 				blocked = 1;
 		if (blocked)
 			continue;
-		if (s->napplying >= APPLY_DEPTH && !x->waiters) {
+		if (s->napplying >= APPLY_DEPTH) {
 			apply_queue(s, x); /* an in-place write that ends starts it */
 			return;
 		}
@@ -515,10 +508,7 @@ static void write_durable(struct jreq *j, int err)
 		wreq_free(w);
 		return;
 	}
-	if (x->waiters) {
-		x_try_apply(s, x); /* a read is waiting for this data */
-		return;
-	}
+	x_wake(s, x); /* a read waiting for this write may take its data now */
 	apply_queue(s, x);
 	if (++s->unstarted >= APPLY_BATCH)
 		io_apply_kick(s);
@@ -1059,9 +1049,12 @@ static void read_finish(struct rreq *r, int err)
 	if (!err) {
 		r->s->st.reads++;
 		r->s->st.read_bytes += (uint64_t)r->nblk * KURA_BLK_SIZE;
+		if (bm_count(&r->queued))
+			r->s->st.queued_reads++;
 	}
 	guest_end(r->s, r->t0);
 	r->cb(r->arg, err);
+	free(r->mem);
 	free(r);
 }
 
@@ -1085,7 +1078,8 @@ static void read_done(struct kura_op *op, int res)
 	}
 	for (unsigned b = r->first; b <= r->last; b++) {
 		uint8_t *p = r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE;
-		if (!bm_test(&r->bm, b) || kura_crc32c(0, p, KURA_BLK_SIZE) == r->crc[b])
+		if (!bm_test(&r->bm, b) || bm_test(&r->queued, b) ||
+		    kura_crc32c(0, p, KURA_BLK_SIZE) == r->crc[b])
 			continue;
 		if (s->apply_gen != r->gen && r->tries < 8) {
 			/* a write was applied while we read: look again */
@@ -1097,34 +1091,53 @@ static void read_done(struct kura_op *op, int res)
 		read_finish(r, -EIO);
 		return;
 	}
+	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++)
+		if (bm_test(&r->queued, b))
+			memcpy(r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE,
+			       r->mem + (size_t)(b - r->blk) * KURA_BLK_SIZE, KURA_BLK_SIZE);
 	zero_absent(r);
 	read_finish(r, 0);
 }
 
-/* Answers r from the writes queued on x when every block r asks for that the
- * extent holds is in one of them, the last to each block answered (cached or
- * durable): returns 1 then. Such a block's data and checksum may not be in
- * place yet, and a flush and an in-place write would otherwise stand between
- * a guest and the data it has just written. A write not answered yet makes
- * the read wait for it, so a read never shows data the writer has not been
- * told is written. */
+/* Takes the blocks r asks for that writes queued on x hold (data and
+ * checksum perhaps not in place yet) from those writes' data, the last write
+ * to each block winning: a flush and an in-place write would otherwise stand
+ * between a guest and the data it has just written. Returns 1 when that
+ * answers every block the extent holds (the blocks are in r->buf), 2 when
+ * others must come from the disk (the blocks taken are in r->mem and
+ * r->queued, put over the disk's once it has answered), 0 when the last
+ * write to a block is not answered yet (the read waits for it, so it never
+ * shows data the writer has not been told is written), -ENOMEM. */
 static int read_queued(const struct xstate *x, struct rreq *r)
 {
 	const struct wreq *src[KURA_EXT_BLOCKS] = { 0 };
+	int all = 1;
+	uint8_t *dst;
 
 	for (const struct wreq *w = x->head; w; w = w->xnext)
 		for (unsigned b = w->blk; b < (unsigned)w->blk + w->nblk; b++)
 			if (b >= r->blk && b < (unsigned)r->blk + r->nblk)
 				src[b] = w;
-	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++)
-		if (bm_test(&r->bm, b) && (!src[b] || !src[b]->answered))
+	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++) {
+		if (!bm_test(&r->bm, b))
+			continue;
+		if (src[b] && !src[b]->answered)
 			return 0;
-	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++)
-		if (src[b])
-			memcpy(r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE,
-			       (const uint8_t *)src[b]->buf + (size_t)(b - src[b]->blk) * KURA_BLK_SIZE,
-			       KURA_BLK_SIZE);
-	return 1;
+		if (!src[b])
+			all = 0;
+	}
+	if (!all && !(r->mem = malloc((size_t)r->nblk * KURA_BLK_SIZE)))
+		return -ENOMEM;
+	dst = all ? r->buf : r->mem;
+	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++) {
+		if (!src[b] || !bm_test(&r->bm, b))
+			continue;
+		memcpy(dst + (size_t)(b - r->blk) * KURA_BLK_SIZE,
+		       (const uint8_t *)src[b]->buf + (size_t)(b - src[b]->blk) * KURA_BLK_SIZE,
+		       KURA_BLK_SIZE);
+		bm_set(&r->queued, b);
+	}
+	return all ? 1 : 2;
 }
 
 static void read_start(struct kura_op *op, int res)
@@ -1137,6 +1150,9 @@ static void read_start(struct kura_op *op, int res)
 	uint32_t *crcs;
 	int got;
 
+	free(r->mem); /* of an earlier attempt */
+	r->mem = NULL;
+	memset(&r->queued, 0, sizeof(r->queued));
 	if (s->dead || res < 0) {
 		read_finish(r, s->dead ? KURA_E_DEAD : -EIO);
 		return;
@@ -1152,19 +1168,22 @@ static void read_start(struct kura_op *op, int res)
 	r->loc = e->loc;
 	x = xs_find(s, r->loc);
 	if (x && x_overlaps(x, r->blk, r->nblk)) {
-		if (read_queued(x, r)) {
-			s->st.queued_reads++;
+		got = read_queued(x, r);
+		if (got < 0) {
+			read_finish(r, got);
+			return;
+		}
+		if (got == 1) {
 			zero_absent(r);
 			read_finish(r, 0);
 			return;
 		}
-		r->op.fn = read_start;
-		r->next = x->waiters;
-		x->waiters = r;
-		x_try_apply(s, x); /* do not leave the read waiting for a batch */
-		if (x_unflushed(x))
-			journal_flush_through(&s->journal, UINT64_MAX); /* nor for a flush */
-		return;
+		if (got == 0) {
+			r->op.fn = read_start;
+			r->next = x->waiters;
+			x->waiters = r;
+			return; /* answered writes wake it (write_cached, write_durable) */
+		}
 	}
 	r->op.fn = read_start;
 	got = crc_get(&s->crc, r->loc, &r->op, &crcs);
@@ -1174,11 +1193,12 @@ static void read_start(struct kura_op *op, int res)
 		read_finish(r, got);
 		return;
 	}
+	/* the blocks to read from the disk: held, not taken from queued writes */
 	r->first = r->blk;
-	while (!bm_test(&r->bm, r->first))
+	while (!bm_test(&r->bm, r->first) || bm_test(&r->queued, r->first))
 		r->first++;
 	r->last = (uint16_t)(r->blk + r->nblk - 1);
-	while (!bm_test(&r->bm, r->last))
+	while (!bm_test(&r->bm, r->last) || bm_test(&r->queued, r->last))
 		r->last--;
 	memcpy(&r->crc[r->first], &crcs[r->first], 4u * (r->last - r->first + 1u));
 	r->gen = s->apply_gen;
@@ -1211,6 +1231,7 @@ int kura_blk_read(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsign
 	r->cb = cb;
 	r->arg = arg;
 	r->tries = 0;
+	r->mem = NULL;
 	r->t0 = guest_start(s, cls);
 	r->op.fn = read_start;
 	kura_loop_defer(s->loop, &r->op, 0);

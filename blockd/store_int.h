@@ -99,6 +99,10 @@ static inline int bm_test(const struct kura_blk_bitmap *b, unsigned i)
 {
 	return (int)((b->w[i / 64] >> (i % 64)) & 1);
 }
+static inline void bm_set(struct kura_blk_bitmap *b, unsigned i)
+{
+	b->w[i / 64] |= 1ull << (i % 64);
+}
 unsigned bm_count(const struct kura_blk_bitmap *b);
 int bm_any_range(const struct kura_blk_bitmap *b, unsigned blk, unsigned n);
 
@@ -267,7 +271,7 @@ struct jbatch *journal_append(struct kura_journal *j, const struct kura_jrec *re
 /* Adds a completion that fires once everything appended so far is durable. */
 int journal_barrier(struct kura_journal *j, struct jreq *jr);
 /* Something waits for the batches up to seq, written without FUA, to become
- * durable (a read of their blocks, a checkpoint): flush now rather than
+ * durable (a checkpoint): flush now rather than
  * later, unless they are durable or a flush under way covers them (a batch
  * not written yet gets its flush when it is). */
 void journal_flush_through(struct kura_journal *j, uint64_t seq);
