@@ -487,12 +487,13 @@ static void write_answer(struct wreq *w, int err)
 static void write_cached(struct jreq *j)
 {
 	struct wreq *w = KURA_CONTAINER_OF(j, struct wreq, j);
+	struct kura_blk_store *s = w->s;
+	uint32_t loc = w->loc;
+	struct xstate *x;
 
-	struct xstate *x = xs_find(w->s, w->loc);
-
-	write_answer(w, 0);
-	if (x)
-		x_wake(w->s, x); /* a read may take its data now */
+	write_answer(w, 0); /* the callback may stop the store: w may be gone */
+	if ((x = xs_find(s, loc)))
+		x_wake(s, x); /* a read may take its data now */
 }
 
 static void write_durable(struct jreq *j, int err)

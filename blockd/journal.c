@@ -17,6 +17,7 @@
  * batches; nothing of a batch goes in place before it is durable. */
 #include "blockd/store_int.h"
 #include "common/crc.h"
+#include "common/err.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -206,11 +207,17 @@ static void complete_reqs(struct jbatch *b, int err)
 	}
 }
 
-static void cached_reqs(struct jbatch *b)
+/* Answers b's cached requests. A caller's callback may stop the store
+ * (out of memory for what it submits next): b's requests are then failed
+ * and freed at once (journal_fail_all), so the walk ends there. */
+static void cached_reqs(struct kura_journal *j, struct jbatch *b)
 {
-	for (struct jreq *r = b->reqs_head; r; r = r->next)
+	for (struct jreq *r = b->reqs_head; r && !j->s->dead;) {
+		struct jreq *next = r->next;
 		if (r->cached)
 			r->cached(r);
+		r = next;
+	}
 }
 
 /* Takes b, whose predecessor is prev (NULL: b is first), off the list. */
@@ -333,7 +340,13 @@ static void batch_written(struct kura_op *op, int res)
 	b->hdr = NULL;
 	free(b->iov);
 	b->iov = NULL;
-	cached_reqs(b);
+	if (j->s->dead) {
+		/* stopped while it was written (journal_fail_all left it to this
+		 * completion): no flush will make it durable now */
+		complete_reqs(b, KURA_E_DEAD);
+		return;
+	}
+	cached_reqs(j, b);
 	if (fua) {
 		durable_through(j, b->seq);
 	} else if (b->sync) {

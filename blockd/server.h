@@ -43,7 +43,9 @@ int kura_server_start_tcp(struct kura_loop *loop, struct kura_blk_store *s, cons
  * WRITE flagged KURA_PROTO_F_PRIMARY on node links to the primary's part
  * (write_primary; without it such a write gets -EREMOTE), and SYNC. Each returns 0
  * (cb(cbarg, status) will run) or -errno; data is the request's payload
- * (the callee copies what it keeps). NULL members: the local store. */
+ * (the callee copies what it keeps), and q is valid only during the call
+ * (the next request of the connection may be read into it at once).
+ * NULL members: the local store. */
 struct kura_server_route {
 	int (*read)(void *arg, const struct kura_proto_req *q, void *buf, kura_blk_cb cb,
 		    void *cbarg);
