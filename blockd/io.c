@@ -1,4 +1,5 @@
-/* The data path: reads, writes and the metadata operations of the store.
+/* The data path: writes and the metadata operations of the store (reads
+ * are in read.c).
  *
  * A write copies its data, computes the block checksums, updates the in-memory
  * index at once (so later submissions see it), and joins the journal's open
@@ -20,7 +21,7 @@
  * the blocks absent), and every later submission that touches its extent
  * waits in the store's held list, so records still reach the journal in the
  * order they were submitted. */
-#include "blockd/store_int.h"
+#include "blockd/io_int.h"
 #include "common/crc.h"
 #include "common/err.h"
 #include "common/util.h"
@@ -30,17 +31,6 @@
 #include <string.h>
 
 #define XS_BUCKETS 4096u
-
-struct wreq;
-struct rreq;
-
-struct xstate {
-	uint32_t loc;
-	int queued;            /* on the store's list of extents with applies to start */
-	struct xstate *hnext, *qnext;
-	struct wreq *head, *tail;
-	struct rreq *waiters;
-};
 
 /* Acknowledged writes are applied in place in groups of APPLY_BATCH, or
  * APPLY_DELAY_NS after the first of them, or at once when a checkpoint needs
@@ -57,49 +47,6 @@ struct xstate {
  * costs less than a write of its own with FUA. */
 #define DIRECT_MIN_BLOCKS 16u
 
-struct wreq {
-	struct jreq j;
-	struct pend pend;
-	struct kura_blk_store *s;
-	struct jbatch *batch;
-	uint64_t layer, ext, version;
-	uint32_t loc;
-	uint16_t blk, nblk;
-	uint8_t acked, applying; /* acked: durable, may go in place */
-	uint8_t answered;        /* cb has run (a cached write: before durable) */
-	uint8_t if_newer; /* a replica's copy: skipped unless newer than the extent */
-	uint8_t fresh;    /* direct write to a new extent: loc is not in the index yet */
-	uint8_t cached;   /* may be answered once in the device's cache */
-	uint64_t t0;      /* guest class: when it arrived (ns), else 0 */
-	void *buf;
-	kura_blk_cb cb;
-	void *arg;
-	struct wreq *xnext;
-	struct wreq *dnext; /* on s->directs */
-	struct kura_op op;
-	struct iovec iov;
-	uint32_t crc[];
-};
-
-struct rreq {
-	struct kura_blk_store *s;
-	uint64_t layer, ext, gen;
-	uint16_t blk, nblk, first, last;
-	int tries;
-	uint64_t t0;      /* guest class: when it arrived (ns), else 0 */
-	uint8_t *buf;
-	kura_blk_cb cb;
-	void *arg;
-	struct rreq *next;
-	uint32_t loc;
-	struct kura_op op;
-	struct iovec iov;
-	struct kura_blk_bitmap bm;
-	struct kura_blk_bitmap queued; /* blocks taken from queued writes, into mem */
-	uint8_t *mem;                  /* nblk blocks, when some are */
-	uint32_t crc[KURA_EXT_BLOCKS];
-};
-
 struct mreq {
 	struct jreq j;
 	struct pend pend;
@@ -111,8 +58,7 @@ struct mreq {
 	int ndisks;
 };
 
-/* A guest-class request arrives (returns its t0) or is answered. */
-static uint64_t guest_start(struct kura_blk_store *s, enum kura_io_class cls)
+uint64_t io_guest_start(struct kura_blk_store *s, enum kura_io_class cls)
 {
 	if (cls != KURA_IO_GUEST)
 		return 0;
@@ -120,7 +66,7 @@ static uint64_t guest_start(struct kura_blk_store *s, enum kura_io_class cls)
 	return kura_now_ns() | 1; /* never 0 */
 }
 
-static void guest_end(struct kura_blk_store *s, uint64_t t0)
+void io_guest_end(struct kura_blk_store *s, uint64_t t0)
 {
 	uint64_t now;
 
@@ -153,21 +99,6 @@ void store_io_error(struct kura_blk_store *s, struct pool_disk *pd, uint64_t off
 			 (unsigned long long)held);
 }
 
-static void crc_error(struct kura_blk_store *s, struct pool_disk *pd, uint64_t off,
-		      const struct rreq *r, unsigned blk)
-{
-	uint64_t held = 0;
-
-	s->st.crc_errors++;
-	pd->crc_errors++;
-	if (kura_ratelimit_ok(&pd->rl, &held))
-		kura_log(ERR,
-			 "disk %s: checksum mismatch at offset %llu (layer %llu extent %llu block %u) "
-			 "(%llu similar lines held back)",
-			 pd->disk->path, (unsigned long long)off, (unsigned long long)r->layer,
-			 (unsigned long long)r->ext, blk, (unsigned long long)held);
-}
-
 /* ---- per physical extent queues ---- */
 
 static struct xstate **xs_bucket(struct kura_blk_store *s, uint32_t loc)
@@ -175,7 +106,7 @@ static struct xstate **xs_bucket(struct kura_blk_store *s, uint32_t loc)
 	return &s->xs[kura_hash64(loc) & (XS_BUCKETS - 1)];
 }
 
-static struct xstate *xs_find(struct kura_blk_store *s, uint32_t loc)
+struct xstate *io_xs_find(struct kura_blk_store *s, uint32_t loc)
 {
 	struct xstate *x = *xs_bucket(s, loc);
 
@@ -186,7 +117,7 @@ static struct xstate *xs_find(struct kura_blk_store *s, uint32_t loc)
 
 static struct xstate *xs_get(struct kura_blk_store *s, uint32_t loc)
 {
-	struct xstate *x = xs_find(s, loc);
+	struct xstate *x = io_xs_find(s, loc);
 
 	if (x)
 		return x;
@@ -218,7 +149,7 @@ static int overlaps(unsigned a, unsigned an, unsigned b, unsigned bn)
 	return a < b + bn && b < a + an;
 }
 
-static int x_overlaps(const struct xstate *x, unsigned blk, unsigned n)
+int io_x_overlaps(const struct xstate *x, unsigned blk, unsigned n)
 {
 	for (const struct wreq *w = x->head; w; w = w->xnext)
 		if (overlaps(w->blk, w->nblk, blk, n))
@@ -323,7 +254,7 @@ static void finish_deferred(struct kura_op *op, int res)
 {
 	struct wreq *w = KURA_CONTAINER_OF(op, struct wreq, op);
 
-	guest_end(w->s, w->t0);
+	io_guest_end(w->s, w->t0);
 	w->cb(w->arg, res);
 	wreq_free(w);
 }
@@ -334,11 +265,7 @@ static void x_wake(struct kura_blk_store *s, struct xstate *x)
 	struct rreq *waiters = x->waiters;
 
 	x->waiters = NULL;
-	while (waiters) {
-		struct rreq *r = waiters;
-		waiters = r->next;
-		kura_loop_defer(s->loop, &r->op, 0);
-	}
+	read_wake(s, waiters);
 }
 
 /* Takes w off its extent's queue; `applied` says whether its data reached
@@ -387,7 +314,7 @@ static void apply_done(struct kura_op *op, int res)
 
 	if (res < 0)
 		data_write_failed(s, w, res, "a write could not be applied in place");
-	x_remove(s, xs_find(s, w->loc), w, res >= 0);
+	x_remove(s, io_xs_find(s, w->loc), w, res >= 0);
 	wreq_free(w);
 	apply_end(s);
 	ckpt_progress(s);
@@ -418,7 +345,7 @@ static void apply_crc_ready(struct kura_op *op, int res)
 	if (res >= 0)
 		return; /* queued again behind a reload */
 	store_fail(w->s, "a checksum page could not be read", res);
-	x_remove(w->s, xs_find(w->s, w->loc), w, 0);
+	x_remove(w->s, io_xs_find(w->s, w->loc), w, 0);
 	apply_end(w->s);
 	wreq_free(w);
 }
@@ -480,7 +407,7 @@ static void write_answer(struct wreq *w, int err)
 		s->st.writes++;
 		s->st.write_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
 	}
-	guest_end(s, w->t0);
+	io_guest_end(s, w->t0);
 	w->cb(w->arg, err);
 }
 
@@ -492,7 +419,7 @@ static void write_cached(struct jreq *j)
 	struct xstate *x;
 
 	write_answer(w, 0); /* the callback may stop the store: w may be gone */
-	if ((x = xs_find(s, loc)))
+	if ((x = io_xs_find(s, loc)))
 		x_wake(s, x); /* a read may take its data now */
 }
 
@@ -500,7 +427,7 @@ static void write_durable(struct jreq *j, int err)
 {
 	struct wreq *w = KURA_CONTAINER_OF(j, struct wreq, j);
 	struct kura_blk_store *s = w->s;
-	struct xstate *x = xs_find(s, w->loc);
+	struct xstate *x = io_xs_find(s, w->loc);
 
 	w->acked = 1;
 	write_answer(w, err);
@@ -544,7 +471,7 @@ static void skip_done(void *arg, int err)
 {
 	struct wreq *w = arg;
 
-	guest_end(w->s, w->t0);
+	io_guest_end(w->s, w->t0);
 	w->cb(w->arg, err);
 	wreq_free(w);
 }
@@ -673,7 +600,7 @@ static void direct_durable(struct jreq *j, int err)
 		s->st.direct_writes++;
 		s->st.direct_bytes += (uint64_t)w->nblk * KURA_BLK_SIZE;
 	}
-	guest_end(s, w->t0);
+	io_guest_end(s, w->t0);
 	w->cb(w->arg, err);
 	wreq_free(w);
 }
@@ -842,7 +769,7 @@ static int direct_start(struct kura_blk_store *s, struct wreq *w, struct idx_ent
 		return 0;
 	if (e) {
 		idx_bitmap(&s->idx, e, &bm);
-		if (bm_any_range(&bm, w->blk, w->nblk) || xs_find(s, e->loc) ||
+		if (bm_any_range(&bm, w->blk, w->nblk) || io_xs_find(s, e->loc) ||
 		    !pool_clean(&s->pool, e->loc, s->journal.tail_seq))
 			return 0;
 		loc = e->loc;
@@ -955,7 +882,7 @@ static int write_retry(struct pend *p)
 	return write_submit(w->s, w);
 }
 
-static int check_range(uint64_t ext, unsigned blk, unsigned nblk)
+int io_check_range(uint64_t ext, unsigned blk, unsigned nblk)
 {
 	if (ext >= KURA_EXT_MAX || !nblk || blk >= KURA_EXT_BLOCKS || nblk > KURA_EXT_BLOCKS ||
 	    blk + nblk > KURA_EXT_BLOCKS)
@@ -970,7 +897,7 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 			enum kura_io_class cls, kura_blk_cb cb, void *arg, int if_newer, int cached)
 {
 	struct wreq *w;
-	int err = check_range(ext, blk, nblk);
+	int err = io_check_range(ext, blk, nblk);
 
 	if (err)
 		return err;
@@ -1008,7 +935,7 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->pend.ext = ext;
 	w->pend.nkeys = 1;
 	w->pend.sid = ++s->sub_seq;
-	w->t0 = guest_start(s, cls);
+	w->t0 = io_guest_start(s, cls);
 	write_submit(s, w);
 	return 0;
 }
@@ -1039,204 +966,6 @@ int kura_blk_write_replica(struct kura_blk_store *s, uint64_t layer, uint64_t ex
 			   kura_blk_cb cb, void *arg)
 {
 	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 1, 0);
-}
-
-/* ---- reads ---- */
-
-static void read_start(struct kura_op *op, int res);
-
-static void read_finish(struct rreq *r, int err)
-{
-	if (!err) {
-		r->s->st.reads++;
-		r->s->st.read_bytes += (uint64_t)r->nblk * KURA_BLK_SIZE;
-		if (bm_count(&r->queued))
-			r->s->st.queued_reads++;
-	}
-	guest_end(r->s, r->t0);
-	r->cb(r->arg, err);
-	free(r->mem);
-	free(r);
-}
-
-static void zero_absent(struct rreq *r)
-{
-	for (unsigned i = 0; i < r->nblk; i++)
-		if (!bm_test(&r->bm, r->blk + i))
-			memset(r->buf + (size_t)i * KURA_BLK_SIZE, 0, KURA_BLK_SIZE);
-}
-
-static void read_done(struct kura_op *op, int res)
-{
-	struct rreq *r = KURA_CONTAINER_OF(op, struct rreq, op);
-	struct kura_blk_store *s = r->s;
-	struct pool_disk *pd = pool_disk_of(&s->pool, r->loc);
-
-	if (res < 0) {
-		store_io_error(s, pd, pool_data_off(pd, r->loc, r->first), res, "data read");
-		read_finish(r, -EIO);
-		return;
-	}
-	for (unsigned b = r->first; b <= r->last; b++) {
-		uint8_t *p = r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE;
-		if (!bm_test(&r->bm, b) || bm_test(&r->queued, b) ||
-		    kura_crc32c(0, p, KURA_BLK_SIZE) == r->crc[b])
-			continue;
-		if (s->apply_gen != r->gen && r->tries < 8) {
-			/* a write was applied while we read: look again */
-			r->tries++;
-			read_start(&r->op, 0);
-			return;
-		}
-		crc_error(s, pd, pool_data_off(pd, r->loc, b), r, b);
-		read_finish(r, -EIO);
-		return;
-	}
-	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++)
-		if (bm_test(&r->queued, b))
-			memcpy(r->buf + (size_t)(b - r->blk) * KURA_BLK_SIZE,
-			       r->mem + (size_t)(b - r->blk) * KURA_BLK_SIZE, KURA_BLK_SIZE);
-	zero_absent(r);
-	read_finish(r, 0);
-}
-
-/* Takes the blocks r asks for that writes queued on x hold (data and
- * checksum perhaps not in place yet) from those writes' data, the last write
- * to each block winning: a flush and an in-place write would otherwise stand
- * between a guest and the data it has just written. Returns 1 when that
- * answers every block the extent holds (the blocks are in r->buf), 2 when
- * others must come from the disk (the blocks taken are in r->mem and
- * r->queued, put over the disk's once it has answered), 0 when the last
- * write to a block is not answered yet (the read waits for it, so it never
- * shows data the writer has not been told is written), -ENOMEM. */
-static int read_queued(const struct xstate *x, struct rreq *r)
-{
-	const struct wreq *src[KURA_EXT_BLOCKS] = { 0 };
-	int all = 1;
-	uint8_t *dst;
-
-	for (const struct wreq *w = x->head; w; w = w->xnext)
-		for (unsigned b = w->blk; b < (unsigned)w->blk + w->nblk; b++)
-			if (b >= r->blk && b < (unsigned)r->blk + r->nblk)
-				src[b] = w;
-	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++) {
-		if (!bm_test(&r->bm, b))
-			continue;
-		if (src[b] && !src[b]->answered)
-			return 0;
-		if (!src[b])
-			all = 0;
-	}
-	if (!all && !(r->mem = malloc((size_t)r->nblk * KURA_BLK_SIZE)))
-		return -ENOMEM;
-	dst = all ? r->buf : r->mem;
-	for (unsigned b = r->blk; b < (unsigned)r->blk + r->nblk; b++) {
-		if (!src[b] || !bm_test(&r->bm, b))
-			continue;
-		memcpy(dst + (size_t)(b - r->blk) * KURA_BLK_SIZE,
-		       (const uint8_t *)src[b]->buf + (size_t)(b - src[b]->blk) * KURA_BLK_SIZE,
-		       KURA_BLK_SIZE);
-		bm_set(&r->queued, b);
-	}
-	return all ? 1 : 2;
-}
-
-static void read_start(struct kura_op *op, int res)
-{
-	struct rreq *r = KURA_CONTAINER_OF(op, struct rreq, op);
-	struct kura_blk_store *s = r->s;
-	struct idx_entry *e;
-	struct xstate *x;
-	struct pool_disk *pd;
-	uint32_t *crcs;
-	int got;
-
-	free(r->mem); /* of an earlier attempt */
-	r->mem = NULL;
-	memset(&r->queued, 0, sizeof(r->queued));
-	if (s->dead || res < 0) {
-		read_finish(r, s->dead ? KURA_E_DEAD : -EIO);
-		return;
-	}
-	e = idx_find(&s->idx, r->layer, r->ext);
-	if (e)
-		idx_bitmap(&s->idx, e, &r->bm);
-	if (!e || !bm_any_range(&r->bm, r->blk, r->nblk)) {
-		memset(r->buf, 0, (size_t)r->nblk * KURA_BLK_SIZE);
-		read_finish(r, 0);
-		return;
-	}
-	r->loc = e->loc;
-	x = xs_find(s, r->loc);
-	if (x && x_overlaps(x, r->blk, r->nblk)) {
-		got = read_queued(x, r);
-		if (got < 0) {
-			read_finish(r, got);
-			return;
-		}
-		if (got == 1) {
-			zero_absent(r);
-			read_finish(r, 0);
-			return;
-		}
-		if (got == 0) {
-			r->op.fn = read_start;
-			r->next = x->waiters;
-			x->waiters = r;
-			return; /* answered writes wake it (write_cached, write_durable) */
-		}
-	}
-	r->op.fn = read_start;
-	got = crc_get(&s->crc, r->loc, &r->op, &crcs);
-	if (got == 0)
-		return;
-	if (got < 0) {
-		read_finish(r, got);
-		return;
-	}
-	/* the blocks to read from the disk: held, not taken from queued writes */
-	r->first = r->blk;
-	while (!bm_test(&r->bm, r->first) || bm_test(&r->queued, r->first))
-		r->first++;
-	r->last = (uint16_t)(r->blk + r->nblk - 1);
-	while (!bm_test(&r->bm, r->last) || bm_test(&r->queued, r->last))
-		r->last--;
-	memcpy(&r->crc[r->first], &crcs[r->first], 4u * (r->last - r->first + 1u));
-	r->gen = s->apply_gen;
-	pd = pool_disk_of(&s->pool, r->loc);
-	r->iov.iov_base = r->buf + (size_t)(r->first - r->blk) * KURA_BLK_SIZE;
-	r->iov.iov_len = (size_t)(r->last - r->first + 1u) * KURA_BLK_SIZE;
-	r->op.fn = read_done;
-	pd->disk->ops->rw(pd->disk, 0, &r->iov, 1, pool_data_off(pd, r->loc, r->first), 0, &r->op);
-}
-
-int kura_blk_read(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
-		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
-{
-	struct rreq *r;
-	int err = check_range(ext, blk, nblk);
-
-	if (err)
-		return err;
-	if ((unsigned)cls >= KURA_IO_NCLASS || !buf || ((uintptr_t)buf % KURA_BLK_SIZE))
-		return -EINVAL;
-	r = malloc(sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->s = s;
-	r->layer = layer;
-	r->ext = ext;
-	r->blk = (uint16_t)blk;
-	r->nblk = (uint16_t)nblk;
-	r->buf = buf;
-	r->cb = cb;
-	r->arg = arg;
-	r->tries = 0;
-	r->mem = NULL;
-	r->t0 = guest_start(s, cls);
-	r->op.fn = read_start;
-	kura_loop_defer(s->loop, &r->op, 0);
-	return 0;
 }
 
 /* ---- trim, free, move, flush ---- */
@@ -1367,7 +1096,7 @@ int kura_blk_trim(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsign
 		  unsigned nblk, kura_blk_cb cb, void *arg)
 {
 	struct kura_jrec rec = { .type = KURA_JREC_TRIM, .layer = layer, .ext = ext };
-	int err = check_range(ext, blk, nblk);
+	int err = io_check_range(ext, blk, nblk);
 
 	if (err)
 		return err;
