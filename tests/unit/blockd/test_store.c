@@ -961,6 +961,40 @@ TEST(test_store_direct_write_error_stops_store_and_restart_recovers)
 	fake_media_destroy(m);
 }
 
+/* The store stops (a direct write's data write fails) while the journal
+ * batch of a durable write is on its way to the disk, written plainly
+ * because a cached batch went before it (a flush was to follow): the write
+ * gets its error; it is not left waiting for a flush a stopped store never
+ * issues. */
+TEST(test_store_stop_with_a_batch_in_flight_answers_its_writes)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct order od = { 0 }, ow = { 0 };
+	unsigned next = 0;
+	uint8_t *a = blocks(256), *g = blocks(1);
+
+	fill_tags(a, 256, 70000, 12);
+	ts_fill(g, 5, 12);
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	CHECK_EQ(ts_write_cached(&t, 1, 0, 0, 1, g, 1), 0);
+	od.next = ow.next = &next;
+	/* the guest write's batch goes to the disk on the loop's next turn,
+	 * after the direct write's data went (and before that fails) */
+	CHECK_EQ(kura_blk_write(t.s, 1, 0, 1, 1, g, 2, KURA_IO_GUEST, order_done, &ow), 0);
+	m->fail_write_at = m->writes + 1; /* the direct write's data */
+	CHECK_EQ(kura_blk_write(t.s, 6, 1, 0, 256, a, 1, KURA_IO_CLONE, order_done, &od), 0);
+	CHECK_EQ(t.s->ndirect, 1);
+	for (unsigned i = 0; i < 200 && next < 2; i++)
+		kura_loop_run_once(t.loop, 10000000ull);
+	CHECK_EQ(kura_blk_store_dead(t.s), 1);
+	CHECK_EQ(od.err, -EIO);
+	CHECK_EQ(next, 2);
+	CHECK(ow.err != 0);
+	ts_crash(&t);
+	fake_media_destroy(m);
+}
+
 /* A large clone write that waited for journal room goes direct once it
  * has room; a guest write to its extent that waited behind it is then held
  * behind it, and what waited behind that guest write still goes. */
