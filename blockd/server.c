@@ -634,10 +634,12 @@ static void rx_parse(struct conn *c)
 				return;
 			}
 		}
-		c->payload_got += kura_rxbuf_take(&c->rx, c->payload + c->payload_got,
-						  c->hdr.data_len - c->payload_got);
-		if (c->payload_got < c->hdr.data_len)
-			break;
+		if (c->payload_got < c->hdr.data_len) { /* no payload: no buffer */
+			c->payload_got += kura_rxbuf_take(&c->rx, c->payload + c->payload_got,
+							  c->hdr.data_len - c->payload_got);
+			if (c->payload_got < c->hdr.data_len)
+				break;
+		}
 		p = c->payload;
 		c->payload = NULL;
 		c->hdr_got = 0;
