@@ -47,6 +47,9 @@
  * costs less than a write of its own with FUA. */
 #define DIRECT_MIN_BLOCKS 16u
 
+/* Freed copies of write data kept for the next writes (common/bufpool.h). */
+#define IO_BUFPOOL_BYTES (2u << 20) /* per size class */
+
 struct mreq {
 	struct jreq j;
 	struct pend pend;
@@ -244,7 +247,10 @@ static int must_wait(struct kura_blk_store *s, struct pend *p, uint32_t rec_byte
 
 static void wreq_free(struct wreq *w)
 {
-	free(w->buf);
+	if (w->pooled)
+		kura_bufpool_put(&w->s->bufs, w->buf, (size_t)w->nblk * KURA_BLK_SIZE);
+	else
+		free(w->buf);
 	free(w);
 }
 
@@ -909,11 +915,12 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	if (own) {
 		w->buf = buf;
 	} else {
-		w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE);
+		w->buf = kura_bufpool_get(&s->bufs, (size_t)nblk * KURA_BLK_SIZE);
 		if (!w->buf) {
 			free(w);
 			return -ENOMEM;
 		}
+		w->pooled = 1;
 		memcpy(w->buf, buf, (size_t)nblk * KURA_BLK_SIZE);
 	}
 	for (unsigned i = 0; i < nblk; i++)
@@ -1198,6 +1205,7 @@ void io_batch_durable(struct kura_blk_store *s)
 int io_init(struct kura_blk_store *s)
 {
 	s->apply_timer.op.fn = apply_timer_fired;
+	kura_bufpool_init(&s->bufs, IO_BUFPOOL_BYTES);
 	s->xs = calloc(XS_BUCKETS, sizeof(*s->xs));
 	return s->xs ? 0 : -ENOMEM;
 }
@@ -1224,6 +1232,7 @@ void io_destroy(struct kura_blk_store *s)
 	}
 	free(s->xs);
 	s->xs = NULL;
+	kura_bufpool_drain(&s->bufs);
 }
 
 void store_fail(struct kura_blk_store *s, const char *what, int err)

@@ -35,6 +35,7 @@ struct wreq {
 	uint8_t if_newer; /* a replica's copy: skipped unless newer than the extent */
 	uint8_t fresh;    /* direct write to a new extent: loc is not in the index yet */
 	uint8_t cached;   /* may be answered once in the device's cache */
+	uint8_t pooled;   /* buf is from s->bufs (else the caller's, freed with free) */
 	uint64_t t0;      /* guest class: when it arrived (ns), else 0 */
 	void *buf;
 	kura_blk_cb cb;

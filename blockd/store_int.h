@@ -6,6 +6,7 @@
 #include "blockd/disk.h"
 #include "blockd/layout.h"
 #include "blockd/store.h"
+#include "common/bufpool.h"
 #include "common/log.h"
 #include "common/worker.h"
 #include "metadata/md.h"
@@ -322,6 +323,7 @@ struct kura_blk_store {
 
 	struct kura_pool pool;
 	struct kura_idx idx;
+	struct kura_bufpool bufs; /* writes' copies of their data */
 	struct kura_crccache crc;
 	struct kura_journal journal;
 

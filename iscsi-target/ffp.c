@@ -37,7 +37,10 @@ void iscsi_task_put(struct itask *t)
 			break;
 		}
 	kura_scsi_cmd_release(&t->cmd);
-	free(t->buf);
+	if (t->kind_pdu)
+		free(t->buf);
+	else
+		kura_bufpool_put(&c->p->bufs, t->buf, t->edtl);
 	free(t);
 }
 
@@ -391,7 +394,7 @@ static void scsi_cmd_header(struct iconn *c)
 	}
 	c->ntask = t;
 	if ((h[1] & ISCSI_F_WRITE) && edtl && edtl <= KURA_SCSI_MAX_XFER) {
-		t->buf = kura_aligned_alloc(edtl);
+		t->buf = kura_bufpool_getz(&c->p->bufs, edtl);
 		if (!t->buf) {
 			iscsi_conn_close(c, "out of memory");
 			return;

@@ -15,12 +15,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "common/bufpool.h"
 #include "common/log.h"
 #include "iscsi-target/login.h"
 #include "iscsi-target/pdu.h"
 #include "iscsi-target/scsi.h"
 #include "iscsi-target/target.h"
 
+#define ISCSI_BUFPOOL_BYTES (2u << 20) /* freed Data-Out buffers kept, per size class */
 #define ISCSI_WINDOW 128u          /* commands the initiator may queue (MaxCmdSN - ExpCmdSN + 1) */
 #define ISCSI_MAX_AHS 1024u        /* bytes of AHS we accept (extended CDBs are not supported) */
 #define ISCSI_RBUF (256u << 10)    /* receive buffer: headers and small data segments */
@@ -197,6 +199,7 @@ struct kura_iscsi {
 	struct fwd_out *outs;       /* commands forwarded, awaiting answers */
 	/* The serving node's part: */
 	struct fwd_nexus *rnexus;   /* sessions of forwarding portals */
+	struct kura_bufpool bufs;   /* commands' Data-Out buffers */
 	unsigned rcmds;             /* their commands in the LUs */
 };
 

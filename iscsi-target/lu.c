@@ -334,11 +334,16 @@ static uint8_t *din_alloc(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t all
 	uint32_t n = want < alloc ? want : alloc;
 	size_t cap = KURA_ALIGN_UP((size_t)(want ? want : 1), PBS);
 
-	free(cmd->din);
-	cmd->din_len = 0;
+	kura_scsi_cmd_release(cmd);
 	/* The whole response is built even when the allocation length cuts it:
 	 * builders write `want` bytes and only din_len of them go out. */
-	cmd->din = zero ? kura_aligned_alloc(cap) : kura_aligned_alloc_raw(cap);
+	if ((cmd->din_pool = cmd->lu->o.bufs)) {
+		cmd->din = zero ? kura_bufpool_getz(cmd->din_pool, cap)
+				: kura_bufpool_get(cmd->din_pool, cap);
+		cmd->din_cap = cap;
+	} else {
+		cmd->din = zero ? kura_aligned_alloc(cap) : kura_aligned_alloc_raw(cap);
+	}
 	if (!cmd->din) {
 		sense_fixed(cmd, SK_HARDWARE_ERROR, 0x44, 0x00);
 		return NULL;
@@ -367,9 +372,14 @@ const uint8_t *scsi_dout(struct kura_scsi_cmd *cmd, uint32_t want, uint32_t *got
 
 void kura_scsi_cmd_release(struct kura_scsi_cmd *cmd)
 {
-	free(cmd->din);
+	if (cmd->din_pool)
+		kura_bufpool_put(cmd->din_pool, cmd->din, cmd->din_cap);
+	else
+		free(cmd->din);
 	cmd->din = NULL;
 	cmd->din_len = 0;
+	cmd->din_pool = NULL;
+	cmd->din_cap = 0;
 }
 
 /* ---- range locks ---- */
@@ -870,6 +880,7 @@ void kura_scsi_exec(struct kura_scsi_cmd *cmd)
 	cmd->sense_len = 0;
 	cmd->din = NULL;
 	cmd->din_len = 0;
+	cmd->din_pool = NULL;
 	cmd->overflow = cmd->underflow = false;
 	cmd->residual = 0;
 	cmd->aborted = false;

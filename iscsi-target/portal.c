@@ -271,6 +271,7 @@ int iscsi_target_attach(struct kura_iscsi *p, struct itgt *t)
 	o.pr_state = t->pr_state;
 	o.lookup = lu_by_naa;
 	o.lookup_ctx = p;
+	o.bufs = &p->bufs;
 	err = kura_scsi_lu_create(&o, &t->lu);
 	if (err) {
 		kura_log(WARN, "iSCSI target %s: cannot start its LU: %s", t->iqn,
@@ -597,6 +598,7 @@ int kura_iscsi_start(const struct kura_iscsi_opts *o, struct kura_iscsi **out, c
 	p->vd = o->vd;
 	p->cat = o->cat;
 	p->lfd = -1;
+	kura_bufpool_init(&p->bufs, ISCSI_BUFPOOL_BYTES);
 	p->accept_op.fn = accept_done;
 	p->timer.op.fn = timer_fired;
 	p->nop_interval_ns = (o->nop_interval_ms ? o->nop_interval_ms : 15000) * 1000000ull;
@@ -656,6 +658,7 @@ void kura_iscsi_stop(struct kura_iscsi *p)
 		p->tgts = t->next;
 		iscsi_tgt_free(t);
 	}
+	kura_bufpool_drain(&p->bufs);
 	free(p);
 }
 

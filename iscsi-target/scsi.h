@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "blockd/store.h" /* kura_blk_cb, enum kura_io_class */
+#include "common/bufpool.h"
 #include "common/loop.h"
 
 #define KURA_SCSI_LBS 512u   /* logical block */
@@ -119,6 +120,9 @@ struct kura_scsi_lu_opts {
 	const char *pr_state;   /* as saved by pr_save, or NULL: no registrations */
 	kura_scsi_lu_lookup lookup; /* for EXTENDED COPY; NULL: copies within this LU only */
 	void *lookup_ctx;
+	/* Data-In buffers come from here (NULL: malloc); it belongs to the
+	 * transport and must outlive every command of the LU, released or not. */
+	struct kura_bufpool *bufs;
 };
 
 int kura_scsi_lu_create(const struct kura_scsi_lu_opts *o, struct kura_scsi_lu **out);
@@ -164,6 +168,8 @@ struct kura_scsi_cmd {
 	unsigned sense_len;          /* fixed-format sense, 0 when none */
 	uint8_t *din;                /* Data-In to send (din_len bytes), freed by kura_scsi_cmd_release */
 	uint32_t din_len;            /* never more than edtl */
+	struct kura_bufpool *din_pool; /* din's pool (the LU's opts.bufs), NULL: malloc'd */
+	size_t din_cap;              /* din's length as got from din_pool */
 	/* Residual (SAM-5 5.4.3): the command wanted `want` bytes of transfer;
 	 * overflow when want > edtl, underflow when want < edtl. */
 	bool overflow, underflow;
