@@ -1,6 +1,8 @@
 /* The in-memory extent index: per layer, an open-addressing table of 24-byte
  * entries; bitmaps only for extents that are partly filled. This is what keeps
- * RAM near 32 MiB per TiB of allocated data. */
+ * RAM near 32 MiB per TiB of allocated data. In a cluster, lists of extents
+ * per class (12 bytes an extent more) let a placement group's extents be
+ * listed without walking every layer. */
 #include "blockd/store_int.h"
 #include "common/util.h"
 
@@ -61,6 +63,10 @@ void idx_destroy(struct kura_idx *x)
 		}
 	}
 	free(x->layers);
+	if (x->classes)
+		for (uint32_t c = 0; c < KURA_BLK_CLASSES; c++)
+			free(x->classes[c].v);
+	free(x->classes);
 	free(x->bms);
 	free(x->dirty);
 	memset(x, 0, sizeof(*x));
@@ -166,6 +172,98 @@ static int ents_grow(struct idx_layer *l)
 	return 0;
 }
 
+/* ---- classes ---- */
+
+static int class_reserve(struct idx_class *c)
+{
+	if (c->n == c->cap) {
+		uint32_t ncap = c->cap ? c->cap * 2 : 4;
+		struct idx_ckey *nv = realloc(c->v, sizeof(*nv) * ncap);
+
+		if (!nv)
+			return -ENOMEM;
+		c->v = nv;
+		c->cap = ncap;
+	}
+	return 0;
+}
+
+/* Room reserved: e (layer, ext) joins its class. */
+static void class_push(struct kura_idx *x, struct idx_entry *e, uint64_t layer, uint64_t ext)
+{
+	struct idx_class *c = &x->classes[kura_blk_ext_class(layer, ext)];
+
+	c->v[c->n] = (struct idx_ckey){ (uint32_t)layer, (uint32_t)(layer >> 32), (uint32_t)ext };
+	e->cpos = c->n++;
+}
+
+/* e (layer, ext) leaves its class: the class's last key takes its place. */
+static void class_remove(struct kura_idx *x, const struct idx_entry *e, uint64_t layer,
+			 uint64_t ext)
+{
+	struct idx_class *c = &x->classes[kura_blk_ext_class(layer, ext)];
+	uint32_t pos = e->cpos;
+	struct idx_ckey last = c->v[--c->n];
+
+	if (pos != c->n) {
+		c->v[pos] = last;
+		idx_find(x, (uint64_t)last.layer_hi << 32 | last.layer_lo, last.ext)->cpos = pos;
+	}
+}
+
+static int class_add_one(void *arg, uint64_t layer, const struct idx_entry *e)
+{
+	struct kura_idx *x = arg;
+	struct idx_class *c = &x->classes[kura_blk_ext_class(layer, e->ext)];
+
+	if (class_reserve(c))
+		return -ENOMEM;
+	class_push(x, (struct idx_entry *)e, layer, e->ext);
+	return 0;
+}
+
+int idx_classes_keep(struct kura_idx *x)
+{
+	int err;
+
+	if (x->classes)
+		return 0;
+	if (!(x->classes = calloc(KURA_BLK_CLASSES, sizeof(*x->classes))))
+		return -ENOMEM;
+	if ((err = idx_for_each(x, class_add_one, x))) {
+		for (uint32_t c = 0; c < KURA_BLK_CLASSES; c++)
+			free(x->classes[c].v);
+		free(x->classes);
+		x->classes = NULL;
+	}
+	return err;
+}
+
+int idx_classes_list(const struct kura_idx *x, uint32_t mask, uint32_t value,
+		     struct kura_blk_key **out, size_t *n)
+{
+	size_t total = 0, k = 0;
+	struct kura_blk_key *v;
+
+	value &= mask;
+	for (uint32_t c = value; c < KURA_BLK_CLASSES; c += mask + 1)
+		total += x->classes[c].n;
+	if (!(v = malloc(total ? total * sizeof(*v) : 1)))
+		return -ENOMEM;
+	for (uint32_t c = value; c < KURA_BLK_CLASSES; c += mask + 1)
+		for (uint32_t i = 0; i < x->classes[c].n; i++) {
+			const struct idx_ckey *ck = &x->classes[c].v[i];
+
+			v[k].layer = (uint64_t)ck->layer_hi << 32 | ck->layer_lo;
+			v[k++].ext = ck->ext;
+		}
+	*out = v;
+	*n = total;
+	return 0;
+}
+
+/* ---- entries ---- */
+
 struct idx_entry *idx_find(struct kura_idx *x, uint64_t layer, uint64_t ext)
 {
 	struct idx_layer *l = layer_get(x, layer);
@@ -192,11 +290,15 @@ int idx_add(struct kura_idx *x, uint64_t layer, uint64_t ext, uint32_t loc)
 		return -EEXIST;
 	if ((l->count + 1) * 5 > l->cap * 4 && ents_grow(l))
 		return -ENOMEM;
+	if (x->classes && class_reserve(&x->classes[kura_blk_ext_class(layer, ext)]))
+		return -ENOMEM;
 	e = &l->slots[ent_slot(l, (uint32_t)ext)];
 	e->ext = (uint32_t)ext;
 	e->loc = loc;
 	e->ver_lo = e->ver_hi = 0;
 	e->bm = BM_EMPTY;
+	if (x->classes)
+		class_push(x, e, layer, ext);
 	l->count++;
 	x->nextents++;
 	return idx_mark_dirty(x, layer, ext);
@@ -240,6 +342,8 @@ void idx_del(struct kura_idx *x, uint64_t layer, uint64_t ext)
 	if (!l || !idx_find(x, layer, ext))
 		return;
 	i = ent_slot(l, (uint32_t)ext);
+	if (x->classes)
+		class_remove(x, &l->slots[i], layer, ext);
 	bm_release(x, l->slots[i].bm);
 	l->slots[i].loc = LOC_NONE;
 	l->count--;
@@ -397,5 +501,10 @@ uint64_t idx_mem_bytes(const struct kura_idx *x)
 		if (x->layers[i])
 			b += sizeof(struct idx_layer) +
 			     (uint64_t)x->layers[i]->cap * sizeof(struct idx_entry);
+	if (x->classes) {
+		b += (uint64_t)KURA_BLK_CLASSES * sizeof(*x->classes);
+		for (uint32_t c = 0; c < KURA_BLK_CLASSES; c++)
+			b += (uint64_t)x->classes[c].cap * sizeof(struct idx_ckey);
+	}
 	return b;
 }

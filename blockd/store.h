@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "common/loop.h"
+#include "common/util.h"
 
 #define KURA_BLK_SIZE 4096u
 #define KURA_EXT_BLOCKS 256u
@@ -179,6 +180,32 @@ int kura_blk_list(struct kura_blk_store *s, uint64_t layer, uint64_t **exts, siz
 /* Synchronous: the ids of every layer holding at least one extent, ascending,
  * into a malloc'd array the caller frees. */
 int kura_blk_layers(struct kura_blk_store *s, uint64_t **ids, size_t *n);
+
+/* Extent classes: 16 bits of a hash of an extent's key. Placement masks
+ * them to a group number (replication/map.c: groups are a power of two, at
+ * most KURA_BLK_CLASSES), so a group is a set of classes. */
+#define KURA_BLK_CLASSES 65536u
+static inline uint32_t kura_blk_ext_class(uint64_t layer, uint64_t ext)
+{
+	/* mixing after adding ext sends consecutive extents of one layer to
+	 * unrelated classes */
+	return (uint32_t)(kura_hash64(kura_hash64(layer ^ 0x6b7572612d6c6179ULL /* "kura-lay" */) +
+				      ext) &
+			  (KURA_BLK_CLASSES - 1));
+}
+struct kura_blk_key {
+	uint64_t layer, ext;
+};
+/* From now on the store keeps a list of its extents per class (12 bytes an
+ * extent), so that kura_blk_list_classes answers from those lists instead of
+ * walking every extent. Once per store; -ENOMEM. */
+int kura_blk_index_classes(struct kura_blk_store *s);
+/* Synchronous: the keys of the extents whose class c has (c & mask) == value
+ * (mask + 1 a power of two: a placement group), ascending by (layer, ext),
+ * into a malloc'd array the caller frees. Without kura_blk_index_classes, it
+ * walks every extent. */
+int kura_blk_list_classes(struct kura_blk_store *s, uint32_t mask, uint32_t value,
+			  struct kura_blk_key **out, size_t *n);
 
 /* Synchronous: extents and blocks a layer holds (0 and 0 when absent). */
 void kura_blk_layer_usage(struct kura_blk_store *s, uint64_t layer, uint64_t *extents,

@@ -23,6 +23,7 @@ struct idx_entry {
 	uint32_t bm;     /* BM_FULL, BM_EMPTY or an index into the bitmap pool */
 	uint32_t ver_lo; /* version: 63 bits over ver_lo and ver_hi */
 	uint32_t ver_hi; /* top bit: changed since the last checkpoint */
+	uint32_t cpos;   /* its place in its class's list (when kept) */
 };
 
 #define ENT_DIRTY 0x80000000u
@@ -64,8 +65,19 @@ struct idx_key {
 	uint64_t layer, ext;
 };
 
+/* The extents of one class (kura_blk_index_classes), in no order; each
+ * entry's cpos is its place here. 12 bytes: the layer in two halves. */
+struct idx_ckey {
+	uint32_t layer_lo, layer_hi, ext;
+};
+struct idx_class {
+	struct idx_ckey *v;
+	uint32_t n, cap;
+};
+
 struct kura_idx {
 	struct idx_layer **layers; /* open addressing by id; NULL empty */
+	struct idx_class *classes; /* KURA_BLK_CLASSES of them, or NULL: not kept */
 	uint32_t lcap, lcount;
 	struct kura_blk_bitmap *bms; /* bitmaps of partly filled extents */
 	uint32_t bm_cap, bm_used, bm_free;
@@ -82,6 +94,11 @@ struct idx_entry *idx_find(struct kura_idx *x, uint64_t layer, uint64_t ext);
 int idx_add(struct kura_idx *x, uint64_t layer, uint64_t ext, uint32_t loc);
 void idx_del(struct kura_idx *x, uint64_t layer, uint64_t ext);
 int idx_move(struct kura_idx *x, uint64_t layer, uint64_t ext, uint64_t nlayer, uint64_t next);
+/* Keeps the per-class lists from now on; -ENOMEM (nothing kept). */
+int idx_classes_keep(struct kura_idx *x);
+/* The keys of classes c with (c & mask) == value, unsorted; -ENOMEM. */
+int idx_classes_list(const struct kura_idx *x, uint32_t mask, uint32_t value,
+		     struct kura_blk_key **out, size_t *n);
 void idx_bitmap(const struct kura_idx *x, const struct idx_entry *e, struct kura_blk_bitmap *out);
 int idx_set_bits(struct kura_idx *x, struct idx_entry *e, unsigned blk, unsigned n);
 /* Returns how many blocks remain present. */

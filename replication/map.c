@@ -2,6 +2,7 @@
  * rendezvous hashing, and the leader's membership step. */
 #include "replication/map.h"
 
+#include "blockd/store.h"
 #include "common/json.h"
 #include "common/util.h"
 
@@ -21,7 +22,8 @@
  * pin the output (test_map_placement_is_pinned), so an edit that changes
  * any of them fails there. */
 
-#define SEED_LAYER 0x6b7572612d6c6179ULL /* "kura-lay" */
+_Static_assert(KURA_MAP_PGS_MAX <= KURA_BLK_CLASSES, "a group is a set of extent classes");
+
 #define SEED_PLACE 0x6b7572612d706c61ULL /* "kura-pla" */
 #define SEED_NAME 0x6b7572612d6e616dULL  /* "kura-nam" */
 
@@ -83,10 +85,10 @@ static uint64_t weight(uint64_t pgk, uint64_t nodek)
 
 uint32_t kura_map_pg(const struct kura_map *m, uint64_t layer, uint64_t ext)
 {
-	/* mixing after adding ext sends consecutive extents of one layer to
-	 * unrelated groups; masking the low bits means that doubling pgs splits
-	 * each group in two (g goes to g or g + old pgs) */
-	return (uint32_t)(kura_hash64(kura_hash64(layer ^ SEED_LAYER) + ext) & (m->pgs - 1));
+	/* a group is the classes (blockd/store.h) equal to it in their low
+	 * bits: doubling pgs splits each group in two (g goes to g or g + old
+	 * pgs), and a store lists a group's extents from its class lists */
+	return kura_blk_ext_class(layer, ext) & (m->pgs - 1);
 }
 
 /* ---- placement ---- */

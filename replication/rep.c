@@ -919,7 +919,8 @@ int kura_rep_create(const struct kura_rep_opts *o, struct kura_rep **out)
 	r->store = o->store;
 	r->member = o->member;
 	snprintf(r->name, sizeof(r->name), "%s", o->name);
-	if (pace_init(r, o->sched_mode)) {
+	/* groups' extents are listed by class (resync, peering, PLIST) */
+	if (kura_blk_index_classes(r->store) || pace_init(r, o->sched_mode)) {
 		free(r);
 		return -ENOMEM;
 	}

@@ -607,13 +607,22 @@ static int group_add(void *arg, uint64_t layer, uint64_t ext)
 	return 0;
 }
 
-/* This store's extents of group pg in [from, to), ascending. */
+/* This store's extents of group pg in [from, to), ascending: from the
+ * store's lists of extents by class (kura_rep_create keeps them), so a
+ * request costs what the group holds, not what the node holds. */
 static int list_group(struct kura_rep *r, uint32_t pg, const struct kura_proto_sync *h,
 		      struct kura_proto_sync_ent **out, size_t *nout)
 {
 	struct group_list g = { .r = r, .pg = pg, .h = h };
-	int err = rep_each_extent(r, group_add, &g);
+	struct kura_blk_key *keys;
+	size_t nk;
+	int err = kura_blk_list_classes(r->store, r->map->pgs - 1, pg, &keys, &nk);
 
+	if (err)
+		return err;
+	for (size_t i = 0; !err && i < nk; i++)
+		err = group_add(&g, keys[i].layer, keys[i].ext);
+	free(keys);
 	if (err) {
 		free(g.v);
 		return err;
