@@ -284,13 +284,14 @@ int idx_add(struct kura_idx *x, uint64_t layer, uint64_t ext, uint32_t loc)
 		return -EINVAL;
 	if (idx_reserve(x))
 		return -ENOMEM; /* so that marking it dirty below cannot fail */
+	/* (before a new layer is made: nothing may fail once it is) */
+	if (x->classes && class_reserve(&x->classes[kura_blk_ext_class(layer, ext)]))
+		return -ENOMEM;
 	if (!l && !(l = layer_create(x, layer)))
 		return -ENOMEM;
 	if (idx_find(x, layer, ext))
 		return -EEXIST;
 	if ((l->count + 1) * 5 > l->cap * 4 && ents_grow(l))
-		return -ENOMEM;
-	if (x->classes && class_reserve(&x->classes[kura_blk_ext_class(layer, ext)]))
 		return -ENOMEM;
 	e = &l->slots[ent_slot(l, (uint32_t)ext)];
 	e->ext = (uint32_t)ext;
