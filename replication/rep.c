@@ -170,7 +170,8 @@ void rep_vent_put(struct kura_rep *r, struct vent *v)
 	free(v);
 }
 
-static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64_t *out)
+static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64_t *out,
+			uint64_t *prev)
 {
 	struct vent *v = rep_vent_get(r, layer, ext);
 	uint64_t v0 = r->map->epoch << 32;
@@ -183,6 +184,7 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 		rep_vent_put(r, v);
 		return -EAGAIN;
 	}
+	*prev = v->last;
 	v->last = KURA_MAX(v->last + 1, v0 + 1);
 	v->inflight++;
 	*out = v->last;
@@ -543,6 +545,7 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	const struct pgset *g;
 	struct rwrite *w;
 	struct vent *v;
+	uint64_t prev = 0;
 	uint32_t pg;
 	int self, err;
 
@@ -579,7 +582,7 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	if ((nblk && !(w->buf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE))) ||
-	    (err = version_take(r, layer, ext, &w->version))) {
+	    (err = version_take(r, layer, ext, &w->version, &prev))) {
 		free(w->buf);
 		free(w);
 		return err == -EAGAIN ? err : -ENOMEM;
@@ -595,6 +598,7 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	w->cb = cb;
 	w->arg = arg;
 	w->seq = ++r->seq;
+	w->prev = prev;
 	w->svc = svc;
 	w->ver_out = ver;
 	w->epoch = r->map->epoch;
@@ -605,9 +609,12 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 		const struct kura_map_node *n = &r->map->nodes[g->idx[i]];
 		struct rtarget *t = &w->t[w->ntargets];
 		struct stream *st;
+		struct peer *mp;
 
 		if (!strcmp(n->name, r->name))
 			continue;
+		if (n->state != KURA_NODE_UP && (mp = rep_peer(r, n)))
+			missed_note(r, mp, pg, layer, ext, blk, nblk, prev); /* for its resync */
 		t->stream = 0;
 		if (rep_behind(r->map, pg, n)) {
 			if (!(st = sync_stream(r, pg, n->name)))
@@ -880,6 +887,9 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 			p->strictly_up = n->state == KURA_NODE_UP;
 		}
 	}
+	for (struct peer *p = r->peers; p; p = p->next)
+		if (p->strictly_up)
+			missed_clear(p); /* in sync */
 	/* writes parked for nodes that are DOWN now stop waiting for them, and
 	 * those for nodes set back (recovering) too, but for the copies of
 	 * their streams: they catch up by resync */
@@ -894,6 +904,9 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 				continue;
 			}
 			*pp = t->next;
+			/* (oldest first, so before the writes ordered under this map) */
+			missed_note(r, p, kura_map_pg(map, t->w->layer, t->w->ext), t->w->layer,
+				    t->w->ext, t->w->blk, t->w->nblk, t->w->prev);
 			target_settled(t);
 			t->w->waiting--;
 			write_maybe_done(t->w);
@@ -956,6 +969,7 @@ void kura_rep_shutdown(struct kura_rep *r)
 		if (p->drain_armed)
 			kura_loop_cancel_sync(r->loop, &p->drain.op);
 		kura_link_close(p->link); /* fails what is in flight: they finish */
+		missed_clear(p);
 		free(p);
 	}
 	r->peers = NULL;

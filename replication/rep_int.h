@@ -28,6 +28,8 @@ struct peer {
 	uint64_t progress_ns;    /* the last answer, or when pending became non-zero */
 	uint64_t low_until_ns;   /* its store said it is low on space: until then
 				  * it gets no write that needs a new extent */
+	struct missed **missed;  /* what it missed while not UP (missed.c), or NULL */
+	unsigned nmissed;
 	struct peer *next;
 };
 
@@ -152,6 +154,7 @@ struct rtarget {
 struct rwrite {
 	struct kura_rep *r;
 	uint64_t layer, ext, version, seq, epoch;
+	uint64_t prev;      /* the extent's version ordered before this one */
 	unsigned blk, nblk;
 	enum kura_io_class cls;
 	void *buf;
@@ -222,6 +225,7 @@ struct kura_rep {
 	struct syncer sync;
 	struct strays strays;
 	struct peering *peering;     /* peering.c's */
+	uint32_t lead_gens;          /* peering.c: the last lead_gen handed out */
 	struct kura_timer peering_retry;
 	int peering_retry_armed;
 	struct kura_timer unreach_timer; /* looks for peers that answer nothing */
@@ -308,6 +312,19 @@ int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync 
  * itself, in its own order. */
 void rep_release(struct kura_rep *r, struct held **list, int lost);
 
+/* missed.c: missed writes. At a group's primary, a member not UP misses
+ * a write (or gets it only through a stream): the write's blocks (nblk 0:
+ * a free) are noted against it, from the version before it (prev), for
+ * as long as this node leads the group. */
+void missed_note(struct kura_rep *r, struct peer *p, uint32_t pg, uint64_t layer, uint64_t ext,
+		 unsigned blk, unsigned nblk, uint64_t prev);
+/* 1 and the blocks written since `version` when the member, holding the
+ * extent at exactly that version, needs only those; 0: copy it whole. */
+int missed_blocks(struct kura_rep *r, struct peer *p, uint32_t pg, uint64_t layer, uint64_t ext,
+		  uint64_t version, struct kura_blk_bitmap *out);
+/* The member is UP (in sync) or gone: forget what it missed. */
+void missed_clear(struct peer *p);
+
 /* peering.c */
 struct heldq {
 	struct held *head, **tail;
@@ -317,6 +334,9 @@ struct heldq {
 void peering_map(struct kura_rep *r);
 /* Whether writes to group pg wait for peering, and where. */
 int peering_holds(struct kura_rep *r, uint32_t pg);
+/* Which lead of group pg this node has (a new number each time it comes to
+ * lead it, or after maps it did not see); 0: it does not lead it. */
+uint32_t peering_lead_gen(struct kura_rep *r, uint32_t pg);
 struct heldq *peering_queue(struct kura_rep *r, uint32_t pg);
 /* Stopping: waiting writes go on (and fail: the layer is stopping). */
 void peering_shutdown(struct kura_rep *r);

@@ -134,6 +134,8 @@ struct xtask {
 	int listed;
 	uint64_t version;     /* the source's, when it has the extent */
 	struct kura_blk_bitmap present;
+	int delta;            /* only the blocks in `missed` go (missed.c) */
+	struct kura_blk_bitmap missed;
 	void *buf;
 	struct kura_link_req *reqs;
 	unsigned nreq, pending;
@@ -291,6 +293,13 @@ static void req_done(struct kura_link_req *lr)
 	task_end(t);
 }
 
+/* Whether block b goes to the member: present here, and when the member
+ * needs only what it missed, one of those. */
+static int sends(const struct xtask *t, unsigned b)
+{
+	return kura_blk_bit(&t->present, b) && (!t->delta || kura_blk_bit(&t->missed, b));
+}
+
 /* Sends the FREE (when the member may hold anything) and the runs of
  * present blocks, all on the member's link, in this order. */
 static void task_send(struct xtask *t)
@@ -302,7 +311,7 @@ static void task_send(struct xtask *t)
 	unsigned runs = 0, n = 0;
 
 	for (unsigned b = 0; t->buf && b < KURA_EXT_BLOCKS; b++)
-		runs += kura_blk_bit(&t->present, b) && (!b || !kura_blk_bit(&t->present, b - 1));
+		runs += sends(t, b) && (!b || !sends(t, b - 1));
 	if (!member_ok(r, j->pg, j->node, 1)) {
 		/* the map moved on while the extent was read: another source may
 		 * be copying it now; this copy must not land after that one */
@@ -332,11 +341,11 @@ static void task_send(struct xtask *t)
 		unsigned e = b;
 		struct kura_link_req *q;
 
-		if (!kura_blk_bit(&t->present, b)) {
+		if (!sends(t, b)) {
 			b++;
 			continue;
 		}
-		while (e < KURA_EXT_BLOCKS && kura_blk_bit(&t->present, e))
+		while (e < KURA_EXT_BLOCKS && sends(t, e))
 			e++;
 		q = &t->reqs[n++];
 		q->req.op = KURA_OP_WRITE;
@@ -394,6 +403,27 @@ static void task_read_done(void *arg, int err)
 	task_send(t);
 }
 
+/* The member holds the extent at a version this node ordered as the
+ * group's primary, and missed only some blocks since (missed.c): only
+ * those go, over its copy (no FREE); the last run carries the version as
+ * before, so a copy cut short is sent again from the same version. */
+static void task_delta(struct xtask *t)
+{
+	struct kura_rep *r = t->j->r;
+	int i = kura_map_find(r->map, t->j->node);
+	struct peer *p = i >= 0 ? rep_peer(r, &r->map->nodes[i]) : NULL;
+	int any = 0;
+
+	if (!p || !missed_blocks(r, p, t->j->pg, t->layer, t->ext, t->nver, &t->missed))
+		return;
+	for (unsigned w = 0; w < KURA_ARRAY_SIZE(t->missed.w); w++)
+		any |= (t->missed.w[w] &= t->present.w[w]) != 0;
+	if (!any)
+		return; /* nothing present to send the version with: whole */
+	t->delta = 1;
+	t->freeing = 0;
+}
+
 /* The extent is locked: nothing is in flight to it and new writes wait. */
 static void task_decide(struct xtask *t)
 {
@@ -429,6 +459,8 @@ static void task_decide(struct xtask *t)
 	}
 	t->version = info.version;
 	t->present = info.present;
+	if (t->listed && t->nver != info.version)
+		task_delta(t);
 	if (!(t->buf = kura_aligned_alloc_raw(KURA_EXT_SIZE))) {
 		t->err = -ENOMEM;
 		task_end(t);
