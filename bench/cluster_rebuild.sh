@@ -35,7 +35,7 @@ wait_for 30 "n3 back up" back_up 1 3
 moved=$(resync_fig 3 bytes_copied) ext=$(resync_fig 3 extents_copied) ms=$(resync_fig 3 ms)
 held=$((EXTS * 3 / 4))
 echo "resync: one 4 KiB block of each of $TOUCH extents written while n3 was away (n3 holds about 3/4 of the $EXTS extents: ~$((TOUCH * 3 / 4)) of those)"
-echo "resync: moved $ext extents, $((moved / 1048576)) MiB in $ms ms: $((moved / (ext * 4096)))x the bytes changed in them (the blocks a member missed move, else whole 1 MiB extents), $((moved * 100 / (held * 1048576)))% of a full copy"
+echo "resync: moved $ext extents, $((moved / 1024)) KiB in $ms ms: $((moved / (ext * 4096)))x the bytes changed in them (the blocks a member missed move, else whole 1 MiB extents), $((moved * 100 / (held * 1048576)))% of a full copy"
 
 # rebuild: n4 out
 # store_fig I FIELD: a figure of node I's store statistics

@@ -6,13 +6,19 @@
  * Why it is exact: an entry begins at the first write this primary orders
  * for the extent while the member is not UP; `base` is the version ordered
  * just before it, and every later write to the extent goes through this
- * primary while its lead lasts (lead_gen), so it is in `blocks`. Replicas
+ * primary while its lead lasts (lead_gen: a new one when the group's set
+ * changes too, so a member that left the set and came back starts over),
+ * and a write the member did not take is noted (ordered while it was not
+ * UP, parked for it when it went down, or failed for it then), so it is in
+ * `blocks`. Replicas
  * apply an extent's writes in version order and a version names one
  * content (versions carry the map's epoch), so a member that lists the
  * extent at exactly `base` holds what the primary held at `base`: the
  * blocks written since, sent at their present content, make its copy
- * equal. Anything else (another version, a free meanwhile, a lead lost or
- * gained again, no entry) falls back to copying the extent whole. */
+ * equal. Anything else (another version, version 0, a free meanwhile, a
+ * lead lost or gained again, no entry, an extent written since the
+ * member's stream began, whose listing may predate a copy) falls back to
+ * copying the extent whole. */
 #include "replication/rep_int.h"
 
 #include <stdlib.h>
@@ -79,7 +85,9 @@ int missed_blocks(struct kura_rep *r, struct peer *p, uint32_t pg, uint64_t laye
 {
 	struct missed *m;
 
-	if (!p->missed || !(m = *slot(p, layer, ext)))
+	/* version 0 names no content: a copy cut short, or an extent made
+	 * again after a free */
+	if (!version || !p->missed || !(m = *slot(p, layer, ext)))
 		return 0;
 	if (m->whole || m->base != version || m->lead_gen != peering_lead_gen(r, pg))
 		return 0;

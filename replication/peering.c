@@ -175,7 +175,7 @@ void peering_map(struct kura_rep *r)
 		}
 		mask = members(r, pg, idx, &n);
 		h = set_hash(m, idx, n);
-		if (!g->lead || skipped)
+		if (!g->lead || skipped || h != g->sethash)
 			g->lead_gen = ++r->lead_gens ? r->lead_gens : ++r->lead_gens;
 		if (!g->lead || skipped || h != g->sethash)
 			g->need = mask; /* positions in the set name other nodes now */

@@ -450,6 +450,10 @@ static void target_done(struct kura_link_req *lr)
 	 * this node is stopping (the write is not acknowledged then) */
 	if (lr->status && w->r->destroying && !w->err)
 		w->err = -ESHUTDOWN;
+	if (lr->status && !w->r->destroying && w->r->map)
+		/* the member missed it: its resync must send these blocks */
+		missed_note(w->r, t->p, kura_map_pg(w->r->map, w->layer, w->ext), w->layer,
+			    w->ext, w->blk, w->nblk, w->prev);
 	target_settled(t);
 	w->waiting--;
 	write_maybe_done(w);
@@ -878,6 +882,8 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 		int up = n->state == KURA_NODE_UP || n->state == KURA_NODE_RECOVERING;
 		struct peer *p = peer_find(r, n->name);
 
+		if (n->state == KURA_NODE_OUT && p)
+			missed_clear(p); /* out of every set: a resync of its would copy whole */
 		if (!strcmp(n->name, r->name) || n->state == KURA_NODE_OUT)
 			continue;
 		/* a node no longer UP: requests stuck on its link (a cut cable

@@ -406,7 +406,10 @@ static void task_read_done(void *arg, int err)
 /* The member holds the extent at a version this node ordered as the
  * group's primary, and missed only some blocks since (missed.c): only
  * those go, over its copy (no FREE); the last run carries the version as
- * before, so a copy cut short is sent again from the same version. */
+ * before, so a copy cut short is sent again from the same version. Not
+ * for an extent written since the stream began: the member's listing may
+ * predate a copy it got, or a stream write that would make it skip the
+ * last run. */
 static void task_delta(struct xtask *t)
 {
 	struct kura_rep *r = t->j->r;
@@ -459,7 +462,7 @@ static void task_decide(struct xtask *t)
 	}
 	t->version = info.version;
 	t->present = info.present;
-	if (t->listed && t->nver != info.version)
+	if (t->listed && !dirty && t->nver != info.version)
 		task_delta(t);
 	if (!(t->buf = kura_aligned_alloc_raw(KURA_EXT_SIZE))) {
 		t->err = -ENOMEM;
