@@ -27,7 +27,6 @@ struct pgpeer {
 	uint8_t need;    /* set positions of members not compared yet */
 	uint8_t running; /* ... being compared */
 	uint8_t lead;    /* this node led the group in the last map */
-	uint32_t lead_gen; /* peering_lead_gen */
 	struct heldq q;  /* writes waiting for the group */
 };
 
@@ -60,13 +59,6 @@ int peering_holds(struct kura_rep *r, uint32_t pg)
 	const struct peering *pe = r->peering;
 
 	return pe && pg < pe->pgs && pe->g[pg].need;
-}
-
-uint32_t peering_lead_gen(struct kura_rep *r, uint32_t pg)
-{
-	const struct peering *pe = r->peering;
-
-	return pe && pg < pe->pgs && pe->g[pg].lead ? pe->g[pg].lead_gen : 0;
 }
 
 struct heldq *peering_queue(struct kura_rep *r, uint32_t pg)
@@ -175,8 +167,6 @@ void peering_map(struct kura_rep *r)
 		}
 		mask = members(r, pg, idx, &n);
 		h = set_hash(m, idx, n);
-		if (!g->lead || skipped || h != g->sethash)
-			g->lead_gen = ++r->lead_gens ? r->lead_gens : ++r->lead_gens;
 		if (!g->lead || skipped || h != g->sethash)
 			g->need = mask; /* positions in the set name other nodes now */
 		else

@@ -450,10 +450,9 @@ static void target_done(struct kura_link_req *lr)
 	 * this node is stopping (the write is not acknowledged then) */
 	if (lr->status && w->r->destroying && !w->err)
 		w->err = -ESHUTDOWN;
-	if (lr->status && !w->r->destroying && w->r->map)
+	if (lr->status && !w->r->destroying)
 		/* the member missed it: its resync must send these blocks */
-		missed_note(w->r, t->p, kura_map_pg(w->r->map, w->layer, w->ext), w->layer,
-			    w->ext, w->blk, w->nblk, w->prev);
+		missed_note(t->p, w->layer, w->ext, w->blk, w->nblk, w->prev, w->version);
 	target_settled(t);
 	w->waiting--;
 	write_maybe_done(w);
@@ -618,7 +617,7 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 		if (!strcmp(n->name, r->name))
 			continue;
 		if (n->state != KURA_NODE_UP && (mp = rep_peer(r, n)))
-			missed_note(r, mp, pg, layer, ext, blk, nblk, prev); /* for its resync */
+			missed_note(mp, layer, ext, blk, nblk, prev, w->version); /* for its resync */
 		t->stream = 0;
 		if (rep_behind(r->map, pg, n)) {
 			if (!(st = sync_stream(r, pg, n->name)))
@@ -911,8 +910,8 @@ void kura_rep_map(struct kura_rep *r, const struct kura_map *map)
 			}
 			*pp = t->next;
 			/* (oldest first, so before the writes ordered under this map) */
-			missed_note(r, p, kura_map_pg(map, t->w->layer, t->w->ext), t->w->layer,
-				    t->w->ext, t->w->blk, t->w->nblk, t->w->prev);
+			missed_note(p, t->w->layer, t->w->ext, t->w->blk, t->w->nblk, t->w->prev,
+				    t->w->version);
 			target_settled(t);
 			t->w->waiting--;
 			write_maybe_done(t->w);

@@ -118,6 +118,7 @@ struct syncer {
 	uint32_t next_stream;    /* at sources: the next stream's id */
 	/* at sources: what this node copied to others */
 	uint64_t served_copied, served_bytes, served_freed;
+	uint64_t served_missed; /* ... of those copied, only the blocks the member missed */
 };
 
 /* An extent of this store, by group, for SYNC requests. */
@@ -225,7 +226,6 @@ struct kura_rep {
 	struct syncer sync;
 	struct strays strays;
 	struct peering *peering;     /* peering.c's */
-	uint32_t lead_gens;          /* peering.c: the last lead_gen handed out */
 	struct kura_timer peering_retry;
 	int peering_retry_armed;
 	struct kura_timer unreach_timer; /* looks for peers that answer nothing */
@@ -312,16 +312,23 @@ int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync 
  * itself, in its own order. */
 void rep_release(struct kura_rep *r, struct held **list, int lost);
 
-/* missed.c: missed writes. At a group's primary, a member not UP misses
- * a write (or gets it only through a stream): the write's blocks (nblk 0:
- * a free) are noted against it, from the version before it (prev), for
- * as long as this node leads the group. */
-void missed_note(struct kura_rep *r, struct peer *p, uint32_t pg, uint64_t layer, uint64_t ext,
-		 unsigned blk, unsigned nblk, uint64_t prev);
-/* 1 and the blocks written since `version` when the member, holding the
- * extent at exactly that version, needs only those; 0: copy it whole. */
-int missed_blocks(struct kura_rep *r, struct peer *p, uint32_t pg, uint64_t layer, uint64_t ext,
-		  uint64_t version, struct kura_blk_bitmap *out);
+/* missed.c: missed writes. At a group's primary, a member that misses a
+ * write (ordered while it is not UP, parked for it or failed for it when
+ * it went down; or got only through a stream) has the write's blocks
+ * noted (nblk 0: a free), with the write's version and the one before. */
+void missed_note(struct peer *p, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+		 uint64_t prev, uint64_t version);
+/* 1 and the blocks to send when the member, listing the extent at
+ * `listed`, needs only the blocks noted since while this node holds it at
+ * `current`; 0: copy it whole. */
+int missed_blocks(struct peer *p, uint64_t layer, uint64_t ext, uint64_t listed, uint64_t current,
+		  struct kura_blk_bitmap *out);
+/* Whether anything is noted for the extent: a member that lists it at this
+ * node's own version may still lack a write it missed (a stream write
+ * raised its version), so it is copied whole. */
+int missed_any(struct peer *p, uint64_t layer, uint64_t ext);
+/* The extent was copied to the member: it holds what this node holds. */
+void missed_forget(struct peer *p, uint64_t layer, uint64_t ext);
 /* The member is UP (in sync) or gone: forget what it missed. */
 void missed_clear(struct peer *p);
 
@@ -334,9 +341,6 @@ struct heldq {
 void peering_map(struct kura_rep *r);
 /* Whether writes to group pg wait for peering, and where. */
 int peering_holds(struct kura_rep *r, uint32_t pg);
-/* Which lead of group pg this node has (a new number each time it comes to
- * lead it, or after maps it did not see); 0: it does not lead it. */
-uint32_t peering_lead_gen(struct kura_rep *r, uint32_t pg);
 struct heldq *peering_queue(struct kura_rep *r, uint32_t pg);
 /* Stopping: waiting writes go on (and fail: the layer is stopping). */
 void peering_shutdown(struct kura_rep *r);

@@ -235,6 +235,14 @@ static void unlock(struct kura_rep *r, struct vent *v)
 	rep_vent_put(r, v);
 }
 
+/* The member's peer (missed.c's notes hang on it), or NULL. */
+static struct peer *member_peer(struct sjob *j)
+{
+	int i = j->r->map ? kura_map_find(j->r->map, j->node) : -1;
+
+	return i >= 0 ? rep_peer(j->r, &j->r->map->nodes[i]) : NULL;
+}
+
 static void task_end(struct xtask *t)
 {
 	struct sjob *j = t->j;
@@ -270,11 +278,14 @@ static void req_done(struct kura_link_req *lr)
 		return;
 	if (!t->err) {
 		struct stream *st = sync_stream(r, t->j->pg, t->j->node);
+		struct peer *p = member_peer(t->j);
 
 		/* the member now has this extent as the source does; writes
 		 * after this reach it in order on the same link */
 		if (st)
 			dirty_take(st, t->layer, t->ext);
+		if (p)
+			missed_forget(p, t->layer, t->ext);
 		if (t->buf) {
 			uint64_t bytes = 0;
 
@@ -285,6 +296,7 @@ static void req_done(struct kura_link_req *lr)
 			t->j->out->copied_bytes += bytes;
 			r->sync.served_copied++;
 			r->sync.served_bytes += bytes;
+			r->sync.served_missed += t->delta;
 		} else {
 			t->j->out->freed++;
 			r->sync.served_freed++;
@@ -364,7 +376,10 @@ static void task_send(struct xtask *t)
 	 * cut short is compared as different and sent again */
 	for (unsigned k = n; k-- > 0;)
 		if (t->reqs[k].req.op == KURA_OP_WRITE) {
-			t->reqs[k].req.flags = t->version ? KURA_PROTO_F_REPLICA : 0;
+			/* (a delta is not freed first: its last run is written
+			 * whatever version the member has by then, none above
+			 * this one while the extent is locked here) */
+			t->reqs[k].req.flags = t->version && !t->delta ? KURA_PROTO_F_REPLICA : 0;
 			t->reqs[k].req.version = t->version;
 			break;
 		}
@@ -403,21 +418,17 @@ static void task_read_done(void *arg, int err)
 	task_send(t);
 }
 
-/* The member holds the extent at a version this node ordered as the
- * group's primary, and missed only some blocks since (missed.c): only
- * those go, over its copy (no FREE); the last run carries the version as
- * before, so a copy cut short is sent again from the same version. Not
- * for an extent written since the stream began: the member's listing may
- * predate a copy it got, or a stream write that would make it skip the
- * last run. */
+/* The member holds the extent at a version this node held, and missed
+ * only the blocks noted since (missed.c): only those go, over its copy
+ * (no FREE); the last run carries the version, so a copy cut short is
+ * sent again from the same version. Not for an extent written since the
+ * stream began: the member's listing may predate a copy it got. */
 static void task_delta(struct xtask *t)
 {
-	struct kura_rep *r = t->j->r;
-	int i = kura_map_find(r->map, t->j->node);
-	struct peer *p = i >= 0 ? rep_peer(r, &r->map->nodes[i]) : NULL;
+	struct peer *p = member_peer(t->j);
 	int any = 0;
 
-	if (!p || !missed_blocks(r, p, t->j->pg, t->layer, t->ext, t->nver, &t->missed))
+	if (!p || !missed_blocks(p, t->layer, t->ext, t->nver, t->version, &t->missed))
 		return;
 	for (unsigned w = 0; w < KURA_ARRAY_SIZE(t->missed.w); w++)
 		any |= (t->missed.w[w] &= t->present.w[w]) != 0;
@@ -436,6 +447,7 @@ static void task_decide(struct xtask *t)
 	struct stream *st = sync_stream(r, j->pg, j->node);
 	int have = !kura_blk_extent_info(r->store, t->layer, t->ext, &info);
 	int dirty = st && dirty_slot(st, t->layer, t->ext)[0] != NULL;
+	struct peer *p = member_peer(j);
 	int err;
 
 	if (t->err) {
@@ -448,7 +460,8 @@ static void task_decide(struct xtask *t)
 		return;
 	}
 	j->out->checked++;
-	if ((have && !dirty && t->listed && t->nver == info.version) ||
+	if ((have && !dirty && t->listed && t->nver == info.version &&
+	     !(p && missed_any(p, t->layer, t->ext))) ||
 	    (!have && !dirty && !t->listed)) {
 		task_end(t); /* the member has it as it is here */
 		return;
@@ -1374,6 +1387,7 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_obj(w, "resync_served");
 	kura_jw_u64(w, "extents_copied", sy->served_copied);
 	kura_jw_u64(w, "bytes_copied", sy->served_bytes);
+	kura_jw_u64(w, "extents_copied_missed_blocks", sy->served_missed);
 	kura_jw_u64(w, "extents_freed", sy->served_freed);
 	kura_jw_end(w);
 	kura_jw_u64(w, "stale_vdisk_writes_refused", r->stale_refused);
