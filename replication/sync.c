@@ -419,21 +419,34 @@ static void task_read_done(void *arg, int err)
 }
 
 /* The member holds the extent at a version this node held, and missed
- * only the blocks noted since (missed.c): only those go, over its copy
- * (no FREE); the last run carries the version, so a copy cut short is
- * sent again from the same version. Not for an extent written since the
- * stream began: the member's listing may predate a copy it got. */
+ * only the blocks noted since (missed.c): those go over its copy (no
+ * FREE), as one write from the first to the last of them carrying the
+ * version, so the member takes all of it or nothing (a copy cut short
+ * must not leave it at the old version with some new blocks, which
+ * another source would take for the old content). When a block in that
+ * span is absent here (writing it would make it present there), or for
+ * an extent written since the stream began (the member's listing may
+ * predate a copy it got), the extent goes whole. */
 static void task_delta(struct xtask *t)
 {
 	struct peer *p = member_peer(t->j);
-	int any = 0;
+	int lo = -1, hi = -1;
 
 	if (!p || !missed_blocks(p, t->layer, t->ext, t->nver, t->version, &t->missed))
 		return;
-	for (unsigned w = 0; w < KURA_ARRAY_SIZE(t->missed.w); w++)
-		any |= (t->missed.w[w] &= t->present.w[w]) != 0;
-	if (!any)
-		return; /* nothing present to send the version with: whole */
+	for (unsigned b = 0; b < KURA_EXT_BLOCKS; b++)
+		if (kura_blk_bit(&t->missed, b)) {
+			lo = lo < 0 ? (int)b : lo;
+			hi = (int)b;
+		}
+	if (lo < 0)
+		return;
+	memset(&t->missed, 0, sizeof(t->missed));
+	for (int b = lo; b <= hi; b++) {
+		if (!kura_blk_bit(&t->present, (unsigned)b))
+			return; /* whole */
+		t->missed.w[b / 64] |= 1ull << (b % 64);
+	}
 	t->delta = 1;
 	t->freeing = 0;
 }
