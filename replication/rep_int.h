@@ -282,11 +282,25 @@ void rep_strays_map(struct kura_rep *r);
 int rep_strays_busy(const struct kura_rep *r);
 void rep_strays_shutdown(struct kura_rep *r);
 
-/* sync.c */
+/* Extent keys in (layer, ext) order. */
+static inline int rep_key_cmp(uint64_t al, uint64_t ae, uint64_t bl, uint64_t be)
+{
+	if (al != bl)
+		return al < bl ? -1 : 1;
+	return ae < be ? -1 : ae > be;
+}
+
+/* lists.c */
 /* Calls fn for every extent of this store, layer by layer, in order; stops
  * at fn's first error and returns it (or the store's). */
 int rep_each_extent(struct kura_rep *r, int (*fn)(void *arg, uint64_t layer, uint64_t ext),
 		    void *arg);
+/* This store's extents of group pg in [h->from, h->to), ascending, into a
+ * malloc'd array (versions 0). */
+int rep_list_group(struct kura_rep *r, uint32_t pg, const struct kura_proto_sync *h,
+		   struct kura_proto_sync_ent **out, size_t *nout);
+
+/* sync.c */
 /* The stream of group pg to node, or NULL. */
 struct stream *sync_stream(struct kura_rep *r, uint32_t pg, const char *node);
 /* A write of (layer, ext) in group pg goes out: remembered in its stream. */
