@@ -1074,32 +1074,6 @@ int kura_blk_index_classes(struct kura_blk_store *s)
 	return idx_classes_keep(&s->idx);
 }
 
-struct class_walk {
-	uint32_t mask, value;
-	struct kura_blk_key *v;
-	size_t n, cap;
-};
-
-static int class_walk_one(void *arg, uint64_t layer, const struct idx_entry *e)
-{
-	struct class_walk *w = arg;
-
-	if ((kura_blk_ext_class(layer, e->ext) & w->mask) != w->value)
-		return 0;
-	if (w->n == w->cap) {
-		size_t ncap = w->cap ? w->cap * 2 : 64;
-		struct kura_blk_key *nv = realloc(w->v, sizeof(*nv) * ncap);
-
-		if (!nv)
-			return -ENOMEM;
-		w->v = nv;
-		w->cap = ncap;
-	}
-	w->v[w->n].layer = layer;
-	w->v[w->n++].ext = e->ext;
-	return 0;
-}
-
 static int cmp_key(const void *a, const void *b)
 {
 	const struct kura_blk_key *x = a, *y = b;
@@ -1112,26 +1086,14 @@ static int cmp_key(const void *a, const void *b)
 int kura_blk_list_classes(struct kura_blk_store *s, uint32_t mask, uint32_t value,
 			  struct kura_blk_key **out, size_t *n)
 {
-	struct class_walk w = { .mask = mask, .value = value & mask };
 	int err;
 
 	if (mask >= KURA_BLK_CLASSES || (mask & (mask + 1)))
 		return -EINVAL;
-	if (s->idx.classes) {
-		err = idx_classes_list(&s->idx, mask, value, &w.v, &w.n);
-	} else {
-		err = idx_for_each(&s->idx, class_walk_one, &w);
-		if (!err && !w.v && !(w.v = malloc(1)))
-			err = -ENOMEM;
-	}
-	if (err) {
-		free(w.v);
+	if ((err = idx_classes_keep(&s->idx)) || (err = idx_classes_list(&s->idx, mask, value, out, n)))
 		return err;
-	}
-	if (w.n > 1)
-		qsort(w.v, w.n, sizeof(*w.v), cmp_key);
-	*out = w.v;
-	*n = w.n;
+	if (*n > 1)
+		qsort(*out, *n, sizeof(**out), cmp_key);
 	return 0;
 }
 

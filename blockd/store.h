@@ -198,12 +198,13 @@ struct kura_blk_key {
 };
 /* From now on the store keeps a list of its extents per class (12 bytes an
  * extent), so that kura_blk_list_classes answers from those lists instead of
- * walking every extent. Once per store; -ENOMEM. */
+ * walking every extent (building them walks every extent once: call it
+ * when that costs least). Once per store; -ENOMEM. */
 int kura_blk_index_classes(struct kura_blk_store *s);
 /* Synchronous: the keys of the extents whose class c has (c & mask) == value
  * (mask + 1 a power of two: a placement group), ascending by (layer, ext),
- * into a malloc'd array the caller frees. Without kura_blk_index_classes, it
- * walks every extent. */
+ * into a malloc'd array the caller frees. Keeps the lists from then on
+ * (kura_blk_index_classes) if it did not yet. */
 int kura_blk_list_classes(struct kura_blk_store *s, uint32_t mask, uint32_t value,
 			  struct kura_blk_key **out, size_t *n);
 

@@ -37,8 +37,7 @@ struct missed {
 
 static struct missed **slot(struct peer *p, uint64_t layer, uint64_t ext)
 {
-	struct missed **pp =
-		&p->missed[kura_hash64(layer * 0x9e3779b97f4a7c15ull ^ ext) % MISSED_BUCKETS];
+	struct missed **pp = &p->missed[rep_ext_hash(layer, ext) % MISSED_BUCKETS];
 
 	while (*pp && ((*pp)->layer != layer || (*pp)->ext != ext))
 		pp = &(*pp)->next;

@@ -132,7 +132,7 @@ static struct peer *peer_link(struct kura_rep *r, const struct kura_map_node *n,
 
 struct vent **rep_vent_slot(struct kura_rep *r, uint64_t layer, uint64_t ext)
 {
-	struct vent **pp = &r->vers[kura_hash64(layer * 0x9e3779b97f4a7c15ull ^ ext) % VER_BUCKETS];
+	struct vent **pp = &r->vers[rep_ext_hash(layer, ext) % VER_BUCKETS];
 
 	while (*pp && ((*pp)->layer != layer || (*pp)->ext != ext))
 		pp = &(*pp)->next;

@@ -282,6 +282,12 @@ void rep_strays_map(struct kura_rep *r);
 int rep_strays_busy(const struct kura_rep *r);
 void rep_strays_shutdown(struct kura_rep *r);
 
+/* A hash of an extent's key, for the tables of rep.c, sync.c and missed.c. */
+static inline uint64_t rep_ext_hash(uint64_t layer, uint64_t ext)
+{
+	return kura_hash64(layer * 0x9e3779b97f4a7c15ull ^ ext);
+}
+
 /* Extent keys in (layer, ext) order. */
 static inline int rep_key_cmp(uint64_t al, uint64_t ae, uint64_t bl, uint64_t be)
 {

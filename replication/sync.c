@@ -35,11 +35,6 @@
 
 /* ---- keys ---- */
 
-static uint64_t ext_hash(uint64_t layer, uint64_t ext)
-{
-	return kura_hash64(layer * 0x9e3779b97f4a7c15ull ^ ext);
-}
-
 /* ---- streams ---- */
 
 struct stream *sync_stream(struct kura_rep *r, uint32_t pg, const char *node)
@@ -77,7 +72,7 @@ static void stream_free(struct stream *st)
 
 static struct dext **dirty_slot(struct stream *st, uint64_t layer, uint64_t ext)
 {
-	struct dext **pp = &st->dirty[ext_hash(layer, ext) % DIRTY_BUCKETS];
+	struct dext **pp = &st->dirty[rep_ext_hash(layer, ext) % DIRTY_BUCKETS];
 
 	while (*pp && ((*pp)->layer != layer || (*pp)->ext != ext))
 		pp = &(*pp)->next;
@@ -128,6 +123,7 @@ struct xtask {
 	uint64_t version;     /* the source's, when it has the extent */
 	struct kura_blk_bitmap present;
 	int delta;            /* only the blocks in `missed` go (missed.c) */
+	unsigned rlo, rn;     /* blocks read here: the delta's span, else all */
 	struct kura_blk_bitmap missed;
 	void *buf;
 	struct kura_link_req *reqs;
@@ -442,6 +438,8 @@ static void task_delta(struct xtask *t)
 	}
 	t->delta = 1;
 	t->freeing = 0;
+	t->rlo = (unsigned)lo;
+	t->rn = (unsigned)(hi - lo + 1);
 }
 
 /* The extent is locked: nothing is in flight to it and new writes wait. */
@@ -481,6 +479,8 @@ static void task_decide(struct xtask *t)
 	}
 	t->version = info.version;
 	t->present = info.present;
+	t->rlo = 0;
+	t->rn = KURA_EXT_BLOCKS;
 	if (t->listed && !dirty && t->nver != info.version)
 		task_delta(t);
 	if (!(t->buf = kura_aligned_alloc_raw(KURA_EXT_SIZE))) {
@@ -488,8 +488,9 @@ static void task_decide(struct xtask *t)
 		task_end(t);
 		return;
 	}
-	err = kura_blk_read(r->store, t->layer, t->ext, 0, KURA_EXT_BLOCKS, t->buf,
-			    KURA_IO_REBUILD, task_read_done, t);
+	err = kura_blk_read(r->store, t->layer, t->ext, t->rlo, t->rn,
+			    (uint8_t *)t->buf + (size_t)t->rlo * KURA_BLK_SIZE, KURA_IO_REBUILD,
+			    task_read_done, t);
 	if (err) {
 		t->err = err;
 		task_end(t);
