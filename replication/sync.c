@@ -237,9 +237,11 @@ static void task_end(struct xtask *t)
 	struct sjob *j = t->j;
 	struct kura_rep *r = j->r;
 
-	if (t->err && t->started) {
+	if (t->err && t->started && !t->delta) {
 		/* a copy that may have landed in part: whatever the member lists
-		 * for it next time, it is sent again */
+		 * for it next time, it is sent again (the blocks it missed go as
+		 * one write with the version: all or nothing, so the member's
+		 * next listing says which, and the notes stay until it lands) */
 		struct stream *st = sync_stream(r, j->pg, j->node);
 
 		if (st)
