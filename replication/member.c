@@ -260,6 +260,7 @@ static int do_register(struct kura_member *m)
 		return -EEXIST;
 	}
 	m->registered = 1;
+	m->must_read = 1; /* map_stale, and the vdisk service may be free */
 	m->waiting_logged = 0;
 	m->next_reg_put_ms = member_mono_ms() + 10000;
 	kura_log(INFO, "cluster: node %s (%s, fault domain %s) joined cluster %s", m->name, m->addr,
@@ -342,10 +343,11 @@ static void renew(struct kura_member *m)
 
 /* ---- agent: map and leader ---- */
 
-/* Reads the map when it changed and hands a newer one to the loop. After
+/* Reads the map when it changed and hands a newer one to the loop: 1 when
+ * its revision changed, 0 when not, -1 when etcd did not answer. After
  * a re-registration (map_stale), the message that follows this read, new
  * map or not, ends the stale-map fence on the loop. */
-static void follow_map(struct kura_member *m)
+static int follow_map(struct kura_member *m)
 {
 	struct kura_etcd_kv kv;
 	struct kura_map nm;
@@ -357,19 +359,19 @@ static void follow_map(struct kura_member *m)
 	/* the map's revision first: the map itself (100 KiB at 1000 nodes)
 	 * travels only when it changed */
 	if (kura_etcd_get_rev(m->etcd, KEY_MAP, &rev))
-		return;
+		return -1;
 	if (m->have_amap && rev == m->amap_rev) {
 		if (stale)
 			post_map(m, 1);
-		return;
+		return 0;
 	}
 	if ((err = kura_etcd_get(m->etcd, KEY_MAP, &kv)))
-		return;
+		return -1;
 	if (m->have_amap && kv.mod_rev == m->amap_rev) {
 		if (stale)
 			post_map(m, 1);
 		kura_etcd_kv_free(&kv);
-		return;
+		return 0;
 	}
 	err = kura_map_from_json(kv.val, kv.val_len, &nm, why, sizeof(why));
 	if (err) {
@@ -386,9 +388,10 @@ static void follow_map(struct kura_member *m)
 	}
 	m->amap_rev = kv.mod_rev;
 	kura_etcd_kv_free(&kv);
+	return 1;
 }
 
-static void campaign(struct kura_member *m)
+static int campaign(struct kura_member *m)
 {
 	struct kura_etcd_kv kv;
 	struct kura_etcd_cmp cmp = { .key = KEY_LEADER, .mod_rev = 0 };
@@ -404,7 +407,9 @@ static void campaign(struct kura_member *m)
 		kura_etcd_kv_free(&kv);
 	} else if (err == -ENOENT) {
 		m->leader_name[0] = '\0';
-		if (!kura_etcd_txn(m->etcd, &cmp, 1, &op, 1, &ok, &rev) && ok) {
+		if ((err = kura_etcd_txn(m->etcd, &cmp, 1, &op, 1, &ok, &rev)))
+			return -1;
+		if (ok) {
 			m->leader = 1;
 			m->leader_rev = rev;
 			snprintf(m->leader_name, sizeof(m->leader_name), "%s", m->name);
@@ -413,6 +418,7 @@ static void campaign(struct kura_member *m)
 	if (m->leader != was)
 		kura_log(INFO, "cluster: node %s %s the map leader", m->name,
 			 m->leader ? "is now" : "is no longer");
+	return err && err != -ENOENT ? -1 : 0;
 }
 
 /* Keeps in live only the unreachable reports that have stood
@@ -532,7 +538,9 @@ static void lead(struct kura_member *m)
 		struct kura_etcd_op op = { KEY_MAP, text, strlen(text), 0 };
 
 		if (kura_etcd_txn(m->etcd, cmp, 2, &op, 1, &ok, &rev) || !ok) {
-			/* someone else wrote the map, or we lost the leader key: re-read */
+			/* someone else wrote the map, or we lost the leader key (or
+			 * etcd did not answer): read both again */
+			m->must_read = 1;
 			kura_map_free(&next);
 			free(text);
 			return;
@@ -562,13 +570,15 @@ static void refresh_view(struct kura_member *m)
 	m->next_view_ms = now + 1000;
 }
 
+/* The control requests, waiting up to wait_ms for one, or for a poke. */
 static struct mreq *take_requests(struct kura_member *m, uint64_t wait_ms)
 {
 	struct mreq *r;
 	struct timespec ts;
 
 	pthread_mutex_lock(&m->mu);
-	if (!m->reqs && !atomic_load(&m->stop) && wait_ms) {
+	if (!m->reqs && !atomic_load(&m->stop) && wait_ms &&
+	    atomic_load(&m->poke_gen) == m->seen_poke) {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
 		ts.tv_sec += (time_t)(wait_ms / 1000) + ts.tv_nsec / 1000000000L;
@@ -615,8 +625,13 @@ static int left(struct kura_member *m)
 
 static void tick(struct kura_member *m)
 {
-	int err;
+	uint64_t now, poke = atomic_load(&m->poke_gen);
+	int err, read, timed, got;
 
+	if (poke != m->seen_poke) {
+		m->seen_poke = poke; /* a change from here on pokes again */
+		m->must_read = 1;
+	}
 	if (left(m))
 		return;
 
@@ -636,8 +651,28 @@ static void tick(struct kura_member *m)
 	renew(m);
 	if (!m->registered)
 		return;
-	follow_map(m);
-	campaign(m);
+	/* the watched keys are read when a watch saw them change, after a
+	 * registration, and every KURA_MEMBER_POLL_MS (every tick while a
+	 * watch is down): the leader's and the vdisk service's keys are held
+	 * by their holders' leases, and only the leader writes the map, so
+	 * no holder needs to read more often */
+	now = member_mono_ms();
+	/* timed: nothing but the clock asks for this read, every watch live */
+	timed = !m->must_read && atomic_load(&m->watch_live) == MEMBER_WATCHES &&
+		now >= m->next_poll_ms;
+	read = m->must_read || now >= m->next_poll_ms ||
+	       atomic_load(&m->watch_live) < MEMBER_WATCHES;
+	m->must_read = 0;
+	if (read)
+		m->next_poll_ms = now + KURA_MEMBER_POLL_MS;
+	/* (a read that failed is tried again at the next tick) */
+	got = read || atomic_load(&m->map_stale) ? follow_map(m) : 0;
+	if (got < 0)
+		m->must_read = 1;
+	else if (got > 0 && timed && m->seen_poke == atomic_load(&m->poke_gen))
+		member_watch_restart(m); /* the map changed, and its watch said nothing */
+	if (read && campaign(m))
+		m->must_read = 1;
 	if (strcmp(m->leader_name, m->view_leader)) {
 		/* a new leader: status shows it at once */
 		snprintf(m->view_leader, sizeof(m->view_leader), "%s", m->leader_name);
@@ -648,7 +683,8 @@ static void tick(struct kura_member *m)
 		lead(m);
 	else
 		refresh_view(m);
-	member_service_tick(m);
+	if (member_service_tick(m, read))
+		m->must_read = 1;
 }
 
 static void *agent(void *arg)
@@ -659,9 +695,10 @@ static void *agent(void *arg)
 	while (!atomic_load(&m->stop)) {
 		uint64_t now = member_mono_ms();
 
-		if (now >= next) {
+		if (now >= next || atomic_load(&m->poke_gen) != m->seen_poke) {
 			tick(m);
-			next = now + KURA_MEMBER_TICK_MS;
+			if (now >= next)
+				next = now + KURA_MEMBER_TICK_MS;
 			now = member_mono_ms();
 		}
 		answer_requests(m, take_requests(m, next > now ? next - now : 0), 0);
@@ -800,6 +837,7 @@ int kura_member_start(const struct kura_member_opts *o, struct kura_member **out
 		goto fail;
 	}
 	m->thread_started = 1;
+	member_watch_start(m);
 	*out = m;
 	return 0;
 fail:
@@ -821,6 +859,7 @@ void kura_member_stop(struct kura_member *m)
 	pthread_mutex_unlock(&m->mu);
 	if (m->thread_started)
 		pthread_join(m->thread, NULL);
+	member_watch_stop(m);
 	while (atomic_load(&m->delivered) < atomic_load(&m->posted))
 		kura_loop_run_once(m->loop, 10000000ull);
 	if (m->usage_armed)

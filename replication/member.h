@@ -16,9 +16,12 @@
  *                by its lease (with on_service set, a node UP in the map
  *                takes it when it is free)
  *
- * Who does what: every node renews its lease every lease_ttl/3 and reads the
- * map and leader keys every tick (KURA_MEMBER_TICK_MS): two reads of one key
- * each, whatever the cluster's size. The leader also lists nodes/ every tick
+ * Who does what: every node renews its lease every lease_ttl/3 and watches
+ * the map, leader and vdisk-service keys (one etcd watch stream each, on
+ * their own threads: member_watch.c), reading a key when its watch says it
+ * changed and every 2 s besides (every tick, KURA_MEMBER_TICK_MS, while a
+ * watch is down): single-key reads, whatever the cluster's size. The
+ * leader also lists nodes/ every tick
  * and writes the next map when kura_map_update() says it changed (a node
  * joined, its lease lapsed, it stayed away out_after). When the leader key
  * is absent, any node takes it with a create-if-absent transaction.
@@ -34,8 +37,9 @@
  *
  * Threads: kura_member_start(), kura_member_stop() and every other call run on
  * the owner loop's thread. Everything that talks to etcd runs on the
- * member's agent thread, which hands maps and answers back to the loop with
- * kura_loop_post(); on_map runs on the loop thread.
+ * member's agent thread (and the three watch threads, which only wake it),
+ * which hands maps and answers back to the loop with kura_loop_post();
+ * on_map runs on the loop thread.
  *
  * Errors: 0 or -errno with a one-line reason in errbuf: -EHOSTUNREACH etcd
  * does not answer at start; -EEXIST another live process holds this node

@@ -227,6 +227,8 @@ void member_status_json(struct kura_member *m, struct kura_jw *w)
 	kura_jw_bool(w, "etcd_answers", !failing);
 	if (failing)
 		kura_jw_u64(w, "etcd_failing_since_ms", failing);
+	/* the keys followed by watch (member_watch.c), of MEMBER_WATCHES */
+	kura_jw_u64(w, "etcd_watches", (uint64_t)KURA_MAX(atomic_load(&m->watch_live), 0));
 	kura_jw_bool(w, "initialized", map != NULL);
 	kura_jw_obj(w, "node");
 	kura_jw_str(w, "name", m->name);

@@ -51,6 +51,21 @@ struct ureport {
 	int seen;
 };
 
+/* Watches (member_watch.c): a thread per key the agent follows, each on
+ * its own etcd connection, poking the agent when the key changes. */
+#define MEMBER_WATCHES 3
+/* While every watch is live the agent reads the keys it watches when
+ * poked, and this often besides. */
+#define KURA_MEMBER_POLL_MS 2000
+struct mwatch {
+	struct kura_member *m;
+	const char *key;
+	struct kura_etcd *e;
+	pthread_t thread;
+	int started;
+	atomic_int halt; /* end the watch: stopping, or member_watch_restart */
+};
+
 /* A control request handed to the agent and answered back on the loop. */
 struct mreq {
 	struct kura_op op; /* posted back to the loop when answered */
@@ -115,6 +130,9 @@ struct kura_member {
 	size_t nureps;
 	pthread_cond_t cv;
 	struct mreq *reqs;
+	atomic_uint_least64_t poke_gen; /* +1 per change a watch saw (member_poke) */
+	atomic_int watch_live;          /* watches set up and not ended */
+	struct mwatch watches[MEMBER_WATCHES];
 
 	/* agent thread */
 	pthread_t thread;
@@ -125,6 +143,9 @@ struct kura_member {
 	int64_t lease;
 	int registered, leader, waiting_logged;
 	int old_map_logged; /* map_is_mine said so once */
+	uint64_t seen_poke;    /* poke_gen when the keys were last read */
+	uint64_t next_poll_ms; /* read them then even if not poked */
+	int must_read;         /* read them at the next tick (registered anew) */
 
 	int64_t leader_rev;
 	char leader_name[KURA_MAP_NAME_MAX];
@@ -146,11 +167,22 @@ struct kura_member {
 };
 
 /* member_svc.c: take or follow the vdisk service key; forget it when the
- * lease is lost. Agent thread. */
-void member_service_tick(struct kura_member *m);
+ * lease is lost. Agent thread. read: the key may have changed (a watch
+ * said so, or a read is due).
+ * -1: etcd did not answer (read again at the next tick). */
+int member_service_tick(struct kura_member *m, int read);
 void member_service_lost(struct kura_member *m);
 /* Loop thread, stopping: the service's watch timer ends. */
 void member_service_stop(struct kura_member *m);
+
+/* member_watch.c: start the watches (after the agent); stop them (after
+ * m->stop is set). member_poke: a watched key changed (any thread). */
+void member_watch_start(struct kura_member *m);
+void member_watch_stop(struct kura_member *m);
+/* Agent: a timed read found a change no watch reported (its stream may be
+ * on an etcd member cut off): set every watch up again. */
+void member_watch_restart(struct kura_member *m);
+void member_poke(struct kura_member *m);
 
 uint64_t member_wall_ms(void);
 uint64_t member_mono_ms(void);

@@ -136,7 +136,7 @@ static int svc_eligible(struct kura_member *m)
 	return i >= 0 && m->amap.nodes[i].state == KURA_NODE_UP;
 }
 
-void member_service_tick(struct kura_member *m)
+int member_service_tick(struct kura_member *m, int read)
 {
 	struct kura_etcd_cmp cmp = { .key = KEY_SERVICE, .mod_rev = 0 };
 	struct kura_etcd_op op = { .key = KEY_SERVICE, .val = m->name, .len = strlen(m->name),
@@ -145,8 +145,11 @@ void member_service_tick(struct kura_member *m)
 	char name[KURA_MAP_NAME_MAX] = "";
 	struct kura_etcd_kv kv;
 	int64_t rev = 0;
+	int dropped = atomic_exchange(&m->svc_dropped, 0);
 
-	if (atomic_exchange(&m->svc_dropped, 0) && m->svc_held) {
+	if (!read && !dropped)
+		return 0; /* nobody changed the key (its watch would have said) */
+	if (dropped && m->svc_held) {
 		/* the loop stopped serving: tell it again if the key is ours,
 		 * under a new revision (below) */
 		m->svc_dropped_rev = m->svc_rev;
@@ -174,14 +177,14 @@ void member_service_tick(struct kura_member *m)
 			struct kura_etcd_cmp same = { .key = KEY_SERVICE, .mod_rev = rev };
 
 			if (kura_etcd_txn(m->etcd, &same, 1, &op, 1, &ok, &rev) || !ok)
-				return; /* tried again next tick */
+				return -1; /* tried again next tick */
 			m->svc_key_rev = rev;
 		}
 	} else if (err != -ENOENT) {
-		return; /* etcd does not answer: nothing changes until it does */
+		return -1; /* etcd does not answer: nothing changes until it does */
 	}
 	if (held == m->svc_held && (!held || rev == m->svc_rev) && !strcmp(name, m->svc_name))
-		return;
+		return 0;
 	if (held != m->svc_held)
 		kura_log(INFO, "cluster: node %s %s the cluster's vdisks", m->name,
 			 held ? "now serves" : "no longer serves");
@@ -189,6 +192,7 @@ void member_service_tick(struct kura_member *m)
 	m->svc_rev = held ? rev : 0;
 	snprintf(m->svc_name, sizeof(m->svc_name), "%s", name);
 	svc_post(m);
+	return 0;
 }
 
 /* The lease is gone: so is the key it held. */

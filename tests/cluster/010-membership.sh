@@ -41,6 +41,10 @@ all_up() {
 }
 wait_for 15 "three nodes up in every node's map" all_up
 echo "ok: 3 nodes up, 64 groups clean, every node may acknowledge (${WAITED} ms after init)"
+# every node follows the map, leader and vdisk-service keys by etcd watch
+watching() { for i in 1 2 3; do status_of "$i" | grep -q '"etcd_watches":3' || return 1; done; }
+wait_for 10 "every node watching its three keys" watching
+echo "ok: every node follows the map, leader and vdisk-service keys by etcd watch"
 table_ok() {
 	vdn 2 cluster status >"$WORK/st.txt" || fail "cluster status"
 	grep -q "^n3 *up .*10.99.0.3:7400 *rack3 *238.0 MiB" "$WORK/st.txt"
@@ -106,7 +110,9 @@ wait_for 10 "all registered with one etcd member down" registered
 etcd_start 2
 sleep 1
 wait_for 10 "all registered with etcd s2 back" registered
-echo "ok: etcd member s2 killed and restarted: every node stayed registered, n$other acknowledging"
+# (a watch on s2 broke and was set up again, on another member or on s2)
+wait_for 10 "every node watching its three keys again" watching
+echo "ok: etcd member s2 killed and restarted: every node stayed registered and watching, n$other acknowledging"
 
 # a store of another cluster is refused
 node_stop 3

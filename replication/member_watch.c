@@ -1,0 +1,136 @@
+/* Watches (member_int.h, "watches"): one thread per key the agent follows
+ * (the map, the leader key, the vdisk service key), each on its own etcd
+ * connection. A thread lists its key (for the revision to watch from),
+ * then watches it from the next revision; every change, and every start
+ * and end of a watch, pokes the agent, which reads the keys at once. While
+ * every watch is live the agent reads them only when poked, and every
+ * KURA_MEMBER_POLL_MS besides; else every tick, as without watches.
+ *
+ * A change made while a watch is being set up is not missed: the watch
+ * starts at the revision after the list, and etcd replays what came since.
+ * A watch that cannot start (etcd down, history compacted) is tried again
+ * after WATCH_RETRY_MS, listing afresh. A stream whose etcd member was cut
+ * off answers nothing until TCP gives up on it (about half a minute): when
+ * the agent's timed read finds a change no watch reported, it restarts the
+ * watches (member_watch_restart). */
+#include "replication/member_int.h"
+
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WATCH_RETRY_MS 250
+
+static const char *const watch_keys[MEMBER_WATCHES] = { KEY_MAP, KEY_LEADER, KEY_SERVICE };
+
+void member_poke(struct kura_member *m)
+{
+	pthread_mutex_lock(&m->mu);
+	atomic_fetch_add(&m->poke_gen, 1);
+	pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int on_event(void *arg, enum kura_etcd_event ev, const struct kura_etcd_kv *kv)
+{
+	(void)ev;
+	(void)kv;
+	member_poke(arg);
+	return 0;
+}
+
+/* Sleeps ms, or less when the member stops. */
+static void pause_ms(struct kura_member *m, unsigned ms)
+{
+	struct timespec ts = { 0, 50 * 1000000L };
+
+	for (unsigned t = 0; t < ms && !atomic_load(&m->stop); t += 50)
+		nanosleep(&ts, NULL);
+}
+
+static void *watch_main(void *arg)
+{
+	struct mwatch *w = arg;
+	struct kura_member *m = w->m;
+	int logged = 0;
+
+	while (!atomic_load(&m->stop)) {
+		struct kura_etcd_kv *kvs;
+		size_t n;
+		int64_t rev = 0;
+		int err = kura_etcd_list(w->e, w->key, &kvs, &n, &rev);
+
+		if (!err) {
+			kura_etcd_kvs_free(kvs, n);
+			atomic_fetch_add(&m->watch_live, 1);
+			member_poke(m); /* a change before rev may have gone unseen */
+			err = kura_etcd_watch(w->e, w->key, rev + 1, on_event, m, &w->halt);
+			atomic_fetch_sub(&m->watch_live, 1);
+			if (atomic_load(&m->stop))
+				break;
+			if (atomic_exchange(&w->halt, 0)) {
+				kura_log(INFO, "cluster: a change of %s came without its etcd watch; "
+					 "watching it again", w->key);
+				continue;
+			}
+			member_poke(m); /* polled again until the watch is back */
+		}
+		if (err && err != -ECANCELED && !logged++)
+			kura_log(INFO, "cluster: watching %s in etcd failed (%s); reading it every "
+				 "%d ms until the watch is back", w->key, strerror(-err),
+				 KURA_MEMBER_TICK_MS);
+		if (!err || err == -ECANCELED)
+			logged = 0;
+		pause_ms(m, WATCH_RETRY_MS);
+	}
+	return NULL;
+}
+
+void member_watch_start(struct kura_member *m)
+{
+	for (unsigned i = 0; i < MEMBER_WATCHES; i++) {
+		struct mwatch *w = &m->watches[i];
+		char errbuf[256];
+
+		w->m = m;
+		w->key = watch_keys[i];
+		if (kura_etcd_open(m->endpoints, KURA_MEMBER_ETCD_TIMEOUT_MS, &w->e, errbuf,
+				   sizeof(errbuf))) {
+			kura_log(WARN, "cluster: cannot watch %s (%s); reading it every %d ms",
+				 w->key, errbuf, KURA_MEMBER_TICK_MS);
+			continue;
+		}
+		if (pthread_create(&w->thread, NULL, watch_main, w)) {
+			kura_log(WARN, "cluster: cannot start the thread watching %s; reading it "
+				 "every %d ms", w->key, KURA_MEMBER_TICK_MS);
+			kura_etcd_close(w->e);
+			w->e = NULL;
+			continue;
+		}
+		w->started = 1;
+	}
+}
+
+void member_watch_restart(struct kura_member *m)
+{
+	for (unsigned i = 0; i < MEMBER_WATCHES; i++)
+		atomic_store(&m->watches[i].halt, 1);
+}
+
+void member_watch_stop(struct kura_member *m)
+{
+	for (unsigned i = 0; i < MEMBER_WATCHES; i++) {
+		struct mwatch *w = &m->watches[i];
+
+		atomic_store(&w->halt, 1); /* (m->stop is set) */
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		w->started = 0;
+		if (w->e)
+			kura_etcd_close(w->e);
+		w->e = NULL;
+	}
+}
