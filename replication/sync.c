@@ -12,7 +12,8 @@
  * (its new writes go there too) and walks the union of both sides'
  * extents in the range; each extent is locked (its in-flight writes
  * finish, new ones wait), compared, and sent whole (FREE, then its present
- * blocks at the source's version) when the versions differ or it was
+ * blocks, the source's version going with the last run once every other
+ * request is answered without error) when the versions differ or it was
  * written since the stream began, or freed at the member when the source
  * has none. At most SYNC_BUDGET extents are sent per request, so an answer
  * comes well within the link's timeout; the answer says where the next
@@ -128,6 +129,8 @@ struct xtask {
 	void *buf;
 	struct kura_link_req *reqs;
 	unsigned nreq, pending;
+	unsigned sent;        /* requests submitted so far */
+	unsigned vreq;        /* the one carrying the version (nreq: none) */
 	int err, freeing, started;
 };
 
@@ -258,15 +261,29 @@ static void task_end(struct xtask *t)
 	job_pump(j);
 }
 
+static void send_stage(struct xtask *t);
+static void stage_done(struct xtask *t);
+
 static void req_done(struct kura_link_req *lr)
 {
 	struct xtask *t = lr->arg;
-	struct kura_rep *r = t->j->r;
 
 	if (lr->status && !(lr->req.op == KURA_OP_FREE && lr->status == -ENOENT) && !t->err)
 		t->err = lr->status;
 	if (--t->pending)
 		return;
+	stage_done(t);
+}
+
+/* Every request sent so far is answered: send the rest, or finish. */
+static void stage_done(struct xtask *t)
+{
+	struct kura_rep *r = t->j->r;
+
+	if (!t->err && t->sent < t->nreq) {
+		send_stage(t);
+		return;
+	}
 	if (!t->err) {
 		struct stream *st = sync_stream(r, t->j->pg, t->j->node);
 		struct peer *p = member_peer(t->j);
@@ -303,27 +320,71 @@ static int sends(const struct xtask *t, unsigned b)
 	return kura_blk_bit(&t->present, b) && (!t->delta || kura_blk_bit(&t->missed, b));
 }
 
-/* Sends the FREE (when the member may hold anything) and the runs of
- * present blocks, all on the member's link, in this order. */
-static void task_send(struct xtask *t)
+/* The member's link, when the copy may still go to it: else t->err. */
+static struct peer *member_link(struct xtask *t)
 {
 	struct sjob *j = t->j;
 	struct kura_rep *r = j->r;
 	int i = kura_map_find(r->map, j->node);
 	struct peer *p = i >= 0 && !r->destroying ? rep_peer(r, &r->map->nodes[i]) : NULL;
-	unsigned runs = 0, n = 0;
 
-	for (unsigned b = 0; t->buf && b < KURA_EXT_BLOCKS; b++)
-		runs += sends(t, b) && (!b || !sends(t, b - 1));
 	if (!member_ok(r, j->pg, j->node, 1)) {
 		/* the map moved on while the extent was read: another source may
 		 * be copying it now; this copy must not land after that one */
 		t->err = -EREMOTE;
-		task_end(t);
-		return;
+		return NULL;
 	}
 	if (!p || !p->link || !kura_link_up(p->link)) {
 		t->err = r->destroying ? -ESHUTDOWN : -ENOTCONN;
+		return NULL;
+	}
+	return p;
+}
+
+/* Submits the next stage on the member's link, in order: everything
+ * before the request that carries the version, then (once all of those
+ * are answered without error) that one, so the member shows the source's
+ * version only over a copy that is whole: a run it failed to write (its
+ * disk, its space) must not hide behind the version, where a later source
+ * would take the copy for complete. */
+static void send_stage(struct xtask *t)
+{
+	struct peer *p = member_link(t);
+	unsigned to = t->sent < t->vreq ? t->vreq : t->nreq;
+
+	if (!p) {
+		task_end(t);
+		return;
+	}
+	t->pending = 1; /* until every request of the stage is in */
+	for (unsigned k = t->sent; k < to; k++) {
+		int err;
+
+		t->reqs[k].cb = req_done;
+		t->reqs[k].arg = t;
+		t->pending++;
+		if ((err = kura_link_submit(p->link, &t->reqs[k]))) {
+			t->pending--;
+			t->err = err;
+			break; /* the link keeps its order: nothing after a gap */
+		}
+	}
+	t->sent = to;
+	if (!--t->pending)
+		stage_done(t);
+}
+
+/* Sends the FREE (when the member may hold anything) and the runs of
+ * present blocks, all on the member's link, in this order, the version
+ * last (send_stage). */
+static void task_send(struct xtask *t)
+{
+	struct kura_rep *r = t->j->r;
+	unsigned runs = 0, n = 0;
+
+	for (unsigned b = 0; t->buf && b < KURA_EXT_BLOCKS; b++)
+		runs += sends(t, b) && (!b || !sends(t, b - 1));
+	if (!member_link(t)) {
 		task_end(t);
 		return;
 	}
@@ -365,8 +426,10 @@ static void task_send(struct xtask *t)
 	 * has: the extent is freed first, so it is): until every run is in,
 	 * the member's copy does not show the source's version, and a copy
 	 * cut short is compared as different and sent again */
+	t->vreq = n;
 	for (unsigned k = n; k-- > 0;)
 		if (t->reqs[k].req.op == KURA_OP_WRITE) {
+			t->vreq = k;
 			/* (a delta is not freed first: its last run is written
 			 * whatever version the member has by then, none above
 			 * this one while the extent is locked here) */
@@ -377,21 +440,8 @@ static void task_send(struct xtask *t)
 	for (unsigned k = 0; k < n; k++)
 		t->reqs[k].req.arg_layer = r->map->epoch; /* sent as the source under this map */
 	t->nreq = n;
-	t->pending = 1; /* until every request is in */
-	for (unsigned k = 0; k < n; k++) {
-		int err;
-
-		t->reqs[k].cb = req_done;
-		t->reqs[k].arg = t;
-		t->pending++;
-		if ((err = kura_link_submit(p->link, &t->reqs[k]))) {
-			t->pending--;
-			t->err = err;
-			break; /* the link keeps its order: nothing after a gap */
-		}
-	}
-	if (!--t->pending)
-		task_end(t);
+	t->sent = 0;
+	send_stage(t);
 }
 
 static void task_read_done(void *arg, int err)
