@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,25 @@ static void offer(const struct kura_map *m, struct cand *best, unsigned *n, unsi
 	best[at] = (struct cand){ w, i };
 }
 
+/* The placement table (kura_map_index): the inputs it was worked out
+ * from, and every group's set. Immutable once built; shared by copies. */
+struct tnode {
+	char name[KURA_MAP_NAME_MAX], domain[KURA_MAP_NAME_MAX];
+	int out;
+};
+struct tset {
+	uint8_t n;
+	uint16_t idx[KURA_MAP_MAX_REPLICAS];
+};
+struct kura_map_table {
+	atomic_uint refs;
+	unsigned pgs, replicas, nnodes;
+	struct tnode *in;
+	struct tset *sets;
+};
+
+_Static_assert(KURA_MAP_MAX_NODES <= UINT16_MAX, "table indexes fit 16 bits");
+
 /* Placement of group pg; keys[] holds every node's name_key() when the
  * caller places many groups, or is NULL. */
 static unsigned place(const struct kura_map *m, const uint64_t *keys, uint32_t pg,
@@ -135,8 +155,15 @@ static unsigned place(const struct kura_map *m, const uint64_t *keys, uint32_t p
 {
 	struct cand best[KURA_MAP_MAX_REPLICAS];
 	unsigned n = 0, r = m->replicas;
-	uint64_t pgk = pg_key(pg);
+	const struct kura_map_table *t = m->table;
+	uint64_t pgk;
 
+	if (t && pg < t->pgs) {
+		for (unsigned k = 0; k < t->sets[pg].n; k++)
+			idx[k] = t->sets[pg].idx[k];
+		return t->sets[pg].n;
+	}
+	pgk = pg_key(pg);
 	if (r > KURA_MAP_MAX_REPLICAS)
 		r = KURA_MAP_MAX_REPLICAS;
 	if (!r)
@@ -160,6 +187,76 @@ static unsigned place(const struct kura_map *m, const uint64_t *keys, uint32_t p
 unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA_MAP_MAX_REPLICAS])
 {
 	return place(m, NULL, pg, idx);
+}
+
+static void table_put(struct kura_map_table *t)
+{
+	if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+		return;
+	free(t->in);
+	free(t->sets);
+	free(t);
+}
+
+/* Whether t was worked out from m's placement inputs. */
+static int table_fits(const struct kura_map_table *t, const struct kura_map *m)
+{
+	if (t->pgs != m->pgs || t->replicas != m->replicas || t->nnodes != m->nnodes)
+		return 0;
+	for (unsigned i = 0; i < m->nnodes; i++) {
+		const struct kura_map_node *nd = &m->nodes[i];
+
+		if (t->in[i].out != (nd->state == KURA_NODE_OUT) || strcmp(t->in[i].name, nd->name) ||
+		    strcmp(t->in[i].domain, nd->domain))
+			return 0;
+	}
+	return 1;
+}
+
+int kura_map_index(struct kura_map *m, const struct kura_map *prev)
+{
+	struct kura_map_table *t;
+	uint64_t *keys = NULL;
+
+	if (m->table && table_fits(m->table, m))
+		return 0;
+	table_put(m->table);
+	m->table = NULL;
+	if (prev && prev->table && table_fits(prev->table, m)) {
+		atomic_fetch_add(&prev->table->refs, 1);
+		m->table = prev->table;
+		return 0;
+	}
+	if (!(t = calloc(1, sizeof(*t))) || !(t->sets = calloc(m->pgs, sizeof(*t->sets))) ||
+	    (m->nnodes && (!(t->in = calloc(m->nnodes, sizeof(*t->in))) ||
+			   !(keys = malloc(m->nnodes * sizeof(*keys)))))) {
+		if (t) {
+			free(t->sets);
+			free(t->in);
+		}
+		free(t);
+		return -ENOMEM;
+	}
+	t->pgs = m->pgs;
+	t->replicas = m->replicas;
+	t->nnodes = m->nnodes;
+	for (unsigned i = 0; i < m->nnodes; i++) {
+		memcpy(t->in[i].name, m->nodes[i].name, sizeof(t->in[i].name));
+		memcpy(t->in[i].domain, m->nodes[i].domain, sizeof(t->in[i].domain));
+		t->in[i].out = m->nodes[i].state == KURA_NODE_OUT;
+		keys[i] = name_key(m->nodes[i].name);
+	}
+	for (uint32_t pg = 0; pg < m->pgs; pg++) {
+		unsigned idx[KURA_MAP_MAX_REPLICAS], n = place(m, keys, pg, idx);
+
+		t->sets[pg].n = (uint8_t)n;
+		for (unsigned k = 0; k < n; k++)
+			t->sets[pg].idx[k] = (uint16_t)idx[k];
+	}
+	free(keys);
+	atomic_init(&t->refs, 1);
+	m->table = t;
+	return 0;
 }
 
 static int fill_cmp(uint32_t pg, const char *node, const struct kura_map_fill *f)
@@ -438,6 +535,7 @@ int kura_map_init(struct kura_map *m, const char *cluster_id, unsigned replicas,
 
 void kura_map_free(struct kura_map *m)
 {
+	table_put(m->table);
 	free(m->nodes);
 	free(m->fills);
 	memset(m, 0, sizeof(*m));
@@ -456,6 +554,7 @@ int kura_map_copy(struct kura_map *dst, const struct kura_map *src)
 	*dst = *src;
 	dst->nodes = nodes;
 	dst->fills = NULL;
+	dst->table = NULL;
 	if (src->nfills) {
 		if (!(dst->fills = malloc(src->nfills * sizeof(*dst->fills)))) {
 			free(nodes);
@@ -463,6 +562,10 @@ int kura_map_copy(struct kura_map *dst, const struct kura_map *src)
 			return -ENOMEM;
 		}
 		memcpy(dst->fills, src->fills, src->nfills * sizeof(*dst->fills));
+	}
+	if (src->table) {
+		atomic_fetch_add(&src->table->refs, 1);
+		dst->table = src->table;
 	}
 	return 0;
 }
@@ -985,6 +1088,7 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 	after.nodes = next;
 	after.nnodes = (unsigned)n;
 	after.nfills = 0;
+	after.table = NULL; /* m's table is of m's nodes */
 	for (uint32_t pg = 0, i = 0; pg < m->pgs && (gained || i < m->nfills); pg++) {
 		if (!gained && m->fills[i].pg != pg)
 			continue; /* placed only where there is something to do */
@@ -1131,6 +1235,9 @@ int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_
 		goto free_next;
 	if (changed || fc) {
 		changed = 1;
+		/* the placement's inputs may have changed: index the map again */
+		table_put(m->table);
+		m->table = NULL;
 		free(m->nodes);
 		m->nodes = next;
 		m->nnodes = (unsigned)n;

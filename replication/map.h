@@ -95,6 +95,9 @@ struct kura_map {
 	 * would otherwise become primary of groups whose data it lacks). 0:
 	 * always UP. */
 	uint64_t join_up_until_ms;
+	/* Not in the JSON: every group's set, worked out once (kura_map_index),
+	 * or NULL (each placement is worked out when asked). */
+	struct kura_map_table *table;
 };
 
 /* A node as it registers itself (its key in etcd, held by its lease). */
@@ -166,8 +169,22 @@ uint32_t kura_map_pg(const struct kura_map *m, uint64_t layer, uint64_t ext);
  * fault domains with a node that is not OUT). The rule: every node that is
  * not OUT, by weight descending (equal weights: the lower name first),
  * skipping nodes whose fault domain is already in the set. Costs one hash
- * per node. */
+ * per node, or a table lookup once the map is indexed. */
 unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA_MAP_MAX_REPLICAS]);
+
+/* Works out every group's set once, into a table kura_map_place() (and
+ * everything built on it: primaries, sync sources, health) then reads; or
+ * takes prev's table (prev may be NULL) when the placement's inputs are
+ * the same: pgs, replicas, and the nodes' names, fault domains and whether
+ * they are OUT, in map order. Most new maps only change states (down,
+ * recovering, up), so this costs a compare of the node list; otherwise a
+ * placement of every group (0.4-0.6 s at 65,536 groups and 1,000 nodes).
+ * The table is the map's: copies share it (kura_map_copy, reference
+ * counted, any thread), kura_map_free drops it, and kura_map_update drops
+ * it (the inputs may change there: index again after). A map must not be
+ * changed in any other way once indexed. 0, or -ENOMEM (no table: every
+ * placement is worked out when asked, as before). */
+int kura_map_index(struct kura_map *m, const struct kura_map *prev);
 
 /* The group's primary: the first UP node of its set that is not filling
  * it, or -1 when there is none. */

@@ -380,6 +380,9 @@ static int follow_map(struct kura_member *m)
 	} else if (m->have_amap && nm.epoch <= m->amap.epoch) {
 		kura_map_free(&nm);
 	} else {
+		/* every group's set, worked out here rather than on the node's
+		 * loop (or taken from the last map: states alone changed) */
+		kura_map_index(&nm, m->have_amap ? &m->amap : NULL);
 		if (m->have_amap)
 			kura_map_free(&m->amap);
 		m->amap = nm;
@@ -548,6 +551,7 @@ static void lead(struct kura_member *m)
 	}
 	free(text);
 	kura_log(INFO, "cluster: map epoch %llu written", (unsigned long long)next.epoch);
+	kura_map_index(&next, &m->amap);
 	kura_map_free(&m->amap);
 	m->amap = next;
 	m->amap_rev = rev;
