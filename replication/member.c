@@ -673,8 +673,15 @@ static void tick(struct kura_member *m)
 	got = read || atomic_load(&m->map_stale) ? follow_map(m) : 0;
 	if (got < 0)
 		m->must_read = 1;
-	else if (got > 0 && timed && m->seen_poke == atomic_load(&m->poke_gen))
-		member_watch_restart(m); /* the map changed, and its watch said nothing */
+	else if (got > 0 && timed)
+		m->suspect_rev = m->amap_rev, m->suspect_ms = now; /* unless its watch says so soon */
+	if (m->suspect_rev && now - m->suspect_ms >= KURA_MEMBER_TICK_MS) {
+		/* a tick after that read: has the map's watch reported it? */
+		if (atomic_load(&m->watches[MEMBER_WATCH_MAP].seen_rev) < m->suspect_rev &&
+		    atomic_load(&m->watch_live) == MEMBER_WATCHES)
+			member_watch_restart(m, MEMBER_WATCH_MAP);
+		m->suspect_rev = 0;
+	}
 	if (read && campaign(m))
 		m->must_read = 1;
 	if (strcmp(m->leader_name, m->view_leader)) {

@@ -64,7 +64,9 @@ struct mwatch {
 	pthread_t thread;
 	int started;
 	atomic_int halt; /* end the watch: stopping, or member_watch_restart */
+	atomic_int_least64_t seen_rev; /* the revision it last reported (or listed) */
 };
+#define MEMBER_WATCH_MAP 0 /* watches[] index of the map's */
 
 /* A control request handed to the agent and answered back on the loop. */
 struct mreq {
@@ -146,6 +148,8 @@ struct kura_member {
 	uint64_t seen_poke;    /* poke_gen when the keys were last read */
 	uint64_t next_poll_ms; /* read them then even if not poked */
 	int must_read;         /* read them at the next tick (registered anew) */
+	int64_t suspect_rev;   /* a timed read found the map here, unreported */
+	uint64_t suspect_ms;   /* ... at this time */
 
 	int64_t leader_rev;
 	char leader_name[KURA_MAP_NAME_MAX];
@@ -179,9 +183,9 @@ void member_service_stop(struct kura_member *m);
  * m->stop is set). member_poke: a watched key changed (any thread). */
 void member_watch_start(struct kura_member *m);
 void member_watch_stop(struct kura_member *m);
-/* Agent: a timed read found a change no watch reported (its stream may be
- * on an etcd member cut off): set every watch up again. */
-void member_watch_restart(struct kura_member *m);
+/* Agent: a timed read found a change watch i did not report, even a tick
+ * later (its stream may be on an etcd member cut off): set it up again. */
+void member_watch_restart(struct kura_member *m, unsigned i);
 void member_poke(struct kura_member *m);
 
 uint64_t member_wall_ms(void);

@@ -159,8 +159,9 @@ int member_service_tick(struct kura_member *m, int read)
 	err = kura_etcd_get(m->etcd, KEY_SERVICE, &kv);
 	if (err == -ENOENT)
 		m->svc_key_rev = 0;
-	if (err == -ENOENT && svc_eligible(m) &&
-	    !kura_etcd_txn(m->etcd, &cmp, 1, &op, 1, &ok, &rev) && ok) {
+	if (err == -ENOENT && svc_eligible(m) && kura_etcd_txn(m->etcd, &cmp, 1, &op, 1, &ok, &rev))
+		return -1; /* tried again next tick: nothing else would say the key is free */
+	if (err == -ENOENT && ok) {
 		held = 1;
 		m->svc_key_rev = rev;
 		snprintf(name, sizeof(name), "%s", m->name);

@@ -9,13 +9,16 @@
  * A change made while a watch is being set up is not missed: the watch
  * starts at the revision after the list, and etcd replays what came since.
  * A watch that cannot start (etcd down, history compacted) is tried again
- * after WATCH_RETRY_MS, listing afresh. A stream whose etcd member was cut
+ * after WATCH_RETRY_MS, listing afresh (twice as long after each failure
+ * in a row, up to WATCH_RETRY_MAX_MS). A stream whose etcd member was cut
  * off answers nothing until TCP gives up on it (about half a minute): when
- * the agent's timed read finds a change no watch reported, it restarts the
- * watches (member_watch_restart). */
+ * the agent's timed read finds the map at a revision its watch has not
+ * reported, and the watch still has not a tick later (events trail reads
+ * a little), it restarts that watch (member_watch_restart). */
 #include "replication/member_int.h"
 
 #include "common/log.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,7 +26,9 @@
 #include <time.h>
 
 #define WATCH_RETRY_MS 250
+#define WATCH_RETRY_MAX_MS 2000
 
+/* (the map's first: MEMBER_WATCH_MAP) */
 static const char *const watch_keys[MEMBER_WATCHES] = { KEY_MAP, KEY_LEADER, KEY_SERVICE };
 
 void member_poke(struct kura_member *m)
@@ -36,9 +41,11 @@ void member_poke(struct kura_member *m)
 
 static int on_event(void *arg, enum kura_etcd_event ev, const struct kura_etcd_kv *kv)
 {
+	struct mwatch *w = arg;
+
 	(void)ev;
-	(void)kv;
-	member_poke(arg);
+	atomic_store(&w->seen_rev, kv->mod_rev);
+	member_poke(w->m);
 	return 0;
 }
 
@@ -55,7 +62,7 @@ static void *watch_main(void *arg)
 {
 	struct mwatch *w = arg;
 	struct kura_member *m = w->m;
-	int logged = 0;
+	unsigned fails = 0;
 
 	while (!atomic_load(&m->stop)) {
 		struct kura_etcd_kv *kvs;
@@ -64,27 +71,32 @@ static void *watch_main(void *arg)
 		int err = kura_etcd_list(w->e, w->key, &kvs, &n, &rev);
 
 		if (!err) {
+			uint64_t t0 = member_mono_ms();
+
 			kura_etcd_kvs_free(kvs, n);
+			atomic_store(&w->seen_rev, rev);
 			atomic_fetch_add(&m->watch_live, 1);
 			member_poke(m); /* a change before rev may have gone unseen */
-			err = kura_etcd_watch(w->e, w->key, rev + 1, on_event, m, &w->halt);
+			err = kura_etcd_watch(w->e, w->key, rev + 1, on_event, w, &w->halt);
+			/* (while a watch is down the agent reads every tick) */
 			atomic_fetch_sub(&m->watch_live, 1);
 			if (atomic_load(&m->stop))
 				break;
 			if (atomic_exchange(&w->halt, 0)) {
 				kura_log(INFO, "cluster: a change of %s came without its etcd watch; "
 					 "watching it again", w->key);
+				fails = 0;
 				continue;
 			}
-			member_poke(m); /* polled again until the watch is back */
+			if (member_mono_ms() - t0 >= WATCH_RETRY_MAX_MS)
+				fails = 0; /* it served a while: not a failure in a row */
 		}
-		if (err && err != -ECANCELED && !logged++)
+		if (err && err != -ECANCELED && !fails)
 			kura_log(INFO, "cluster: watching %s in etcd failed (%s); reading it every "
 				 "%d ms until the watch is back", w->key, strerror(-err),
 				 KURA_MEMBER_TICK_MS);
-		if (!err || err == -ECANCELED)
-			logged = 0;
-		pause_ms(m, WATCH_RETRY_MS);
+		pause_ms(m, KURA_MIN(WATCH_RETRY_MS << KURA_MIN(fails, 3u), WATCH_RETRY_MAX_MS));
+		fails += err && err != -ECANCELED;
 	}
 	return NULL;
 }
@@ -114,10 +126,9 @@ void member_watch_start(struct kura_member *m)
 	}
 }
 
-void member_watch_restart(struct kura_member *m)
+void member_watch_restart(struct kura_member *m, unsigned i)
 {
-	for (unsigned i = 0; i < MEMBER_WATCHES; i++)
-		atomic_store(&m->watches[i].halt, 1);
+	atomic_store(&m->watches[i].halt, 1);
 }
 
 void member_watch_stop(struct kura_member *m)

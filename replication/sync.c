@@ -441,6 +441,10 @@ static void task_send(struct xtask *t)
 		t->reqs[k].req.arg_layer = r->map->epoch; /* sent as the source under this map */
 	t->nreq = n;
 	t->sent = 0;
+	if (!n) {
+		task_end(t); /* nothing here and nothing there: nothing to send */
+		return;
+	}
 	send_stage(t);
 }
 

@@ -6,7 +6,7 @@
 # leader killed: another node takes over, the restarted one recovers; a
 # node killed with -9 goes down within the lease time and out after
 # --out-after, and recovers when restarted; an etcd member killed and
-# restarted; a store of another
+# restarted; watches on an etcd member gone silent set up again; a store of another
 # cluster and an unreachable etcd are refused at start.
 . "$(dirname "$0")/lib.sh"
 
@@ -114,8 +114,25 @@ wait_for 10 "all registered with etcd s2 back" registered
 wait_for 10 "every node watching its three keys again" watching
 echo "ok: etcd member s2 killed and restarted: every node stayed registered and watching, n$other acknowledging"
 
-# a store of another cluster is refused
+# etcd s1 goes silent for a node that does not lead (nftables drops what
+# s1 sends it): its watches, on s1 (first in its list, never failed),
+# hear nothing, as on a cut cable (TCP notices after half a minute); n3
+# leaves: the node's timed read finds the new map, the map's watch has
+# still said nothing a tick later, and the node sets that watch up again,
+# on a member that answers
+leader=$(status_of 1 | sed -n 's/.*"leader":"\(n[0-9]\)".*/\1/p')
+case "$leader" in n1) w=2 ;; n2) w=1 ;; *) fail "leader is '$leader', not n1 or n2" ;; esac
+on $w nft add table inet kwatch
+on $w nft add chain inet kwatch in '{ type filter hook input priority 0; }'
+on $w nft add rule inet kwatch in ip saddr 10.99.0.1 tcp sport 2379 drop
 node_stop 3
+wait_for 10 "n3 down in n$w's map, n$w's watches silent" is_state $w n3 down
+rewatched() { grep -q "a change of /kura/map came without its etcd watch" "$WORK/n$w.log"; }
+wait_for 10 "n$w watching the map again after its watch went silent" rewatched
+on $w nft delete table inet kwatch
+echo "ok: n$w's etcd watches silent: n3's leaving still reached it (timed read), and it set the map's watch up again"
+
+# a store of another cluster is refused
 echo "00000000-0000-0000-0000-000000000000" >"$WORK/n3/cluster-id"
 out=$(on 3 "$BUILD/blockd" --data "$WORK/n3" --iscsi off --cluster "$ETCD_URLS" --node n3 \
 	--listen 10.99.0.3:7400 2>&1); rc=$?
