@@ -486,6 +486,36 @@ static void age_reports(struct kura_member *m, struct kura_live_node *live, size
 	m->nureps = k;
 }
 
+/* The registrations, for the leader: from the table its watch keeps
+ * (regtab.h) while that is live, listed every KURA_MEMBER_POLL_MS besides
+ * (into the table too); listed at every tick while the watch is down. A
+ * listing that finds changes the watch has not reported, still unreported
+ * a tick later (events trail a listing by moments), means a silent stream
+ * (on an etcd member cut off): the watch is set up again. */
+static int leader_regs(struct kura_member *m, struct mreg **regs, size_t *n)
+{
+	uint64_t now = member_mono_ms();
+	int live = atomic_load(&m->regw_live), err;
+	int64_t missed = 0;
+
+	if (m->reg_suspect_rev && now - m->reg_suspect_ms >= KURA_MEMBER_TICK_MS) {
+		if (live && atomic_load(&m->regw.seen_rev) < m->reg_suspect_rev)
+			atomic_store(&m->regw.halt, 1); /* watch_main logs it */
+		m->reg_suspect_rev = 0;
+	}
+	if (live && now < m->next_reglist_ms && !regtab_copy(&m->regtab, regs, n))
+		return 0;
+	err = member_list_regs(m, live ? &m->regtab : NULL, &missed, regs, n);
+	if (err || !live)
+		return err;
+	m->next_reglist_ms = now + KURA_MEMBER_POLL_MS;
+	if (missed && !m->reg_suspect_rev) {
+		m->reg_suspect_rev = missed;
+		m->reg_suspect_ms = now;
+	}
+	return 0;
+}
+
 static void lead(struct kura_member *m)
 {
 	struct kura_live_node *live = NULL;
@@ -496,7 +526,7 @@ static void lead(struct kura_member *m)
 	int changed, ok = 0;
 	int64_t rev = 0;
 
-	if (!m->have_amap || member_list_regs(m, &regs, &n))
+	if (!m->have_amap || leader_regs(m, &regs, &n))
 		return;
 	if (n && !(live = calloc(n, sizeof(*live)))) {
 		free(regs);
@@ -568,7 +598,7 @@ static void refresh_view(struct kura_member *m)
 
 	if (now < m->next_view_ms || !wanted || now - wanted > 30000)
 		return;
-	if (member_list_regs(m, &regs, &n))
+	if (member_list_regs(m, NULL, NULL, &regs, &n))
 		return;
 	member_post_view(m, regs, n);
 	m->next_view_ms = now + 1000;
@@ -690,6 +720,14 @@ static void tick(struct kura_member *m)
 		m->next_view_ms = 0;
 		m->view_n = (size_t)-1;
 	}
+	if (atomic_load(&m->leading) != m->leader) {
+		/* the registrations' watch runs while the node leads */
+		atomic_store(&m->leading, m->leader);
+		if (!m->leader)
+			atomic_store(&m->regw.halt, 1);
+		m->next_reglist_ms = 0;
+		m->reg_suspect_rev = 0;
+	}
 	if (m->leader)
 		lead(m);
 	else
@@ -799,6 +837,7 @@ static void member_free(struct kura_member *m)
 		free(m->view->regs);
 		free(m->view);
 	}
+	regtab_free(&m->regtab);
 	pthread_mutex_destroy(&m->mu);
 	pthread_cond_destroy(&m->cv);
 	free(m->endpoints);
@@ -819,6 +858,7 @@ int kura_member_start(const struct kura_member_opts *o, struct kura_member **out
 	}
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_cond_init(&m->cv, NULL);
+	regtab_init(&m->regtab);
 	if ((err = setup(m, o, errbuf, errlen)))
 		goto fail;
 	if ((err = kura_etcd_open(m->endpoints, KURA_MEMBER_ETCD_TIMEOUT_MS, &m->etcd, errbuf, errlen)))

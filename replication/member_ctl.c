@@ -86,14 +86,20 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 	return err;
 }
 
-int member_list_regs(struct kura_member *m, struct mreg **regs, size_t *n)
+int member_list_regs(struct kura_member *m, struct regtab *feed, int64_t *missed,
+		     struct mreg **regs, size_t *n)
 {
 	struct kura_etcd_kv *kvs;
 	size_t nkv, k = 0;
-	int err = kura_etcd_list(m->etcd, KEY_NODES, &kvs, &nkv, NULL);
+	int64_t rev = 0;
+	int err = kura_etcd_list(m->etcd, KEY_NODES, &kvs, &nkv, &rev);
 
 	if (err)
 		return err;
+	if (feed && (err = regtab_list(feed, kvs, nkv, rev, missed))) {
+		kura_etcd_kvs_free(kvs, nkv);
+		return err;
+	}
 	*regs = calloc(nkv ? nkv : 1, sizeof(**regs));
 	if (!*regs) {
 		kura_etcd_kvs_free(kvs, nkv);
@@ -229,6 +235,8 @@ void member_status_json(struct kura_member *m, struct kura_jw *w)
 		kura_jw_u64(w, "etcd_failing_since_ms", failing);
 	/* the keys followed by watch (member_watch.c), of MEMBER_WATCHES */
 	kura_jw_u64(w, "etcd_watches", (uint64_t)KURA_MAX(atomic_load(&m->watch_live), 0));
+	/* the leader's registrations from a watch (regtab.h), not listed at every tick */
+	kura_jw_bool(w, "registrations_watched", atomic_load(&m->regw_live) > 0);
 	kura_jw_bool(w, "initialized", map != NULL);
 	kura_jw_obj(w, "node");
 	kura_jw_str(w, "name", m->name);

@@ -8,6 +8,7 @@
 
 #include "metadata/etcd.h"
 #include "replication/member.h"
+#include "replication/regtab.h"
 
 #define KEY_CLUSTER KURA_KEY_PREFIX "cluster"
 #define KEY_MAP KURA_KEY_PREFIX "map"
@@ -22,11 +23,6 @@ struct mcluster {
 	uint64_t out_after_ms, created_ms;
 };
 
-/* A node's registration (KEY_NODES NAME). */
-struct mreg {
-	struct kura_live_node n;
-	uint64_t capacity, used, started_ms;
-};
 
 /* What the agent last read of the cluster besides the map, handed to the
  * loop so that status never waits for etcd. */
@@ -65,6 +61,9 @@ struct mwatch {
 	int started;
 	atomic_int halt; /* end the watch: stopping, or member_watch_restart */
 	atomic_int_least64_t seen_rev; /* the revision it last reported (or listed) */
+	atomic_int *live;    /* counts it while set up: m->watch_live or m->regw_live */
+	struct regtab *tab;  /* the registrations' watch: what it feeds; it runs
+			      * only while the node leads (m->leading) */
 };
 #define MEMBER_WATCH_MAP 0 /* watches[] index of the map's */
 
@@ -135,6 +134,14 @@ struct kura_member {
 	atomic_uint_least64_t poke_gen; /* +1 per change a watch saw (member_poke) */
 	atomic_int watch_live;          /* watches set up and not ended */
 	struct mwatch watches[MEMBER_WATCHES];
+	/* The leader's registrations (regtab.h), kept by a watch of KEY_NODES
+	 * that runs while this node leads, so that the leader lists them only
+	 * every KURA_MEMBER_POLL_MS (to catch a silent stream) instead of at
+	 * every tick. */
+	struct regtab regtab;
+	struct mwatch regw;
+	atomic_int regw_live; /* 1 while regw is set up and regtab valid */
+	atomic_int leading;   /* the agent's `leader`, for regw's thread */
 
 	/* agent thread */
 	pthread_t thread;
@@ -150,6 +157,9 @@ struct kura_member {
 	int must_read;         /* read them at the next tick (registered anew) */
 	int64_t suspect_rev;   /* a timed read found the map here, unreported */
 	uint64_t suspect_ms;   /* ... at this time */
+	uint64_t next_reglist_ms; /* leader: list the registrations then */
+	int64_t reg_suspect_rev;  /* ... a listing found this unreported by regw */
+	uint64_t reg_suspect_ms;  /* ... at this time */
 
 	int64_t leader_rev;
 	char leader_name[KURA_MAP_NAME_MAX];
@@ -194,8 +204,11 @@ int member_parse_cluster(const char *text, size_t len, struct mcluster *out);
 int member_parse_reg(const char *key, const char *text, size_t len, struct mreg *out);
 /* Agent thread: answers one control request (it is posted back after). */
 void member_agent_request(struct kura_member *m, struct mreq *r);
-/* Agent thread: the registrations under KEY_NODES; malloc'd array. */
-int member_list_regs(struct kura_member *m, struct mreg **regs, size_t *n);
+/* Agent thread: the registrations under KEY_NODES; malloc'd array. With
+ * feed, the listing also goes into that table (regtab_list, which sets
+ * *missed). */
+int member_list_regs(struct kura_member *m, struct regtab *feed, int64_t *missed,
+		     struct mreg **regs, size_t *n);
 /* Agent thread: hands regs (taken) and the leader's name to the loop. */
 void member_post_view(struct kura_member *m, struct mreg *regs, size_t n);
 /* Loop thread: the status answer from the newest map and view. */

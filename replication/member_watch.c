@@ -43,7 +43,14 @@ static int on_event(void *arg, enum kura_etcd_event ev, const struct kura_etcd_k
 {
 	struct mwatch *w = arg;
 
-	(void)ev;
+	if (w->tab) {
+		/* the leader's registrations: into its table; the leader reads
+		 * it at its next tick, as it would have listed them */
+		if (!atomic_load(&w->m->leading))
+			return -ECANCELED; /* no longer leads: the watch ends */
+		if (regtab_event(w->tab, ev, kv))
+			return -ENOMEM; /* set up again, listing afresh */
+	}
 	atomic_store(&w->seen_rev, kv->mod_rev);
 	member_poke(w->m);
 	return 0;
@@ -68,20 +75,36 @@ static void *watch_main(void *arg)
 		struct kura_etcd_kv *kvs;
 		size_t n;
 		int64_t rev = 0;
-		int err = kura_etcd_list(w->e, w->key, &kvs, &n, &rev);
+		int err;
 
+		if (w->tab && !atomic_load(&m->leading)) {
+			/* the registrations' watch runs only while the node leads */
+			atomic_store(&w->halt, 0);
+			pause_ms(m, 100);
+			fails = 0;
+			continue;
+		}
+		err = kura_etcd_list(w->e, w->key, &kvs, &n, &rev);
 		if (!err) {
 			uint64_t t0 = member_mono_ms();
 
+			if (w->tab)
+				err = regtab_list(w->tab, kvs, n, rev, NULL);
 			kura_etcd_kvs_free(kvs, n);
+			if (err)
+				goto retry;
 			atomic_store(&w->seen_rev, rev);
-			atomic_fetch_add(&m->watch_live, 1);
+			atomic_fetch_add(w->live, 1);
 			member_poke(m); /* a change before rev may have gone unseen */
 			err = kura_etcd_watch(w->e, w->key, rev + 1, on_event, w, &w->halt);
 			/* (while a watch is down the agent reads every tick) */
-			atomic_fetch_sub(&m->watch_live, 1);
+			atomic_fetch_sub(w->live, 1);
+			if (w->tab)
+				regtab_reset(w->tab);
 			if (atomic_load(&m->stop))
 				break;
+			if (w->tab && !atomic_load(&m->leading))
+				continue;
 			if (atomic_exchange(&w->halt, 0)) {
 				kura_log(INFO, "cluster: a change of %s came without its etcd watch; "
 					 "watching it again", w->key);
@@ -91,6 +114,7 @@ static void *watch_main(void *arg)
 			if (member_mono_ms() - t0 >= WATCH_RETRY_MAX_MS)
 				fails = 0; /* it served a while: not a failure in a row */
 		}
+retry:
 		if (err && err != -ECANCELED && !fails)
 			kura_log(INFO, "cluster: watching %s in etcd failed (%s); reading it every "
 				 "%d ms until the watch is back", w->key, strerror(-err),
@@ -101,14 +125,22 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+/* The watches, the registrations' last. */
+static struct mwatch *watch_at(struct kura_member *m, unsigned i)
+{
+	return i < MEMBER_WATCHES ? &m->watches[i] : &m->regw;
+}
+
 void member_watch_start(struct kura_member *m)
 {
-	for (unsigned i = 0; i < MEMBER_WATCHES; i++) {
-		struct mwatch *w = &m->watches[i];
+	for (unsigned i = 0; i <= MEMBER_WATCHES; i++) {
+		struct mwatch *w = watch_at(m, i);
 		char errbuf[256];
 
 		w->m = m;
-		w->key = watch_keys[i];
+		w->key = i < MEMBER_WATCHES ? watch_keys[i] : KEY_NODES;
+		w->live = i < MEMBER_WATCHES ? &m->watch_live : &m->regw_live;
+		w->tab = i < MEMBER_WATCHES ? NULL : &m->regtab;
 		if (kura_etcd_open(m->endpoints, KURA_MEMBER_ETCD_TIMEOUT_MS, &w->e, errbuf,
 				   sizeof(errbuf))) {
 			kura_log(WARN, "cluster: cannot watch %s (%s); reading it every %d ms",
@@ -133,8 +165,8 @@ void member_watch_restart(struct kura_member *m, unsigned i)
 
 void member_watch_stop(struct kura_member *m)
 {
-	for (unsigned i = 0; i < MEMBER_WATCHES; i++) {
-		struct mwatch *w = &m->watches[i];
+	for (unsigned i = 0; i <= MEMBER_WATCHES; i++) {
+		struct mwatch *w = watch_at(m, i);
 
 		atomic_store(&w->halt, 1); /* (m->stop is set) */
 		if (w->started)

@@ -45,6 +45,20 @@ echo "ok: 3 nodes up, 64 groups clean, every node may acknowledge (${WAITED} ms 
 watching() { for i in 1 2 3; do status_of "$i" | grep -q '"etcd_watches":3' || return 1; done; }
 wait_for 10 "every node watching its three keys" watching
 echo "ok: every node follows the map, leader and vdisk-service keys by etcd watch"
+# the leader follows the registrations by watch; the others do not watch them
+regs_watched() {
+	rl=$(status_of 1 | sed -n 's/.*"leader":"\([^"]*\)".*/\1/p')
+	[ -n "$rl" ] || return 1
+	for i in 1 2 3; do
+		if [ "n$i" = "$rl" ]; then
+			status_of "$i" | grep -q '"registrations_watched":true' || return 1
+		else
+			status_of "$i" | grep -q '"registrations_watched":false' || return 1
+		fi
+	done
+}
+wait_for 10 "the leader watching the registrations" regs_watched
+echo "ok: the leader ($rl) follows the registrations by etcd watch, the others do not"
 table_ok() {
 	vdn 2 cluster status >"$WORK/st.txt" || fail "cluster status"
 	grep -q "^n3 *up .*10.99.0.3:7400 *rack3 *238.0 MiB" "$WORK/st.txt"
@@ -85,6 +99,9 @@ back_up_mark "$li"
 node_start "$li"
 wait_for 15 "$leader up again after its restart" back_up "$other" "$li"
 echo "ok: $leader restarted: recovering, then up after ${WAITED} ms"
+wait_for 10 "the new leader watching the registrations" regs_watched
+[ "$rl" = "$newleader" ] || fail "leader is '$rl', not $newleader"
+echo "ok: the new leader $rl follows the registrations by etcd watch, $leader no longer does"
 
 # kill -9 n3: down, then out after --out-after; restarted: recovering
 node_kill 3
