@@ -166,10 +166,25 @@ report() {
 	for mode in $MODES; do
 		set -- $(cat "$WORK/$mode.phases")
 		t0=$1; c0=$2; c1=$3; e=$4; ms=$5
-		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone" $(stats $mode $((t0 + 1000)) "$c0")
-		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "with $NCLONES clones" $(stats $mode "$c0" "$c1")
-		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone again" $(stats $mode "$c1" $((e - 500)))
-		echo "$mode: clones took $ms ms: $(mibs $((tmpl_bytes * NCLONES)) "$ms") MiB/s ($(awk -v a="$idle_ms" -v b="$ms" 'BEGIN { printf "%.0f", 100 * a / b }')% of the idle node's $idle_mibs MiB/s)"
+		a=$(stats $mode $((t0 + 1000)) "$c0")
+		w=$(stats $mode "$c0" "$c1")
+		b=$(stats $mode "$c1" $((e - 500)))
+		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone" $a
+		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "with $NCLONES clones" $w
+		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone again" $b
+		pct=$(awk -v a="$idle_ms" -v b="$ms" 'BEGIN { printf "%.0f", 100 * a / b }')
+		echo "$mode: clones took $ms ms: $(mibs $((tmpl_bytes * NCLONES)) "$ms") MiB/s ($pct% of the idle node's $idle_mibs MiB/s)"
+		# the aims: guest p99 with the clones at most 1.5x its p99 alone
+		# (the phase before them), no guest I/O over 1 s, clones at half
+		# their idle speed or more
+		set -- $a; pa=$3; set -- $w; pw=$3; mw=$4
+		awk -v pa="$pa" -v pw="$pw" -v mw="$mw" -v pct="$pct" -v mode="$mode" 'BEGIN {
+			r = (pa > 0) ? pw / pa : 0
+			v1 = (r <= 1.5) ? "met" : "not met"
+			v2 = (mw < 1000000) ? "met" : "not met"
+			v3 = (pct >= 50) ? "met" : "not met"
+			printf("%s: guest p99 with the clones %.2fx alone (aim <= 1.5: %s), worst %.1f ms (aim < 1000: %s), clones %d%% of idle (aim >= 50: %s)\n",
+				mode, r, v1, mw / 1000, v2, pct, v3) }'
 	done
 }
 
