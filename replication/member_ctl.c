@@ -96,9 +96,12 @@ int member_list_regs(struct kura_member *m, struct regtab *feed, int64_t *missed
 
 	if (err)
 		return err;
-	if (feed && (err = regtab_list(feed, kvs, nkv, rev, missed))) {
+	if (feed) {
+		/* the table parses what is new in the listing; its copy also has
+		 * whatever the watch brought after the listing was read */
+		err = regtab_list(feed, kvs, nkv, rev, missed);
 		kura_etcd_kvs_free(kvs, nkv);
-		return err;
+		return err ? err : regtab_copy(feed, regs, n);
 	}
 	*regs = calloc(nkv ? nkv : 1, sizeof(**regs));
 	if (!*regs) {

@@ -23,7 +23,6 @@ struct mcluster {
 	uint64_t out_after_ms, created_ms;
 };
 
-
 /* What the agent last read of the cluster besides the map, handed to the
  * loop so that status never waits for etcd. */
 struct mview {
@@ -205,8 +204,8 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 /* Agent thread: answers one control request (it is posted back after). */
 void member_agent_request(struct kura_member *m, struct mreq *r);
 /* Agent thread: the registrations under KEY_NODES; malloc'd array. With
- * feed, the listing also goes into that table (regtab_list, which sets
- * *missed). */
+ * feed, the listing goes into that table (regtab_list, which sets *missed)
+ * and the answer is the table's copy. */
 int member_list_regs(struct kura_member *m, struct regtab *feed, int64_t *missed,
 		     struct mreg **regs, size_t *n);
 /* Agent thread: hands regs (taken) and the leader's name to the loop. */

@@ -1,6 +1,7 @@
 /* The leader's table of node registrations (regtab.h). */
 #include "replication/member_int.h"
 
+#include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
@@ -104,8 +105,10 @@ static int take(struct regtab *t, const struct kura_etcd_kv *kv, int del, int64_
 	if (e->rev >= rev)
 		return 0;
 	e->rev = rev;
-	/* what member_list_regs would skip (not a registration) counts as gone */
+	/* what is not a registration counts as gone */
 	e->gone = del || member_parse_reg(kv->key, kv->val, kv->val_len, &e->reg) != 0;
+	if (e->gone && !del)
+		kura_log(WARN, "cluster: %s in etcd is not a node registration; ignored", kv->key);
 	return 1;
 }
 
