@@ -825,6 +825,12 @@ static int write_submit(struct kura_blk_store *s, struct wreq *w)
 			goto fail;
 		return 0;
 	}
+	if (w->if_newer && w->prev != (e ? ent_version(e) : 0)) {
+		/* this copy missed a write before this one: its blocks go, but
+		 * the extent keeps the version whose content it holds */
+		w->version = e ? ent_version(e) : 0;
+		s->st.replica_gaps++;
+	}
 	if (direct_start(s, w, e))
 		return 0;
 	if (!e) {
@@ -899,7 +905,7 @@ int io_check_range(uint64_t ext, unsigned blk, unsigned nblk)
 /* Both write entry points: `own` says buf is handed over (freed by the store)
  * rather than copied. */
 static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
-			unsigned nblk, void *buf, int own, uint64_t version,
+			unsigned nblk, void *buf, int own, uint64_t version, uint64_t prev,
 			enum kura_io_class cls, kura_blk_cb cb, void *arg, int if_newer, int cached)
 {
 	struct wreq *w;
@@ -932,6 +938,7 @@ static int write_common(struct kura_blk_store *s, uint64_t layer, uint64_t ext, 
 	w->blk = (uint16_t)blk;
 	w->nblk = (uint16_t)nblk;
 	w->version = version;
+	w->prev = prev;
 	w->if_newer = (uint8_t)if_newer;
 	w->cached = (uint8_t)cached;
 	w->cb = cb;
@@ -951,28 +958,28 @@ int kura_blk_write(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsig
 		   unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
 		   kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg, 0, 0);
+	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, 0, cls, cb, arg, 0, 0);
 }
 
 int kura_blk_write_cached(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			  unsigned nblk, const void *buf, uint64_t version, enum kura_io_class cls,
 			  kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, cls, cb, arg, 0, 1);
+	return write_common(s, layer, ext, blk, nblk, (void *)buf, 0, version, 0, cls, cb, arg, 0, 1);
 }
 
 int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
 			 unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
 			 kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 0, 0);
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, 0, cls, cb, arg, 0, 0);
 }
 
 int kura_blk_write_replica(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
-			   unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
-			   kura_blk_cb cb, void *arg)
+			   unsigned nblk, void *buf, uint64_t version, uint64_t prev,
+			   enum kura_io_class cls, kura_blk_cb cb, void *arg)
 {
-	return write_common(s, layer, ext, blk, nblk, buf, 1, version, cls, cb, arg, 1, 0);
+	return write_common(s, layer, ext, blk, nblk, buf, 1, version, prev, cls, cb, arg, 1, 0);
 }
 
 /* ---- trim, free, move, flush ---- */

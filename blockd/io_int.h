@@ -28,6 +28,7 @@ struct wreq {
 	struct kura_blk_store *s;
 	struct jbatch *batch;
 	uint64_t layer, ext, version;
+	uint64_t prev;    /* if_newer: the version the write follows */
 	uint32_t loc;
 	uint16_t blk, nblk;
 	uint8_t acked, applying; /* acked: durable, may go in place */

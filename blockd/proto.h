@@ -64,7 +64,9 @@ struct kura_proto_req {
 	uint64_t arg_layer; /* MOVE: destination; WRITE and FREE on node links: the
 			     * map epoch the sender sent it under as the
 			     * group's primary or sync source */
-	uint64_t arg_ext;
+	uint64_t arg_ext;   /* MOVE: destination; WRITE flagged F_REPLICA: the
+			     * version the primary's extent had before it (0:
+			     * none, or freed; kura_blk_write_replica) */
 };
 _Static_assert(sizeof(struct kura_proto_req) == 64, "request header is 64 bytes");
 
@@ -92,9 +94,10 @@ struct kura_proto_info {
  * names the receiver. A link whose cluster ids differ is refused (status
  * -EXDEV, then closed); any other request first, a second HELLO, or a HELLO
  * on the local socket is a framing error. Strings are NUL-padded. */
-#define KURA_PROTO_VERSION 4u /* 2: FREE and PLIST between nodes, versions in write
+#define KURA_PROTO_VERSION 5u /* 2: FREE and PLIST between nodes, versions in write
 			       * answers; 3: READ flagged F_PRIMARY, answers'
-			       * flags; 4: FWD */
+			       * flags; 4: FWD; 5: a replica's copy names the
+			       * version it follows */
 struct kura_proto_hello {
 	uint32_t version;     /* KURA_PROTO_VERSION */
 	uint32_t pad;         /* zero */

@@ -288,7 +288,7 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 		"{\"capacity_bytes\":%llu,\"used_bytes\":%llu,\"reads\":%llu,\"writes\":%llu,"
 		"\"read_bytes\":%llu,\"write_bytes\":%llu,\"direct_writes\":%llu,"
 		"\"direct_bytes\":%llu,\"queued_reads\":%llu,\"io_errors\":%llu,\"crc_errors\":%llu,\"enospc\":%llu,"
-		"\"journal_bytes\":%llu,\"journal_used\":%llu,\"checkpoints\":%llu,"
+		"\"replica_gaps\":%llu,\"journal_bytes\":%llu,\"journal_used\":%llu,\"checkpoints\":%llu,"
 		"\"index_ram_bytes\":%llu,\"crc_cache_ram_bytes\":%llu,\"stopped\":%s,\"disks\":[",
 		(unsigned long long)st.capacity_extents * KURA_EXT_SIZE,
 		(unsigned long long)st.used_extents * KURA_EXT_SIZE, (unsigned long long)st.reads,
@@ -297,7 +297,7 @@ static size_t stats_json(struct kura_blk_store *s, char *buf, size_t len)
 		(unsigned long long)st.direct_bytes, (unsigned long long)st.queued_reads,
 		(unsigned long long)st.io_errors,
 		(unsigned long long)st.crc_errors, (unsigned long long)st.enospc,
-		(unsigned long long)st.journal_bytes, (unsigned long long)st.journal_used,
+		(unsigned long long)st.replica_gaps, (unsigned long long)st.journal_bytes, (unsigned long long)st.journal_used,
 		(unsigned long long)st.checkpoints, (unsigned long long)st.index_bytes,
 		(unsigned long long)st.crc_cache_bytes, st.dead ? "true" : "false");
 	for (unsigned i = 0; !kura_blk_disk_info(s, i, &di) && n < len; i++) {
@@ -489,8 +489,8 @@ static int dispatch(struct conn *c, uint8_t *payload)
 						  : -EREMOTE;
 		} else if (q->flags == KURA_PROTO_F_REPLICA) {
 			err = kura_blk_write_replica(s, q->layer, q->ext, q->blk, q->nblk, payload,
-						     q->version, (enum kura_io_class)q->cls,
-						     store_done, r);
+						     q->version, q->arg_ext,
+						     (enum kura_io_class)q->cls, store_done, r);
 			if (!err)
 				payload = NULL;
 		} else {

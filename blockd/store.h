@@ -147,10 +147,16 @@ int kura_blk_write_owned(struct kura_blk_store *s, uint64_t layer, uint64_t ext,
  * the extent's version at the moment it reaches the journal; otherwise
  * nothing is written and cb runs once everything before it is durable. So
  * a write sent again after a link broke is not applied twice, and an older
- * write never lands over a newer one. */
+ * write never lands over a newer one. prev is the version the primary's
+ * extent had before this write (0: none, or freed). When this copy is at
+ * another version (it missed a write in between: a node catching up gets
+ * new writes before the old ones), the blocks are written but the extent
+ * keeps its version (a new extent gets 0): it never claims a version whose
+ * content it lacks, so whoever compares versions later copies the rest.
+ * Counted in kura_blk_stats.replica_gaps. */
 int kura_blk_write_replica(struct kura_blk_store *s, uint64_t layer, uint64_t ext, unsigned blk,
-			   unsigned nblk, void *buf, uint64_t version, enum kura_io_class cls,
-			   kura_blk_cb cb, void *arg);
+			   unsigned nblk, void *buf, uint64_t version, uint64_t prev,
+			   enum kura_io_class cls, kura_blk_cb cb, void *arg);
 
 /* Drops blocks (they read as zeros and no longer count as present); an
  * extent left with no blocks is freed. Durable when cb runs. */
@@ -222,6 +228,7 @@ struct kura_blk_stats {
 	uint64_t direct_writes, direct_bytes; /* of them, written in place first */
 	uint64_t queued_reads; /* reads answered from writes not in place yet */
 	uint64_t io_errors, crc_errors, enospc;
+	uint64_t replica_gaps; /* replica copies written without their version */
 	uint64_t journal_bytes, journal_used;
 	uint64_t checkpoints;
 	/* guest-class reads and writes: arrived, answered, and the time from

@@ -295,13 +295,24 @@ static void write_maybe_done(struct rwrite *w)
 		 * node may have ordered writes to this extent; write it again
 		 * through whoever is its primary now */
 		struct kura_rep *r = w->r;
+		int err;
 
+		if (w->forwarded) {
+			/* but only the node the write entered sends it again,
+			 * and only while its client still waits: that node may
+			 * have given up on this one (a link reset), sent it to
+			 * the new primary itself and acknowledged it, and its
+			 * client may have written the blocks again since; sent
+			 * from here, it would land over those */
+			w->err = -EAGAIN;
+			write_finish(w);
+			return;
+		}
 		/* or a replica refused it: its map makes another node the
 		 * group's primary; once this node's map says so too, the write
 		 * goes there (tried again every 100 ms until then) */
-		int err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
-				       w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc,
-				       w->ver_out);
+		err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
+				   w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc, w->ver_out);
 
 		if (!err) {
 			version_done(r, w->layer, w->ext, 0);
@@ -365,6 +376,7 @@ static void send_replica(struct rtarget *t)
 	t->lr.req.data_len = w->nblk * KURA_BLK_SIZE;
 	t->lr.req.version = w->version;
 	t->lr.req.arg_layer = w->epoch; /* ordered by this node as primary under that map */
+	t->lr.req.arg_ext = w->rprev;   /* what the replica's copy must be at before it */
 	t->lr.data = w->buf;
 	t->lr.cb = target_done;
 	t->lr.arg = t;
@@ -602,7 +614,11 @@ static int write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsig
 	w->arg = arg;
 	w->seq = ++r->seq;
 	w->prev = prev;
+	v = *rep_vent_slot(r, layer, ext); /* (version_take made it) */
+	w->rprev = v->freed ? 0 : prev;
+	v->freed = !nblk;
 	w->svc = svc;
+	w->forwarded = forwarded;
 	w->ver_out = ver;
 	w->epoch = r->map->epoch;
 	r->outstanding++;

@@ -56,7 +56,9 @@
  * refuses copies and resync writes from a node that is not the group's
  * primary or sync source in its map (kura_rep_peer_may_write), so an old
  * primary's late copies never land after the new primary's; the old
- * primary sends such a write again through the new one.
+ * primary sends such a write again through the new one when it entered
+ * at this node, and answers -EAGAIN when another node forwarded it (that
+ * node alone sends it again, while its client waits).
  *
  * The vdisk service: the node serving the vdisks (replication/vdblk.h)
  * sends its writes and frees under the etcd revision at which it took the
@@ -124,7 +126,9 @@ int kura_rep_write(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned bl
 /* The primary's part: this node must be the group's primary (else
  * -EREMOTE: the sender's map is older or newer; it retries); svc: the
  * vdisk service the sender wrote under (-ESTALE when older than the
- * map's, for a vdisk layer). */
+ * map's, for a vdisk layer). -EAGAIN: held while this node was fenced or
+ * refused by a replica, the cluster moved on; the sender sends it again
+ * to the new primary (this node never does: see Peering). */
 int kura_rep_write_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 			   unsigned nblk, const void *buf, enum kura_io_class cls, uint64_t svc,
 			   uint64_t *ver, kura_blk_cb cb, void *arg);

@@ -42,6 +42,7 @@ struct vent {
 	uint64_t layer, ext, last;
 	unsigned inflight;
 	int sticky; /* kept: a local write failed after replicas took its version */
+	int freed;  /* the last version handed out was a free's */
 	struct xtask *locker;     /* the resync task holding or waiting for the lock */
 	int locked;               /* held: new writes go to held */
 	struct held *held, **held_tail;
@@ -156,6 +157,7 @@ struct rwrite {
 	struct kura_rep *r;
 	uint64_t layer, ext, version, seq, epoch;
 	uint64_t prev;      /* the extent's version ordered before this one */
+	uint64_t rprev;     /* ... as a replica's store sees it: 0 after a free */
 	unsigned blk, nblk;
 	enum kura_io_class cls;
 	void *buf;
@@ -165,6 +167,8 @@ struct rwrite {
 	void *arg;
 	struct kura_timer fence_wait;
 	int redrive;        /* a replica refused it (not the primary in its map) */
+	int forwarded;      /* from another node (F_PRIMARY): never sent again from
+			     * here (write_maybe_done) */
 	uint64_t svc;       /* the vdisk service it was sent under (rep.h) */
 	uint64_t *ver_out;  /* gets its version once acknowledged (or NULL) */
 	unsigned ntargets;

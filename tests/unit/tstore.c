@@ -132,7 +132,7 @@ int ts_flush(struct tstore *t)
 }
 
 int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
-		     const void *buf, uint64_t version)
+		     const void *buf, uint64_t version, uint64_t prev)
 {
 	struct waiter w = { 0 };
 	void *copy = kura_aligned_alloc_raw((size_t)n * KURA_BLK_SIZE);
@@ -141,7 +141,7 @@ int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned bl
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, buf, (size_t)n * KURA_BLK_SIZE);
-	err = kura_blk_write_replica(t->s, layer, ext, blk, n, copy, version, KURA_IO_GUEST, wdone,
+	err = kura_blk_write_replica(t->s, layer, ext, blk, n, copy, version, prev, KURA_IO_GUEST, wdone,
 				     &w);
 	if (err)
 		free(copy);

@@ -40,7 +40,7 @@ int ts_write_cached(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk
 int ts_flush(struct tstore *t);
 /* kura_blk_write_replica of a copy of buf. */
 int ts_write_replica(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
-		     const void *buf, uint64_t version);
+		     const void *buf, uint64_t version, uint64_t prev);
 int ts_read(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n, void *buf);
 int ts_trim(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n);
 int ts_free(struct tstore *t, uint64_t layer, uint64_t ext);

@@ -497,16 +497,16 @@ TEST(test_store_replica_writes_apply_only_newer_versions)
 	CHECK_EQ(ts_open(&t, m, "replica"), 0);
 	ts_fill(b, 1, 3);
 	ts_fill(b + KURA_BLK_SIZE, 1, 3);
-	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 2, b, 5), 0); /* new extent: applied */
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 2, b, 5, 0), 0); /* new extent: applied */
 	ts_fill(b, 2, 3);
-	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 5), 0); /* the same version again */
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 5, 0), 0); /* the same version again */
 	ts_fill(b, 3, 3);
-	CHECK_EQ(ts_write_replica(&t, 9, 4, 11, 1, b, 4), 0); /* older */
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 11, 1, b, 4, 3), 0); /* older */
 	CHECK_EQ(ts_read(&t, 9, 4, 10, 2, r), 0);
 	CHECK_EQ(ts_tag(r, 3), 1);
 	CHECK_EQ(ts_tag(r + KURA_BLK_SIZE, 3), 1);
 	ts_fill(b, 4, 3);
-	CHECK_EQ(ts_write_replica(&t, 9, 4, 11, 1, b, 6), 0); /* newer: applied */
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 11, 1, b, 6, 5), 0); /* newer: applied */
 	CHECK_EQ(kura_blk_extent_info(t.s, 9, 4, &info), 0);
 	CHECK_EQ(info.version, 6);
 	ts_crash(&t);
@@ -516,9 +516,58 @@ TEST(test_store_replica_writes_apply_only_newer_versions)
 	CHECK_EQ(ts_tag(r, 3), 1);
 	CHECK_EQ(ts_tag(r + KURA_BLK_SIZE, 3), 4);
 	ts_fill(b, 5, 3);
-	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 6), 0); /* replayed version kept */
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 10, 1, b, 6, 5), 0); /* replayed version kept */
 	CHECK_EQ(ts_read(&t, 9, 4, 10, 1, r), 0);
 	CHECK_EQ(ts_tag(r, 3), 1);
+	ts_close(&t);
+	fake_media_destroy(m);
+}
+
+/* A replica's copy that follows a version this copy does not hold (it
+ * missed a write in between) is written, but the extent keeps its version
+ * (a new extent gets 0), also after a crash: the copy never claims a
+ * version whose content it lacks. Once it holds the version a copy
+ * follows, the copies raise it again. */
+TEST(test_store_replica_write_after_a_missed_one_keeps_the_version)
+{
+	struct fake_media *m = fake_media_create(MEDIA);
+	struct tstore t = { 0 };
+	struct kura_blk_extent_info info;
+	struct kura_blk_stats st;
+	uint8_t *b = blocks(1), *r = blocks(1);
+
+	CHECK_EQ(ts_open(&t, m, "replica-gap"), 0);
+	ts_fill(b, 1, 7);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 0, 1, b, 5, 0), 0);
+	ts_fill(b, 2, 7);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 1, 1, b, 8, 7), 0); /* 6 and 7 missed */
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 4, &info), 0);
+	CHECK_EQ(info.version, 5);
+	CHECK_EQ(ts_read(&t, 9, 4, 1, 1, r), 0);
+	CHECK_EQ(ts_tag(r, 7), 2); /* its blocks are there */
+	ts_fill(b, 3, 7);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 2, 1, b, 9, 8), 0); /* follows one it holds no version of */
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 4, &info), 0);
+	CHECK_EQ(info.version, 5);
+	ts_fill(b, 4, 7);
+	CHECK_EQ(ts_write_replica(&t, 9, 5, 0, 1, b, 9, 8), 0); /* a new extent */
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 5, &info), 0);
+	CHECK_EQ(info.version, 0);
+	kura_blk_stats(t.s, &st);
+	CHECK_EQ(st.replica_gaps, 3);
+	ts_crash(&t);
+	fake_power_on(m);
+	CHECK_EQ(ts_open(&t, m, "replica-gap"), 0);
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 4, &info), 0);
+	CHECK_EQ(info.version, 5);
+	CHECK_EQ(ts_read(&t, 9, 4, 2, 1, r), 0);
+	CHECK_EQ(ts_tag(r, 7), 3);
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 5, &info), 0);
+	CHECK_EQ(info.version, 0);
+	ts_fill(b, 5, 7);
+	CHECK_EQ(ts_write_replica(&t, 9, 4, 3, 1, b, 10, 5), 0); /* follows the version it holds */
+	CHECK_EQ(kura_blk_extent_info(t.s, 9, 4, &info), 0);
+	CHECK_EQ(info.version, 10);
 	ts_close(&t);
 	fake_media_destroy(m);
 }
