@@ -174,6 +174,7 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 			uint64_t *prev)
 {
 	struct vent *v = rep_vent_get(r, layer, ext);
+	struct kura_blk_extent_info info;
 	uint64_t v0 = r->map->epoch << 32;
 
 	if (!v)
@@ -183,6 +184,14 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 		 * primary there; the write waits for this node's map */
 		rep_vent_put(r, v);
 		return -EAGAIN;
+	}
+	if (!v->inflight && !kura_blk_extent_info(r->store, layer, ext, &info) &&
+	    info.version > v->last) {
+		/* a vent kept (sticky) while this node was not the primary:
+		 * copies it took since (a resync, a peering primary's) are what
+		 * the replicas hold now, and what this write follows */
+		v->last = info.version;
+		v->freed = 0;
 	}
 	*prev = v->last;
 	v->last = KURA_MAX(v->last + 1, v0 + 1);
@@ -303,9 +312,14 @@ static void write_maybe_done(struct rwrite *w)
 			 * have given up on this one (a link reset), sent it to
 			 * the new primary itself and acknowledged it, and its
 			 * client may have written the blocks again since; sent
-			 * from here, it would land over those */
-			w->err = -EAGAIN;
-			write_finish(w);
+			 * from here, it would land over those. (This store
+			 * holds its version: the extent's versions go on as
+			 * after any write, not sticky as after a failed one.) */
+			version_done(r, w->layer, w->ext, 0);
+			r->outstanding--;
+			w->cb(w->arg, -EAGAIN);
+			free(w->buf);
+			free(w);
 			return;
 		}
 		/* or a replica refused it: its map makes another node the

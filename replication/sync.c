@@ -1388,5 +1388,13 @@ void kura_rep_status(struct kura_rep *r, struct kura_jw *w)
 	kura_jw_end(w);
 	kura_jw_u64(w, "writes_refused_low_space", r->nospace_refused);
 	kura_jw_u64(w, "stray_copies_freed", r->strays.freed);
+	{
+		struct kura_blk_stats st;
+
+		/* copies taken after a missed one (kura_blk_write_replica):
+		 * expected while catching up, not while up */
+		kura_blk_stats(r->store, &st);
+		kura_jw_u64(w, "replica_copies_after_a_missed_one", st.replica_gaps);
+	}
 	pace_status(r, w);
 }

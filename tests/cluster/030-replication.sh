@@ -27,6 +27,12 @@ cluster_up 3 10m
 echo "ok: RF 3 through n1: $(cat "$WORK/load1")"
 on 1 "$BUILD/kura-repcheck" replicas "$id" $LAYER 8 3 10.99.0.1:7400 10.99.0.2:7400 10.99.0.3:7400 ||
 	fail "replicas differ"
+# every node up: each copy follows the version its replica holds (a copy
+# after a missed one is for a node catching up only)
+for i in 1 2 3; do
+	[ "$(gaps_fig $i)" = 0 ] || fail "n$i took $(gaps_fig $i) copies after missed ones while all were up"
+done
+echo "ok: no copy after a missed one while every node was up"
 
 peered0=$(( $(peering_fig 1 members_compared) + $(peering_fig 2 members_compared) ))
 load_while kill9 $LAYER 12 node_kill 3
@@ -98,7 +104,7 @@ wait_for 30 "n3 up again after its resync" back_up 1 3
 copied=$(resync_fig 3 extents_copied) bytes=$(resync_fig 3 bytes_copied)
 [ -n "$copied" ] && [ "$copied" -ge 1 ] && [ "$copied" -le 32 ] ||
 	fail "n3's resync copied ${copied:-?} extents; 1 to 32 changed"
-echo "ok: n3 caught up: $copied extents, $bytes bytes copied (of 32 extents it lacked or held old)"
+echo "ok: n3 caught up: $copied extents, $bytes bytes copied (of 32 extents it lacked or held old); $(gaps_fig 3) copies it took after missed ones kept their old versions"
 for l in $LAYER $L2 $L4 $L5; do
 	on 1 "$BUILD/kura-repcheck" replicas "$id" $l 8 3 10.99.0.1:7400 10.99.0.2:7400 \
 		10.99.0.3:7400 || fail "the three copies of layer $l differ after n3's resync"

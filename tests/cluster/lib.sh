@@ -180,6 +180,8 @@ back_up() {
 resync_fig() { status_of "$1" | sed -n "s/.*\"resync\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
 # peering_fig I FIELD: node I's peering figures (status "peering")
 peering_fig() { status_of "$1" | sed -n "s/.*\"peering\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
+# gaps_fig I: copies node I took after a missed one (their version not kept)
+gaps_fig() { status_of "$1" | sed -n 's/.*"replica_copies_after_a_missed_one":\([0-9]*\).*/\1/p'; }
 # served_fig I FIELD: what node I copied to others (status "resync_served")
 served_fig() { status_of "$1" | sed -n "s/.*\"resync_served\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"; }
 
