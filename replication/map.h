@@ -242,4 +242,12 @@ struct kura_map_health {
 };
 void kura_map_health(const struct kura_map *m, struct kura_map_health *out);
 
+/* What changed from prev to next, in words for the log: "n2 up -> down,
+ * n4 new (recovering), fills 3 -> 0, vdisk service revision 812"; a node's
+ * address or fault domain is named when it changed; "no node's state" when
+ * none of these did. Always NUL-terminated; cut with "..." when len is too
+ * short. */
+void kura_map_describe_change(const struct kura_map *prev, const struct kura_map *next,
+			      char *buf, size_t len);
+
 #endif

@@ -580,7 +580,13 @@ static void lead(struct kura_member *m)
 		}
 	}
 	free(text);
-	kura_log(INFO, "cluster: map epoch %llu written", (unsigned long long)next.epoch);
+	{
+		char what[512];
+
+		kura_map_describe_change(&m->amap, &next, what, sizeof(what));
+		kura_log(INFO, "cluster: map epoch %llu written: %s", (unsigned long long)next.epoch,
+			 what);
+	}
 	kura_map_index(&next, &m->amap);
 	kura_map_free(&m->amap);
 	m->amap = next;

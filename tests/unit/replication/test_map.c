@@ -3,6 +3,8 @@
 #include "tests/unit/harness.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "tests/unit/replication/maptest.h"
 
@@ -1259,3 +1261,33 @@ TEST(test_map_update_late_joiner_is_recovering)
 	kura_map_free(&m);
 }
 
+
+/* The leader's log line names what a new map changed: states, new and
+ * gone nodes, addresses, fills and the vdisk service's revision; a line
+ * too long for its buffer ends with "...". */
+TEST(test_map_describe_change_names_what_moved)
+{
+	struct kura_map a, b;
+	char s[256], small[24];
+
+	make_map(&a, 2, 16, 3, 3);
+	CHECK_EQ(kura_map_copy(&b, &a), 0);
+	kura_map_describe_change(&a, &b, s, sizeof(s));
+	CHECK(!strcmp(s, "no node's state"));
+	b.nodes[1].state = KURA_NODE_DOWN;
+	b.nodes[2].state = KURA_NODE_RECOVERING;
+	snprintf(b.nodes[2].addr, sizeof(b.nodes[2].addr), "10.0.0.9:7400");
+	b.svc_rev = 812;
+	kura_map_describe_change(&a, &b, s, sizeof(s));
+	CHECK(!strcmp(s, "n001 up -> down, n002 up -> recovering, n002 at 10.0.0.9:7400, "
+			 "vdisk service revision 812"));
+	kura_map_describe_change(&b, &a, s, sizeof(s));
+	CHECK(!strcmp(s, "n001 down -> up, n002 recovering -> up, n002 at 10.99.0.3:7400, "
+			 "vdisk service revision 0"));
+	kura_map_describe_change(&a, &b, small, sizeof(small));
+	CHECK_EQ(strlen(small), sizeof(small) - 1);
+	CHECK(!strcmp(small + sizeof(small) - 4, "..."));
+	CHECK(!strcmp(small, "n001 up -> down, n00..."));
+	kura_map_free(&b);
+	kura_map_free(&a);
+}
