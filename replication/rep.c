@@ -185,11 +185,12 @@ static int version_take(struct kura_rep *r, uint64_t layer, uint64_t ext, uint64
 		rep_vent_put(r, v);
 		return -EAGAIN;
 	}
-	if (!v->inflight && !kura_blk_extent_info(r->store, layer, ext, &info) &&
+	if (v->sticky && !v->inflight && !kura_blk_extent_info(r->store, layer, ext, &info) &&
 	    info.version > v->last) {
-		/* a vent kept (sticky) while this node was not the primary:
-		 * copies it took since (a resync, a peering primary's) are what
-		 * the replicas hold now, and what this write follows */
+		/* a vent kept (sticky) while this node was not the primary
+		 * (one made just now has read the store): copies it took
+		 * since (a resync, a peering primary's) are what the replicas
+		 * hold now, and what this write follows */
 		v->last = info.version;
 		v->freed = 0;
 	}
@@ -304,35 +305,32 @@ static void write_maybe_done(struct rwrite *w)
 		 * node may have ordered writes to this extent; write it again
 		 * through whoever is its primary now */
 		struct kura_rep *r = w->r;
-		int err;
+		int err = 0;
 
-		if (w->forwarded) {
-			/* but only the node the write entered sends it again,
-			 * and only while its client still waits: that node may
-			 * have given up on this one (a link reset), sent it to
-			 * the new primary itself and acknowledged it, and its
-			 * client may have written the blocks again since; sent
-			 * from here, it would land over those. (This store
-			 * holds its version: the extent's versions go on as
-			 * after any write, not sticky as after a failed one.) */
-			version_done(r, w->layer, w->ext, 0);
-			r->outstanding--;
-			w->cb(w->arg, -EAGAIN);
-			free(w->buf);
-			free(w);
-			return;
-		}
 		/* or a replica refused it: its map makes another node the
 		 * group's primary; once this node's map says so too, the write
-		 * goes there (tried again every 100 ms until then) */
-		err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
-				   w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc, w->ver_out);
-
+		 * goes there (tried again every 100 ms until then). But only the
+		 * node the write entered sends it again, and only while its
+		 * client still waits: a forwarded one is answered EAGAIN. That
+		 * node may have given up on this one (a link reset), sent it to
+		 * the new primary itself and acknowledged it, and its client may
+		 * have written the blocks again since; sent from here, it would
+		 * land over those. (Either way this store holds its version: the
+		 * extent's versions go on as after any write.) */
+		if (!w->forwarded)
+			err = remote_start(r, 1, w->layer, w->ext, w->blk, w->nblk, w->buf, w->cls,
+					   w->cb, w->arg, w->redrive ? RETRY_NS : 0, w->svc,
+					   w->ver_out);
 		if (!err) {
+			kura_blk_cb cb = w->forwarded ? w->cb : NULL;
+			void *arg = w->arg;
+
 			version_done(r, w->layer, w->ext, 0);
 			r->outstanding--;
 			free(w->buf);
 			free(w);
+			if (cb)
+				cb(arg, -EAGAIN);
 			return;
 		}
 		if (w->redrive)
