@@ -1161,6 +1161,41 @@ static const struct kura_live_node *live_find(const struct kura_live_node *const
 	return NULL;
 }
 
+/* The asks of nodes UP in m (see kura_map_update), on next[0..*n) as
+ * merge() left it: 2 when a node went OUT (its groups get fills), else 1
+ * when a node was removed, else 0. */
+static int carry_asks(const struct kura_map *m, struct kura_map_node *next, size_t *n,
+		      const struct kura_live_node *const *live, size_t nlive, uint64_t now_ms)
+{
+	int changed = 0;
+
+	for (size_t x = 0; x < nlive; x++) {
+		const struct kura_live_node *l = live[x];
+		int from = kura_map_find(m, l->name);
+
+		if (from < 0 || m->nodes[from].state != KURA_NODE_UP)
+			continue; /* only an UP node's word counts */
+		for (unsigned k = 0; k < l->nasks && k < KURA_MAP_ASKS_MAX; k++) {
+			const struct kura_map_ask *a = &l->asks[k];
+			size_t i = 0;
+
+			while (i < *n && strncmp(next[i].name, a->node, KURA_MAP_NAME_MAX))
+				i++;
+			if (i == *n || live_find(live, nlive, next[i].name))
+				continue;
+			if (a->kind == KURA_ASK_OUT && next[i].state == KURA_NODE_DOWN) {
+				set_state(&next[i], KURA_NODE_OUT, now_ms, m->epoch);
+				changed = 2;
+			} else if (a->kind == KURA_ASK_REMOVE && next[i].state == KURA_NODE_OUT) {
+				memmove(&next[i], &next[i + 1], (*n - i - 1) * sizeof(*next));
+				(*n)--;
+				changed |= 1;
+			}
+		}
+	}
+	return changed;
+}
+
 /* Nodes UP nodes report unreachable are set back (see kura_map_update);
  * states are judged as merge() left them, before any of these changes. */
 static int set_back_unreachable(struct kura_map_node *next, size_t n,
@@ -1229,6 +1264,7 @@ int kura_map_update(struct kura_map *m, const struct kura_live_node *live, size_
 	if (n > KURA_MAP_MAX_NODES)
 		goto free_next;
 	changed |= set_back_unreachable(next, n, sorted, nlive, now_ms, m->epoch);
+	changed |= carry_asks(m, next, &n, sorted, nlive, now_ms);
 	fc = next_fills(m, next, n, sorted, nlive, changed & 2, &fills, &nfills);
 	err = fc < 0 ? fc : 0;
 	if (err)

@@ -100,6 +100,19 @@ struct kura_map {
 	struct kura_map_table *table;
 };
 
+/* What an administrator asked of the map about another node, through the
+ * node `vdisk cluster out|remove` ran on: carried in that node's
+ * registration until its map shows it done (replication/member.h). */
+enum kura_map_ask_kind {
+	KURA_ASK_OUT = 1,    /* a DOWN node goes OUT now, not after out_after */
+	KURA_ASK_REMOVE = 2, /* an OUT node leaves the map */
+};
+#define KURA_MAP_ASKS_MAX 4 /* asks one registration carries */
+struct kura_map_ask {
+	char node[KURA_MAP_NAME_MAX];
+	enum kura_map_ask_kind kind;
+};
+
 /* A node as it registers itself (its key in etcd, held by its lease). */
 struct kura_live_node {
 	char name[KURA_MAP_NAME_MAX];
@@ -117,6 +130,8 @@ struct kura_live_node {
 	 * (replication/rep.h, "Partitions") */
 	unsigned nunreach;
 	char unreach[KURA_MAP_UNREACH_MAX][KURA_MAP_NAME_MAX];
+	unsigned nasks;
+	struct kura_map_ask asks[KURA_MAP_ASKS_MAX];
 };
 
 /* A new map: epoch 1, no nodes. -EINVAL for a cluster_id that is not UUID
@@ -217,9 +232,16 @@ int kura_map_sync_source(const struct kura_map *m, uint32_t pg);
  * leases: a partition between nodes) is set back: UP becomes RECOVERING,
  * RECOVERING becomes DOWN; when two nodes report each other, only the one
  * whose name sorts last is. A node leaving UP records the epoch it leaves
- * (last_up_epoch).
- * since_ms is set to now_ms on every change of state and only then. Nodes stay sorted by name; a node
- * is never removed (an OUT node keeps its entry). Returns 1 and bumps the
+ * (last_up_epoch). An UP node's asks (its state in m, before this step)
+ * are carried out: KURA_ASK_OUT sets a node that is DOWN and not live OUT
+ * at once, as if out_after had passed (its groups get fills);
+ * KURA_ASK_REMOVE removes a node that is OUT and not live from the map
+ * (it is in no group's set; should it register again, it joins as a node
+ * never seen). Asks about a node in another state, or unknown, change
+ * nothing.
+ * since_ms is set to now_ms on every change of state and only then. Nodes
+ * stay sorted by name; a node leaves the map only by KURA_ASK_REMOVE (an
+ * OUT node keeps its entry otherwise). Returns 1 and bumps the
  * epoch by one when anything changed (a state, an address or a domain), 0
  * when nothing did, -errno (-ENOSPC past KURA_MAP_MAX_NODES, -ENOMEM,
  * -EINVAL for a live node whose name, address or domain is not valid as

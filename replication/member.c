@@ -206,6 +206,7 @@ static char *reg_json(struct kura_member *m, uint64_t synced_ms, uint64_t synced
 		kura_jw_str(&w, NULL, m->unreach[i]);
 	pthread_mutex_unlock(&m->mu);
 	kura_jw_end(&w);
+	member_asks_json(m, &w);
 	kura_jw_end(&w);
 	if ((t = kura_jw_finish(&w, NULL)))
 		s = strdup(t);
@@ -221,6 +222,7 @@ static int do_register(struct kura_member *m)
 	char key[128], *val;
 	struct kura_etcd_cmp cmp;
 	struct kura_etcd_op op;
+	uint64_t agen = atomic_load(&m->asks_gen);
 	int ok = 0, err;
 
 	if (!m->lease) {
@@ -251,6 +253,7 @@ static int do_register(struct kura_member *m)
 		return err;
 	m->reg_synced_ms = m->reg_synced_epoch = 0;
 	m->reg_filled_epoch = 0;
+	m->reg_asks_gen = agen;
 	if (!ok) {
 		if (!m->waiting_logged)
 			kura_log(WARN, "cluster: node name %s is still registered (another blockd, or "
@@ -322,11 +325,13 @@ static void renew(struct kura_member *m)
 	if (sent >= m->next_reg_put_ms || atomic_load(&m->synced_ms) != m->reg_synced_ms ||
 	    atomic_load(&m->synced_epoch) != m->reg_synced_epoch ||
 	    atomic_load(&m->filled_epoch) != m->reg_filled_epoch ||
-	    atomic_load(&m->unreach_gen) != m->reg_unreach_gen) {
+	    atomic_load(&m->unreach_gen) != m->reg_unreach_gen ||
+	    atomic_load(&m->asks_gen) != m->reg_asks_gen) {
 		/* refresh capacity and use in the registration (same lease), or
 		 * tell the leader this node is in sync */
 		uint64_t synced = atomic_load(&m->synced_ms), sepoch = atomic_load(&m->synced_epoch);
 		uint64_t filled = atomic_load(&m->filled_epoch), ugen = atomic_load(&m->unreach_gen);
+		uint64_t agen = atomic_load(&m->asks_gen);
 		char key[128], *val = reg_json(m, synced, sepoch, filled);
 
 		snprintf(key, sizeof(key), "%s%s", KEY_NODES, m->name);
@@ -336,6 +341,7 @@ static void renew(struct kura_member *m)
 			m->reg_synced_epoch = sepoch;
 			m->reg_filled_epoch = filled;
 			m->reg_unreach_gen = ugen;
+			m->reg_asks_gen = agen;
 		}
 		free(val);
 	}
@@ -639,11 +645,11 @@ static void answer_requests(struct kura_member *m, struct mreq *r, int cancel)
 		if (cancel) {
 			r->err = -ECANCELED;
 			snprintf(r->msg, sizeof(r->msg), "blockd is stopping");
-		} else {
-			member_agent_request(m, r);
+		} else if (member_agent_request(m, r)) {
+			r = next; /* answered once the map shows it done */
+			continue;
 		}
-		atomic_fetch_add(&m->posted, 1);
-		kura_loop_post(m->loop, &r->op, 0);
+		member_post_answer(m, r);
 		r = next;
 	}
 }
@@ -757,8 +763,10 @@ static void *agent(void *arg)
 			now = member_mono_ms();
 		}
 		answer_requests(m, take_requests(m, next > now ? next - now : 0), 0);
+		member_asks_check(m, 0);
 	}
 	answer_requests(m, take_requests(m, 0), 1);
+	member_asks_check(m, 1);
 	if (m->lease)
 		kura_etcd_lease_revoke(m->etcd, m->lease);
 	return NULL;

@@ -5,7 +5,8 @@
  *   cluster      {"id","replicas","pgs","out_after_ms","created_ms"}: written
  *                once, by `vdisk cluster init` (kura_member_ctl, cluster_init)
  *   nodes/NAME   {"name","addr","domain","capacity","used","started_ms",
- *                "synced_ms","synced_epoch","filled_epoch","unreachable"}:
+ *                "synced_ms","synced_epoch","filled_epoch","unreachable",
+ *                "asks"}:
  *                the node's registration, held by its lease, so it vanishes
  *                when the node stops renewing it
  *   map          the cluster map (replication/map.h), written only by the
@@ -136,7 +137,9 @@ void kura_member_set_unreachable(struct kura_member *m, const char (*names)[KURA
 /* The node serving the cluster's vdisks as last read ("" none known). */
 const char *kura_member_service_holder(const struct kura_member *m);
 /* Control requests whose op starts with "cluster_" (docs/control.md):
- * cluster_init {replicas, pgs, out_after_ms}, cluster_status. */
+ * cluster_init {replicas, pgs, out_after_ms}, cluster_status, cluster_out
+ * {node, force} and cluster_remove {node} (member_ask.c, answered once the
+ * map shows them done). */
 void kura_member_ctl(struct kura_member *m, const struct kura_json *req, struct kura_jw *out,
 		     kura_vd_ctl_cb cb, void *arg);
 

@@ -1,4 +1,5 @@
-/* Cluster control requests (cluster_init, cluster_status) and the records
+/* Cluster control requests (cluster_init, cluster_status; cluster_out and
+ * cluster_remove are member_ask.c's) and the records
  * the member keeps in etcd (replication/member.h). */
 #include "replication/member_int.h"
 
@@ -69,6 +70,7 @@ int member_parse_reg(const char *key, const char *text, size_t len, struct mreg 
 	kura_json_get_u64(j, "synced_ms", &out->n.synced_ms);
 	kura_json_get_u64(j, "synced_epoch", &out->n.synced_epoch);
 	kura_json_get_u64(j, "filled_epoch", &out->n.filled_epoch);
+	member_asks_parse(j, &out->n);
 	{
 		const struct kura_json *u = kura_json_get(j, "unreachable");
 
@@ -177,9 +179,18 @@ static void agent_init(struct kura_member *m, struct mreq *r)
 	kura_jw_free(&w);
 }
 
-void member_agent_request(struct kura_member *m, struct mreq *r)
+int member_agent_request(struct kura_member *m, struct mreq *r)
 {
+	if (r->kind == MREQ_ASK)
+		return !member_ask_start(m, r);
 	agent_init(m, r);
+	return 0;
+}
+
+void member_post_answer(struct kura_member *m, struct mreq *r)
+{
+	atomic_fetch_add(&m->posted, 1);
+	kura_loop_post(m->loop, &r->op, 0);
 }
 
 static void view_arrived(struct kura_op *op, int res)
@@ -303,13 +314,22 @@ void member_status_json(struct kura_member *m, struct kura_jw *w)
 	kura_jw_end(w);
 }
 
+static void ask_answer(struct kura_jw *out, const struct mreq *r)
+{
+	kura_jw_str(out, "node", r->ask.node);
+	kura_jw_str(out, "state", r->state);
+	kura_jw_u64(out, "epoch", r->epoch);
+}
+
 static void request_done(struct kura_op *op, int res)
 {
 	struct mreq *r = KURA_CONTAINER_OF(op, struct mreq, op);
 	struct kura_member *m = r->m;
 
 	(void)res;
-	if (!r->err)
+	if (!r->err && r->kind == MREQ_ASK)
+		ask_answer(r->out, r);
+	else if (!r->err)
 		kura_jw_str(r->out, "cluster_id", r->cluster_id);
 	r->cb(r->arg, r->err, r->err ? r->msg : NULL);
 	free(r);
@@ -367,6 +387,15 @@ void kura_member_ctl(struct kura_member *m, const struct kura_json *req, struct 
 		if ((err = parse_init(req, r, msg, sizeof(msg)))) {
 			free(r);
 			cb(arg, err, msg);
+			return;
+		}
+	} else if (!strcmp(op, "cluster_out") || !strcmp(op, "cluster_remove")) {
+		err = member_ask_parse(m, req, !strcmp(op, "cluster_remove"), r, msg, sizeof(msg));
+		if (err) {
+			if (err > 0) /* done already */
+				ask_answer(out, r);
+			free(r);
+			cb(arg, err > 0 ? 0 : err, err > 0 ? NULL : msg);
 			return;
 		}
 	} else if (!strcmp(op, "cluster_status")) {

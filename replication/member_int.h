@@ -34,7 +34,7 @@ struct mview {
 	uint64_t read_ms;  /* wall ms it was read */
 };
 
-enum mreq_kind { MREQ_INIT };
+enum mreq_kind { MREQ_INIT, MREQ_ASK };
 
 /* The leader acts on a node's report that another is unreachable only
  * once it has stood this long: when each reports the other, both reports
@@ -75,10 +75,16 @@ struct mreq {
 	/* MREQ_INIT */
 	unsigned replicas, pgs;
 	uint64_t out_after_ms;
+	/* MREQ_ASK (member_ask.c) */
+	struct kura_map_ask ask;
+	uint64_t deadline_ms; /* mono ms the agent stops waiting for the leader */
 	/* answer */
 	int err;
 	char msg[256];
 	char cluster_id[37];
+	const char *state; /* MREQ_ASK: the node's state in the map that shows it
+			    * done ("out", or "removed") */
+	uint64_t epoch;    /* ... that map's epoch */
 	/* where the answer goes */
 	struct kura_jw *out;
 	kura_vd_ctl_cb cb;
@@ -126,6 +132,13 @@ struct kura_member {
 	char unreach[KURA_MAP_UNREACH_MAX][KURA_MAP_NAME_MAX];
 	atomic_uint_least64_t unreach_gen; /* +1 per change */
 	uint64_t reg_unreach_gen;          /* agent: the one etcd holds */
+	/* asks of `vdisk cluster out|remove` run here (member_ask.c), in the
+	 * registration until the map shows them done; guarded by mu */
+	unsigned nasks;
+	struct kura_map_ask asks[KURA_MAP_ASKS_MAX];
+	atomic_uint_least64_t asks_gen; /* +1 per change */
+	uint64_t reg_asks_gen;          /* agent: the one etcd holds */
+	struct mreq *asking;            /* agent: their requests, waiting */
 	struct ureport *ureps;             /* leader (agent): reports by age */
 	size_t nureps;
 	pthread_cond_t cv;
@@ -201,8 +214,32 @@ uint64_t member_wall_ms(void);
 uint64_t member_mono_ms(void);
 int member_parse_cluster(const char *text, size_t len, struct mcluster *out);
 int member_parse_reg(const char *key, const char *text, size_t len, struct mreg *out);
-/* Agent thread: answers one control request (it is posted back after). */
-void member_agent_request(struct kura_member *m, struct mreq *r);
+/* Agent thread: answers one control request (posted back after), or keeps
+ * it to answer later (returns 1: an ask waiting for the map). */
+int member_agent_request(struct kura_member *m, struct mreq *r);
+
+/* member_ask.c: `vdisk cluster out|remove NODE`. The node that runs it puts
+ * the ask in its registration; the map leader carries it out
+ * (kura_map_update); the request is answered once this node's map shows it
+ * done, or when the node named registers again, or after
+ * KURA_MEMBER_ASK_WAIT_MS. */
+#define KURA_MEMBER_ASK_WAIT_MS 15000
+/* Loop thread: checks op (cluster_out {node, force} or cluster_remove
+ * {node}) against the node's map; 0 with r set up for the agent, 1 when
+ * the map shows it done already (r's answer set), or -errno with msg. */
+int member_ask_parse(struct kura_member *m, const struct kura_json *req, int remove,
+		     struct mreq *r, char *msg, size_t len);
+/* Agent: adds r's ask to the registration and keeps r in m->asking; 0, or
+ * -EBUSY (r->msg set) when KURA_MAP_ASKS_MAX are in progress. */
+int member_ask_start(struct kura_member *m, struct mreq *r);
+/* Agent: answers (posts back) every waiting ask the map shows done or
+ * failed, or that waited too long; every one when cancel is set. */
+void member_asks_check(struct kura_member *m, int cancel);
+/* A registration's "asks" array: written (under mu) and read back. */
+void member_asks_json(struct kura_member *m, struct kura_jw *w);
+void member_asks_parse(const struct kura_json *j, struct kura_live_node *n);
+/* Posts a control request's answer back to the loop. */
+void member_post_answer(struct kura_member *m, struct mreq *r);
 /* Agent thread: the registrations under KEY_NODES; malloc'd array. With
  * feed, the listing goes into that table (regtab_list, which sets *missed)
  * and the answer is the table's copy. */

@@ -428,6 +428,9 @@ static void dispatch(struct vd_ctl *c, const char *op)
 	} else if (!strcmp(op, "flatten")) {
 		if (!str(c, op, "name", &f.name))
 			vd_op_flatten(c, f.name);
+	} else if (!strcmp(op, "scrub")) {
+		if (!str(c, op, "name", &f.name))
+			vd_op_scrub(c, f.name);
 	} else if (!strcmp(op, "import")) {
 		if (!str(c, op, "file", &f.file) && !str(c, op, "name", &f.name))
 			vd_op_import(c, f.file, f.name);

@@ -26,10 +26,12 @@
 static const char *const type_names[] = {
 	[JOB_FREE] = "delete", [JOB_MERGE] = "delete", [JOB_FLATTEN] = "flatten",
 	[JOB_CLONE] = "clone", [JOB_IMPORT] = "import", [JOB_EXPORT] = "export",
+	[JOB_SCRUB] = "scrub",
 };
 static const char *const kind_names[] = {
 	[JOB_FREE] = "free", [JOB_MERGE] = "merge", [JOB_FLATTEN] = "flatten",
 	[JOB_CLONE] = "clone", [JOB_IMPORT] = "import", [JOB_EXPORT] = "export",
+	[JOB_SCRUB] = "scrub",
 };
 static const char *const state_names[] = {
 	[JOB_RUNNING] = "running", [JOB_DONE] = "done", [JOB_FAILED] = "failed",
@@ -93,6 +95,29 @@ static void job_unlink(struct kura_vd_engine *e, struct vd_job *j)
 
 /* ---- JSON ---- */
 
+/* A scrub's findings: bytes read, blocks that would not read, and where
+ * the first of them are (the snapshot holding each, or null: the vdisk's
+ * own blocks or a layer no longer named). */
+static void scrub_json(struct kura_jw *w, const struct vd_job *j)
+{
+	kura_jw_u64(w, "scrub_bytes", j->scrub_bytes);
+	kura_jw_u64(w, "bad_blocks", j->bad_blocks);
+	kura_jw_arr(w, "bad");
+	for (unsigned i = 0; i < j->nbad; i++) {
+		const struct vd_layer *l = vd_layer_get(j->e, j->bad[i].layer);
+
+		kura_jw_obj(w, NULL);
+		kura_jw_u64(w, "offset", j->bad[i].off);
+		kura_jw_u64(w, "layer", j->bad[i].layer);
+		if (l && l->snap[0])
+			kura_jw_str(w, "snapshot", l->snap);
+		else
+			kura_jw_null(w, "snapshot");
+		kura_jw_end(w);
+	}
+	kura_jw_end(w);
+}
+
 void vd_job_json(struct kura_jw *w, const char *key, const struct vd_job *j)
 {
 	kura_jw_obj(w, key);
@@ -134,6 +159,8 @@ void vd_job_json(struct kura_jw *w, const char *key, const struct vd_job *j)
 	for (unsigned i = 0; i < j->nlayers; i++)
 		kura_jw_u64(w, NULL, j->layers[i]);
 	kura_jw_end(w);
+	if (j->type == JOB_SCRUB)
+		scrub_json(w, j);
 	kura_jw_end(w);
 }
 
@@ -195,6 +222,20 @@ int vd_job_from_json(struct kura_vd_engine *e, uint64_t id, const struct kura_js
 		j->layers = calloc(j->nlayers, sizeof(*j->layers));
 		for (unsigned i = 0; !err && i < j->nlayers; i++)
 			err = j->layers ? kura_json_u64(kura_json_at(arr, i), &j->layers[i]) : -ENOMEM;
+	}
+	if (!err && type == JOB_SCRUB) {
+		const struct kura_json *bad = kura_json_get(o, "bad");
+
+		kura_json_get_u64(o, "scrub_bytes", &j->scrub_bytes);
+		kura_json_get_u64(o, "bad_blocks", &j->bad_blocks);
+		for (size_t i = 0; i < kura_json_len(bad) && j->nbad < VD_SCRUB_KEEP; i++) {
+			const struct kura_json *b = kura_json_at(bad, i);
+			struct vd_bad *d = &j->bad[j->nbad];
+
+			if (!kura_json_get_u64(b, "offset", &d->off) &&
+			    !kura_json_get_u64(b, "layer", &d->layer))
+				j->nbad++;
+		}
 	}
 	if (err)
 		job_unlink(e, j);
@@ -312,6 +353,10 @@ struct step {
 	const struct vd_chain *rchain; /* reading in pieces: the chain, the next block */
 	unsigned rpos;
 	struct vd_share *sb;     /* a clone's data read once for several (share.c) */
+	uint64_t *ids;           /* scrub: the chain's layers when the step began */
+	unsigned nids, sli, sn;  /* ... how many, the one read, and the blocks of
+				  * the read in flight (at rpos) */
+	unsigned one_end;        /* scrub: reading block by block up to here (0: not) */
 };
 
 /* Where block pos of what the step read is (pos within lo..hi). */
@@ -329,7 +374,7 @@ static void step_end(struct step *st, int err)
 	struct vd_job *j = st->j;
 
 	if (st->locked)
-		vd_unlock_ext(e, st->ext, j->type == JOB_CLONE);
+		vd_unlock_ext(e, st->ext, j->type == JOB_CLONE || j->type == JOB_SCRUB);
 	vd_sched_end(e, &st->sr);
 	for (unsigned i = 0; i < j->inflight; i++) {
 		if (j->inflight_ext[i] == st->ext) {
@@ -355,6 +400,7 @@ static void step_end(struct step *st, int err)
 	if (st->sb)
 		vd_share_put(e, st->sb);
 	free(st->buf);
+	free(st->ids);
 	free(st);
 	job_pump(e, j);
 }
@@ -603,7 +649,7 @@ static int job_chain(struct kura_vd_engine *e, struct vd_job *j)
 
 	if (j->chain.n && j->chain.gen == e->tree_gen)
 		return 0;
-	if (j->type == JOB_EXPORT) {
+	if (j->type == JOB_EXPORT || j->type == JOB_SCRUB) {
 		uint64_t top = j->src;
 		if (!top) {
 			v = vd_get(e, j->vdisk);
@@ -748,6 +794,125 @@ static void import_step(struct step *st)
 			   st->ext * VD_EXT);
 }
 
+/* ---- scrub ---- */
+
+/* Reads every block each layer of the vdisk's chain holds in the step's
+ * extent, each layer on its own (a block hidden by a newer layer's is
+ * checked too), at most VD_STEP_CHUNK_BLOCKS at a time, as scrub-class I/O.
+ * The store checks every block against its checksum as it reads it. A read
+ * that fails with EIO is done again block by block; each block that still
+ * fails is counted (and the first VD_SCRUB_KEEP placed), and the scrub goes
+ * on. Any other error ends the step as it would any job's. */
+static void scrub_read(struct step *st);
+
+static void scrub_bad(struct step *st, uint64_t layer, unsigned blk)
+{
+	struct vd_job *j = st->j;
+	uint64_t off = st->ext * VD_EXT + (uint64_t)blk * VD_BLK;
+
+	if (j->nbad < VD_SCRUB_KEEP) {
+		j->bad[j->nbad].layer = layer;
+		j->bad[j->nbad++].off = off;
+		kura_log(WARN, "scrub of %s: the block at offset %llu (layer %llu) does not read: "
+			 "its data fails its checksum or the disk's read", j->vname,
+			 (unsigned long long)off, (unsigned long long)layer);
+	}
+	j->bad_blocks++;
+}
+
+static void scrub_read_done(void *arg, int err)
+{
+	struct step *st = arg;
+	uint64_t layer = st->ids[st->sli];
+
+	if (err == -EIO && st->sn > 1 && !st->one_end) {
+		/* which of these blocks: one by one */
+		st->one_end = st->rpos + st->sn;
+	} else if (err == -EIO) {
+		scrub_bad(st, layer, st->rpos);
+		st->rpos += st->sn;
+	} else if (err) {
+		step_end(st, err);
+		return;
+	} else {
+		st->j->scrub_bytes += (uint64_t)st->sn * VD_BLK;
+		st->rpos += st->sn;
+	}
+	scrub_read(st);
+}
+
+static void scrub_read(struct step *st)
+{
+	struct kura_vd_engine *e = st->e;
+	struct kura_blk_extent_info info;
+	unsigned pos, n;
+	int err;
+
+	for (;;) {
+		pos = st->rpos;
+		n = st->sli < st->nids ? vd_bm_next_run(&st->need, &pos, KURA_EXT_BLOCKS) : 0;
+		if (n)
+			break;
+		/* the next layer that holds this extent */
+		st->one_end = 0;
+		if (st->sli < st->nids)
+			st->sli++;
+		while (st->sli < st->nids &&
+		       e->bops->extent_info(e->b, st->ids[st->sli], st->ext, &info))
+			st->sli++;
+		if (st->sli >= st->nids) {
+			step_end(st, 0);
+			return;
+		}
+		st->need = info.present;
+		st->rpos = 0;
+	}
+	if (st->one_end && pos >= st->one_end)
+		st->one_end = 0;
+	if (st->one_end)
+		n = 1;
+	st->rpos = pos;
+	st->sn = KURA_MIN(n, VD_STEP_CHUNK_BLOCKS);
+	err = e->bops->read(e->b, st->ids[st->sli], st->ext, pos, st->sn, st->buf, st->sr.cls,
+			    scrub_read_done, st);
+	if (err)
+		step_later(st, err);
+}
+
+static void scrub_locked(void *arg)
+{
+	struct step *st = arg;
+	struct kura_vd_engine *e = st->e;
+	struct vd_job *j = st->j;
+	struct kura_blk_extent_info info;
+	int err;
+
+	st->locked = true;
+	if ((err = job_chain(e, j))) {
+		step_later(st, err);
+		return;
+	}
+	/* the chain may change under the step (a snapshot adds a layer): it
+	 * reads the layers it began with */
+	st->buf = kura_aligned_alloc_raw((size_t)VD_STEP_CHUNK_BLOCKS * VD_BLK);
+	st->ids = malloc((j->chain.n ? j->chain.n : 1) * sizeof(*st->ids));
+	if (!st->buf || !st->ids) {
+		step_later(st, -ENOMEM);
+		return;
+	}
+	st->nids = j->chain.n;
+	if (st->nids)
+		memcpy(st->ids, j->chain.ids, st->nids * sizeof(*st->ids));
+	/* layer 0 first; scrub_read moves on to the next that holds the extent */
+	st->sli = 0;
+	if (!st->nids || e->bops->extent_info(e->b, st->ids[0], st->ext, &info))
+		memset(&st->need, 0, sizeof(st->need));
+	else
+		st->need = info.present;
+	st->rpos = 0;
+	scrub_read(st);
+}
+
 static void step_go(struct vd_sreq *r);
 
 /* A step waits for the scheduler before it touches data; freeing extents
@@ -771,7 +936,9 @@ static void step_start(struct kura_vd_engine *e, struct vd_job *j, uint64_t ext)
 		return;
 	}
 	st->sr.vdisk = j->vdisk;
-	st->sr.cls = j->type == JOB_MERGE || j->type == JOB_FLATTEN ? KURA_IO_MERGE : KURA_IO_CLONE;
+	st->sr.cls = j->type == JOB_MERGE || j->type == JOB_FLATTEN ? KURA_IO_MERGE
+		     : j->type == JOB_SCRUB ? KURA_IO_SCRUB
+					      : KURA_IO_CLONE;
 	st->sr.bytes = VD_EXT;
 	vd_sched_go(e, &st->sr);
 }
@@ -799,6 +966,11 @@ static void step_go(struct vd_sreq *r)
 		break;
 	case JOB_EXPORT:
 		err = vd_lock_ext(e, ext, false, export_locked, st);
+		break;
+	case JOB_SCRUB:
+		/* against merges only, which move blocks between the layers
+		 * it reads: guest writes land beside it */
+		err = vd_lock_ext(e, ext, true, scrub_locked, st);
 		break;
 	case JOB_IMPORT:
 		import_step(st);
@@ -877,6 +1049,7 @@ static int job_list(struct kura_vd_engine *e, struct vd_job *j)
 	case JOB_FLATTEN:
 	case JOB_CLONE:
 	case JOB_EXPORT:
+	case JOB_SCRUB:
 		err = job_chain(e, j);
 		if (!err)
 			err = union_list(e, &j->chain, j->cursor, &j->exts, &j->nexts);
@@ -928,7 +1101,7 @@ static void job_begin(struct kura_vd_engine *e, struct vd_job *j)
 	}
 	if (j->type == JOB_IMPORT || j->type == JOB_EXPORT)
 		j->total = j->size;
-	else if (j->type == JOB_FLATTEN || j->type == JOB_CLONE)
+	else if (j->type == JOB_FLATTEN || j->type == JOB_CLONE || j->type == JOB_SCRUB)
 		j->total = (j->nexts + j->pos) * VD_EXT + j->done;
 	else
 		j->total = j->done + j->nexts * VD_EXT;
@@ -1119,6 +1292,7 @@ static void finish_ok(struct kura_vd_engine *e, struct vd_job *j, struct kura_ca
 		finish_vdisk_ready(e, j, t);
 		break;
 	case JOB_EXPORT:
+	case JOB_SCRUB:
 		break;
 	}
 }

@@ -541,6 +541,24 @@ void vd_op_flatten(struct vd_ctl *c, const char *name)
 	commit(c, &t, answer_job);
 }
 
+/* ---- scrub ---- */
+
+void vd_op_scrub(struct vd_ctl *c, const char *name)
+{
+	struct kura_cat_txn t;
+	struct vd_job *j;
+
+	if (!(c->v = vd_need_vdisk(c, name)) || not_busy(c, c->v, "scrub"))
+		return;
+	if (!(j = new_job(c, JOB_SCRUB, c->v)))
+		return;
+	snprintf(j->source, sizeof(j->source), "%s", name);
+	snprintf(j->target, sizeof(j->target), "%s", name);
+	kura_cat_txn_init(&t);
+	vd_txn_job(&t, j);
+	commit(c, &t, answer_job);
+}
+
 /* ---- import, export ---- */
 
 static int check_path(struct vd_ctl *c, const char *file)

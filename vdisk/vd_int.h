@@ -90,8 +90,10 @@ struct kura_vd_handle {
 	struct vd_chain chain; /* for a snapshot handle */
 };
 
-enum vd_job_type { JOB_FREE, JOB_MERGE, JOB_FLATTEN, JOB_CLONE, JOB_IMPORT, JOB_EXPORT };
+enum vd_job_type { JOB_FREE, JOB_MERGE, JOB_FLATTEN, JOB_CLONE, JOB_IMPORT, JOB_EXPORT, JOB_SCRUB };
 enum vd_job_state { JOB_RUNNING, JOB_DONE, JOB_FAILED, JOB_CANCELLED };
+
+#define VD_SCRUB_KEEP 8
 
 struct vd_job {
 	uint64_t id;
@@ -107,6 +109,13 @@ struct vd_job {
 	char *file;              /* import / export */
 	uint64_t size;           /* import / export bytes */
 	uint64_t cursor;         /* extents below this are done */
+	/* JOB_SCRUB: what it read, the blocks that would not read, and where
+	 * the first VD_SCRUB_KEEP of those are */
+	uint64_t scrub_bytes, bad_blocks;
+	struct vd_bad {
+		uint64_t layer, off; /* off: byte offset in the vdisk */
+	} bad[VD_SCRUB_KEEP];
+	unsigned nbad;
 	uint64_t done, total;    /* bytes, for progress */
 	uint64_t started, finished;
 	char error[256];
@@ -328,6 +337,7 @@ void vd_op_rollback(struct vd_ctl *c, const char *name, const char *snap);
 void vd_op_clone(struct vd_ctl *c, const char *name, const char *snap, const char *new_name,
 		 int full);
 void vd_op_flatten(struct vd_ctl *c, const char *name);
+void vd_op_scrub(struct vd_ctl *c, const char *name);
 void vd_op_import(struct vd_ctl *c, const char *file, const char *name);
 void vd_op_export(struct vd_ctl *c, const char *name, const char *snap, const char *file);
 void vd_op_job_cancel(struct vd_ctl *c, uint64_t id);

@@ -48,6 +48,10 @@ check_all() {
 }
 check_all $S
 echo "ok: vm1 written over iSCSI, snapshot s1, written again, clone c1 of s1: both read back"
+vdn $S scrub vm1 --wait >"$WORK/scrub.out" 2>&1 || fail "scrub of vm1: $(cat "$WORK/scrub.out")"
+grep -q "^scrub of vm1 done: .* read and checked in .*; every block read back as written$" \
+	"$WORK/scrub.out" || fail "scrub of vm1 said: $(cat "$WORK/scrub.out")"
+echo "ok: $(cat "$WORK/scrub.out")"
 # RF 3 on three nodes: the serving node holds a copy of everything, and
 # reads it from its own disks
 reads_of() { status_of "$1" | sed -n 's/.*"vdisk_reads":{"local":\([0-9]*\),"remote":\([0-9]*\).*/\1 \2/p'; }

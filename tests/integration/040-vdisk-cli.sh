@@ -64,7 +64,7 @@ wait_job() {
 
 # ---- without blockd: help, command-line errors, the not-running message
 must "help" "$V" help
-for c in create list info resize delete snapshot snapshots rollback clone flatten import \
+for c in create list info resize delete snapshot snapshots rollback clone flatten scrub import \
 	export jobs "job show" "job cancel" fsck version; do
 	printf '%s\n' "$OUT" | grep -q "^  $c " || fail "help lacks $c"
 	"$V" $c --help | head -n 1 | grep -q "^usage: vdisk $c" || fail "$c --help"
@@ -278,6 +278,38 @@ must "fsck after restart" "$V" fsck
 must "rollback" "$V" rollback img@before
 must "export after rollback" "$V" export img out5.bin --wait
 cmp "$WORK/a.bin" "$WORK/out5.bin" || fail "rollback did not restore the snapshot"
+
+# ---- scrub: every stored block read back against its checksum; a block
+# spoiled on the disk while blockd was down is found and placed
+head -c 1048576 /dev/urandom >"$WORK/s.bin"
+printf 'kura-scrub-mark-7f3a9c' | dd of="$WORK/s.bin" bs=4096 seek=128 conv=notrunc 2>/dev/null
+must "import for scrub" "$V" import s.bin sc --wait
+must "scrub --wait" "$V" scrub sc --wait
+printf '%s\n' "$OUT" | grep -q "^scrub of sc done: 1.0 MiB read and checked in [0-9.]* s; every block read back as written$" ||
+	fail "scrub said: $OUT"
+stop_blockd
+hits=$(grep -obUa "kura-scrub-mark-7f3a9c" "$WORK/disk.img" | cut -d: -f1)
+[ -n "$hits" ] || fail "the scrub mark is not on the disk"
+for off in $hits; do
+	printf 'X' | dd of="$WORK/disk.img" bs=1 seek=$((off + 100)) conv=notrunc 2>/dev/null
+done
+start_blockd
+expect_err 1 "scrub finds the spoiled block" \
+	"scrub of sc: 1 block does not read (the data there is lost): write it again, or restore it from a backup$" \
+	"$V" scrub sc --wait
+"$V" scrub sc --wait >"$WORK/scrub.out" 2>/dev/null
+grep -q "^  offset 524288 (4 KiB block 128)$" "$WORK/scrub.out" || fail "scrub placed: $(cat "$WORK/scrub.out")"
+grep -q "1020.0 KiB read and checked in" "$WORK/scrub.out" || fail "scrub read: $(cat "$WORK/scrub.out")"
+id=$("$V" jobs --json | tr -d ' \n' | sed 's/.*"id":\([0-9]*\),"type":"scrub".*/\1/')
+must "job show of a scrub" "$V" job show "$id"
+has "bad blocks:"
+printf '%s\n' "$OUT" | grep -q "^  offset 524288 (4 KiB block 128)$" || fail "job show: $OUT"
+must "scrub without --wait" "$V" scrub sc
+has "started: scrub"
+must "job show --json of a scrub" "$V" job show "$id" --json
+json_is "scrub job record" 'v["bad_blocks"] == 1 and v["bad"][0]["offset"] == 524288 and v["scrub_bytes"] == 1044480' '"bad_blocks": 1'
+while "$V" jobs | grep -q " running "; do sleep 0.2; done
+must "delete the scrubbed vdisk" "$V" delete sc
 
 # a dead blockd leaves its socket behind: refused, and said so
 kill -9 $BPID; wait $BPID 2>/dev/null

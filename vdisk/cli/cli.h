@@ -42,6 +42,7 @@ enum {
 	OPT_CLEAR = 1u << 5,
 	OPT_WATCH = 1u << 6,
 	OPT_VALUES = 1u << 7, /* takes --key VALUE options of its own, left in argv */
+	OPT_FORCE = 1u << 8,
 };
 
 struct cli;
@@ -167,6 +168,8 @@ int cli_job_started(struct cli *c, const struct kura_json *ans);
 int cli_wait_job(struct cli *c, uint64_t id);
 /* "import of vm1", "clone of tmpl@base to vm2" into buf. */
 const char *cli_job_what(const struct kura_json *job, char *buf, size_t len);
+/* A scrub job's blocks that do not read, a line each (offset, snapshot). */
+void cli_print_bad_blocks(const struct kura_json *job);
 
 /* ---- commands (cmd_*.c) ---- */
 extern const struct cli_cmd cli_cmds[];
@@ -182,6 +185,7 @@ int cli_cmd_snapshots(struct cli *c, int argc, char **argv);
 int cli_cmd_rollback(struct cli *c, int argc, char **argv);
 int cli_cmd_clone(struct cli *c, int argc, char **argv);
 int cli_cmd_flatten(struct cli *c, int argc, char **argv);
+int cli_cmd_scrub(struct cli *c, int argc, char **argv);
 int cli_cmd_import(struct cli *c, int argc, char **argv);
 int cli_cmd_export(struct cli *c, int argc, char **argv);
 int cli_cmd_jobs(struct cli *c, int argc, char **argv);
@@ -197,6 +201,8 @@ int cli_cmd_iscsi_cache(struct cli *c, int argc, char **argv);
 int cli_cmd_qos(struct cli *c, int argc, char **argv);
 int cli_cmd_cluster_init(struct cli *c, int argc, char **argv);
 int cli_cmd_cluster_status(struct cli *c, int argc, char **argv);
+int cli_cmd_cluster_out(struct cli *c, int argc, char **argv);
+int cli_cmd_cluster_remove(struct cli *c, int argc, char **argv);
 int cli_cmd_qos_show(struct cli *c, int argc, char **argv);
 int cli_cmd_stats(struct cli *c, int argc, char **argv);
 

@@ -228,3 +228,41 @@ int cli_cmd_cluster_status(struct cli *c, int argc, char **argv)
 	kura_json_free(ans);
 	return err;
 }
+
+/* vdisk cluster out NODE [--force], vdisk cluster remove NODE */
+static int node_ask(struct cli *c, const char *op, const char *node)
+{
+	struct kura_json *ans;
+	struct kura_jw w;
+	int err;
+
+	cli_req(&w, op);
+	kura_jw_str(&w, "node", node);
+	if (c->opts & OPT_FORCE)
+		kura_jw_bool(&w, "force", 1);
+	if ((err = cli_call(c, &w, &ans)))
+		return err;
+	if (c->opts & OPT_JSON)
+		err = cli_print_json(ans, "ok");
+	else if (!strcmp(cli_str(ans, "state"), "removed"))
+		printf("node %s is no longer in the cluster map (epoch %llu)\n", node,
+		       (unsigned long long)cli_u64(ans, "epoch"));
+	else
+		printf("node %s is out (map epoch %llu): the nodes that took its places copy its "
+		       "data; see `vdisk cluster status`\n", node,
+		       (unsigned long long)cli_u64(ans, "epoch"));
+	kura_json_free(ans);
+	return err;
+}
+
+int cli_cmd_cluster_out(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return node_ask(c, "cluster_out", argv[0]);
+}
+
+int cli_cmd_cluster_remove(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return node_ask(c, "cluster_remove", argv[0]);
+}

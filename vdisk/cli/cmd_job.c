@@ -116,6 +116,11 @@ static int print_job(const struct kura_json *j)
 	cli_kv("started:", "%s", cli_fmt_time(cli_u64(j, "started"), b, sizeof(b)));
 	cli_kv("finished:", "%s", cli_fmt_time(cli_u64(j, "finished"), b, sizeof(b)));
 	cli_kv("error:", "%s", cli_str(j, "error"));
+	if (!strcmp(cli_str(j, "type"), "scrub")) {
+		cli_kv("read:", "%s", kura_fmt_size(cli_u64(j, "scrub_bytes"), r, sizeof(r)));
+		cli_kv("bad blocks:", "%llu", (unsigned long long)cli_u64(j, "bad_blocks"));
+		cli_print_bad_blocks(j);
+	}
 	return 0;
 }
 

@@ -1,4 +1,4 @@
-/* vdisk snapshot, snapshots, rollback, clone, flatten. */
+/* vdisk snapshot, snapshots, rollback, clone, flatten, scrub. */
 #include "vdisk/cli/cli.h"
 
 #include "common/util.h"
@@ -103,15 +103,27 @@ int cli_cmd_clone(struct cli *c, int argc, char **argv)
 	return err;
 }
 
-int cli_cmd_flatten(struct cli *c, int argc, char **argv)
+/* op on vdisk name starts a job: follow it as cli_job_started does. */
+static int name_job(struct cli *c, const char *op, const char *name)
 {
 	struct kura_json *ans;
 	int err;
 
-	(void)argc;
-	if ((err = cli_call_name(c, "flatten", argv[0], &ans)))
+	if ((err = cli_call_name(c, op, name, &ans)))
 		return err;
 	err = cli_job_started(c, ans);
 	kura_json_free(ans);
 	return err;
+}
+
+int cli_cmd_flatten(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return name_job(c, "flatten", argv[0]);
+}
+
+int cli_cmd_scrub(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return name_job(c, "scrub", argv[0]);
 }

@@ -65,6 +65,17 @@ const struct cli_cmd cli_cmds[] = {
 	  "Copies into NAME the blocks it still reads from the snapshot it was cloned\n"
 	  "from, in a job, so that it no longer depends on it.\n" WAIT_RULE,
 	  OPT_WAIT, 1, 1, cli_cmd_flatten },
+	{ "scrub", "NAME [--wait]", "read every stored block of a vdisk and check it",
+	  "Starts a job that reads every block NAME's layers hold (its own and its\n"
+	  "snapshots', and those of the vdisk it was cloned from) and checks each\n"
+	  "against the checksum written with it, as scrub-class I/O: it takes what\n"
+	  "guest I/O leaves. A block that does not read (its data fails its checksum,\n"
+	  "or the disk fails the read) is counted and placed, and the scrub goes on.\n"
+	  "In a cluster a block whose copy fails is read from another replica, so it\n"
+	  "counts only when no copy reads. With --wait, it ends by saying what it read\n"
+	  "and which blocks do not read (exit status 1 if any); `vdisk job show ID`\n"
+	  "says the same.\n" WAIT_RULE,
+	  OPT_WAIT, 1, 1, cli_cmd_scrub },
 	{ "import", "FILE NAME [--wait]", "make a vdisk from a file or device",
 	  "Makes vdisk NAME holding the content of FILE (its size rounded up to 4 KiB),\n"
 	  "copied by a job. blockd reads FILE itself: a relative path is made absolute\n"
@@ -205,6 +216,27 @@ const struct cli_cmd cli_cmds[] = {
 	  "cut off from the cluster never acknowledges what the others cannot see.\n"
 	  JSON_RULE,
 	  OPT_JSON, 0, 0, cli_cmd_cluster_status },
+	{ "cluster out", "NODE [--force] [--json]",
+	  "mark a down node out now: its copies are rebuilt elsewhere",
+	  "A node whose lease lapsed is down: its groups run on their other replicas\n"
+	  "and it catches up if it comes back. Only after --out-after (cluster init)\n"
+	  "does it go out, and the nodes that take its places copy its data. When you\n"
+	  "know the node is not coming back soon (a host that failed), this makes it\n"
+	  "out at once. Run it on any node that is up; it waits (up to 15 s) until\n"
+	  "the cluster map shows the node out. Refused for a node that is up or\n"
+	  "recovering (stop its blockd first), and for a node that is a member of a\n"
+	  "group with no other replica up to take writes from (its copy may be the\n"
+	  "newest there is): --force makes it out all the same. A node that comes back\n"
+	  "after going out catches up as any returning node does.\n" JSON_RULE,
+	  OPT_JSON | OPT_FORCE, 1, 1, cli_cmd_cluster_out },
+	{ "cluster remove", "NODE [--json]", "forget a node that is out",
+	  "Removes a node that is out from the cluster map, so that status no longer\n"
+	  "lists it. It is in no placement group's set by then: nothing moves. Refused\n"
+	  "for a node that is up, recovering or down (mark it out first). Should a\n"
+	  "removed node register again, it joins as a new node: recovering, brought\n"
+	  "up to date before it serves. It waits (up to 15 s) until the cluster map\n"
+	  "shows the node gone.\n" JSON_RULE,
+	  OPT_JSON, 1, 1, cli_cmd_cluster_remove },
 	{ "version", "", "print vdisk's and blockd's versions",
 	  "Prints the version of this vdisk command, then asks blockd for its own.\n",
 	  0, 0, 0, cli_cmd_version },

@@ -87,6 +87,44 @@ static void clear_bar(struct waiting *wt)
 	wt->drawn = 0;
 }
 
+void cli_print_bad_blocks(const struct kura_json *job)
+{
+	const struct kura_json *bad = cli_get(job, "bad", KURA_JSON_ARR);
+	uint64_t n = cli_u64(job, "bad_blocks");
+	size_t i;
+
+	for (i = 0; i < kura_json_len(bad); i++) {
+		const struct kura_json *b = kura_json_at(bad, i);
+		const char *snap = NULL;
+
+		kura_json_get_str(b, "snapshot", &snap);
+		printf("  offset %llu (4 KiB block %llu)%s%s\n",
+		       (unsigned long long)cli_u64(b, "offset"),
+		       (unsigned long long)(cli_u64(b, "offset") / 4096), snap ? ", snapshot " : "",
+		       snap ? snap : "");
+	}
+	if (n > i)
+		printf("  and %llu more\n", (unsigned long long)(n - i));
+}
+
+/* A scrub's last word: what it read, and the blocks that do not read. */
+static int scrub_finished(const struct kura_json *job, const char *what, double secs)
+{
+	uint64_t n = cli_u64(job, "bad_blocks");
+	char b[32];
+
+	printf("%s done: %s read and checked in %.1f s; %s\n", what,
+	       kura_fmt_size(cli_u64(job, "scrub_bytes"), b, sizeof(b)), secs,
+	       n ? "these blocks do not read:" : "every block read back as written");
+	if (!n)
+		return 0;
+	cli_print_bad_blocks(job);
+	return cli_fail(-EIO, "%s: %llu block%s do%s not read (the data there is lost): write %s "
+			"again, or restore %s from a backup", what, (unsigned long long)n,
+			n == 1 ? "" : "s", n == 1 ? "es" : "", n == 1 ? "it" : "them",
+			n == 1 ? "it" : "them");
+}
+
 static int finished(struct waiting *wt, const struct kura_json *job)
 {
 	const char *state = cli_str(job, "state");
@@ -103,6 +141,8 @@ static int finished(struct waiting *wt, const struct kura_json *job)
 		return cli_fail(-EPROTO, "%s: blockd says it is '%s'", what, state);
 	if (secs < 0.001)
 		secs = 0.001;
+	if (!strcmp(cli_str(job, "type"), "scrub"))
+		return scrub_finished(job, what, secs);
 	printf("%s done: %s in %.1f s (%s/s)\n", what, kura_fmt_size(total, b, sizeof(b)), secs,
 	       kura_fmt_size((uint64_t)((double)total / secs), r, sizeof(r)));
 	return 0;

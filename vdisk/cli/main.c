@@ -21,6 +21,7 @@ static const struct {
 	{ "--mutual", OPT_MUTUAL },
 	{ "--clear", OPT_CLEAR },
 	{ "--watch", OPT_WATCH },
+	{ "--force", OPT_FORCE },
 };
 
 static int is_flag(const char *arg)

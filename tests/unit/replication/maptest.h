@@ -32,4 +32,14 @@ static inline void test_node(struct kura_live_node *l, unsigned k, unsigned rack
 	live_node(l, name, addr, rack);
 }
 
+/* The map's node called name (a check fails when there is none; include
+ * tests/unit/harness.h first). */
+static inline struct kura_map_node *node(struct kura_map *m, const char *name)
+{
+	int i = kura_map_find(m, name);
+
+	CHECK(i >= 0);
+	return i >= 0 ? &m->nodes[i] : &m->nodes[0];
+}
+
 #endif

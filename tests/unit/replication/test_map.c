@@ -23,14 +23,6 @@ static void make_map(struct kura_map *m, unsigned replicas, unsigned pgs, unsign
 	free(live);
 }
 
-static struct kura_map_node *node(struct kura_map *m, const char *name)
-{
-	int i = kura_map_find(m, name);
-
-	CHECK(i >= 0);
-	return &m->nodes[i];
-}
-
 /* A group's set by node names, so that maps with different node lists
  * compare. */
 struct set {

@@ -276,3 +276,95 @@ TEST(test_map_update_sets_back_a_node_reported_unreachable)
 	CHECK_EQ(m.nodes[2].state, KURA_NODE_UP);
 	kura_map_free(&m);
 }
+
+static void ask(struct kura_live_node *l, const char *node, enum kura_map_ask_kind kind)
+{
+	snprintf(l->asks[l->nasks].node, KURA_MAP_NAME_MAX, "%s", node);
+	l->asks[l->nasks++].kind = kind;
+}
+
+TEST(test_map_update_carries_out_an_up_nodes_asks_to_mark_out_and_remove)
+{
+	struct kura_map m, before;
+	struct kura_live_node l[4];
+	unsigned a[KURA_MAP_MAX_REPLICAS], b[KURA_MAP_MAX_REPLICAS], gained = 0;
+	uint64_t epoch;
+
+	CHECK_EQ(kura_map_init(&m, CID, 2, 64, OUT_AFTER), 0);
+	for (unsigned k = 0; k < 4; k++)
+		test_node(&l[k], k, 4);
+	CHECK_EQ(kura_map_update(&m, l, 4, 1000), 1);
+	/* asks about a live node, or an unknown one, do nothing */
+	ask(&l[0], "n003", KURA_ASK_OUT);
+	ask(&l[0], "n003", KURA_ASK_REMOVE);
+	ask(&l[0], "nobody", KURA_ASK_OUT);
+	epoch = m.epoch;
+	CHECK_EQ(kura_map_update(&m, l, 4, 2000), 0);
+	CHECK_EQ(m.epoch, epoch);
+	CHECK_EQ(m.nodes[3].state, KURA_NODE_UP);
+	/* n003 stops: it goes DOWN, and in the same step an UP node's ask
+	 * takes it OUT long before out_after */
+	l[0].nasks = 0;
+	ask(&l[0], "n003", KURA_ASK_OUT);
+	CHECK_EQ(kura_map_update(&m, l, 3, 3000), 1);
+	CHECK_EQ(m.nodes[3].state, KURA_NODE_OUT);
+	CHECK_EQ(m.nodes[3].since_ms, 3000);
+	l[0].nasks = 0;
+	/* another DOWN node, asked about by a RECOVERING node: its word does
+	 * not count; by an UP one, it does */
+	memmove(&l[1], &l[2], sizeof(l[1])); /* n002 live, n001 not */
+	CHECK_EQ(kura_map_update(&m, l, 2, 4000), 1);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_DOWN);
+	CHECK_EQ(kura_map_copy(&before, &m), 0);
+	node(&m, "n000")->state = KURA_NODE_RECOVERING;
+	ask(&l[0], "n001", KURA_ASK_OUT);
+	ask(&l[1], "n001", KURA_ASK_REMOVE); /* DOWN, not OUT: stays */
+	CHECK_EQ(kura_map_update(&m, l, 2, 5000), 0);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_DOWN);
+	ask(&l[1], "n001", KURA_ASK_OUT);
+	CHECK_EQ(kura_map_update(&m, l, 2, 6000), 1);
+	CHECK_EQ(m.nodes[1].state, KURA_NODE_OUT);
+	/* the nodes entering n001's groups fill them */
+	for (uint32_t pg = 0; pg < m.pgs; pg++) {
+		unsigned na = kura_map_place(&before, pg, a), nb = kura_map_place(&m, pg, b);
+		for (unsigned i = 0; i < nb; i++)
+			if (!in_set(a, na, b[i])) {
+				CHECK(kura_map_filling(&m, pg, m.nodes[b[i]].name));
+				gained++;
+			}
+	}
+	CHECK(gained > 0);
+	l[0].nasks = l[1].nasks = 0;
+	/* remove: not a live node, and an OUT one (n003) */
+	node(&m, "n000")->state = KURA_NODE_UP;
+	kura_map_free(&before);
+	CHECK_EQ(kura_map_copy(&before, &m), 0);
+	ask(&l[1], "n000", KURA_ASK_REMOVE); /* live */
+	ask(&l[1], "n003", KURA_ASK_REMOVE);
+	epoch = m.epoch;
+	CHECK_EQ(kura_map_update(&m, l, 2, 7000), 1);
+	CHECK_EQ(m.epoch, epoch + 1);
+	CHECK_EQ(m.nnodes, 3);
+	CHECK_EQ(kura_map_find(&m, "n003"), -1);
+	CHECK(kura_map_find(&m, "n001") >= 0);
+	/* placement is the same without the OUT node's entry */
+	for (uint32_t pg = 0; pg < m.pgs; pg++) {
+		unsigned na = kura_map_place(&before, pg, a), nb = kura_map_place(&m, pg, b);
+		CHECK_EQ(na, nb);
+		for (unsigned i = 0; i < nb; i++)
+			CHECK(!strcmp(before.nodes[a[i]].name, m.nodes[b[i]].name));
+	}
+	/* asked again (the ask stays in a registration until the map shows it
+	 * done): nothing more happens */
+	CHECK_EQ(kura_map_update(&m, l, 2, 8000), 0);
+	/* the removed node registers again: a node never seen, RECOVERING
+	 * (join_up_until_ms has passed) */
+	l[1].nasks = 0;
+	test_node(&l[2], 3, 4);
+	m.join_up_until_ms = 1;
+	CHECK_EQ(kura_map_update(&m, l, 3, 9000), 1);
+	CHECK_EQ(node(&m, "n003")->state, KURA_NODE_RECOVERING);
+	CHECK_EQ(node(&m, "n003")->last_up_epoch, 0);
+	kura_map_free(&before);
+	kura_map_free(&m);
+}

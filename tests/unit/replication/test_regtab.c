@@ -290,3 +290,38 @@ TEST(test_regtab_matches_a_model_with_late_events)
 	CHECK(missed_seen > 10); /* the late events were seen as missed */
 	regtab_free(&t);
 }
+
+TEST(test_registration_asks_parse_and_ignore_what_is_not_understood)
+{
+	static const char text[] =
+		"{\"name\":\"n1\",\"addr\":\"10.0.0.1:7000\",\"domain\":\"r1\",\"asks\":["
+		"{\"node\":\"n4\",\"op\":\"out\"},{\"node\":\"n5\",\"op\":\"remove\"},"
+		"{\"node\":\"n6\",\"op\":\"destroy\"},{\"node\":7,\"op\":\"out\"},{\"op\":\"out\"},"
+		"{\"node\":\"\",\"op\":\"out\"},\"n7\",{\"node\":\"n8\",\"op\":\"out\"},"
+		"{\"node\":\"n9\",\"op\":\"out\"},{\"node\":\"n10\",\"op\":\"out\"}]}";
+	char key[64], longname[KURA_MAP_NAME_MAX + 40], bad[256];
+	struct mreg r;
+
+	snprintf(key, sizeof(key), "%sn1", KEY_NODES);
+	CHECK_EQ(member_parse_reg(key, text, strlen(text), &r), 0);
+	/* the first KURA_MAP_ASKS_MAX that are understood */
+	CHECK_EQ(r.n.nasks, KURA_MAP_ASKS_MAX);
+	CHECK(!strcmp(r.n.asks[0].node, "n4"));
+	CHECK_EQ(r.n.asks[0].kind, KURA_ASK_OUT);
+	CHECK(!strcmp(r.n.asks[1].node, "n5"));
+	CHECK_EQ(r.n.asks[1].kind, KURA_ASK_REMOVE);
+	CHECK(!strcmp(r.n.asks[2].node, "n8"));
+	CHECK(!strcmp(r.n.asks[3].node, "n9"));
+	/* a name too long for the map, or asks that are not an array */
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	snprintf(bad, sizeof(bad),
+		 "{\"name\":\"n1\",\"addr\":\"10.0.0.1:7000\",\"domain\":\"r1\",\"asks\":["
+		 "{\"node\":\"%s\",\"op\":\"out\"}]}", longname);
+	CHECK_EQ(member_parse_reg(key, bad, strlen(bad), &r), 0);
+	CHECK_EQ(r.n.nasks, 0);
+	snprintf(bad, sizeof(bad),
+		 "{\"name\":\"n1\",\"addr\":\"10.0.0.1:7000\",\"domain\":\"r1\",\"asks\":{}}");
+	CHECK_EQ(member_parse_reg(key, bad, strlen(bad), &r), 0);
+	CHECK_EQ(r.n.nasks, 0);
+}

@@ -692,3 +692,87 @@ TEST(test_hidden_snapshot_waits_for_its_child_merging_away)
 	expect1(&t, "a", NULL, 0, 7);
 	tvd_close(&t);
 }
+
+/* Spoils, on the media, the block written with tag and salt (ts_fill)
+ * outside the journal (its first 16 MiB): as a disk's silent corruption. */
+static void spoil_block(struct tvd *t, uint64_t tag, uint64_t salt)
+{
+	char *pattern = ts_buf(1);
+	int found = 0;
+
+	ts_fill(pattern, tag, salt);
+	for (uint64_t off = 16u << 20; off + 4096 <= t->m->size; off += 4096)
+		if (!memcmp(t->m->current + off, pattern, 4096)) {
+			t->m->current[off + 100] ^= 0x40;
+			t->m->durable[off + 100] ^= 0x40;
+			found++;
+		}
+	CHECK_EQ(found, 1);
+}
+
+static uint64_t scrub(struct tvd *t, const char *name)
+{
+	uint64_t id;
+
+	CHECK(tvd_ctl(t, "{\"op\":\"scrub\",\"name\":\"%s\"}", name) == 0);
+	id = tvd_ans_u64(t, "job", "id");
+	tvd_jobs(t);
+	CHECK(tvd_ctl(t, "{\"op\":\"job\",\"id\":%llu}", (unsigned long long)id) == 0);
+	return id;
+}
+
+TEST(test_scrub_reads_every_layer_and_places_the_blocks_that_do_not_read)
+{
+	struct tvd t;
+	const struct kura_json *bad, *job;
+	const char *s;
+
+	tvd_open(&t, 0);
+	create(&t, "a", "64M");
+	CHECK(tvd_write(&t, "a", 0, 4, 11) == 0);
+	CHECK(tvd_write(&t, "a", EXTB + 44, 2, 12) == 0);
+	snap(&t, "a", "s1");
+	CHECK(tvd_write(&t, "a", 1, 1, 13) == 0); /* hides s1's block 1 from reads of a */
+	CHECK(tvd_write(&t, "a", 2 * EXTB + 88, 1, 14) == 0);
+	tvd_restart(&t); /* every block in place */
+
+	/* all well: 8 blocks read, none bad */
+	scrub(&t, "a");
+	job = kura_json_get(t.ans, "job");
+	CHECK(kura_json_get_str(job, "state", &s) == 0 && !strcmp(s, "done"));
+	CHECK(kura_json_get_str(job, "type", &s) == 0 && !strcmp(s, "scrub"));
+	CHECK_EQ(tvd_ans_u64(&t, "job", "scrub_bytes"), 8 * 4096);
+	CHECK_EQ(tvd_ans_u64(&t, "job", "bad_blocks"), 0);
+
+	/* s1's block 1, which no read of a reaches, and a's own block at
+	 * 2 * EXTB + 88 */
+	spoil_block(&t, 11, 1);
+	spoil_block(&t, 14, 2 * EXTB + 88);
+	scrub(&t, "a");
+	job = kura_json_get(t.ans, "job");
+	CHECK(kura_json_get_str(job, "state", &s) == 0 && !strcmp(s, "done"));
+	CHECK_EQ(tvd_ans_u64(&t, "job", "bad_blocks"), 2);
+	CHECK_EQ(tvd_ans_u64(&t, "job", "scrub_bytes"), 6 * 4096); /* the rest read */
+	bad = kura_json_get(job, "bad");
+	CHECK_EQ(kura_json_len(bad), 2);
+	for (size_t i = 0; i < kura_json_len(bad); i++) {
+		const struct kura_json *b = kura_json_at(bad, i);
+		uint64_t off = 0;
+
+		CHECK(kura_json_get_u64(b, "offset", &off) == 0);
+		if (off == 4096) {
+			CHECK(kura_json_get_str(b, "snapshot", &s) == 0 && !strcmp(s, "s1"));
+		} else {
+			CHECK_EQ(off, (2 * EXTB + 88) * 4096ull);
+			CHECK_EQ(kura_json_type(kura_json_get(b, "snapshot")), KURA_JSON_NULL);
+		}
+	}
+	/* the blocks beside the bad ones read as written */
+	expect1(&t, "a", NULL, 0, 11);
+	expect1(&t, "a", NULL, 1, 13);
+	expect1(&t, "a", "s1", 2, 11);
+	expect1(&t, "a", NULL, EXTB + 45, 12);
+	/* a scrub is refused on what is not there */
+	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"scrub\",\"name\":\"nope\"}"), -ENOENT);
+	tvd_close(&t);
+}
