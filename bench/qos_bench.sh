@@ -7,7 +7,9 @@
 # blockd), runs alone for QOS_PHASE seconds, then while QOS_CLONES full
 # clones of a QOS_TEMPLATE template run at once, then alone again. For each
 # mode: guest p50 / p99 / max latency per phase and the clones' throughput,
-# against the clones' throughput on an idle node. Then the per-vdisk limit:
+# against the clones' throughput on an idle node; then a scrub of the
+# template (`vdisk scrub`: every block read and checked) under the same
+# guest load, against the scrub on an idle node. Then the per-vdisk limit:
 # 1000 IOPS under a QD32 random-read load. A plot of guest latency over time
 # goes to QOS_PLOT (default bench-qos.png in the current directory).
 #   bench/qos_bench.sh BUILD_DIR
@@ -104,6 +106,15 @@ tmpl_bytes=$(numfmt --from=iec "$TEMPLATE")
 mibs() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0) ? b / 1048576 / (ms / 1000) : 0 }'; }
 idle_mibs=$(mibs $((tmpl_bytes * NCLONES)) "$idle_ms")
 echo "qos bench: $NCLONES clones on an idle node: ${idle_ms} ms, $idle_mibs MiB/s"
+# scrub TAG: a scrub of the template; prints its milliseconds
+scrub() {
+	t0=$(now_ms)
+	vd scrub tmpl --wait >"$WORK/scrub$1.out" 2>&1 || die "scrub failed: $(cat "$WORK/scrub$1.out")"
+	echo $(($(now_ms) - t0))
+}
+scrub_idle_ms=$(scrub idle)
+quiet
+echo "qos bench: a scrub of the template on an idle node: ${scrub_idle_ms} ms, $(mibs "$tmpl_bytes" "$scrub_idle_ms") MiB/s"
 
 # scenario MODE: the three phases under blockd --scheduler MODE; the per-I/O
 # latency log goes to MODE_lat.1.log (times in unix ms), the start, the
@@ -125,13 +136,17 @@ scenario() {
 	ms=$(clones "$1")
 	c1=$(now_ms)
 	sleep "$PHASE"
+	s0=$(now_ms)
+	sms=$(scrub "$1")
+	s1=$(now_ms)
+	sleep 2
 	e=$(now_ms)
 	kill -TERM "$FIO_PID"; wait "$FIO_PID"; FIO_PID=
 	stop_nbd
 	unclone "$1"
 	quiet
 	[ -s "$WORK/${1}_lat.1.log" ] || die "$1: fio wrote no latency log: $(tail -n 3 "$WORK/$1.err")"
-	echo "$t0 $c0 $c1 $e $ms" >"$WORK/$1.phases"
+	echo "$t0 $c0 $c1 $e $ms $s0 $s1 $sms" >"$WORK/$1.phases"
 }
 
 # stats MODE FROM TO: "n p50 p99 max" in microseconds of the guest I/Os
@@ -165,13 +180,18 @@ report() {
 	printf "%-5s %-17s %8s %8s %8s %8s\n" mode phase ios p50_us p99_us max_us
 	for mode in $MODES; do
 		set -- $(cat "$WORK/$mode.phases")
-		t0=$1; c0=$2; c1=$3; e=$4; ms=$5
+		t0=$1; c0=$2; c1=$3; e=$4; ms=$5; s0=$6; s1=$7; sms=$8
 		a=$(stats $mode $((t0 + 1000)) "$c0")
 		w=$(stats $mode "$c0" "$c1")
-		b=$(stats $mode "$c1" $((e - 500)))
+		b=$(stats $mode "$c1" "$s0")
+		sc=$(stats $mode "$s0" "$s1")
 		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone" $a
 		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "with $NCLONES clones" $w
 		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "alone again" $b
+		printf "%-5s %-17s %8s %8s %8s %8s\n" $mode "with a scrub" $sc
+		spct=$(awk -v a="$scrub_idle_ms" -v b="$sms" 'BEGIN { printf "%.0f", 100 * a / b }')
+		set -- $b; pb=$3; set -- $sc; psc=$3
+		echo "$mode: the scrub took $sms ms: $(mibs "$tmpl_bytes" "$sms") MiB/s ($spct% of the idle node's); guest p99 with it $(awk -v a="$pb" -v b="$psc" 'BEGIN { printf "%.2f", (a > 0) ? b / a : 0 }')x alone (the phase before it)"
 		pct=$(awk -v a="$idle_ms" -v b="$ms" 'BEGIN { printf "%.0f", 100 * a / b }')
 		echo "$mode: clones took $ms ms: $(mibs $((tmpl_bytes * NCLONES)) "$ms") MiB/s ($pct% of the idle node's $idle_mibs MiB/s)"
 		# the aims: guest p99 with the clones at most 1.5x its p99 alone

@@ -48,6 +48,10 @@ static const char usage[] =
 	"  --scheduler MODE      qos (default): guest I/O first, background work\n"
 	"                        adapts to guest latency, per-vdisk limits apply;\n"
 	"                        fifo: every I/O goes at once (no limits), to compare\n"
+	"  --scrub-every TIME    scrub each vdisk (read every block it holds against\n"
+	"                        its checksum) once its last scrub is TIME old, like\n"
+	"                        30d; one at a time, as scrub-class I/O (default:\n"
+	"                        none; `vdisk scrub` runs one at any time)\n"
 	"  --cluster URLS        join the cluster coordinated by etcd at URLS\n"
 	"                        (http://HOST:PORT[,...]); without it the node is\n"
 	"                        a cluster of its own. A new cluster is created\n"
@@ -76,6 +80,7 @@ struct args {
 	unsigned ndisks;
 	uint64_t journal_size, crc_cache;
 	int sched_fifo;
+	uint64_t scrub_every_ms;
 	int drop_failed;
 	const char *cluster, *node, *listen, *domain;
 	char hostname[KURA_MAP_NAME_MAX];
@@ -124,6 +129,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "crc-cache", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "scheduler", required_argument, NULL, 'Q' },
+		{ "scrub-every", required_argument, NULL, 'R' },
 		{ "cluster", required_argument, NULL, 'C' },
 		{ "node", required_argument, NULL, 'N' },
 		{ "listen", required_argument, NULL, 'L' },
@@ -168,6 +174,11 @@ static int parse(int argc, char **argv, struct args *a)
 			if (strcmp(optarg, "qos") && strcmp(optarg, "fifo"))
 				return fail("--scheduler %s: expected qos or fifo", optarg);
 			a->sched_fifo = !strcmp(optarg, "fifo");
+			break;
+		case 'R':
+			if (kura_parse_duration(optarg, &a->scrub_every_ms))
+				return fail("--scrub-every %s: expected a time like 30d, 12h or 30s "
+					    "(at most 366d)", optarg);
 			break;
 		case 'l':
 			if (!strcmp(optarg, "error")) kura_log_set_level(KURA_LOG_ERR);
@@ -535,6 +546,7 @@ static int vdisks_serve(struct node *n, const struct kura_vd_blk_ops *blk, void 
 	vo.blk_arg = blk_arg;
 	vo.cat = n->cat;
 	vo.sched_fifo = n->args->sched_fifo;
+	vo.scrub_every_ms = n->args->scrub_every_ms;
 	if ((err = kura_vd_engine_open(&vo, &n->vd, errbuf, errlen)))
 		return err;
 	return start_iscsi(n, n->args, errbuf, errlen);

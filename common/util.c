@@ -47,6 +47,32 @@ int kura_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+int kura_parse_duration(const char *s, uint64_t *ms)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t unit = 1000;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (!strcmp(end, "m"))
+		unit = 60000;
+	else if (!strcmp(end, "h"))
+		unit = 3600000;
+	else if (!strcmp(end, "d"))
+		unit = 86400000;
+	else if (*end && strcmp(end, "s"))
+		return -EINVAL;
+	if (!v || v > 366ull * 86400000 / unit)
+		return -EINVAL;
+	*ms = v * unit;
+	return 0;
+}
+
 const char *kura_fmt_size(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };

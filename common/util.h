@@ -16,6 +16,9 @@ uint64_t kura_now_ns(void);
 
 /* Parses "4096", "512K", "10M", "8G", "1T" (binary units). 0 or -EINVAL. */
 int kura_parse_size(const char *s, uint64_t *out);
+/* "30s", "10m", "1h", "7d", or plain seconds, into milliseconds: at least
+ * 1 s, at most 366 days; -EINVAL otherwise. */
+int kura_parse_duration(const char *s, uint64_t *ms);
 /* Formats bytes as "8.0 GiB" into buf. */
 const char *kura_fmt_size(uint64_t bytes, char *buf, size_t len);
 

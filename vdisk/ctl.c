@@ -212,6 +212,13 @@ void vd_vdisk_json(struct kura_vd_engine *e, struct kura_jw *w, const char *key,
 	else
 		kura_jw_null(w, "job");
 	kura_jw_u64(w, "exports", v->opens);
+	if (v->scrubbed) {
+		kura_jw_u64(w, "scrubbed", v->scrubbed);
+		kura_jw_u64(w, "scrub_bad_blocks", v->scrub_bad);
+	} else {
+		kura_jw_null(w, "scrubbed");
+		kura_jw_null(w, "scrub_bad_blocks");
+	}
 	kura_jw_end(w);
 }
 

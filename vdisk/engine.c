@@ -157,6 +157,10 @@ void vd_txn_vdisk(struct kura_cat_txn *t, const struct vd_vdisk *v)
 	kura_jw_u64(&w, "created", v->created);
 	kura_jw_str(&w, "state", v->state == VD_BUILDING ? "building" : "ready");
 	kura_jw_u64(&w, "job", v->job);
+	if (v->scrubbed) {
+		kura_jw_u64(&w, "scrubbed", v->scrubbed);
+		kura_jw_u64(&w, "scrub_bad_blocks", v->scrub_bad);
+	}
 	kura_jw_end(&w);
 	put_json(t, 'v', v->id, &w);
 }
@@ -360,6 +364,10 @@ static int load_vdisk(struct kura_vd_engine *e, uint64_t id, const struct kura_j
 		err = get_u64(o, "created", &v->created);
 	if (!err)
 		err = get_u64(o, "job", &v->job);
+	if (!err)
+		err = get_u64(o, "scrubbed", &v->scrubbed);
+	if (!err)
+		err = get_u64(o, "scrub_bad_blocks", &v->scrub_bad);
 	if (!err && !kura_json_get_str(o, "state", &st) && !strcmp(st, "building"))
 		v->state = VD_BUILDING;
 	if (err) {
@@ -486,6 +494,7 @@ int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **ou
 	e->job_qd = o->job_qd ? o->job_qd : 8;
 	e->max_jobs = o->max_jobs ? o->max_jobs : 4;
 	e->no_resume = o->no_resume;
+	e->scrub_every_s = o->scrub_every_ms ? KURA_MAX(1, o->scrub_every_ms / 1000) : 0;
 	e->tree_gen = 1;
 	err = vd_qos_start(e, o->sched_fifo);
 	if (!err)
@@ -498,8 +507,10 @@ int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **ou
 		kura_vd_engine_close(e);
 		return err;
 	}
-	if (!e->no_resume)
+	if (!e->no_resume) {
 		vd_jobs_kick(e);
+		vd_scrub_auto_start(e);
+	}
 	*out = e;
 	return 0;
 }
@@ -516,6 +527,7 @@ void kura_vd_engine_close(struct kura_vd_engine *e)
 		free(c);
 	}
 	e->ctl_tail = NULL;
+	vd_scrub_auto_stop(e);
 	while (e->ctl_busy)
 		kura_loop_run_once(e->loop, 100000000ull);
 	vd_jobs_stop(e);

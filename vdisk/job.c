@@ -1292,7 +1292,9 @@ static void finish_ok(struct kura_vd_engine *e, struct vd_job *j, struct kura_ca
 		finish_vdisk_ready(e, j, t);
 		break;
 	case JOB_EXPORT:
+		break;
 	case JOB_SCRUB:
+		vd_scrub_ended(e, j, t);
 		break;
 	}
 }

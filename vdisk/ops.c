@@ -109,7 +109,7 @@ static int name_free(struct vd_ctl *c, const char *name)
 }
 
 /* A running job (other than freeing) that works on v. */
-static struct vd_job *job_using(struct kura_vd_engine *e, const struct vd_vdisk *v)
+struct vd_job *vd_job_using(struct kura_vd_engine *e, const struct vd_vdisk *v)
 {
 	for (struct vd_job *j = e->jobs; j; j = j->next)
 		if (j->state == JOB_RUNNING && j->vdisk == v->id && j->type != JOB_FREE &&
@@ -141,7 +141,7 @@ static int not_busy(struct vd_ctl *c, struct vd_vdisk *v, const char *what)
 			     (unsigned long long)v->job, (unsigned long long)v->job);
 		return -EBUSY;
 	}
-	if ((j = job_using(c->e, v))) {
+	if ((j = vd_job_using(c->e, v))) {
 		vd_ctl_reply(c, -EBUSY, "cannot %s '%s' while job %llu (%s) uses it; wait for it or "
 			     "cancel it with: vdisk job cancel %llu", what, v->name,
 			     (unsigned long long)j->id, vd_job_type_name(j->type),
@@ -550,12 +550,13 @@ void vd_op_scrub(struct vd_ctl *c, const char *name)
 
 	if (!(c->v = vd_need_vdisk(c, name)) || not_busy(c, c->v, "scrub"))
 		return;
-	if (!(j = new_job(c, JOB_SCRUB, c->v)))
-		return;
-	snprintf(j->source, sizeof(j->source), "%s", name);
-	snprintf(j->target, sizeof(j->target), "%s", name);
 	kura_cat_txn_init(&t);
-	vd_txn_job(&t, j);
+	if (!(j = vd_scrub_new(c->e, c->v, &t))) {
+		kura_cat_txn_free(&t);
+		vd_ctl_reply(c, -ENOMEM, "out of memory");
+		return;
+	}
+	c->job = j->id;
 	commit(c, &t, answer_job);
 }
 

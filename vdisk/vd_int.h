@@ -69,6 +69,8 @@ struct vd_vdisk {
 	uint64_t created;
 	enum vd_state state;
 	uint64_t job;          /* job building it */
+	uint64_t scrubbed;     /* when its last scrub ended (unix s; 0: never) */
+	uint64_t scrub_bad;    /* ... and the blocks that did not read in it */
 	unsigned opens;        /* open handles (exports) */
 	bool deleting;         /* removed from the catalog; handles drain */
 
@@ -151,6 +153,9 @@ struct kura_vd_engine {
 	struct kura_cat *cat;
 	unsigned job_qd, max_jobs;
 	bool no_resume;
+	uint64_t scrub_every_s;  /* scrub.c: periodic scrubs (0: none) */
+	struct kura_timer scrub_timer;
+	bool scrub_armed;
 
 	struct vd_vdisk *vdisks;
 	struct vd_layer *layers;
@@ -338,6 +343,18 @@ void vd_op_clone(struct vd_ctl *c, const char *name, const char *snap, const cha
 		 int full);
 void vd_op_flatten(struct vd_ctl *c, const char *name);
 void vd_op_scrub(struct vd_ctl *c, const char *name);
+/* A running job (other than freeing and merging) working for v, or NULL. */
+struct vd_job *vd_job_using(struct kura_vd_engine *e, const struct vd_vdisk *v);
+
+/* ---- scrub.c ---- */
+/* A scrub job for v, recorded in t (the caller commits it). */
+struct vd_job *vd_scrub_new(struct kura_vd_engine *e, struct vd_vdisk *v, struct kura_cat_txn *t);
+/* A scrub of v ended: v remembers when and what it found (into t). */
+void vd_scrub_ended(struct kura_vd_engine *e, struct vd_job *j, struct kura_cat_txn *t);
+/* Periodic scrubs (kura_vd_opts.scrub_every_ms): started at open, stopped
+ * at close. */
+void vd_scrub_auto_start(struct kura_vd_engine *e);
+void vd_scrub_auto_stop(struct kura_vd_engine *e);
 void vd_op_import(struct vd_ctl *c, const char *file, const char *name);
 void vd_op_export(struct vd_ctl *c, const char *name, const char *snap, const char *file);
 void vd_op_job_cancel(struct vd_ctl *c, uint64_t id);

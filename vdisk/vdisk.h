@@ -84,6 +84,8 @@ struct kura_vd_opts {
 	unsigned max_jobs;     /* jobs running at once; 0: 4 */
 	int no_resume;         /* tests: leave jobs paused after open */
 	int sched_fifo;        /* I/O scheduler off: admit every I/O at once (FIFO) */
+	uint64_t scrub_every_ms; /* a vdisk whose last scrub (or creation) is this old
+				  * is scrubbed, one at a time; 0: only on demand */
 };
 
 int kura_vd_engine_open(const struct kura_vd_opts *o, struct kura_vd_engine **out, char *err,

@@ -309,7 +309,35 @@ has "started: scrub"
 must "job show --json of a scrub" "$V" job show "$id" --json
 json_is "scrub job record" 'v["bad_blocks"] == 1 and v["bad"][0]["offset"] == 524288 and v["scrub_bytes"] == 1044480' '"bad_blocks": 1'
 while "$V" jobs | grep -q " running "; do sleep 0.2; done
+must "info after the scrubs" "$V" info sc
+printf '%s\n' "$OUT" | grep -q "^last scrub: .*, some blocks did not read" || fail "info: $OUT"
+has "bad blocks:"
+must "info of a vdisk never scrubbed" "$V" info img
+printf '%s\n' "$OUT" | grep -q "^last scrub: *never$" || fail "info: $OUT"
 must "delete the scrubbed vdisk" "$V" delete sc
+# periodic scrubs: every vdisk whose last scrub (or creation) is older
+# than --scrub-every gets one, one at a time
+while "$V" jobs | grep -q " running "; do sleep 0.2; done
+stop_blockd
+start_blockd --scrub-every 2s
+scrubbed_all() {
+	for n in full full2 img; do
+		"$V" info "$n" | grep -q "^last scrub: .*every block read back as written$" || return 1
+	done
+}
+i=0
+until scrubbed_all; do
+	i=$((i + 1)); [ $i -lt 150 ] || fail "periodic scrubs did not reach every vdisk: $(grep 'periodic scrub' "$WORK/blockd.log")"
+	sleep 0.2
+done
+[ "$(grep -c "periodic scrub of .* (never scrubbed)" "$WORK/blockd.log")" -ge 3 ] ||
+	fail "periodic scrubs not logged: $(grep 'scrub' "$WORK/blockd.log")"
+echo "ok: --scrub-every 2s scrubbed every vdisk"
+while "$V" jobs | grep -q " running "; do sleep 0.2; done
+stop_blockd
+start_blockd
+expect_err 2 "--scrub-every with a bad time" "--scrub-every 1w: expected a time like 30d, 12h or 30s" \
+	"$BUILD/blockd" --data "$WORK/unused" --scrub-every 1w
 
 # a dead blockd leaves its socket behind: refused, and said so
 kill -9 $BPID; wait $BPID 2>/dev/null

@@ -9,29 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-/* "30s", "10m", "1h", or plain seconds: milliseconds, at least 1 s. */
 static int parse_duration(const char *arg, uint64_t *ms)
 {
-	char *end;
-	uint64_t v, unit = 1000;
-
-	errno = 0;
-	if (arg[0] < '0' || arg[0] > '9')
-		goto bad;
-	v = strtoull(arg, &end, 10);
-	if (errno)
-		goto bad;
-	if (!strcmp(end, "m"))
-		unit = 60000;
-	else if (!strcmp(end, "h"))
-		unit = 3600000;
-	else if (*end && strcmp(end, "s"))
-		goto bad;
-	if (!v || v > 366ull * 24 * 3600)
-		goto bad;
-	*ms = v * unit;
-	return 0;
-bad:
+	if (!kura_parse_duration(arg, ms))
+		return 0;
 	return cli_fail(-EINVAL, "--out-after %.40s: give a time like 30s, 10m or 1h", arg);
 }
 

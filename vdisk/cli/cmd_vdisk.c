@@ -118,6 +118,17 @@ static int print_vdisk(const struct kura_json *v)
 	cli_kv("chain depth:", "%llu", (unsigned long long)cli_u64(v, "depth"));
 	cli_kv("state:", "%s", fmt_state(v, b, sizeof(b)));
 	cli_kv("created:", "%s", cli_fmt_time(cli_u64(v, "created"), b, sizeof(b)));
+	if (cli_u64(v, "scrubbed")) {
+		uint64_t bad = cli_u64(v, "scrub_bad_blocks");
+
+		cli_kv("last scrub:", "%s, %s", cli_fmt_time(cli_u64(v, "scrubbed"), b, sizeof(b)),
+		       bad ? "some blocks did not read (vdisk jobs; blockd's log)"
+			   : "every block read back as written");
+		if (bad)
+			cli_kv("bad blocks:", "%llu", (unsigned long long)bad);
+	} else {
+		cli_kv("last scrub:", "never");
+	}
 	return 0;
 }
 

@@ -28,3 +28,31 @@ TEST(test_util_strerror_knows_kura_codes)
 	CHECK(strstr(kura_strerror(KURA_E_FORMAT), "newer"));
 	CHECK(strstr(kura_strerror(-ENOSPC), "space"));
 }
+
+TEST(test_parse_duration)
+{
+	uint64_t ms = 0;
+
+	CHECK_EQ(kura_parse_duration("30", &ms), 0);
+	CHECK_EQ(ms, 30000);
+	CHECK_EQ(kura_parse_duration("30s", &ms), 0);
+	CHECK_EQ(ms, 30000);
+	CHECK_EQ(kura_parse_duration("10m", &ms), 0);
+	CHECK_EQ(ms, 600000);
+	CHECK_EQ(kura_parse_duration("2h", &ms), 0);
+	CHECK_EQ(ms, 7200000);
+	CHECK_EQ(kura_parse_duration("7d", &ms), 0);
+	CHECK_EQ(ms, 7 * 86400000ull);
+	CHECK_EQ(kura_parse_duration("366d", &ms), 0);
+	ms = 5;
+	CHECK_EQ(kura_parse_duration("367d", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("0", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("-1s", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("1w", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("5ss", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration(NULL, &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("18446744073709551615d", &ms), -EINVAL);
+	CHECK_EQ(kura_parse_duration("99999999999999999999999", &ms), -EINVAL);
+	CHECK_EQ(ms, 5); /* untouched on error */
+}
