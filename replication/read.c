@@ -20,6 +20,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,3 +208,89 @@ int kura_rep_read_primary(struct kura_rep *r, uint64_t layer, uint64_t ext, unsi
 		return -EREMOTE; /* the maps differ: the sender asks again */
 	return rep_read_primary(r, layer, ext, blk, nblk, buf, cls, cb, arg);
 }
+
+/* ---- one copy (a scrub's) ---- */
+
+struct cread {
+	struct kura_link_req lr;
+	struct kura_rep *r;
+	kura_blk_cb cb;
+	void *arg;
+};
+
+static void cread_finish(struct cread *c, int err)
+{
+	struct kura_rep *r = c->r;
+
+	r->outstanding--;
+	c->cb(c->arg, err);
+	free(c);
+}
+
+static void cread_local_done(void *arg, int err)
+{
+	cread_finish(arg, err);
+}
+
+static void cread_remote_done(struct kura_link_req *lr)
+{
+	struct cread *c = lr->arg;
+
+	cread_finish(c, lr->status);
+}
+
+int kura_rep_read_copy(struct kura_rep *r, unsigned copy, uint64_t layer, uint64_t ext,
+		       unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
+		       char who[KURA_MAP_NAME_MAX], kura_blk_cb cb, void *arg)
+{
+	unsigned idx[KURA_MAP_MAX_REPLICAS], n;
+	const struct kura_map_node *m;
+	struct cread *c;
+	struct peer *pe;
+	uint32_t pg;
+	int err;
+
+	if ((err = rep_can_start(r, ext, blk, nblk)))
+		return err;
+	if (!nblk)
+		return -EINVAL;
+	pg = kura_map_pg(r->map, layer, ext);
+	n = kura_map_place(r->map, pg, idx);
+	if (copy >= n)
+		return -ENOENT;
+	m = &r->map->nodes[idx[copy]];
+	snprintf(who, KURA_MAP_NAME_MAX, "%s", m->name);
+	if (m->state != KURA_NODE_UP || rep_behind(r->map, pg, m))
+		return -EAGAIN; /* not a copy that holds every acknowledged write */
+	if (!(c = calloc(1, sizeof(*c))))
+		return -ENOMEM;
+	c->r = r;
+	c->cb = cb;
+	c->arg = arg;
+	if (!strcmp(m->name, r->name)) {
+		err = kura_blk_read(r->store, layer, ext, blk, nblk, buf, cls, cread_local_done, c);
+	} else if (!(pe = rep_peer(r, m)) || !pe->link || !kura_link_up(pe->link)) {
+		err = -EAGAIN;
+	} else {
+		/* a plain READ on a link: the receiver's own copy */
+		c->lr.req.magic = KURA_PROTO_MAGIC;
+		c->lr.req.op = KURA_OP_READ;
+		c->lr.req.cls = (uint8_t)cls;
+		c->lr.req.layer = layer;
+		c->lr.req.ext = ext;
+		c->lr.req.blk = (uint16_t)blk;
+		c->lr.req.nblk = (uint16_t)nblk;
+		c->lr.buf = buf;
+		c->lr.cap = (size_t)nblk * KURA_BLK_SIZE;
+		c->lr.cb = cread_remote_done;
+		c->lr.arg = c;
+		err = kura_link_submit(pe->link, &c->lr);
+	}
+	if (err) {
+		free(c);
+		return err;
+	}
+	r->outstanding++;
+	return 0;
+}
+

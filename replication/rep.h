@@ -145,6 +145,18 @@ int kura_rep_free_primary(struct kura_rep *r, uint64_t layer, uint64_t ext,
 /* Reads from the group's primary. */
 int kura_rep_read(struct kura_rep *r, uint64_t layer, uint64_t ext, unsigned blk,
 		  unsigned nblk, void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg);
+/* Reads copy `copy` of the extent: that of the copy-th member of its
+ * group's set (in the set's order; the primary is the first UP one), from
+ * this node's store or, over its link, from that member's own (a plain
+ * READ: no other copy stands in for it). who gets the member's name.
+ * -ENOENT when the set has no such member (copy 0, 1, ... until this);
+ * -EAGAIN when that member's copy cannot be read now: it is not UP, or it
+ * is behind on the group, or its link is down. A copy read this way may
+ * lag a write being made (a scrub compares copies with the extent locked
+ * against writes: vdisk/job.c). */
+int kura_rep_read_copy(struct kura_rep *r, unsigned copy, uint64_t layer, uint64_t ext,
+		       unsigned blk, unsigned nblk, void *buf, enum kura_io_class cls,
+		       char who[KURA_MAP_NAME_MAX], kura_blk_cb cb, void *arg);
 /* Whether this node is a member of the extent's group, UP and not behind
  * on it, in its map: its copy is one the cluster keeps (a copy of a group
  * it has left may be freed at any time: see "Strays"). */

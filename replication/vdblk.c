@@ -284,6 +284,27 @@ static int local_copy_ok(struct kura_vdblk *v, uint64_t layer, uint64_t ext)
 	       !kura_blk_extent_info(v->store, layer, ext, &info) && info.version >= p->version;
 }
 
+/* o reads into a buffer of its own: from the group's primary (copy < 0),
+ * or that copy (kura_rep_read_copy). On error o is gone. */
+static int read_via(struct kura_vdblk *v, struct vop *o, int copy, char *who)
+{
+	int err;
+
+	if (!(o->rbuf = kura_aligned_alloc_raw((size_t)o->nblk * KURA_BLK_SIZE)))
+		err = -ENOMEM;
+	else if (copy < 0)
+		err = kura_rep_read(v->r, o->layer, o->ext, o->blk, o->nblk, o->rbuf, o->cls,
+				    read_done, o);
+	else
+		err = kura_rep_read_copy(v->r, (unsigned)copy, o->layer, o->ext, o->blk, o->nblk,
+					 o->rbuf, o->cls, who, read_done, o);
+	if (err) {
+		free(o->rbuf);
+		vop_end(o);
+	}
+	return err;
+}
+
 /* A read lands in a buffer of its own: one abandoned (kura_vdblk_abandon)
  * may still be answered after its caller's buffer is gone. It is read
  * from this node's own copy when that holds every acknowledged write
@@ -308,15 +329,22 @@ static int vb_read(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned
 		return err;
 	}
 	v->remote_reads++;
-	if (!(o->rbuf = kura_aligned_alloc_raw((size_t)nblk * KURA_BLK_SIZE)))
-		err = -ENOMEM;
-	else
-		err = kura_rep_read(v->r, layer, ext, blk, nblk, o->rbuf, cls, read_done, o);
-	if (err) {
-		free(o->rbuf);
-		vop_end(o);
-	}
-	return err;
+	return read_via(v, o, -1, NULL);
+}
+
+/* One copy, into a buffer of the read's own (as a remote read's). */
+static int vb_read_copy(void *b, unsigned copy, uint64_t layer, uint64_t ext, unsigned blk,
+			unsigned nblk, void *buf, enum kura_io_class cls, char who[64],
+			kura_blk_cb cb, void *arg)
+{
+	struct kura_vdblk *v = b;
+	struct vop *o = vop_new(v, layer, ext, blk, nblk, cb, arg);
+
+	if (!o)
+		return -errno;
+	o->out = buf;
+	o->cls = cls;
+	return read_via(v, o, (int)copy, who);
 }
 
 static int vb_write(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
@@ -490,6 +518,7 @@ const struct kura_vd_blk_ops kura_vdblk_ops = {
 	.layers = vb_layers,
 	.layer_usage = vb_layer_usage,
 	.disk_info = vb_disk_info,
+	.read_copy = vb_read_copy,
 };
 
 /* ---- loading ---- */

@@ -102,6 +102,7 @@ static void scrub_json(struct kura_jw *w, const struct vd_job *j)
 {
 	kura_jw_u64(w, "scrub_bytes", j->scrub_bytes);
 	kura_jw_u64(w, "bad_blocks", j->bad_blocks);
+	kura_jw_u64(w, "copies_repaired", j->copies_repaired);
 	kura_jw_arr(w, "bad");
 	for (unsigned i = 0; i < j->nbad; i++) {
 		const struct vd_layer *l = vd_layer_get(j->e, j->bad[i].layer);
@@ -228,6 +229,7 @@ int vd_job_from_json(struct kura_vd_engine *e, uint64_t id, const struct kura_js
 
 		kura_json_get_u64(o, "scrub_bytes", &j->scrub_bytes);
 		kura_json_get_u64(o, "bad_blocks", &j->bad_blocks);
+		kura_json_get_u64(o, "copies_repaired", &j->copies_repaired);
 		for (size_t i = 0; i < kura_json_len(bad) && j->nbad < VD_SCRUB_KEEP; i++) {
 			const struct kura_json *b = kura_json_at(bad, i);
 			struct vd_bad *d = &j->bad[j->nbad];
@@ -357,6 +359,13 @@ struct step {
 	unsigned nids, sli, sn;  /* ... how many, the one read, and the blocks of
 				  * the read in flight (at rpos) */
 	unsigned one_end;        /* scrub: reading block by block up to here (0: not) */
+	unsigned copy;           /* scrub: the copy read next (read_copy) */
+	bool differs;            /* ... a copy of this chunk failed or differed */
+	bool checking;           /* ... comparing again, locked against writes */
+	bool excl;               /* the extent is locked against every I/O */
+	char *cbuf;              /* scrub: a copy's blocks */
+	char cwho[64];           /* ... where that copy is */
+	char who[64];            /* ... where the first that failed or differed is */
 };
 
 /* Where block pos of what the step read is (pos within lo..hi). */
@@ -374,7 +383,7 @@ static void step_end(struct step *st, int err)
 	struct vd_job *j = st->j;
 
 	if (st->locked)
-		vd_unlock_ext(e, st->ext, j->type == JOB_CLONE || j->type == JOB_SCRUB);
+		vd_unlock_ext(e, st->ext, (j->type == JOB_CLONE || j->type == JOB_SCRUB) && !st->excl);
 	vd_sched_end(e, &st->sr);
 	for (unsigned i = 0; i < j->inflight; i++) {
 		if (j->inflight_ext[i] == st->ext) {
@@ -400,6 +409,7 @@ static void step_end(struct step *st, int err)
 	if (st->sb)
 		vd_share_put(e, st->sb);
 	free(st->buf);
+	free(st->cbuf);
 	free(st->ids);
 	free(st);
 	job_pump(e, j);
@@ -820,11 +830,156 @@ static void scrub_bad(struct step *st, uint64_t layer, unsigned blk)
 	j->bad_blocks++;
 }
 
+/* Where copies are kept (read_copy), each copy of a chunk that read is
+ * read too and compared with it. A copy that fails or differs is checked
+ * again with the extent locked against every I/O (a guest write may have
+ * come between the reads); if it still does, the chunk read then is
+ * written again through the normal write path (in a cluster: by the
+ * group's primary, to every copy). */
+static void scrub_copy_next(struct step *st);
+static void scrub_next_chunk(struct step *st);
+static void scrub_recheck(void *arg);
+
+static void scrub_relocked(void *arg)
+{
+	struct step *st = arg;
+
+	st->locked = true;
+	scrub_read(st);
+}
+
+/* Back to the shared lock the scrub holds, then on to the next chunk. */
+static void scrub_unlock_excl(struct step *st)
+{
+	int err;
+
+	vd_unlock_ext(st->e, st->ext, false);
+	st->excl = false;
+	st->locked = false;
+	st->checking = false;
+	st->rpos += st->sn;
+	if ((err = vd_lock_ext(st->e, st->ext, true, scrub_relocked, st)))
+		step_later(st, err);
+}
+
+static void scrub_rewritten(void *arg, int err)
+{
+	struct step *st = arg;
+	struct vd_job *j = st->j;
+
+	if (err) {
+		step_end(st, err);
+		return;
+	}
+	j->copies_repaired += st->sn;
+	kura_log(WARN, "scrub of %s: a copy (on %s) of the %u blocks at offset %llu (layer %llu) "
+		 "did not read or differed; they were written again on every copy", j->vname,
+		 st->who, st->sn, (unsigned long long)(st->ext * VD_EXT + (uint64_t)st->rpos * VD_BLK),
+		 (unsigned long long)st->ids[st->sli]);
+	scrub_unlock_excl(st);
+}
+
+static void scrub_copy_done(void *arg, int err)
+{
+	struct step *st = arg;
+
+	if (err == -EIO || (!err && memcmp(st->cbuf, st->buf, (size_t)st->sn * VD_BLK))) {
+		if (!st->differs)
+			snprintf(st->who, sizeof(st->who), "%s", st->cwho);
+		st->differs = true;
+	}
+	st->copy++;
+	scrub_copy_next(st);
+}
+
+static void scrub_copy_next(struct step *st)
+{
+	struct kura_vd_engine *e = st->e;
+	int err;
+
+	for (;; st->copy++) {
+		err = e->bops->read_copy(e->b, st->copy, st->ids[st->sli], st->ext, st->rpos, st->sn,
+					 st->cbuf, st->sr.cls, st->cwho, scrub_copy_done, st);
+		if (!err)
+			return;
+		if (err == -ENOENT || st->copy >= 8)
+			break; /* every copy read */
+		/* -EAGAIN: that copy is not there to compare now (its node is
+		 * down or behind; resync brings it up to date) */
+	}
+	if (!st->differs) {
+		if (st->checking) {
+			scrub_unlock_excl(st); /* a write had come between */
+			return;
+		}
+		scrub_next_chunk(st);
+		return;
+	}
+	if (st->checking) {
+		err = e->bops->write(e->b, st->ids[st->sli], st->ext, st->rpos, st->sn, st->buf,
+				     st->sr.cls, scrub_rewritten, st);
+		if (err)
+			step_later(st, err);
+		return;
+	}
+	/* again, locked against writes */
+	vd_unlock_ext(e, st->ext, true);
+	st->locked = false;
+	if ((err = vd_lock_ext(e, st->ext, false, scrub_recheck, st)))
+		step_later(st, err);
+}
+
+static void scrub_read_done(void *arg, int err);
+
+static void scrub_recheck(void *arg)
+{
+	struct step *st = arg;
+	struct kura_vd_engine *e = st->e;
+	int err;
+
+	st->locked = true;
+	st->excl = true;
+	st->checking = true;
+	err = e->bops->read(e->b, st->ids[st->sli], st->ext, st->rpos, st->sn, st->buf, st->sr.cls,
+			    scrub_read_done, st);
+	if (err)
+		step_later(st, err);
+}
+
+static void scrub_next_chunk(struct step *st)
+{
+	st->rpos += st->sn;
+	scrub_read(st);
+}
+
 static void scrub_read_done(void *arg, int err)
 {
 	struct step *st = arg;
 	uint64_t layer = st->ids[st->sli];
 
+	if (st->checking) {
+		/* the chunk read again, locked: compare the copies again */
+		if (err) {
+			scrub_unlock_excl(st); /* what it is, the next scrub says */
+			return;
+		}
+		st->differs = false;
+		st->copy = 0;
+		scrub_copy_next(st);
+		return;
+	}
+	if (!err && st->e->bops->read_copy && !st->one_end) {
+		st->j->scrub_bytes += (uint64_t)st->sn * VD_BLK;
+		if (!st->cbuf &&
+		    !(st->cbuf = kura_aligned_alloc_raw((size_t)VD_STEP_CHUNK_BLOCKS * VD_BLK))) {
+			step_end(st, -ENOMEM);
+			return;
+		}
+		st->differs = false;
+		st->copy = 0;
+		scrub_copy_next(st);
+		return;
+	}
 	if (err == -EIO && st->sn > 1 && !st->one_end) {
 		/* which of these blocks: one by one */
 		st->one_end = st->rpos + st->sn;

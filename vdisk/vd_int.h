@@ -114,6 +114,7 @@ struct vd_job {
 	/* JOB_SCRUB: what it read, the blocks that would not read, and where
 	 * the first VD_SCRUB_KEEP of those are */
 	uint64_t scrub_bytes, bad_blocks;
+	uint64_t copies_repaired; /* blocks written again: a copy failed or differed */
 	struct vd_bad {
 		uint64_t layer, off; /* off: byte offset in the vdisk */
 	} bad[VD_SCRUB_KEEP];

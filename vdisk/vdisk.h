@@ -69,6 +69,13 @@ struct kura_vd_blk_ops {
 	void (*layer_usage)(void *b, uint64_t layer, uint64_t *extents, uint64_t *blocks);
 	/* The disks under it, for `vdisk stats` (-ENOENT past the last). */
 	int (*disk_info)(void *b, unsigned i, struct kura_blk_disk_info *out);
+	/* Reads copy `copy` (0, 1, ...) of the blocks where several are kept
+	 * (replication/rep.h, kura_rep_read_copy): -ENOENT past the last copy,
+	 * -EAGAIN when that copy cannot be read now; who names where it is.
+	 * NULL: one copy only (a scrub reads it with read). */
+	int (*read_copy)(void *b, unsigned copy, uint64_t layer, uint64_t ext, unsigned blk,
+			 unsigned nblk, void *buf, enum kura_io_class cls, char who[64],
+			 kura_blk_cb cb, void *arg);
 };
 
 /* The store's operations (b: the struct kura_blk_store). */

@@ -30,6 +30,8 @@ qimg() { on "$1" timeout -k 5 120 qemu-img "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$
 
 head -c 24M /dev/urandom > "$WORK/a.img"
 head -c 40M /dev/zero >> "$WORK/a.img"
+# a block the scrub below finds on the disks (4 MiB in: the same in b.img)
+printf 'kura-scrub-mark-5d1e77' | dd of="$WORK/a.img" bs=4096 seek=1024 conv=notrunc 2>/dev/null
 cp "$WORK/a.img" "$WORK/b.img"
 head -c 8M /dev/urandom | dd of="$WORK/b.img" bs=1M seek=20 conv=notrunc 2>/dev/null
 vdn $S create vm1 64M >/dev/null || fail "create vm1"
@@ -52,6 +54,25 @@ vdn $S scrub vm1 --wait >"$WORK/scrub.out" 2>&1 || fail "scrub of vm1: $(cat "$W
 grep -q "^scrub of vm1 done: .* read and checked in .*; every block read back as written$" \
 	"$WORK/scrub.out" || fail "scrub of vm1 said: $(cat "$WORK/scrub.out")"
 echo "ok: $(cat "$WORK/scrub.out")"
+# bit rot on a copy the serving node does not read (another node's): the
+# scrub compares every copy, finds it and has it written again; the next
+# scrub finds every copy alike
+R=$((S % 3 + 1))
+checkpointed() { "$BUILD/kura-repcheck" stats "$WORK/n$R/store.sock" | grep -q '"journal_used":0,'; }
+wait_for 20 "n$R's journal checkpointed" checkpointed
+hits=$(grep -obUa "kura-scrub-mark-5d1e77" "$WORK/n$R/disk.img" | cut -d: -f1)
+[ -n "$hits" ] || fail "the scrub mark is not on n$R's disk"
+for off in $hits; do
+	printf 'X' | dd of="$WORK/n$R/disk.img" bs=1 seek=$((off + 100)) conv=notrunc,fsync 2>/dev/null
+done
+vdn $S scrub vm1 --wait >"$WORK/scrub.out" 2>&1 || fail "scrub of vm1 after the rot: $(cat "$WORK/scrub.out")"
+grep -q "^[0-9]* blocks* had a copy that did not read or differed: written again on every copy$" \
+	"$WORK/scrub.out" || fail "the scrub did not repair n$R's copy: $(cat "$WORK/scrub.out")"
+grep -q "scrub of vm1: a copy (on n$R) of the" "$WORK/n$S.log" || fail "n$S did not log n$R's copy"
+vdn $S scrub vm1 --wait >"$WORK/scrub2.out" 2>&1 || fail "scrub of vm1 again: $(cat "$WORK/scrub2.out")"
+grep -q "written again" "$WORK/scrub2.out" && fail "copies still differ after the repair: $(cat "$WORK/scrub2.out")"
+check_all $S
+echo "ok: rot on n$R's copy ($(echo $hits | wc -w) places on its disk): $(tail -n 1 "$WORK/scrub.out"); scrubbed again, every copy alike"
 # RF 3 on three nodes: the serving node holds a copy of everything, and
 # reads it from its own disks
 reads_of() { status_of "$1" | sed -n 's/.*"vdisk_reads":{"local":\([0-9]*\),"remote":\([0-9]*\).*/\1 \2/p'; }

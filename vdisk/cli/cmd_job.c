@@ -119,6 +119,8 @@ static int print_job(const struct kura_json *j)
 	if (!strcmp(cli_str(j, "type"), "scrub")) {
 		cli_kv("read:", "%s", kura_fmt_size(cli_u64(j, "scrub_bytes"), r, sizeof(r)));
 		cli_kv("bad blocks:", "%llu", (unsigned long long)cli_u64(j, "bad_blocks"));
+		cli_kv("copies repaired:", "%llu blocks",
+		       (unsigned long long)cli_u64(j, "copies_repaired"));
 		cli_print_bad_blocks(j);
 	}
 	return 0;

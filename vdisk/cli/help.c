@@ -71,10 +71,11 @@ const struct cli_cmd cli_cmds[] = {
 	  "against the checksum written with it, as scrub-class I/O: it takes what\n"
 	  "guest I/O leaves. A block that does not read (its data fails its checksum,\n"
 	  "or the disk fails the read) is counted and placed, and the scrub goes on.\n"
-	  "In a cluster a block whose copy fails is read from another replica, so it\n"
-	  "counts only when no copy reads. With --wait, it ends by saying what it read\n"
-	  "and which blocks do not read (exit status 1 if any); `vdisk job show ID`\n"
-	  "says the same.\n" WAIT_RULE,
+	  "In a cluster it reads every copy and compares them: a block with a copy\n"
+	  "that does not read or differs is written again on every copy; a block\n"
+	  "counts as bad only when no copy reads. With --wait, it ends by saying what\n"
+	  "it read and which blocks do not read (exit status 1 if any); `vdisk job\n"
+	  "show ID` says the same.\n" WAIT_RULE,
 	  OPT_WAIT, 1, 1, cli_cmd_scrub },
 	{ "import", "FILE NAME [--wait]", "make a vdisk from a file or device",
 	  "Makes vdisk NAME holding the content of FILE (its size rounded up to 4 KiB),\n"

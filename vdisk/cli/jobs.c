@@ -113,9 +113,14 @@ static int scrub_finished(const struct kura_json *job, const char *what, double 
 	uint64_t n = cli_u64(job, "bad_blocks");
 	char b[32];
 
+	uint64_t fixed = cli_u64(job, "copies_repaired");
+
 	printf("%s done: %s read and checked in %.1f s; %s\n", what,
 	       kura_fmt_size(cli_u64(job, "scrub_bytes"), b, sizeof(b)), secs,
 	       n ? "these blocks do not read:" : "every block read back as written");
+	if (fixed)
+		printf("%llu block%s had a copy that did not read or differed: written again on "
+		       "every copy\n", (unsigned long long)fixed, fixed == 1 ? "" : "s");
 	if (!n)
 		return 0;
 	cli_print_bad_blocks(job);

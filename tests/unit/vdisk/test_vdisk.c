@@ -776,3 +776,129 @@ TEST(test_scrub_reads_every_layer_and_places_the_blocks_that_do_not_read)
 	CHECK_EQ(tvd_ctl(&t, "{\"op\":\"scrub\",\"name\":\"nope\"}"), -ENOENT);
 	tvd_close(&t);
 }
+
+/* Copies for the scrub to compare (as in a cluster): copy 0 is the store's
+ * blocks, copy 1 the same except that block rot_blk of extent rot_ext
+ * reads with a byte changed while `rot` is above 0 (-1: rotten until
+ * written again; n > 0: for n more reads of that copy only, as a write
+ * landing between the scrub's reads would show); copy 2 is not there. */
+static struct {
+	uint64_t rot_ext;
+	unsigned rot_blk;
+	int rot;
+	unsigned writes_over; /* writes that covered the rotten block */
+} copies;
+
+static int copy_read(void *b, unsigned copy, uint64_t layer, uint64_t ext, unsigned blk,
+		     unsigned nblk, void *buf, enum kura_io_class cls, char who[64], kura_blk_cb cb,
+		     void *arg);
+
+static void rot_copy(void *buf, uint64_t ext, unsigned blk, unsigned nblk)
+{
+	if (copies.rot && ext == copies.rot_ext && copies.rot_blk >= blk &&
+	    copies.rot_blk < blk + nblk) {
+		((char *)buf)[(size_t)(copies.rot_blk - blk) * 4096 + 7] ^= 1;
+		if (copies.rot > 0)
+			copies.rot--;
+	}
+}
+
+struct copy_ctx {
+	kura_blk_cb cb;
+	void *arg, *buf;
+	uint64_t ext;
+	unsigned blk, nblk, copy;
+};
+
+static void copy_done(void *arg, int err)
+{
+	struct copy_ctx *c = arg;
+
+	if (!err && c->copy == 1)
+		rot_copy(c->buf, c->ext, c->blk, c->nblk);
+	c->cb(c->arg, err);
+	free(c);
+}
+
+static int copy_read(void *b, unsigned copy, uint64_t layer, uint64_t ext, unsigned blk,
+		     unsigned nblk, void *buf, enum kura_io_class cls, char who[64], kura_blk_cb cb,
+		     void *arg)
+{
+	struct copy_ctx *c;
+	int err;
+
+	if (copy > 1)
+		return -ENOENT;
+	snprintf(who, 64, "copy%u", copy);
+	c = calloc(1, sizeof(*c));
+	*c = (struct copy_ctx){ cb, arg, buf, ext, blk, nblk, copy };
+	err = kura_vd_store_ops.read(b, layer, ext, blk, nblk, buf, cls, copy_done, c);
+	if (err)
+		free(c);
+	return err;
+}
+
+static int copy_write(void *b, uint64_t layer, uint64_t ext, unsigned blk, unsigned nblk,
+		      const void *buf, enum kura_io_class cls, kura_blk_cb cb, void *arg)
+{
+	if (ext == copies.rot_ext && copies.rot_blk >= blk && copies.rot_blk < blk + nblk) {
+		copies.writes_over++;
+		if (copies.rot < 0)
+			copies.rot = 0; /* every copy written again */
+	}
+	return kura_vd_store_ops.write(b, layer, ext, blk, nblk, buf, cls, cb, arg);
+}
+
+TEST(test_scrub_compares_copies_and_writes_again_only_what_still_differs_locked)
+{
+	struct kura_vd_blk_ops ops = kura_vd_store_ops;
+	struct tvd t;
+
+	ops.read_copy = copy_read;
+	ops.write = copy_write;
+	ops.write_cached = NULL;
+	tvd_open(&t, 0);
+	t.blk = &ops;
+	tvd_restart(&t);
+	create(&t, "a", "16M");
+	CHECK(tvd_write(&t, "a", 0, 40, 21) == 0);
+	CHECK(tvd_write(&t, "a", EXTB + 3, 1, 22) == 0);
+	memset(&copies, 0, sizeof(copies));
+	copies.rot_ext = 0;
+	copies.rot_blk = 37; /* in the second chunk of 32 */
+
+	/* every copy alike: nothing written */
+	scrub(&t, "a");
+	CHECK_EQ(tvd_ans_u64(&t, "job", "copies_repaired"), 0);
+	CHECK_EQ(tvd_ans_u64(&t, "job", "scrub_bytes"), 41 * 4096);
+	CHECK_EQ(copies.writes_over, 0);
+
+	/* copy 1 differs once, then no more (a write came between the
+	 * scrub's reads): compared again locked, alike, nothing written */
+	copies.rot = 1;
+	scrub(&t, "a");
+	CHECK_EQ(tvd_ans_u64(&t, "job", "copies_repaired"), 0);
+	CHECK_EQ(copies.writes_over, 0);
+	CHECK_EQ(copies.rot, 0);
+
+	/* copy 1 rotten: its chunk (blocks 32-39) is written again, once */
+	copies.rot = -1;
+	scrub(&t, "a");
+	CHECK_EQ(tvd_ans_u64(&t, "job", "copies_repaired"), 8);
+	CHECK_EQ(tvd_ans_u64(&t, "job", "bad_blocks"), 0);
+	CHECK_EQ(copies.writes_over, 1);
+	CHECK_EQ(copies.rot, 0);
+	{
+		uint64_t tags[40];
+
+		for (unsigned i = 0; i < 40; i++)
+			tags[i] = 21;
+		tvd_expect(&t, "a", NULL, 0, 40, tags);
+	}
+	expect1(&t, "a", NULL, EXTB + 3, 22);
+	/* and scrubbed again, every copy alike */
+	scrub(&t, "a");
+	CHECK_EQ(tvd_ans_u64(&t, "job", "copies_repaired"), 0);
+	CHECK_EQ(copies.writes_over, 1);
+	tvd_close(&t);
+}

@@ -19,6 +19,8 @@ static void start(struct tvd *t)
 	CHECK(kura_cat_open(t->ts.loop, ops, be, &t->cat) == 0);
 	o.loop = t->ts.loop;
 	o.store = t->ts.s;
+	o.blk = t->blk;
+	o.blk_arg = t->ts.s;
 	o.cat = t->cat;
 	if (kura_vd_engine_open(&o, &t->e, err, sizeof(err))) {
 		fprintf(stderr, "  engine open: %s\n", err);

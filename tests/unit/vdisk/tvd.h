@@ -14,6 +14,9 @@ struct tvd {
 	struct kura_json *ans; /* the last answer, freed by the next request */
 	char msg[512];         /* the last error message */
 	char name[32];
+	/* set before tvd_restart: the engine's block operations from then on,
+	 * called with the store (NULL: the store's own) */
+	const struct kura_vd_blk_ops *blk;
 };
 
 void tvd_open(struct tvd *t, uint64_t media_size);
