@@ -820,6 +820,9 @@ static void scrub_bad(struct step *st, uint64_t layer, unsigned blk)
 	struct vd_job *j = st->j;
 	uint64_t off = st->ext * VD_EXT + (uint64_t)blk * VD_BLK;
 
+	for (unsigned i = 0; i < j->nbad; i++)
+		if (j->bad[i].layer == layer && j->bad[i].off == off)
+			return; /* read again after a restart */
 	if (j->nbad < VD_SCRUB_KEEP) {
 		j->bad[j->nbad].layer = layer;
 		j->bad[j->nbad++].off = off;
@@ -902,6 +905,10 @@ static void scrub_copy_next(struct step *st)
 					 st->cbuf, st->sr.cls, st->cwho, scrub_copy_done, st);
 		if (!err)
 			return;
+		if (err == -ESHUTDOWN || err == KURA_E_DEAD) {
+			step_later(st, err); /* resumes after the restart */
+			return;
+		}
 		if (err == -ENOENT || st->copy >= 8)
 			break; /* every copy read */
 		/* -EAGAIN: that copy is not there to compare now (its node is
@@ -968,7 +975,7 @@ static void scrub_read_done(void *arg, int err)
 		scrub_copy_next(st);
 		return;
 	}
-	if (!err && st->e->bops->read_copy && !st->one_end) {
+	if (!err && st->e->bops->read_copy) {
 		st->j->scrub_bytes += (uint64_t)st->sn * VD_BLK;
 		if (!st->cbuf &&
 		    !(st->cbuf = kura_aligned_alloc_raw((size_t)VD_STEP_CHUNK_BLOCKS * VD_BLK))) {

@@ -59,7 +59,7 @@ static struct vd_vdisk *due(struct kura_vd_engine *e, uint64_t now)
 		uint64_t t = v->scrubbed ? v->scrubbed : v->created;
 
 		if (v->state != VD_READY || v->deleting || t + e->scrub_every_s > now ||
-		    vd_job_using(e, v))
+		    v->scrub_tried + e->scrub_every_s > now || vd_job_using(e, v))
 			continue;
 		if (!best || t < best_t) {
 			best = v;
@@ -93,6 +93,9 @@ static void tick(struct kura_op *op, int res)
 	if (!e->cat_err && (v = due(e, now))) {
 		kura_cat_txn_init(&t);
 		if (vd_scrub_new(e, v, &t)) {
+			/* one that fails or is cancelled is not started again
+			 * before the next period: the others get their turn */
+			v->scrub_tried = now;
 			kura_log(INFO, "periodic scrub of %s (%s)", v->name,
 				 v->scrubbed ? "its last scrub is due" : "never scrubbed");
 			vd_commit(e, &t, started, NULL);
@@ -122,4 +125,6 @@ void vd_scrub_auto_stop(struct kura_vd_engine *e)
 {
 	if (e->scrub_armed)
 		kura_loop_cancel_sync(e->loop, &e->scrub_timer.op);
+	while (e->scrub_armed)
+		kura_loop_run_once(e->loop, 100000000ull);
 }

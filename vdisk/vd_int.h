@@ -71,6 +71,8 @@ struct vd_vdisk {
 	uint64_t job;          /* job building it */
 	uint64_t scrubbed;     /* when its last scrub ended (unix s; 0: never) */
 	uint64_t scrub_bad;    /* ... and the blocks that did not read in it */
+	uint64_t scrub_tried;  /* when a periodic scrub of it last started (unix s;
+				* in memory only) */
 	unsigned opens;        /* open handles (exports) */
 	bool deleting;         /* removed from the catalog; handles drain */
 
