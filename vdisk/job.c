@@ -3,8 +3,8 @@
  * in ascending order with a few in flight; everything below its cursor is
  * done, and the cursor is saved to the catalog every second, so a restart
  * resumes where it stopped. Every step is idempotent: redoing an extent after
- * a crash gives the same result. */
-#include "vdisk/vd_int.h"
+ * a crash gives the same result. (A scrub's steps are in scrub_step.c.) */
+#include "vdisk/job_int.h"
 
 #include "common/err.h"
 #include "common/log.h"
@@ -335,38 +335,6 @@ static void job_save(struct kura_vd_engine *e, struct vd_job *j, uint64_t cursor
 
 /* ---- steps ---- */
 
-struct step {
-	struct kura_vd_engine *e;
-	struct vd_job *j;
-	uint64_t ext;
-	uint64_t layer;          /* free */
-	struct kura_blk_bitmap need;
-	unsigned lo, hi;         /* block span read */
-	char *buf;
-	unsigned pending;
-	int err;
-	bool locked;
-	struct vd_chain one;     /* merge: the source as a one-layer chain */
-	uint64_t one_id, one_lim;
-	struct kura_op op;
-	struct vd_sreq sr;       /* its place in the scheduler (not for freeing) */
-	uint64_t wdst;           /* writing: the layer, and the next block */
-	unsigned wpos;
-	const struct vd_chain *rchain; /* reading in pieces: the chain, the next block */
-	unsigned rpos;
-	struct vd_share *sb;     /* a clone's data read once for several (share.c) */
-	uint64_t *ids;           /* scrub: the chain's layers when the step began */
-	unsigned nids, sli, sn;  /* ... how many, the one read, and the blocks of
-				  * the read in flight (at rpos) */
-	unsigned one_end;        /* scrub: reading block by block up to here (0: not) */
-	unsigned copy;           /* scrub: the copy read next (read_copy) */
-	bool differs;            /* ... a copy of this chunk failed or differed */
-	bool checking;           /* ... comparing again, locked against writes */
-	bool excl;               /* the extent is locked against every I/O */
-	char *cbuf;              /* scrub: a copy's blocks */
-	char cwho[64];           /* ... where that copy is */
-	char who[64];            /* ... where the first that failed or differed is */
-};
 
 /* Where block pos of what the step read is (pos within lo..hi). */
 static const char *step_src(const struct step *st, unsigned pos)
@@ -377,7 +345,7 @@ static const char *step_src(const struct step *st, unsigned pos)
 static void job_pump(struct kura_vd_engine *e, struct vd_job *j);
 static void job_finish(struct kura_vd_engine *e, struct vd_job *j);
 
-static void step_end(struct step *st, int err)
+void vd_step_end(struct step *st, int err)
 {
 	struct kura_vd_engine *e = st->e;
 	struct vd_job *j = st->j;
@@ -423,17 +391,17 @@ static void step_io_done(void *arg, int err)
 		st->err = err;
 	if (--st->pending)
 		return;
-	step_end(st, st->err);
+	vd_step_end(st, st->err);
 }
 
 /* Runs fn on the loop with res later; steps finish through here when they
  * have nothing to submit. */
 static void step_deferred(struct kura_op *op, int res)
 {
-	step_end(KURA_CONTAINER_OF(op, struct step, op), res);
+	vd_step_end(KURA_CONTAINER_OF(op, struct step, op), res);
 }
 
-static void step_later(struct step *st, int err)
+void vd_step_later(struct step *st, int err)
 {
 	st->op.fn = step_deferred;
 	kura_loop_defer(st->e->loop, &st->op, err);
@@ -459,7 +427,7 @@ static void step_after_writes(void *arg, int err)
 			return;
 		st->err = e2;
 	}
-	step_end(st, st->err);
+	vd_step_end(st, st->err);
 }
 
 static void step_write_next(void *arg, int err)
@@ -529,7 +497,7 @@ static void copy_read_done(void *arg, int err, const struct kura_blk_bitmap *pre
 
 	(void)present;
 	if (err) {
-		step_end(st, err);
+		vd_step_end(st, err);
 		return;
 	}
 	if (j->type == JOB_EXPORT) {
@@ -553,7 +521,7 @@ static void step_read_next(void *arg, int err, const struct kura_blk_bitmap *pre
 	err = vd_chain_read(st->e, st->rchain, st->ext, pos, n,
 			    st->buf + (size_t)(pos - st->lo) * VD_BLK, st->sr.cls, step_read_next, st);
 	if (err)
-		step_later(st, err);
+		vd_step_later(st, err);
 }
 
 static void shared_read_done(void *arg, int err)
@@ -570,7 +538,7 @@ static void step_read(struct step *st, const struct vd_chain *c)
 
 	span_of(&st->need, &st->lo, &st->hi);
 	if (st->hi == st->lo) {
-		step_later(st, 0);
+		vd_step_later(st, 0);
 		return;
 	}
 	if (st->j->type == JOB_CLONE) {
@@ -584,13 +552,13 @@ static void step_read(struct step *st, const struct vd_chain *c)
 			return;
 		st->sb = NULL;
 		if (err != -EAGAIN) {
-			step_later(st, err);
+			vd_step_later(st, err);
 			return;
 		}
 	}
 	st->buf = kura_aligned_alloc_raw((size_t)(st->hi - st->lo) * VD_BLK);
 	if (!st->buf) {
-		step_later(st, -ENOMEM);
+		vd_step_later(st, -ENOMEM);
 		return;
 	}
 	if (vd_sched_guests_active(st->e->sched, kura_now_ns())) {
@@ -602,7 +570,7 @@ static void step_read(struct step *st, const struct vd_chain *c)
 	err = vd_chain_read(st->e, c, st->ext, st->lo, st->hi - st->lo, st->buf, st->sr.cls,
 			    copy_read_done, st);
 	if (err)
-		step_later(st, err);
+		vd_step_later(st, err);
 }
 
 /* merge: move the whole extent when dst has none, else copy what dst lacks. */
@@ -617,7 +585,7 @@ static void merge_locked(void *arg)
 
 	st->locked = true;
 	if (!dl || e->bops->extent_info(e->b, j->src, st->ext, &si)) {
-		step_later(st, 0);
+		vd_step_later(st, 0);
 		return;
 	}
 	st->need = si.present;
@@ -630,7 +598,7 @@ static void merge_locked(void *arg)
 			err = e->bops->move(e->b, j->src, st->ext, j->dst, st->ext,
 					    step_io_done, st);
 			if (err)
-				step_later(st, err);
+				vd_step_later(st, err);
 			return;
 		}
 		memset(&di.present, 0, sizeof(di.present));
@@ -652,7 +620,7 @@ static void merge_locked(void *arg)
 	step_read(st, &st->one);
 }
 
-static int job_chain(struct kura_vd_engine *e, struct vd_job *j)
+int vd_job_chain(struct kura_vd_engine *e, struct vd_job *j)
 {
 	struct vd_layer *dl;
 	struct vd_vdisk *v;
@@ -690,8 +658,8 @@ static void flatten_locked(void *arg)
 	int err;
 
 	st->locked = true;
-	if ((err = job_chain(e, j))) {
-		step_later(st, err);
+	if ((err = vd_job_chain(e, j))) {
+		vd_step_later(st, err);
 		return;
 	}
 	vd_chain_present(e, &j->chain, st->ext, &st->need);
@@ -710,8 +678,8 @@ static void export_locked(void *arg)
 	int err;
 
 	st->locked = true;
-	if ((err = job_chain(e, j))) {
-		step_later(st, err);
+	if ((err = vd_job_chain(e, j))) {
+		vd_step_later(st, err);
 		return;
 	}
 	vd_chain_present(e, &j->chain, st->ext, &st->need);
@@ -767,7 +735,7 @@ static void import_read_done(struct kura_op *op, int res)
 	size_t len = (size_t)KURA_MIN(VD_EXT, KURA_ALIGN_UP(j->size, VD_BLK) - st->ext * VD_EXT);
 
 	if (res < 0 || !v) {
-		step_end(st, res < 0 ? res : -ENOENT);
+		vd_step_end(st, res < 0 ? res : -ENOENT);
 		return;
 	}
 	if ((size_t)res < len)
@@ -796,283 +764,12 @@ static void import_step(struct step *st)
 
 	st->buf = kura_aligned_alloc_raw(VD_EXT);
 	if (!st->buf) {
-		step_later(st, -ENOMEM);
+		vd_step_later(st, -ENOMEM);
 		return;
 	}
 	st->op.fn = import_read_done;
 	io_uring_prep_read(kura_loop_sqe(st->e->loop, &st->op), j->fd, st->buf, (unsigned)len,
 			   st->ext * VD_EXT);
-}
-
-/* ---- scrub ---- */
-
-/* Reads every block each layer of the vdisk's chain holds in the step's
- * extent, each layer on its own (a block hidden by a newer layer's is
- * checked too), at most VD_STEP_CHUNK_BLOCKS at a time, as scrub-class I/O.
- * The store checks every block against its checksum as it reads it. A read
- * that fails with EIO is done again block by block; each block that still
- * fails is counted (and the first VD_SCRUB_KEEP placed), and the scrub goes
- * on. Any other error ends the step as it would any job's. */
-static void scrub_read(struct step *st);
-
-static void scrub_bad(struct step *st, uint64_t layer, unsigned blk)
-{
-	struct vd_job *j = st->j;
-	uint64_t off = st->ext * VD_EXT + (uint64_t)blk * VD_BLK;
-
-	for (unsigned i = 0; i < j->nbad; i++)
-		if (j->bad[i].layer == layer && j->bad[i].off == off)
-			return; /* read again after a restart */
-	if (j->nbad < VD_SCRUB_KEEP) {
-		j->bad[j->nbad].layer = layer;
-		j->bad[j->nbad++].off = off;
-		kura_log(WARN, "scrub of %s: the block at offset %llu (layer %llu) does not read: "
-			 "its data fails its checksum or the disk's read", j->vname,
-			 (unsigned long long)off, (unsigned long long)layer);
-	}
-	j->bad_blocks++;
-}
-
-/* Where copies are kept (read_copy), each copy of a chunk that read is
- * read too and compared with it. A copy that fails or differs is checked
- * again with the extent locked against every I/O (a guest write may have
- * come between the reads); if it still does, the chunk read then is
- * written again through the normal write path (in a cluster: by the
- * group's primary, to every copy). */
-static void scrub_copy_next(struct step *st);
-static void scrub_next_chunk(struct step *st);
-static void scrub_recheck(void *arg);
-
-static void scrub_relocked(void *arg)
-{
-	struct step *st = arg;
-
-	st->locked = true;
-	scrub_read(st);
-}
-
-/* Back to the shared lock the scrub holds, then on to the next chunk. */
-static void scrub_unlock_excl(struct step *st)
-{
-	int err;
-
-	vd_unlock_ext(st->e, st->ext, false);
-	st->excl = false;
-	st->locked = false;
-	st->checking = false;
-	st->rpos += st->sn;
-	if ((err = vd_lock_ext(st->e, st->ext, true, scrub_relocked, st)))
-		step_later(st, err);
-}
-
-static void scrub_rewritten(void *arg, int err)
-{
-	struct step *st = arg;
-	struct vd_job *j = st->j;
-
-	if (err) {
-		step_end(st, err);
-		return;
-	}
-	j->copies_repaired += st->sn;
-	kura_log(WARN, "scrub of %s: a copy (on %s) of the %u blocks at offset %llu (layer %llu) "
-		 "did not read or differed; they were written again on every copy", j->vname,
-		 st->who, st->sn, (unsigned long long)(st->ext * VD_EXT + (uint64_t)st->rpos * VD_BLK),
-		 (unsigned long long)st->ids[st->sli]);
-	scrub_unlock_excl(st);
-}
-
-static void scrub_copy_done(void *arg, int err)
-{
-	struct step *st = arg;
-
-	if (err == -EIO || (!err && memcmp(st->cbuf, st->buf, (size_t)st->sn * VD_BLK))) {
-		if (!st->differs)
-			snprintf(st->who, sizeof(st->who), "%s", st->cwho);
-		st->differs = true;
-	}
-	st->copy++;
-	scrub_copy_next(st);
-}
-
-static void scrub_copy_next(struct step *st)
-{
-	struct kura_vd_engine *e = st->e;
-	int err;
-
-	for (;; st->copy++) {
-		err = e->bops->read_copy(e->b, st->copy, st->ids[st->sli], st->ext, st->rpos, st->sn,
-					 st->cbuf, st->sr.cls, st->cwho, scrub_copy_done, st);
-		if (!err)
-			return;
-		if (err == -ESHUTDOWN || err == KURA_E_DEAD) {
-			step_later(st, err); /* resumes after the restart */
-			return;
-		}
-		if (err == -ENOENT || st->copy >= 8)
-			break; /* every copy read */
-		/* -EAGAIN: that copy is not there to compare now (its node is
-		 * down or behind; resync brings it up to date) */
-	}
-	if (!st->differs) {
-		if (st->checking) {
-			scrub_unlock_excl(st); /* a write had come between */
-			return;
-		}
-		scrub_next_chunk(st);
-		return;
-	}
-	if (st->checking) {
-		err = e->bops->write(e->b, st->ids[st->sli], st->ext, st->rpos, st->sn, st->buf,
-				     st->sr.cls, scrub_rewritten, st);
-		if (err)
-			step_later(st, err);
-		return;
-	}
-	/* again, locked against writes */
-	vd_unlock_ext(e, st->ext, true);
-	st->locked = false;
-	if ((err = vd_lock_ext(e, st->ext, false, scrub_recheck, st)))
-		step_later(st, err);
-}
-
-static void scrub_read_done(void *arg, int err);
-
-static void scrub_recheck(void *arg)
-{
-	struct step *st = arg;
-	struct kura_vd_engine *e = st->e;
-	int err;
-
-	st->locked = true;
-	st->excl = true;
-	st->checking = true;
-	err = e->bops->read(e->b, st->ids[st->sli], st->ext, st->rpos, st->sn, st->buf, st->sr.cls,
-			    scrub_read_done, st);
-	if (err)
-		step_later(st, err);
-}
-
-static void scrub_next_chunk(struct step *st)
-{
-	st->rpos += st->sn;
-	scrub_read(st);
-}
-
-static void scrub_read_done(void *arg, int err)
-{
-	struct step *st = arg;
-	uint64_t layer = st->ids[st->sli];
-
-	if (st->checking) {
-		/* the chunk read again, locked: compare the copies again */
-		if (err) {
-			scrub_unlock_excl(st); /* what it is, the next scrub says */
-			return;
-		}
-		st->differs = false;
-		st->copy = 0;
-		scrub_copy_next(st);
-		return;
-	}
-	if (!err && st->e->bops->read_copy) {
-		st->j->scrub_bytes += (uint64_t)st->sn * VD_BLK;
-		if (!st->cbuf &&
-		    !(st->cbuf = kura_aligned_alloc_raw((size_t)VD_STEP_CHUNK_BLOCKS * VD_BLK))) {
-			step_end(st, -ENOMEM);
-			return;
-		}
-		st->differs = false;
-		st->copy = 0;
-		scrub_copy_next(st);
-		return;
-	}
-	if (err == -EIO && st->sn > 1 && !st->one_end) {
-		/* which of these blocks: one by one */
-		st->one_end = st->rpos + st->sn;
-	} else if (err == -EIO) {
-		scrub_bad(st, layer, st->rpos);
-		st->rpos += st->sn;
-	} else if (err) {
-		step_end(st, err);
-		return;
-	} else {
-		st->j->scrub_bytes += (uint64_t)st->sn * VD_BLK;
-		st->rpos += st->sn;
-	}
-	scrub_read(st);
-}
-
-static void scrub_read(struct step *st)
-{
-	struct kura_vd_engine *e = st->e;
-	struct kura_blk_extent_info info;
-	unsigned pos, n;
-	int err;
-
-	for (;;) {
-		pos = st->rpos;
-		n = st->sli < st->nids ? vd_bm_next_run(&st->need, &pos, KURA_EXT_BLOCKS) : 0;
-		if (n)
-			break;
-		/* the next layer that holds this extent */
-		st->one_end = 0;
-		if (st->sli < st->nids)
-			st->sli++;
-		while (st->sli < st->nids &&
-		       e->bops->extent_info(e->b, st->ids[st->sli], st->ext, &info))
-			st->sli++;
-		if (st->sli >= st->nids) {
-			step_end(st, 0);
-			return;
-		}
-		st->need = info.present;
-		st->rpos = 0;
-	}
-	if (st->one_end && pos >= st->one_end)
-		st->one_end = 0;
-	if (st->one_end)
-		n = 1;
-	st->rpos = pos;
-	st->sn = KURA_MIN(n, VD_STEP_CHUNK_BLOCKS);
-	err = e->bops->read(e->b, st->ids[st->sli], st->ext, pos, st->sn, st->buf, st->sr.cls,
-			    scrub_read_done, st);
-	if (err)
-		step_later(st, err);
-}
-
-static void scrub_locked(void *arg)
-{
-	struct step *st = arg;
-	struct kura_vd_engine *e = st->e;
-	struct vd_job *j = st->j;
-	struct kura_blk_extent_info info;
-	int err;
-
-	st->locked = true;
-	if ((err = job_chain(e, j))) {
-		step_later(st, err);
-		return;
-	}
-	/* the chain may change under the step (a snapshot adds a layer): it
-	 * reads the layers it began with */
-	st->buf = kura_aligned_alloc_raw((size_t)VD_STEP_CHUNK_BLOCKS * VD_BLK);
-	st->ids = malloc((j->chain.n ? j->chain.n : 1) * sizeof(*st->ids));
-	if (!st->buf || !st->ids) {
-		step_later(st, -ENOMEM);
-		return;
-	}
-	st->nids = j->chain.n;
-	if (st->nids)
-		memcpy(st->ids, j->chain.ids, st->nids * sizeof(*st->ids));
-	/* layer 0 first; scrub_read moves on to the next that holds the extent */
-	st->sli = 0;
-	if (!st->nids || e->bops->extent_info(e->b, st->ids[0], st->ext, &info))
-		memset(&st->need, 0, sizeof(st->need));
-	else
-		st->need = info.present;
-	st->rpos = 0;
-	scrub_read(st);
 }
 
 static void step_go(struct vd_sreq *r);
@@ -1132,14 +829,14 @@ static void step_go(struct vd_sreq *r)
 	case JOB_SCRUB:
 		/* against merges only, which move blocks between the layers
 		 * it reads: guest writes land beside it */
-		err = vd_lock_ext(e, ext, true, scrub_locked, st);
+		err = vd_lock_ext(e, ext, true, vd_scrub_locked, st);
 		break;
 	case JOB_IMPORT:
 		import_step(st);
 		break;
 	}
 	if (err)
-		step_later(st, err);
+		vd_step_later(st, err);
 }
 
 /* ---- work lists ---- */
@@ -1212,7 +909,7 @@ static int job_list(struct kura_vd_engine *e, struct vd_job *j)
 	case JOB_CLONE:
 	case JOB_EXPORT:
 	case JOB_SCRUB:
-		err = job_chain(e, j);
+		err = vd_job_chain(e, j);
 		if (!err)
 			err = union_list(e, &j->chain, j->cursor, &j->exts, &j->nexts);
 		if (!err && j->type == JOB_EXPORT)
