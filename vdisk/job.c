@@ -648,6 +648,16 @@ int vd_job_chain(struct kura_vd_engine *e, struct vd_job *j)
 	return vd_chain_build(e, &j->chain, dl->parent, dl->clip);
 }
 
+int vd_step_locked(struct step *st)
+{
+	int err;
+
+	st->locked = true;
+	if ((err = vd_job_chain(st->e, st->j)))
+		vd_step_later(st, err);
+	return err;
+}
+
 /* flatten and clone: copy what dst's ancestors show and dst lacks. */
 static void flatten_locked(void *arg)
 {
@@ -655,13 +665,9 @@ static void flatten_locked(void *arg)
 	struct kura_vd_engine *e = st->e;
 	struct vd_job *j = st->j;
 	struct kura_blk_extent_info di;
-	int err;
 
-	st->locked = true;
-	if ((err = vd_job_chain(e, j))) {
-		vd_step_later(st, err);
+	if (vd_step_locked(st))
 		return;
-	}
 	vd_chain_present(e, &j->chain, st->ext, &st->need);
 	if (!e->bops->extent_info(e->b, j->dst, st->ext, &di))
 		for (unsigned i = 0; i < KURA_EXT_BLOCKS / 64; i++)
@@ -675,13 +681,9 @@ static void export_locked(void *arg)
 	struct kura_vd_engine *e = st->e;
 	struct vd_job *j = st->j;
 	uint64_t end = KURA_MIN(j->size, (st->ext + 1) * VD_EXT);
-	int err;
 
-	st->locked = true;
-	if ((err = vd_job_chain(e, j))) {
-		vd_step_later(st, err);
+	if (vd_step_locked(st))
 		return;
-	}
 	vd_chain_present(e, &j->chain, st->ext, &st->need);
 	vd_bm_range(&st->need, 0, (unsigned)((end - st->ext * VD_EXT) / VD_BLK));
 	step_read(st, &j->chain);

@@ -44,6 +44,9 @@ void vd_step_end(struct step *st, int err);
 void vd_step_later(struct step *st, int err);
 /* The job's chain of layers, built again when the tree changed. */
 int vd_job_chain(struct kura_vd_engine *e, struct vd_job *j);
+/* A step's extent lock is granted: st holds it, and the job's chain is
+ * built; on failure the step ends (later) and this returns the error. */
+int vd_step_locked(struct step *st);
 /* A scrub step, its extent locked against merges (scrub_step.c). */
 void vd_scrub_locked(void *arg);
 

@@ -253,13 +253,9 @@ void vd_scrub_locked(void *arg)
 	struct kura_vd_engine *e = st->e;
 	struct vd_job *j = st->j;
 	struct kura_blk_extent_info info;
-	int err;
 
-	st->locked = true;
-	if ((err = vd_job_chain(e, j))) {
-		vd_step_later(st, err);
+	if (vd_step_locked(st))
 		return;
-	}
 	/* the chain may change under the step (a snapshot adds a layer): it
 	 * reads the layers it began with */
 	st->buf = kura_aligned_alloc_raw((size_t)VD_STEP_CHUNK_BLOCKS * VD_BLK);
