@@ -70,7 +70,10 @@ fio_side() {
 }
 
 # fio_nbd URL QD RW -> "iops clat_mean_us clat_p99_us cpu_us_per_io" of
-# fio's random 4 KiB RW (randread or randwrite) through qemu-nbd at URL.
+# fio's random 4 KiB RW (randread or randwrite) through qemu-nbd at URL;
+# qemu-nbd's own CPU microseconds per I/O go to $WORK/nbd.us (its iSCSI
+# driver runs on its one main-loop thread, so 1e6 / that is the most I/Os a
+# second the chain can carry whatever the target).
 # qemu-nbd takes at most 16 requests at a time from one NBD connection
 # (QEMU's NBD server reads no more until one is answered), so a queue depth
 # above 16 is that many fio jobs of 16, each on its own connection (-e 4),
@@ -79,16 +82,17 @@ fio_nbd() {
 	start_nbd "$1" || { echo "0 0 0 0"; return; }
 	nj=1 qd=$2
 	[ "$qd" -gt 16 ] && nj=$((qd / 16)) qd=16
-	t0=$(ticks "$TPID")
+	t0=$(ticks "$TPID") n0=$(ticks "$NBD_PID")
 	timeout -k 5 $((RT + 30)) fio --name=w --ioengine=nbd --uri="nbd+unix:///?socket=$WORK/nbd.sock" \
 		--rw="$3" --bs=4k --iodepth="$qd" --numjobs="$nj" --group_reporting --size=1G \
 		--time_based --runtime="$RT" \
 		--output-format=json --output="$WORK/fio.json" >/dev/null 2>"$WORK/fio.err"
 	rc=$?
-	t1=$(ticks "$TPID")
+	t1=$(ticks "$TPID") n1=$(ticks "$NBD_PID")
 	stop_nbd
 	[ $rc -eq 0 ] || { echo "fio exit $rc: $(tail -n 2 "$WORK/fio.err")" >&2; echo "0 0 0 0"; return; }
 	set -- $(fio_side "${3#rand}" "$WORK/fio.json")
+	us_per_io $((n1 - n0)) "$4" >"$WORK/nbd.us"
 	echo "$1 $2 $3 $(us_per_io $((t1 - t0)) "$4")"
 }
 fiow() { fio_nbd "$1" "$2" randwrite; }
@@ -111,7 +115,8 @@ direct() { echo "$(dw "$2" 32) $(dw "$2" 1)" >"$WORK/$1.dw"; }
 # IOPS through the fio chain (what that chain delivers at all).
 measure() {
 	echo "iscsi bench: $1: reads QD32, QD1 (iscsi-perf); writes QD32, QD1 and reads QD32 (fio via qemu-nbd), ${RT} s each"
-	set -- "$1" "$2" $(perf "$2" 32) $(perf "$2" 1) $(fiow "$2" 32) $(fiow "$2" 1) \
+	set -- "$1" "$2" $(perf "$2" 32) $(perf "$2" 1) $(fiow "$2" 32) \
+		$(cp "$WORK/nbd.us" "$WORK/$1.nbd"; fiow "$2" 1) \
 		$(fio_nbd "$2" 32 randread | cut -d' ' -f1)
 	echo "$3 $4 $5 $6 $7 $8 $9 ${10} ${11} ${12} ${13} ${14} ${15}" >"$WORK/$1.res"
 }
@@ -122,6 +127,7 @@ measure() {
 chain_alone() {
 	TPID=$$
 	set -- $(fio_nbd 'json:{"driver":"raw","file":{"driver":"null-co","size":1073741824}}' 32 randwrite)
+	cp "$WORK/nbd.us" "$WORK/null.nbd"
 	echo "$1"
 }
 
@@ -163,8 +169,8 @@ measure kura "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
 direct kura "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
 vd iscsi cache lun writeback >/dev/null || die "vdisk iscsi cache lun writeback failed"
 echo "iscsi bench: kura, write cache on: writes QD32, QD1 (fio via qemu-nbd, then kura-iscsi-perf), ${RT} s each"
-echo "$(fiow "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0" 32) $(fiow "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0" 1)" \
-	>"$WORK/kurawb.res"
+echo "$(fiow "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0" 32) $(cp "$WORK/nbd.us" "$WORK/kurawb.nbd"
+	fiow "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0" 1)" >"$WORK/kurawb.res"
 direct kurawb "iscsi://127.0.0.1:$kport/${IQN_PREFIX}lun/0"
 stop_kura || echo "iscsi bench: blockd did not stop cleanly"
 
@@ -222,7 +228,10 @@ table() {
 	drow "write QD1 mean latency us (direct)" "$DS" "$DK" 6
 	drow "write QD1 p99 latency us (direct)" "$DS" "$DK" 7
 	echo
-	echo "the fio chain without iSCSI (qemu-nbd over null-co), 4 KiB random writes at QD32: $null_iops IOPS"
+	echo "the fio chain without iSCSI (qemu-nbd over null-co), 4 KiB random writes at QD32: $null_iops IOPS, qemu-nbd $(cat "$WORK/null.nbd") CPU us/IO"
+	nt=$(cat "$WORK/tgt.nbd") nk=$(cat "$WORK/kurawb.nbd")
+	echo "qemu-nbd's own CPU per write at QD32 (its iSCSI driver runs on its one main-loop thread): tgt $nt us, kura $nk us;"
+	echo "  at a whole core that thread carries at most $(awk -v u="$nk" 'BEGIN { printf "%.0f", (u > 0) ? 1e6 / u : 0 }') writes a second whatever the target, against 2x tgt = $((2 * $(col "$T" 5)))"
 	r32=$(ratio "$(col "$K" 1)" "$(col "$T" 1)") w32=$(ratio "$(col "$W" 1)" "$(col "$T" 5)")
 	echo "aim: kura >= 2x tgt IOPS at QD32: reads ${r32}x $(verdict "$(col "$K" 1) >= 2 * $(col "$T" 1)"), writes (write cache on) ${w32}x $(verdict "$(col "$W" 1) >= 2 * $(col "$T" 5)")"
 	echo "aim: kura QD1 latency below tgt's: reads $(verdict "$(col "$K" 3) > $(col "$T" 3)"), writes (write cache on) $(verdict "$(col "$W" 6) < $(col "$T" 10) && $(col "$W" 6) > 0")"

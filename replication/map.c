@@ -213,6 +213,131 @@ static int table_fits(const struct kura_map_table *t, const struct kura_map *m)
 	return 1;
 }
 
+/* How a table's inputs changed from old's to m's, node by node (both
+ * lists are sorted by name): which of old's nodes took part in placement
+ * and no longer do (went out or left the map: leave[i] of old's index),
+ * and which of m's take part and did not (joined, or back from out:
+ * join[] of m's indexes); remap[i] is old node i's index in m, or -1.
+ * Returns the number of nodes that changed, or -1 when a node's fault
+ * domain changed (which moves it in every group's ranking at once). */
+static int table_diff(const struct kura_map_table *old, const struct kura_map *m, int *remap,
+		      uint8_t *leave, unsigned *join, unsigned *njoin)
+{
+	unsigned a = 0, b = 0;
+	int changed = 0;
+
+	*njoin = 0;
+	while (a < old->nnodes || b < m->nnodes) {
+		int c = a == old->nnodes   ? 1
+			: b == m->nnodes ? -1
+					 : strcmp(old->in[a].name, m->nodes[b].name);
+		int bout = b < m->nnodes && m->nodes[b].state == KURA_NODE_OUT;
+
+		if (c < 0) { /* left the map */
+			remap[a] = -1;
+			leave[a] = !old->in[a].out;
+			changed += leave[a];
+			a++;
+		} else if (c > 0) { /* new in the map */
+			if (!bout) {
+				join[(*njoin)++] = b;
+				changed++;
+			}
+			b++;
+		} else {
+			if (strcmp(old->in[a].domain, m->nodes[b].domain))
+				return -1;
+			remap[a] = (int)b;
+			leave[a] = !old->in[a].out && bout;
+			if (old->in[a].out && !bout)
+				join[(*njoin)++] = b;
+			changed += leave[a] || (old->in[a].out && !bout);
+			a++, b++;
+		}
+	}
+	return changed;
+}
+
+/* Group pg's set in m from its set in old (tables of the same pgs and
+ * replicas, diffed by table_diff), when no node of that set left: a node
+ * that is not in a set cannot change it by leaving (its domain then ranks
+ * by a lighter node, and ranked below the set already), and a node that
+ * joins enters exactly as it would in a pass over every node (offer()).
+ * Returns the set's size, or -1 when it must be worked out from every
+ * node: a member left, or two weights are equal (a pass breaks such ties
+ * by node order, which this does not see). */
+static int place_from(const struct kura_map *m, const uint64_t *keys,
+		      const struct kura_map_table *old, const int *remap, const uint8_t *leave,
+		      const unsigned *join, unsigned njoin, uint32_t pg,
+		      unsigned idx[KURA_MAP_MAX_REPLICAS])
+{
+	const struct tset *os = &old->sets[pg];
+	struct cand best[KURA_MAP_MAX_REPLICAS];
+	unsigned n = os->n, r = m->replicas < KURA_MAP_MAX_REPLICAS ? m->replicas : KURA_MAP_MAX_REPLICAS;
+	uint64_t pgk = pg_key(pg);
+
+	if (!r)
+		return 0;
+	for (unsigned k = 0; k < n; k++) {
+		if (leave[os->idx[k]] || remap[os->idx[k]] < 0)
+			return -1;
+		best[k].i = (unsigned)remap[os->idx[k]];
+		best[k].w = weight(pgk, keys[best[k].i]);
+	}
+	for (unsigned j = 0; j < njoin; j++) {
+		uint64_t w = weight(pgk, keys[join[j]]);
+
+		for (unsigned k = 0; k < n; k++)
+			if (best[k].w == w)
+				return -1;
+		if (n == r && w < best[r - 1].w)
+			continue;
+		offer(m, best, &n, r, w, join[j]);
+	}
+	for (unsigned k = 0; k < n; k++)
+		idx[k] = best[k].i;
+	return (int)n;
+}
+
+/* Fills t's sets (t's inputs are m's): from old's sets when old has the
+ * same pgs and replicas and few nodes changed (a node going out changes
+ * the groups it was in, about replicas/nodes of them; one joining is one
+ * weight per group), else a placement of every group over every node.
+ * 0 or -ENOMEM. */
+static int table_fill(struct kura_map_table *t, const struct kura_map *m,
+		      const struct kura_map_table *old, const uint64_t *keys)
+{
+	int *remap = NULL;
+	uint8_t *leave = NULL;
+	unsigned *join = NULL, njoin = 0;
+	int changed = -1;
+
+	if (old && old->pgs == m->pgs && old->replicas == m->replicas && old->nnodes && m->nnodes) {
+		remap = malloc(old->nnodes * sizeof(*remap));
+		leave = malloc(old->nnodes);
+		join = malloc(m->nnodes * sizeof(*join));
+		if (!remap || !leave || !join) {
+			free(remap), free(leave), free(join);
+			return -ENOMEM;
+		}
+		changed = table_diff(old, m, remap, leave, join, &njoin);
+		if (changed * 4 > (int)m->nnodes)
+			changed = -1; /* a pass over every node costs about as much */
+	}
+	for (uint32_t pg = 0; pg < m->pgs; pg++) {
+		unsigned idx[KURA_MAP_MAX_REPLICAS];
+		int n = changed < 0 ? -1 : place_from(m, keys, old, remap, leave, join, njoin, pg, idx);
+
+		if (n < 0)
+			n = (int)place(m, keys, pg, idx);
+		t->sets[pg].n = (uint8_t)n;
+		for (int k = 0; k < n; k++)
+			t->sets[pg].idx[k] = (uint16_t)idx[k];
+	}
+	free(remap), free(leave), free(join);
+	return 0;
+}
+
 int kura_map_index(struct kura_map *m, const struct kura_map *prev)
 {
 	struct kura_map_table *t;
@@ -246,12 +371,12 @@ int kura_map_index(struct kura_map *m, const struct kura_map *prev)
 		t->in[i].out = m->nodes[i].state == KURA_NODE_OUT;
 		keys[i] = name_key(m->nodes[i].name);
 	}
-	for (uint32_t pg = 0; pg < m->pgs; pg++) {
-		unsigned idx[KURA_MAP_MAX_REPLICAS], n = place(m, keys, pg, idx);
-
-		t->sets[pg].n = (uint8_t)n;
-		for (unsigned k = 0; k < n; k++)
-			t->sets[pg].idx[k] = (uint16_t)idx[k];
+	if (table_fill(t, m, prev ? prev->table : NULL, keys) < 0) {
+		free(keys);
+		free(t->sets);
+		free(t->in);
+		free(t);
+		return -ENOMEM;
 	}
 	free(keys);
 	atomic_init(&t->refs, 1);
@@ -1089,6 +1214,8 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 	after.nnodes = (unsigned)n;
 	after.nfills = 0;
 	after.table = NULL; /* m's table is of m's nodes */
+	if (gained)
+		kura_map_index(&after, m); /* from m's table; on -ENOMEM, placed per group */
 	for (uint32_t pg = 0, i = 0; pg < m->pgs && (gained || i < m->nfills); pg++) {
 		if (!gained && m->fills[i].pg != pg)
 			continue; /* placed only where there is something to do */
@@ -1136,6 +1263,7 @@ static int next_fills(const struct kura_map *m, struct kura_map_node *next, size
 			}
 		}
 	}
+	table_put(after.table);
 	/* fills kept and fills new of one group interleave by name */
 	if (k > 1)
 		qsort(f, k, sizeof(*f), fill_sort);

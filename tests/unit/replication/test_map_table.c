@@ -1,6 +1,8 @@
 /* The placement table (kura_map_index): it answers what placement
  * worked out per group answers; a new map whose nodes only changed state
- * takes the last map's table; one whose nodes went out gets its own. */
+ * takes the last map's table; one whose nodes went out, came back or
+ * joined gets its own, worked out from the last one's, and it equals a
+ * placement of every group over every node. */
 #include "common/util.h"
 #include "replication/map.h"
 #include "tests/unit/harness.h"
@@ -40,7 +42,7 @@ TEST_T(test_map_index_shares_the_table_while_only_states_change, 120)
 {
 	enum { N = 1000, PGS = 65536 };
 	struct kura_live_node *live = calloc(N, sizeof(*live));
-	struct kura_map m, down, out;
+	struct kura_map m, down, out, join;
 	struct kura_map_health h;
 	uint64_t t0, t1, t2, t3, t4, t5, t6, now = 1000;
 	unsigned idx[KURA_MAP_MAX_REPLICAS];
@@ -83,11 +85,29 @@ TEST_T(test_map_index_shares_the_table_while_only_states_change, 120)
 
 	/* out_after later they are OUT: the sets change, a table of its own */
 	CHECK_EQ(kura_map_copy(&out, &down), 0);
+	t4 = kura_now_ns();
 	CHECK_EQ(kura_map_update(&out, live, N - 2, now + OUT_AFTER + 1), 1);
+	t5 = kura_now_ns();
+	CHECK(out.nfills > 0);
 	CHECK_EQ(out.nodes[7].state, KURA_NODE_OUT);
+	t0 = kura_now_ns();
 	CHECK_EQ(kura_map_index(&out, &down), 0);
+	t1 = kura_now_ns();
 	CHECK(out.table != NULL && out.table != down.table);
 	check_table(&out);
+	/* and a new node joins: one weight per group */
+	CHECK_EQ(kura_map_copy(&join, &out), 0);
+	test_node(&live[N - 2], N, 25);
+	CHECK_EQ(kura_map_update(&join, live, N - 1, now + OUT_AFTER + 2000), 1);
+	CHECK(kura_map_find(&join, "n1000") >= 0);
+	t2 = kura_now_ns();
+	CHECK_EQ(kura_map_index(&join, &out), 0);
+	t3 = kura_now_ns();
+	check_table(&join);
+	fprintf(stderr, "two of %u nodes out: the map with their fills made in %.1f ms, its table "
+		"worked out from the last one's in %.1f ms; a node joining: %.1f ms\n", N,
+		(double)(t5 - t4) / 1e6, (double)(t1 - t0) / 1e6, (double)(t3 - t2) / 1e6);
+	kura_map_free(&join);
 	for (uint32_t pg = 0; pg < PGS; pg++) {
 		unsigned n = kura_map_place(&out, pg, idx);
 
@@ -134,4 +154,98 @@ TEST(test_map_index_small_maps_and_copies)
 	check_table(&m);
 	kura_map_free(&m);
 	kura_map_free(&c);
+}
+
+/* Map m of r replicas and pgs groups over the model's nodes: name k is
+ * "n%03u", in domain dom[k], OUT when out[k], absent when gone[k]. */
+static void model_map(struct kura_map *m, unsigned r, unsigned pgs, unsigned n,
+		      const unsigned *dom, const uint8_t *out, const uint8_t *gone)
+{
+	unsigned c = 0;
+
+	CHECK_EQ(kura_map_init(m, CID, r, pgs, OUT_AFTER), 0);
+	m->nodes = calloc(n ? n : 1, sizeof(*m->nodes));
+	CHECK(m->nodes != NULL);
+	for (unsigned k = 0; k < n; k++) {
+		struct kura_map_node *nd = &m->nodes[c];
+
+		if (gone[k])
+			continue;
+		snprintf(nd->name, sizeof(nd->name), "n%03u", k);
+		snprintf(nd->addr, sizeof(nd->addr), "10.0.%u.%u:7400", k / 200, k % 200 + 1);
+		snprintf(nd->domain, sizeof(nd->domain), "rack%u", dom[k]);
+		nd->state = out[k] ? KURA_NODE_OUT : KURA_NODE_UP;
+		c++;
+	}
+	m->nnodes = c;
+}
+
+/* Random walks of nodes going out, coming back, joining, leaving the map
+ * and (rarely) moving to another domain, on clusters of several sizes:
+ * after every step the table worked out from the last map's equals the
+ * placement of every group over every node. */
+TEST_T(test_map_index_from_the_last_table_equals_a_full_placement, 120)
+{
+	enum { MAXN = 80 };
+	static const unsigned sizes[][4] = { /* first nodes, domains, replicas, pgs */
+		{ 3, 3, 2, 64 }, { 5, 5, 3, 256 }, { 12, 4, 3, 256 }, { 30, 30, 3, 512 },
+		{ 40, 6, 2, 1024 }, { 60, 10, 3, 256 },
+	};
+	uint64_t seed = 0x6b757261;
+	unsigned incremental = 0, steps = 0;
+
+	for (unsigned z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+		unsigned dom[MAXN], n = sizes[z][0], ndom = sizes[z][1];
+		uint8_t out[MAXN] = { 0 }, gone[MAXN] = { 0 };
+		struct kura_map prev;
+
+		for (unsigned k = 0; k < MAXN; k++)
+			dom[k] = k % ndom;
+		model_map(&prev, sizes[z][2], sizes[z][3], n, dom, out, gone);
+		CHECK_EQ(kura_map_index(&prev, NULL), 0);
+		for (unsigned step = 0; step < 120; step++) {
+			struct kura_map next;
+			unsigned k, changes = 1 + (unsigned)(kura_hash64(seed++) % 3);
+
+			for (unsigned c = 0; c < changes; c++) {
+				uint64_t h = kura_hash64(seed++);
+
+				k = (unsigned)((h >> 8) % n);
+				switch (h % 16) {
+				case 0: case 1: case 2: case 3: case 4: /* out, or back */
+					if (!gone[k])
+						out[k] = !out[k];
+					break;
+				case 5: case 6: case 7: case 8: /* a node joins */
+					if (n < MAXN) {
+						dom[n] = (unsigned)((h >> 20) % ndom);
+						out[n] = gone[n] = 0;
+						n++;
+					}
+					break;
+				case 9: case 10: /* an out node leaves the map, or returns */
+					if (out[k])
+						gone[k] = !gone[k];
+					break;
+				case 11: /* a node moves to another domain */
+					if (h & 0x100000)
+						dom[k] = (dom[k] + 1) % ndom;
+					break;
+				default: /* a node that was gone joins again, UP */
+					if (gone[k])
+						gone[k] = out[k] = 0;
+					break;
+				}
+			}
+			model_map(&next, sizes[z][2], sizes[z][3], n, dom, out, gone);
+			CHECK_EQ(kura_map_index(&next, &prev), 0);
+			incremental += next.table != prev.table;
+			check_table(&next);
+			kura_map_free(&prev);
+			prev = next;
+			steps++;
+		}
+		kura_map_free(&prev);
+	}
+	CHECK(incremental > steps / 2);
 }
