@@ -357,6 +357,7 @@ static void batch_written(struct kura_op *op, int res)
 	if (j->open && !j->inflight)
 		seal_open(j);
 	submit_next(j);
+	io_apply_gap(j->s);
 }
 
 static void submit_next(struct kura_journal *j)
@@ -385,6 +386,7 @@ static void submit_next(struct kura_journal *j)
 			continue;
 		}
 		j->inflight = b;
+		j->submit_ns = kura_now_ns();
 		b->op.fn = batch_written;
 		/* FUA makes only its own write durable: after batches written
 		 * without it, write plainly and flush (batch_written) */

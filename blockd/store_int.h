@@ -254,6 +254,7 @@ struct kura_journal {
 	struct jbatch *open;     /* batch taking records */
 	struct jbatch *first, *last; /* sealed batches not yet checkpointed, oldest first */
 	struct jbatch *inflight;
+	uint64_t submit_ns;      /* when the last batch was submitted (monotonic) */
 	struct jbatch *written;  /* a written batch with none but written ones
 				  * before it (NULL: start at first): where the
 				  * next batch to write is looked for */
@@ -349,7 +350,9 @@ struct kura_blk_store {
 	uint64_t apply_gen;    /* bumps on every apply, for read retries */
 	struct xstate *applyq; /* extents with acknowledged writes not yet applying */
 	unsigned unstarted;
-	unsigned napplying;    /* in-place writes in flight (APPLY_DEPTH) */
+	unsigned napplying;    /* in-place writes in flight (io.c, apply_depth) */
+	unsigned apply_backlog; /* blocks of acknowledged writes not yet applying (about) */
+	int apply_held;         /* writes let go (io_apply_kick) wait for a slot */
 	struct kura_timer apply_timer;
 	int apply_timer_armed;
 
@@ -411,7 +414,11 @@ void io_batch_durable(struct kura_blk_store *s); /* after a journal batch comple
 int io_init(struct kura_blk_store *s);
 void io_destroy(struct kura_blk_store *s);
 int io_meta_apply(struct kura_blk_store *s, const struct kura_jrec *rec);
-void io_apply_kick(struct kura_blk_store *s); /* start every queued apply now */
+/* Starts queued applies now, as many as may be in flight (io.c). */
+void io_apply_kick(struct kura_blk_store *s);
+/* A journal write ended: applies started but held back for lack of a slot
+ * may go in the gap before the next one. */
+void io_apply_gap(struct kura_blk_store *s);
 int io_pending(struct kura_blk_store *s);
 
 int ckpt_init(struct kura_blk_store *s);

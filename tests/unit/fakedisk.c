@@ -20,7 +20,9 @@ struct fake_disk {
 struct fake_req {
 	struct kura_op op;
 	struct kura_op *user;
-	struct kura_timer timer; /* a delayed flush */
+	struct kura_timer timer; /* a delayed flush or write */
+	struct fake_media *m;    /* a write counted in flight: */
+	int in_watch, res;       /* where, and its result */
 };
 
 struct fake_media *fake_media_create(uint64_t size)
@@ -126,6 +128,47 @@ static void complete(struct kura_disk *d, struct kura_op *user, int res)
 	kura_loop_defer(d->loop, &r->op, res);
 }
 
+static void write_timer_done(struct kura_op *op, int res)
+{
+	struct fake_req *r = KURA_CONTAINER_OF(op, struct fake_req, timer.op);
+	struct kura_op *user = r->user;
+
+	(void)res;
+	res = r->res;
+	if (r->in_watch)
+		r->m->in_watch--;
+	else
+		r->m->out_watch--;
+	free(r);
+	user->fn(user, res);
+}
+
+/* A write that landed completes: at once, or write_delay_ns later, counted
+ * in flight meanwhile. */
+static void write_complete(struct kura_disk *d, struct fake_media *m, uint64_t off,
+			   struct kura_op *user, int res)
+{
+	struct fake_req *r;
+
+	if (!m->write_delay_ns) {
+		complete(d, user, res);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	r->user = user;
+	r->m = m;
+	r->res = res;
+	r->in_watch = off >= m->watch_lo && off < m->watch_hi;
+	if (r->in_watch)
+		m->in_watch++;
+	else if (++m->out_watch > m->max_out)
+		m->max_out = m->out_watch;
+	if (m->in_watch && m->out_watch > m->max_out_while_in)
+		m->max_out_while_in = m->out_watch;
+	r->timer.op.fn = write_timer_done;
+	kura_loop_timer(d->loop, &r->timer, m->write_delay_ns);
+}
+
 static void fake_rw(struct kura_disk *d, int write, const struct iovec *iov, int iovcnt,
 		    uint64_t off, unsigned flags, struct kura_op *op)
 {
@@ -185,7 +228,7 @@ static void fake_rw(struct kura_disk *d, int write, const struct iovec *iov, int
 			m->unflushed = w;
 		m->unflushed_tail = w;
 	}
-	complete(d, op, (int)len);
+	write_complete(d, m, off, op, (int)len);
 }
 
 static void flush_timer_done(struct kura_op *op, int res)

@@ -30,6 +30,14 @@ struct fake_media {
 	int lost;
 	uint64_t flush_delay_ns; /* a flush completes this long after it is issued
 				  * (it covers what was written before then) */
+	/* Writes in flight: with write_delay_ns set, a write completes that
+	 * long after it is issued (its data is in place at once). Writes are
+	 * counted as inside [watch_lo, watch_hi) or outside it; max_out is the
+	 * most outside it at once, max_out_while_in the most outside it at
+	 * once while one inside it was in flight too. */
+	uint64_t write_delay_ns;
+	uint64_t watch_lo, watch_hi;
+	unsigned in_watch, out_watch, max_out, max_out_while_in;
 };
 
 struct fake_media *fake_media_create(uint64_t size);

@@ -1448,3 +1448,53 @@ TEST(test_store_batch_beyond_a_hole_stays_dead)
 	ts_close(&t);
 	fake_media_destroy(m);
 }
+
+/* In-place writes keep out of the way of a guest's next journal write: a
+ * stream of cached writes at queue depth 1, flushed every 100, finds at
+ * most 4 in-place writes at the device whenever its journal write is
+ * there, while the writes each flush made durable are applied (blockd/
+ * io.c, APPLY_DEPTH_GAP); a burst that leaves more than 8 MiB to apply
+ * gets all 16 slots; and everything reads back after a restart. */
+TEST(test_store_in_place_writes_leave_room_for_a_low_queue_depth_guest)
+{
+	struct tstore t = { .checkpoint_ns = NO_CKPT };
+	struct fake_media *m = fake_media_create(MEDIA);
+	uint8_t *b = blocks(64);
+	unsigned next = 0;
+	struct order o[80];
+
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	m->watch_lo = 1u << 20; /* the journal (blockd/layout.h) */
+	m->watch_hi = m->watch_lo + t.journal_size;
+	m->write_delay_ns = 50000;
+	for (unsigned i = 0; i < 400; i++) {
+		fill_tags(b, 1, 1000 + i, 11);
+		CHECK_EQ(ts_write_cached(&t, 1, i / 256, i % 256, 1, b, i + 1), 0);
+		if (i % 100 == 99)
+			CHECK_EQ(ts_flush(&t), 0);
+	}
+	CHECK(m->max_out > 0); /* applied meanwhile */
+	CHECK(m->max_out_while_in <= 4);
+	/* 80 writes of 64 blocks at once into 20 extents: 5,120 blocks to apply */
+	for (unsigned i = 0; i < 80; i++) {
+		o[i] = (struct order){ .next = &next };
+		fill_tags(b, 64, 100000 + i * 64, 11);
+		CHECK_EQ(kura_blk_write_cached(t.s, 1, 10 + i / 4, i % 4 * 64, 64, b, 1, KURA_IO_GUEST,
+					       order_done, &o[i]), 0);
+	}
+	while (next < 80)
+		kura_loop_run_once(t.loop, 100000000ull);
+	CHECK_EQ(ts_flush(&t), 0);
+	ts_close(&t);
+	CHECK_EQ(m->max_out, 16u);
+	m->write_delay_ns = 0;
+	CHECK_EQ(ts_open(&t, m, "s"), 0);
+	expect_tags(&t, 1, 0, 0, 256, 1000, 11);
+	expect_tags(&t, 1, 1, 0, 144, 1256, 11);
+	for (unsigned i = 0; i < 80; i++) {
+		CHECK_EQ(o[i].err, 0);
+		expect_tags(&t, 1, 10 + i / 4, i % 4 * 64, 64, 100000 + i * 64, 11);
+	}
+	ts_close(&t);
+	fake_media_destroy(m);
+}
