@@ -48,14 +48,14 @@
  * that the next guest write finds few of them ahead of it. All
  * APPLY_DEPTH when more than APPLY_BACKLOG_MAX blocks wait (the writes
  * come faster than that pace applies them), when a checkpoint waits for
- * them, or when no journal write was submitted for APPLY_IDLE_NS.
+ * them, or when no journal write is at the device nor ended for
+ * kura_blk_opts.apply_idle_ns (2 ms).
  * Measured with 4 KiB cached writes from libiscsi at QD1 (docs/store.md):
  * p99 205-239 µs against 433-600 with APPLY_DEPTH always; 2 or 8 in the
  * gaps did worse than 4, and 0 or 1 while busy the same. */
 #define APPLY_DEPTH_GAP 4u
 #define APPLY_DEPTH_BUSY 1u
 #define APPLY_BACKLOG_MAX 2048u /* blocks: 8 MiB */
-#define APPLY_IDLE_NS 2000000ULL
 
 /* Direct writes start at 64 KiB: below that the journal's group commit
  * costs less than a write of its own with FUA. */
@@ -324,12 +324,11 @@ static unsigned apply_depth(struct kura_blk_store *s)
 {
 	const struct kura_journal *j = &s->journal;
 
-	if (!s->applyq)
-		s->apply_backlog = 0; /* every write waiting is applying */
-	if (s->apply_backlog > APPLY_BACKLOG_MAX || s->closing || ckpt_active(s) ||
-	    kura_now_ns() - j->submit_ns > APPLY_IDLE_NS)
+	if (s->apply_backlog > APPLY_BACKLOG_MAX || ckpt_active(s))
 		return APPLY_DEPTH;
-	return j->inflight ? APPLY_DEPTH_BUSY : APPLY_DEPTH_GAP;
+	if (j->inflight)
+		return APPLY_DEPTH_BUSY;
+	return kura_now_ns() - j->done_ns > s->apply_idle_ns ? APPLY_DEPTH : APPLY_DEPTH_GAP;
 }
 
 /* An in-place write ended (or never started): one more may go. */
@@ -421,6 +420,7 @@ static void x_try_apply(struct kura_blk_store *s, struct xstate *x)
 			continue;
 		if (s->napplying >= apply_depth(s)) {
 			apply_queue(s, x); /* an in-place write or journal write that ends starts it */
+			s->apply_held = 1;
 			return;
 		}
 		s->apply_backlog -= s->apply_backlog < w->nblk ? s->apply_backlog : w->nblk;

@@ -327,6 +327,7 @@ static void batch_written(struct kura_op *op, int res)
 	int fua = b->fua;
 
 	j->inflight = NULL;
+	j->done_ns = kura_now_ns();
 	if (res < 0) {
 		store_io_error(j->s, j->pd, j->off + b->lpos % j->len, res, "journal write");
 		complete_reqs(b, -EIO); /* these writes get the disk's error */
@@ -386,7 +387,6 @@ static void submit_next(struct kura_journal *j)
 			continue;
 		}
 		j->inflight = b;
-		j->submit_ns = kura_now_ns();
 		b->op.fn = batch_written;
 		/* FUA makes only its own write durable: after batches written
 		 * without it, write plainly and flush (batch_written) */

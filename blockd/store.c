@@ -821,6 +821,7 @@ int kura_blk_store_open(const struct kura_blk_opts *o, struct kura_blk_store **o
 	s->failed_disk = -1;
 	s->loop = o->loop;
 	s->checkpoint_ns = o->checkpoint_ns ? o->checkpoint_ns : 5000000000ULL;
+	s->apply_idle_ns = o->apply_idle_ns ? o->apply_idle_ns : 2000000ULL;
 	snprintf(s->dir, sizeof(s->dir), "%s", o->dir);
 	err = dir_prepare(s, o, &fresh, errbuf, errlen);
 	if (err)

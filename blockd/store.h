@@ -93,6 +93,8 @@ struct kura_blk_opts {
 	uint64_t journal_size;      /* per disk, for newly formatted disks; 0: 1/16 of the disk, 16-256 MiB */
 	uint64_t crc_cache_bytes;   /* 0: 64 MiB (covers 256 GiB of hot data) */
 	uint64_t checkpoint_ns;     /* checkpoint at least this often when dirty; 0: 5 s */
+	uint64_t apply_idle_ns;     /* no journal write this long: in-place writes take
+				     * every slot (blockd/io.c); 0: 2 ms */
 	int create;                 /* create a new store when dir holds none */
 	/* a disk recorded as failed (kura_blk_failed_disk) is never opened
 	 * again; its extents are lost to this store. With drop_failed_disks

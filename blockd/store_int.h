@@ -254,7 +254,7 @@ struct kura_journal {
 	struct jbatch *open;     /* batch taking records */
 	struct jbatch *first, *last; /* sealed batches not yet checkpointed, oldest first */
 	struct jbatch *inflight;
-	uint64_t submit_ns;      /* when the last batch was submitted (monotonic) */
+	uint64_t done_ns;        /* when the last batch write ended (monotonic) */
 	struct jbatch *written;  /* a written batch with none but written ones
 				  * before it (NULL: start at first): where the
 				  * next batch to write is looked for */
@@ -353,6 +353,7 @@ struct kura_blk_store {
 	unsigned napplying;    /* in-place writes in flight (io.c, apply_depth) */
 	unsigned apply_backlog; /* blocks of acknowledged writes not yet applying (about) */
 	int apply_held;         /* writes let go (io_apply_kick) wait for a slot */
+	uint64_t apply_idle_ns; /* kura_blk_opts.apply_idle_ns */
 	struct kura_timer apply_timer;
 	int apply_timer_armed;
 

@@ -142,6 +142,7 @@ struct tset {
 struct kura_map_table {
 	atomic_uint refs;
 	unsigned pgs, replicas, nnodes;
+	unsigned carried; /* groups worked out from the last table (table_fill) */
 	struct tnode *in;
 	struct tset *sets;
 };
@@ -187,6 +188,11 @@ static unsigned place(const struct kura_map *m, const uint64_t *keys, uint32_t p
 unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA_MAP_MAX_REPLICAS])
 {
 	return place(m, NULL, pg, idx);
+}
+
+unsigned kura_map_table_carried(const struct kura_map *m)
+{
+	return m->table ? m->table->carried : 0;
 }
 
 static void table_put(struct kura_map_table *t)
@@ -330,6 +336,8 @@ static int table_fill(struct kura_map_table *t, const struct kura_map *m,
 
 		if (n < 0)
 			n = (int)place(m, keys, pg, idx);
+		else
+			t->carried++;
 		t->sets[pg].n = (uint8_t)n;
 		for (int k = 0; k < n; k++)
 			t->sets[pg].idx[k] = (uint16_t)idx[k];

@@ -205,6 +205,9 @@ unsigned kura_map_place(const struct kura_map *m, uint32_t pg, unsigned idx[KURA
  * changed in any other way once indexed. 0, or -ENOMEM (no table: every
  * placement is worked out when asked, as before). */
 int kura_map_index(struct kura_map *m, const struct kura_map *prev);
+/* How many groups of m's table were worked out from the last map's table
+ * rather than placed over every node (0 when not indexed). */
+unsigned kura_map_table_carried(const struct kura_map *m);
 
 /* The group's primary: the first UP node of its set that is not filling
  * it, or -1 when there is none. */

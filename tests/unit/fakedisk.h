@@ -34,7 +34,9 @@ struct fake_media {
 	 * long after it is issued (its data is in place at once). Writes are
 	 * counted as inside [watch_lo, watch_hi) or outside it; max_out is the
 	 * most outside it at once, max_out_while_in the most outside it at
-	 * once while one inside it was in flight too. */
+	 * once while one inside it was in flight too. Close the store before
+	 * the media goes while writes are delayed: a crash or kill leaves
+	 * their timers pending. */
 	uint64_t write_delay_ns;
 	uint64_t watch_lo, watch_hi;
 	unsigned in_watch, out_watch, max_out, max_out_while_in;

@@ -25,6 +25,7 @@ int ts_open(struct tstore *t, struct fake_media *m, const char *name)
 	o.journal_size = t->journal_size;
 	o.crc_cache_bytes = t->crc_cache ? t->crc_cache : 1u << 20;
 	o.checkpoint_ns = t->checkpoint_ns ? t->checkpoint_ns : 50000000ULL;
+	o.apply_idle_ns = t->apply_idle_ns;
 	o.create = 1;
 	o.drop_failed_disks = t->drop_failed;
 	t->err = kura_blk_store_open(&o, &t->s, t->errbuf, sizeof(t->errbuf));

@@ -14,6 +14,7 @@ struct tstore {
 	uint64_t journal_size;
 	uint64_t crc_cache;   /* 0: 1 MiB */
 	uint64_t checkpoint_ns; /* 0: 50 ms */
+	uint64_t apply_idle_ns; /* 0: the store's default */
 	int drop_failed; /* kura_blk_opts.drop_failed_disks */
 	int err; /* of the last open */
 	char errbuf[512];
