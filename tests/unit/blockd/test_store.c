@@ -2,17 +2,11 @@
 #include "blockd/store_int.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "tests/unit/blockd/storetest.h"
 #include "tests/unit/harness.h"
 #include "tests/unit/tstore.h"
 
 #include <errno.h>
-
-#define MEDIA (48ull << 20)
-
-static void *blocks(unsigned n)
-{
-	return ts_buf(n);
-}
 
 TEST(test_store_write_then_read_returns_same_data)
 {
@@ -396,18 +390,6 @@ TEST(test_store_checkpoint_stops_when_an_apply_fails)
 	fake_media_destroy(m);
 }
 
-struct order {
-	unsigned seq, *next;
-	int err;
-};
-
-static void order_done(void *arg, int err)
-{
-	struct order *o = arg;
-
-	o->seq = ++*o->next;
-	o->err = err;
-}
 
 /* Background writes that fill the journal wait at 3/4 of it; a guest write
  * to another extent goes ahead of them, one to the same extent does not.
@@ -573,27 +555,6 @@ TEST(test_store_replica_write_after_a_missed_one_keeps_the_version)
 }
 
 /* ---- direct writes (blockd/io.c) ---- */
-
-#define NO_CKPT 60000000000ULL /* checkpoint_ns: none but those the tests force */
-
-static void fill_tags(uint8_t *buf, unsigned n, uint64_t tag0, uint64_t salt)
-{
-	for (unsigned i = 0; i < n; i++)
-		ts_fill(buf + (size_t)i * KURA_BLK_SIZE, tag0 + i, salt);
-}
-
-/* Blocks blk..blk+n-1 of (layer, ext) read as tags tag0, tag0 + 1, ... or,
- * with tag0 0, as zeros. */
-static void expect_tags(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
-			uint64_t tag0, uint64_t salt)
-{
-	uint8_t *r = blocks(n);
-
-	memset(r, 0xa5, (size_t)n * KURA_BLK_SIZE);
-	CHECK_EQ(ts_read(t, layer, ext, blk, n, r), 0);
-	for (unsigned i = 0; i < n; i++)
-		CHECK_EQ(ts_tag(r + (size_t)i * KURA_BLK_SIZE, salt), tag0 ? tag0 + i : 0);
-}
 
 /* A write of class cls, waited for. */
 static int cls_write(struct tstore *t, uint64_t layer, uint64_t ext, unsigned blk, unsigned n,
@@ -1445,65 +1406,6 @@ TEST(test_store_batch_beyond_a_hole_stays_dead)
 	ts_close(&t);
 	CHECK_EQ(ts_open(&t, m, "s"), 0);
 	expect_tags(&t, 1, 0, 0, 1, 400, 11);
-	ts_close(&t);
-	fake_media_destroy(m);
-}
-
-/* In-place writes keep out of the way of a guest's next journal write: a
- * stream of cached writes at queue depth 1, flushed every 100, finds at
- * most 4 in-place writes at the device whenever its journal write is
- * there, while the writes each flush made durable are applied (blockd/
- * io.c, APPLY_DEPTH_GAP); a burst that leaves more than 8 MiB to apply
- * gets all 16 slots at once; and everything reads back after a restart.
- * (The store's idle rule, every slot after 2 ms without a journal write,
- * is set out of reach here: a slow test machine would trip it.) */
-TEST(test_store_in_place_writes_leave_room_for_a_low_queue_depth_guest)
-{
-	struct tstore t = { .checkpoint_ns = NO_CKPT, .journal_size = 64u << 20,
-			    .apply_idle_ns = 3600000000000ULL };
-	struct fake_media *m = fake_media_create(160ull << 20);
-	uint8_t *b = blocks(64);
-	unsigned next = 0;
-	struct order o[48];
-	uint64_t t0;
-
-	CHECK_EQ(ts_open(&t, m, "s"), 0);
-	m->watch_lo = 1u << 20; /* the journal (blockd/layout.h) */
-	m->watch_hi = m->watch_lo + t.journal_size;
-	m->write_delay_ns = 50000;
-	for (unsigned i = 0; i < 400; i++) {
-		fill_tags(b, 1, 1000 + i, 11);
-		CHECK_EQ(ts_write_cached(&t, 1, i / 256, i % 256, 1, b, i + 1), 0);
-		if (i % 100 == 99)
-			CHECK_EQ(ts_flush(&t), 0);
-	}
-	CHECK(m->max_out > 0); /* applied meanwhile */
-	CHECK(m->max_out <= 4);
-	CHECK(m->max_out_while_in <= 4);
-	/* 48 writes of 64 blocks at once into 12 extents: 3,072 blocks (12 MiB,
-	 * under the half of the journal that calls a checkpoint) to apply */
-	for (unsigned i = 0; i < 48; i++) {
-		o[i] = (struct order){ .next = &next };
-		fill_tags(b, 64, 100000 + i * 64, 11);
-		CHECK_EQ(kura_blk_write_cached(t.s, 1, 10 + i / 4, i % 4 * 64, 64, b, 1, KURA_IO_GUEST,
-					       order_done, &o[i]), 0);
-	}
-	while (next < 48)
-		kura_loop_run_once(t.loop, 100000000ull);
-	CHECK_EQ(ts_flush(&t), 0);
-	t0 = kura_now_ns();
-	while (m->max_out < 16 && kura_now_ns() - t0 < 2000000000ull)
-		kura_loop_run_once(t.loop, 1000000ull);
-	CHECK_EQ(m->max_out, 16u);
-	ts_close(&t);
-	m->write_delay_ns = 0;
-	CHECK_EQ(ts_open(&t, m, "s"), 0);
-	expect_tags(&t, 1, 0, 0, 256, 1000, 11);
-	expect_tags(&t, 1, 1, 0, 144, 1256, 11);
-	for (unsigned i = 0; i < 48; i++) {
-		CHECK_EQ(o[i].err, 0);
-		expect_tags(&t, 1, 10 + i / 4, i % 4 * 64, 64, 100000 + i * 64, 11);
-	}
 	ts_close(&t);
 	fake_media_destroy(m);
 }
