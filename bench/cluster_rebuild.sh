@@ -9,7 +9,8 @@
 #   bandwidth (dd, 1 MiB O_DIRECT writes and reads of a file beside the
 #   nodes' disks; fio's durable write stream) and against its durable copy
 #   bandwidth (8 dd copies at once: what one shared device can copy).
-#   bench/cluster_rebuild.sh BUILD_DIR     (root; REBUILD_EXTENTS of data, 256)
+#   bench/cluster_rebuild.sh BUILD_DIR     (root; REBUILD_EXTENTS of data, 256,
+#   on disks of REBUILD_DISK each, 1G)
 set -u
 BUILD=$(cd "${1:-build}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +20,8 @@ TOUCH=32
 . "$ROOT/tests/cluster/lib.sh"
 LAYER=0x7e57000021
 hosts 4
-DISKSIZE1=1G DISKSIZE2=1G DISKSIZE3=1G DISKSIZE4=1G
+DISK=${REBUILD_DISK:-1G}
+DISKSIZE1=$DISK DISKSIZE2=$DISK DISKSIZE3=$DISK DISKSIZE4=$DISK
 # the data: every block of EXTS extents, three copies
 rebuild_cluster "$EXTS" $LAYER
 clean() { clean1; }

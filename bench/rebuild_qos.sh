@@ -7,8 +7,8 @@
 # goes out after 3 s and the other three rebuild its groups while the
 # windows go on. Prints, per mode, the guest's mean and p99 latency alone
 # and during the rebuild (the mean of the windows' means, the worst
-# window's p99), and the rebuild's time and speed.
-#   bench/rebuild_qos.sh BUILD_DIR      (root)
+# window's p99 and the median window's), and the rebuild's time and speed.
+#   bench/rebuild_qos.sh BUILD_DIR      (root; disks of REBUILD_DISK each, 1G)
 set -u
 BUILD=$(cd "${1:-build}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,16 +18,19 @@ EXTS=${REBUILD_EXTENTS:-768}
 LAYER=0x7e57000021
 GUEST=0x7e57000031
 hosts 4
-DISKSIZE1=1G DISKSIZE2=1G DISKSIZE3=1G DISKSIZE4=1G
+DISK=${REBUILD_DISK:-1G}
+DISKSIZE1=$DISK DISKSIZE2=$DISK DISKSIZE3=$DISK DISKSIZE4=$DISK
 
 # window: one 1 s guest window: "mean_us p99_us"
 window() {
 	set -- $("$BUILD/kura-repcheck" bench "$WORK/n1/store.sock" $GUEST 8 1)
 	echo "$4 $6"
 }
-# summary FILE: "n mean_of_means worst_p99"
+# summary FILE: "n mean_of_means worst_p99 median_p99"
 summary() {
-	awk '{ n++; m += $1; if ($2 > p) p = $2 } END { printf "%d %.0f %d\n", n, n ? m / n : 0, p }' "$1"
+	med=$(awk '{ print $2 }' "$1" | sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }')
+	awk -v med="$med" '{ n++; m += $1; if ($2 > p) p = $2 }
+		END { printf "%d %.0f %d %d\n", n, n ? m / n : 0, p, med }' "$1"
 }
 
 run() {
@@ -54,7 +57,7 @@ run() {
 	set -- $(summary "$WORK/$mode.alone")
 	alone="$2 $3"
 	set -- $(summary "$WORK/$mode.busy")
-	echo "$mode $alone $2 $3 $ms $((bytes / 1048576))" >>"$WORK/results"
+	echo "$mode $alone $2 $3 $4 $ms $((bytes / 1048576))" >>"$WORK/results"
 	for i in 1 2 3; do node_stop $i; done
 	for i in 1 2 3; do etcd_kill $i; done
 }
@@ -62,8 +65,9 @@ run() {
 : >"$WORK/results"
 for mode in fifo qos; do run $mode; done
 echo "guest 4 KiB writes at QD8 through n1 while n4's groups are rebuilt ($EXTS extents of data, RF 3)"
-printf "%-5s %14s %13s %14s %13s %11s %12s\n" mode alone_mean_us alone_p99_us rebuild_mean_us \
-	rebuild_p99_us rebuild_ms rebuild_MiB/s
-awk '{ printf "%-5s %14s %13s %14s %13s %11s %12.0f\n", $1, $2, $3, $4, $5, $6,
-	($6 > 0) ? $7 * 1000 / $6 : 0 }' "$WORK/results"
+echo "(rebuild: the mean of the 1 s windows' means, the worst window's p99 and the median one's)"
+printf "%-5s %14s %13s %14s %13s %13s %11s %12s\n" mode alone_mean_us alone_p99_us rebuild_mean_us \
+	rebuild_p99_us median_p99_us rebuild_ms rebuild_MiB/s
+awk '{ printf "%-5s %14s %13s %14s %13s %13s %11s %12.0f\n", $1, $2, $3, $4, $5, $6, $7,
+	($7 > 0) ? $8 * 1000 / $7 : 0 }' "$WORK/results"
 exit 0

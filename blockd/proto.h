@@ -117,14 +117,19 @@ _Static_assert(sizeof(struct kura_proto_hello) == 128, "hello is 128 bytes");
  * struct kura_proto_sync_result saying where the next request starts.
  * -EREMOTE: the source's map does not make it the group's source or the
  * sender a member (the maps differ; the sender asks again). -EINVAL: the
- * data breaks the rules above. */
+ * data breaks the rules above. budget: the most extents the source sends
+ * or frees for this request (1 to KURA_PROTO_SYNC_BUDGET; 0: that many);
+ * a node whose rebuild is paced asks for fewer at a time, so that what
+ * one request moves stays within what its pacing allows. */
 #define KURA_PROTO_SYNC_MAX 4096u /* entries per request */
+#define KURA_PROTO_SYNC_BUDGET 16u
 struct kura_proto_sync {
 	uint32_t pg;
 	uint32_t n;
 	uint64_t from_layer, from_ext; /* inclusive */
 	uint64_t to_layer, to_ext;     /* exclusive; all ones: to the end */
-	uint64_t reserved;             /* zero */
+	uint32_t budget;               /* extents sent or freed at most (0: all 16) */
+	uint32_t reserved;             /* zero */
 };
 _Static_assert(sizeof(struct kura_proto_sync) == 48, "sync header is 48 bytes");
 struct kura_proto_sync_ent {

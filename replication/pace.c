@@ -1,13 +1,18 @@
 /* Rebuild pacing (rep.h, "Resync"): a node catching up sends its SYNC
- * requests (each may copy up to SYNC_BUDGET extents to it) only with a slot
- * from its rebuild scheduler, a vdisk/sched.h scheduler of its own whose
- * one client is rebuild-class work. Its controller watches the guest I/O of
- * this node's store (the store counts guest-class requests and their time;
- * every 100 ms the counts go to vd_sched_observe) and, when guest latency
- * rises above its idle baseline, holds slots back: first by window, then by
- * rate, in bytes copied (a slot costs PACE_SLOT_COST to take; the bytes a
- * request copied are charged when it is answered). With guests quiet,
- * every slot is granted at once and the resync runs at full speed.
+ * requests only with a slot from its rebuild scheduler, a vdisk/sched.h
+ * scheduler of its own whose one client is rebuild-class work. Its
+ * controller watches the guest I/O of this node's store (the store counts
+ * guest-class requests and their time; every 100 ms the counts go to
+ * vd_sched_observe) and, when guest latency rises above its idle baseline,
+ * holds slots back: first by window, then by rate, in bytes copied.
+ *
+ * A slot is asked for with a budget: the most extents its request may have
+ * the source send (KURA_PROTO_SYNC_BUDGET with the window whole, fewer as
+ * it shrinks, one once the rate is paced), and costs what they may hold, 1
+ * MiB each. So the window bounds the bytes that requests in flight can
+ * move, and the rate the bytes a second. What a request copied beyond its
+ * cost is charged when it is answered. With guests quiet, every slot is
+ * granted at once, each for 16 extents, and the resync runs at full speed.
  *
  * Slots are asked for one at a time; the scheduler grants them in its own
  * time (pace_granted), and sync_pump runs again then. A granted slot waits
@@ -22,12 +27,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PACE_SLOT_COST (64u * 1024) /* bytes a slot costs before its copies are known */
-#define PACE_VDISK 1u               /* the scheduler's one client */
+#define PACE_VDISK 1u /* the scheduler's one client */
+/* The window when guests are quiet: the 8 groups copied at once (sync.c),
+ * each request sending up to 16 extents. */
+#define PACE_WINDOW_MAX ((uint64_t)8 * KURA_PROTO_SYNC_BUDGET * KURA_EXT_SIZE)
+/* Window bytes per extent of a request's budget: the window shrinks from
+ * 16 extents for each of 8 requests to one extent for one request. */
+#define PACE_WINDOW_PER_EXTENT ((uint64_t)8 * KURA_EXT_SIZE)
 
 struct rslot {
 	struct vd_sreq sr;      /* first: the scheduler hands this back */
 	struct kura_rep *r;
+	unsigned budget;        /* extents the request may have sent */
 	struct rslot *next;
 };
 
@@ -84,7 +95,7 @@ static void granted(struct vd_sreq *sr)
 
 int pace_init(struct kura_rep *r, enum vd_sched_mode mode)
 {
-	struct vd_sched_opts o = { .mode = mode };
+	struct vd_sched_opts o = { .mode = mode, .window_max = PACE_WINDOW_MAX };
 
 	if (!(r->pace.sched = vd_sched_new(&o)))
 		return -ENOMEM;
@@ -101,12 +112,20 @@ struct rslot *pace_take(struct kura_rep *r)
 	if (!p->sched)
 		return NULL;
 	if (!p->granted && !p->asking) {
+		struct vd_sched_state st;
+
 		if (!(s = calloc(1, sizeof(*s))))
 			return NULL;
+		vd_sched_state(p->sched, &st);
+		s->budget = KURA_PROTO_SYNC_BUDGET;
+		if (st.rate)
+			s->budget = 1;
+		else if (st.window < PACE_WINDOW_MAX)
+			s->budget = (unsigned)KURA_MAX(st.window / PACE_WINDOW_PER_EXTENT, 1);
 		s->r = r;
 		s->sr.vdisk = PACE_VDISK;
 		s->sr.cls = KURA_IO_REBUILD;
-		s->sr.bytes = PACE_SLOT_COST;
+		s->sr.bytes = (uint64_t)s->budget * KURA_EXT_SIZE;
 		s->sr.dispatch = granted;
 		p->asking++;
 		p->in_take = 1;
@@ -124,14 +143,19 @@ struct rslot *pace_take(struct kura_rep *r)
 	return s;
 }
 
+unsigned pace_budget(const struct rslot *s)
+{
+	return s ? s->budget : KURA_PROTO_SYNC_BUDGET;
+}
+
 void pace_release(struct kura_rep *r, struct rslot *s, uint64_t bytes)
 {
 	struct rpace *p = &r->pace;
 
 	if (!s)
 		return;
-	if (bytes)
-		vd_sched_charge(p->sched, bytes);
+	if (bytes > s->sr.bytes) /* (the slot's cost was taken when granted) */
+		vd_sched_charge(p->sched, bytes - s->sr.bytes);
 	p->bytes += bytes;
 	vd_sched_done(p->sched, &s->sr, kura_now_ns());
 	free(s);

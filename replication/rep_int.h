@@ -378,6 +378,9 @@ int pace_init(struct kura_rep *r, enum vd_sched_mode mode);
 struct rslot *pace_take(struct kura_rep *r);
 /* The request that held s is answered, having copied `bytes`. */
 void pace_release(struct kura_rep *r, struct rslot *s, uint64_t bytes);
+/* The extents s's request may have the source send (s NULL: a confirm,
+ * which sends none: the protocol's default). */
+unsigned pace_budget(const struct rslot *s);
 void pace_return_unused(struct kura_rep *r);
 void pace_shutdown(struct kura_rep *r);
 void pace_destroy(struct kura_rep *r);

@@ -15,9 +15,10 @@
  * blocks, the source's version going with the last run once every other
  * request is answered without error) when the versions differ or it was
  * written since the stream began, or freed at the member when the source
- * has none. At most SYNC_BUDGET extents are sent per request, so an answer
- * comes well within the link's timeout; the answer says where the next
- * request starts. */
+ * has none. At most the request's budget of extents (16, fewer while the
+ * member's rebuild is paced) are sent per request, so an answer comes well
+ * within the link's timeout; the answer says where the next request
+ * starts. */
 #include "replication/rep_int.h"
 
 #include "common/log.h"
@@ -30,7 +31,6 @@
 
 #define SYNC_PARALLEL 8u        /* groups a member copies at once */
 #define SYNC_TASKS 8u           /* extents a source works on at once per request */
-#define SYNC_BUDGET 16u         /* extents sent or freed per request */
 #define SYNC_RETRY_NS 200000000ull
 #define SYNC_JOB_NS 1000000000ull  /* a request starts no extent after this long */
 
@@ -144,6 +144,7 @@ struct sjob {
 	struct kura_proto_sync_ent *mine; /* the source's (version unused) */
 	size_t nm, mi;
 	unsigned active, started, begun;
+	unsigned budget;      /* extents to send or free at most */
 	uint64_t deadline_ns;
 	int err, stopped;
 	uint64_t next_layer, next_ext;
@@ -624,7 +625,7 @@ static void job_pump(struct sjob *j)
 			break;
 		c = !a ? 1 : !b ? -1 : rep_key_cmp(a->layer, a->ext, b->layer, b->ext);
 		k = c <= 0 ? a : b;
-		if (j->started + j->active >= SYNC_BUDGET ||
+		if (j->started + j->active >= j->budget ||
 		    (j->begun && kura_now_ns() >= j->deadline_ns)) {
 			/* answer well within the link's timeout: the rest next time */
 			j->stopped = 1;
@@ -727,7 +728,7 @@ static int add_inflight(struct kura_rep *r, const struct kura_proto_sync *h, con
 static int check_request(const struct kura_rep *r, const struct kura_proto_sync *h,
 			 const struct kura_proto_sync_ent *e, size_t n)
 {
-	if (h->n != n || h->reserved || h->pg >= r->map->pgs ||
+	if (h->n != n || h->reserved || h->budget > KURA_PROTO_SYNC_BUDGET || h->pg >= r->map->pgs ||
 	    rep_key_cmp(h->from_layer, h->from_ext, h->to_layer, h->to_ext) > 0)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
@@ -777,6 +778,7 @@ int sync_job(struct kura_rep *r, const char *peer, const struct kura_proto_sync 
 	j->r = r;
 	snprintf(j->node, sizeof(j->node), "%s", peer);
 	j->pg = h->pg;
+	j->budget = h->budget ? h->budget : KURA_PROTO_SYNC_BUDGET;
 	j->range = *h;
 	j->n = n;
 	j->out = out;
@@ -1039,6 +1041,7 @@ static void sync_send(struct kura_rep *r, uint32_t pg, struct peer *p, int confi
 	h = (struct kura_proto_sync *)q->data;
 	e = (struct kura_proto_sync_ent *)(q->data + sizeof(*h));
 	h->pg = pg;
+	h->budget = pace_budget(slot);
 	h->from_layer = confirm ? 0 : g->from_layer;
 	h->from_ext = confirm ? 0 : g->from_ext;
 	h->to_layer = h->to_ext = confirm ? 0 : UINT64_MAX; /* confirm: an empty range */

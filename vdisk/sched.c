@@ -14,6 +14,10 @@
 #define SMALL_IO (64u * 1024)          /* guest I/O the controller watches */
 #define MIN_SAMPLES 4u                  /* guest I/Os that make a window count */
 #define QUIET_NS (200ull * 1000 * 1000) /* no guest I/O this long: quiet */
+/* Observed guest I/O in flight with no arrival this long: not waited for
+ * (a guest waits seconds only behind a device that stopped, when holding
+ * background back gains it nothing) */
+#define OBS_STUCK_NS (2ull * 1000 * 1000 * 1000)
 #define PROBE_EVERY_NS (10ull * NS)     /* re-measure the baseline this often */
 #define SLACK_NS 100000ull              /* 100 µs */
 #define LAT_RATIO_PCT 150u              /* guest mean allowed: baseline * 1.5 + slack */
@@ -48,6 +52,7 @@ struct vd_sched {
 
 	unsigned guest_inflight, guest_queued, bg_inflight, bg_queued;
 	uint64_t bg_inflight_bytes;
+	uint64_t obs_inflight;          /* observed guest I/O started, not done */
 	bool pacing;
 
 	/* controller */
@@ -408,6 +413,8 @@ void vd_sched_observe(struct vd_sched *s, uint64_t started, uint64_t done, uint6
 		return;
 	if (started)
 		guests_arrived(s, started, now);
+	s->obs_inflight += started;
+	s->obs_inflight -= KURA_MIN(done, s->obs_inflight);
 	s->win_n += done;
 	s->win_sum += lat_sum_ns;
 }
@@ -495,7 +502,11 @@ static void squeeze(struct vd_sched *s, uint64_t now)
 		s->rate = done_rate > 2 * RATE_MIN ? done_rate / 2 : RATE_MIN;
 	else
 		s->rate = s->rate * 7 / 10 > RATE_MIN ? s->rate * 7 / 10 : RATE_MIN;
-	s->tokens = 0;
+	/* no saved-up tokens at the new rate, but a debt stays: bytes charged
+	 * after the fact (vd_sched_charge) are paid for in time, however often
+	 * the rate is cut meanwhile */
+	if (s->tokens > 0)
+		s->tokens = 0;
 }
 
 /* ...and more again, in the opposite order. */
@@ -538,8 +549,13 @@ static void control(struct vd_sched *s, uint64_t now)
 	uint64_t mean = s->win_n ? s->win_sum / s->win_n : 0;
 	uint64_t p99 = kura_hist_pct(&s->win_h, 0.99);
 
-	if (!s->win_sub && !s->guest_inflight && !s->guest_queued) {
-		/* guests quiet: background may have everything */
+	if (!s->win_sub && !s->guest_inflight && !s->guest_queued &&
+	    (!s->last_guest || now - s->last_guest > QUIET_NS) &&
+	    (!s->obs_inflight || now - s->last_guest > OBS_STUCK_NS)) {
+		/* guests quiet (none arrived for as long as the arrival of the
+		 * next one takes to notice: it drops the window to its
+		 * minimum; none observed in flight, unless for so long that
+		 * the count must be wrong): background may have everything */
 		s->window = s->wmax;
 		s->rate = 0;
 		s->probing = false;

@@ -22,8 +22,10 @@
  *   the window is down to one request, cuts the background byte rate
  *   (paced by a token bucket, never below 4 MiB/s); otherwise the rate
  *   grows by 1/8 (pacing stops once it no longer holds anything back) and
- *   then the window by 1 MiB a step; when guests are quiet, the window is
- *   the maximum and pacing off at once. Guest I/O arriving after a quiet
+ *   then the window by 1 MiB a step; when guests are quiet (none arrived
+ *   for 200 ms, none queued or in the store, observed ones included), the
+ *   window is the maximum and pacing off at once. A cut of the rate keeps
+ *   what background owes (bytes charged after the fact). Guest I/O arriving after a quiet
  *   spell drops the window to its minimum before the next request is
  *   admitted.
  *

@@ -265,6 +265,7 @@ static void bad_sync_field(const char *what, void (*spoil)(struct sync_msg *m))
 
 static void spoil_count(struct sync_msg *m) { m->h.n = 3; }
 static void spoil_reserved(struct sync_msg *m) { m->h.reserved = 1; }
+static void spoil_budget(struct sync_msg *m) { m->h.budget = KURA_PROTO_SYNC_BUDGET + 1; }
 static void spoil_pg(struct sync_msg *m) { m->h.pg = 0xffffffffu; }
 static void spoil_range(struct sync_msg *m)
 {
@@ -357,6 +358,7 @@ static void sync_checks(void)
 
 	bad_sync_field("n not the entry count", spoil_count);
 	bad_sync_field("a reserved field set", spoil_reserved);
+	bad_sync_field("a budget over 16 extents", spoil_budget);
 	bad_sync_field("group 0xffffffff", spoil_pg);
 	bad_sync_field("from after to", spoil_range);
 	bad_sync_field("two entries out of order", spoil_order);

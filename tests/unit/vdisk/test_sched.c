@@ -395,9 +395,12 @@ static void obg_dispatch(struct vd_sreq *r)
 	obg_dispatched++;
 }
 
+static uint64_t obg_fixed_lat; /* guests' latency whatever the background (0: none) */
+
 /* Runs for `ns` in 1 ms steps: due requests complete and go again (when
  * `again`), then guests are observed (10 I/Os a step, 200 us each plus
- * 150 us per background request in flight), unless `quiet`. */
+ * 150 us per background request in flight, or obg_fixed_lat), unless
+ * `quiet`. */
 static void obg_run(struct vd_sched *s, struct obg *b, unsigned n, uint64_t ns, int quiet,
 		    int again, uint64_t *inflight_sum, uint64_t *steps)
 {
@@ -416,7 +419,9 @@ static void obg_run(struct vd_sched *s, struct obg *b, unsigned n, uint64_t ns, 
 		}
 		vd_sched_state(s, &st);
 		if (!quiet)
-			vd_sched_observe(s, 10, 10, 10 * (200 * US + 150 * US * st.bg_inflight),
+			vd_sched_observe(s, 10, 10,
+					 10 * (obg_fixed_lat ? obg_fixed_lat
+							     : 200 * US + 150 * US * st.bg_inflight),
 					 obg_now);
 		vd_sched_tick(s, obg_now);
 		if (inflight_sum) {
@@ -426,26 +431,36 @@ static void obg_run(struct vd_sched *s, struct obg *b, unsigned n, uint64_t ns, 
 	}
 }
 
-TEST(test_sched_observed_guests_pace_background)
+/* A QoS scheduler at 1 s on the fake clock and n rebuild requests of 64
+ * KiB, not submitted yet. */
+static struct vd_sched *obg_setup(struct obg *b, unsigned n)
 {
 	struct vd_sched_opts o = { .mode = VD_SCHED_QOS };
 	struct vd_sched *s = vd_sched_new(&o);
-	struct obg b[24];
-	struct vd_sched_state st;
-	uint64_t sum = 0, steps = 0;
-	unsigned before;
 
-	CHECK(s);
-	memset(b, 0, sizeof(b));
+	memset(b, 0, n * sizeof(*b));
 	obg_now = 1 * SEC;
 	obg_dispatched = 0;
-	for (unsigned i = 0; i < 24; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		b[i].sr.vdisk = 1;
 		b[i].sr.cls = KURA_IO_REBUILD;
 		b[i].sr.bytes = 64 * 1024;
 		b[i].sr.dispatch = obg_dispatch;
 	}
-	vd_sched_tick(s, obg_now);
+	if (s)
+		vd_sched_tick(s, obg_now);
+	return s;
+}
+
+TEST(test_sched_observed_guests_pace_background)
+{
+	struct obg b[24];
+	struct vd_sched *s = obg_setup(b, 24);
+	struct vd_sched_state st;
+	uint64_t sum = 0, steps = 0;
+	unsigned before;
+
+	CHECK(s);
 	obg_run(s, b, 0, 2 * SEC, 0, 0, NULL, NULL); /* the guests alone: the baseline */
 	vd_sched_state(s, &st);
 	CHECK(st.baseline_ns >= 200 * US && st.baseline_ns < 260 * US);
@@ -483,5 +498,93 @@ TEST(test_sched_observed_guests_pace_background)
 	vd_sched_state(s, &st);
 	CHECK_EQ(st.bg_queued, 0);
 	CHECK(obg_dispatched > before);
+	vd_sched_free(s);
+}
+
+/* Guests observed at `lat` each, 10 a 1 ms step, for `ns`; every request
+ * that comes due completes and goes again. */
+static void obg_slow_guests(struct vd_sched *s, struct obg *b, unsigned n, uint64_t ns,
+			    uint64_t lat)
+{
+	obg_fixed_lat = lat;
+	obg_run(s, b, n, ns, 0, 1, NULL, NULL);
+	obg_fixed_lat = 0;
+}
+
+/* Bytes charged after the fact (a rebuild request that copied 256 MiB)
+ * are owed until the rate has paid for them, however often the controller
+ * cuts the rate meanwhile: a cut used to wipe the debt, and a request went
+ * after every cut, every 100 ms, whatever the last had moved. */
+TEST(test_sched_charged_bytes_stay_owed_while_the_rate_is_cut)
+{
+	struct obg b[4];
+	struct vd_sched *s = obg_setup(b, 4);
+	struct vd_sched_state st;
+	unsigned before;
+
+	CHECK(s);
+	obg_run(s, b, 0, 1 * SEC, 0, 0, NULL, NULL); /* the baseline: 200 us */
+	for (unsigned i = 0; i < 4; i++)
+		vd_sched_submit(s, &b[i].sr, obg_now);
+	obg_slow_guests(s, b, 4, 2 * SEC, 2 * MS); /* ten times the baseline */
+	vd_sched_state(s, &st);
+	CHECK(st.rate > 0 && st.window == 1ull << 20);
+	/* one request stays in the store from here on (every window has
+	 * background in it: the controller cuts the rate in each) */
+	while (!b[0].inflight)
+		obg_slow_guests(s, b, 4, 1 * MS, 2 * MS);
+	b[0].done_at = UINT64_MAX;
+	vd_sched_charge(s, 256ull << 20);
+	before = obg_dispatched;
+	obg_slow_guests(s, b, 4, 1 * SEC, 2 * MS);
+	vd_sched_state(s, &st);
+	CHECK(st.throttled >= 30);
+	CHECK(obg_dispatched - before <= 1); /* (one may have been owed nothing) */
+	vd_sched_free(s);
+}
+
+/* Observed guest I/O still in flight is not quiet, even with no new
+ * arrival for a while (a guest stuck behind background work must not open
+ * the window to it); quiet comes once none is in flight and none arrived
+ * for longer than it takes the next arrival to shrink the window again
+ * (200 ms), not after one 100 ms window without an arrival. */
+TEST(test_sched_observed_guests_in_flight_are_not_quiet)
+{
+	struct obg b[1];
+	struct vd_sched *s = obg_setup(b, 1);
+	struct vd_sched_state st;
+
+	CHECK(s);
+	obg_run(s, b, 0, 1 * SEC, 0, 0, NULL, NULL);
+	vd_sched_submit(s, &b[0].sr, obg_now);
+	obg_run(s, b, 1, 500 * MS, 0, 1, NULL, NULL);
+	vd_sched_observe(s, 8, 0, 0, obg_now); /* 8 arrive, and take long */
+	for (unsigned k = 0; k < 10; k++) {
+		obg_now += 100 * MS;
+		vd_sched_tick(s, obg_now);
+		vd_sched_state(s, &st);
+		CHECK(st.window < 64ull << 20);
+	}
+	vd_sched_observe(s, 0, 8, 8 * 1000 * MS, obg_now); /* done at last */
+	obg_now += 100 * MS;
+	vd_sched_tick(s, obg_now);
+	vd_sched_state(s, &st);
+	CHECK_EQ(st.window, 64ull << 20); /* none in flight, none for a second */
+	/* one arrives and is done at once: the window shrinks; 100 and 200 ms
+	 * later (the second a window with no arrival) are too soon to call it
+	 * quiet, 300 ms is not */
+	vd_sched_observe(s, 1, 1, 200 * US, obg_now);
+	vd_sched_state(s, &st);
+	CHECK_EQ(st.window, 1ull << 20);
+	for (unsigned k = 0; k < 2; k++) {
+		obg_now += 100 * MS;
+		vd_sched_tick(s, obg_now);
+		vd_sched_state(s, &st);
+		CHECK(st.window < 64ull << 20);
+	}
+	obg_now += 100 * MS;
+	vd_sched_tick(s, obg_now);
+	vd_sched_state(s, &st);
+	CHECK_EQ(st.window, 64ull << 20);
 	vd_sched_free(s);
 }
