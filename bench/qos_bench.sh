@@ -14,8 +14,8 @@
 # goes to QOS_PLOT (default bench-qos.png in the current directory).
 #   bench/qos_bench.sh BUILD_DIR
 # BENCH_DIR (default /var/tmp/kura-bench; files in its qos/), QOS_TEMPLATE
-# (4G), QOS_CLONES (4), QOS_PHASE (20), BENCH_OUT: a file that also gets the
-# table.
+# (4G), QOS_CLONES (4), QOS_PHASE (20), QOS_MODES (fifo qos), BENCH_OUT: a
+# file that also gets the table.
 set -u
 BUILD=$(cd "${1:-build}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
