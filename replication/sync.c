@@ -625,14 +625,16 @@ static void job_pump(struct sjob *j)
 			break;
 		c = !a ? 1 : !b ? -1 : rep_key_cmp(a->layer, a->ext, b->layer, b->ext);
 		k = c <= 0 ? a : b;
-		if (j->started + j->active >= j->budget ||
-		    (j->begun && kura_now_ns() >= j->deadline_ns)) {
-			/* answer well within the link's timeout: the rest next time */
+		if (j->started >= j->budget || (j->begun && kura_now_ns() >= j->deadline_ns)) {
+			/* the budget is spent, or answer well within the link's
+			 * timeout: the rest next time */
 			j->stopped = 1;
 			j->next_layer = k->layer;
 			j->next_ext = k->ext;
 			break;
 		}
+		if (j->started + j->active >= j->budget)
+			break; /* each task in flight may copy: the next when one ends */
 		if (!(t = calloc(1, sizeof(*t)))) {
 			j->err = -ENOMEM;
 			break;
