@@ -28,12 +28,12 @@
 #include <string.h>
 
 #define PACE_VDISK 1u /* the scheduler's one client */
-/* The window when guests are quiet: the 8 groups copied at once (sync.c),
- * each request sending up to 16 extents. */
-#define PACE_WINDOW_MAX ((uint64_t)8 * KURA_PROTO_SYNC_BUDGET * KURA_EXT_SIZE)
+/* The window when guests are quiet: every group copied at once, each
+ * request sending up to 16 extents. */
+#define PACE_WINDOW_MAX ((uint64_t)SYNC_PARALLEL * KURA_PROTO_SYNC_BUDGET * KURA_EXT_SIZE)
 /* Window bytes per extent of a request's budget: the window shrinks from
- * 16 extents for each of 8 requests to one extent for one request. */
-#define PACE_WINDOW_PER_EXTENT ((uint64_t)8 * KURA_EXT_SIZE)
+ * 16 extents for each group's request to one extent for one request. */
+#define PACE_WINDOW_PER_EXTENT ((uint64_t)SYNC_PARALLEL * KURA_EXT_SIZE)
 
 struct rslot {
 	struct vd_sreq sr;      /* first: the scheduler hands this back */

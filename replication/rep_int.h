@@ -371,7 +371,9 @@ void peering_shutdown(struct kura_rep *r);
 /* figures for status */
 void peering_status(struct kura_rep *r, struct kura_jw *w);
 
-/* pace.c */
+/* pace.c (and sync.c: how many groups a member copies at once, which the
+ * pacing's window is sized for) */
+#define SYNC_PARALLEL 8u
 int pace_init(struct kura_rep *r, enum vd_sched_mode mode);
 /* A slot for one SYNC request that may copy data, or NULL: one was asked
  * for, and sync_pump runs again (sync_pump_soon) once it is granted. */

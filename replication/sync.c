@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SYNC_PARALLEL 8u        /* groups a member copies at once */
 #define SYNC_TASKS 8u           /* extents a source works on at once per request */
 #define SYNC_RETRY_NS 200000000ull
 #define SYNC_JOB_NS 1000000000ull  /* a request starts no extent after this long */
