@@ -54,6 +54,21 @@ run() {
 		[ "${m:-0}" -gt $ms ] && ms=$m
 		bytes=$((bytes + $(resync_fig $i bytes_copied)))
 	done
+	# how often the pacing held a request back, at the members that took
+	# the copies and at the sources that read them (replication/pace.c)
+	held=0 sheld=0 late=0
+	for i in 1 2 3; do
+		st=$(status_of $i)
+		for k in requests_held source_requests_held source_requests_late; do
+			v=$(echo "$st" | sed -n "s/.*\"rebuild_pacing\":{[^}]*\"$k\":\([0-9]*\).*/\1/p")
+			case $k in
+			requests_held) held=$((held + ${v:-0})) ;;
+			source_requests_held) sheld=$((sheld + ${v:-0})) ;;
+			*) late=$((late + ${v:-0})) ;;
+			esac
+		done
+	done
+	echo "$mode: requests held back by the pacing: $held at the members, $sheld at the sources ($late not granted within 1 s)" >>"$WORK/held"
 	set -- $(summary "$WORK/$mode.alone")
 	alone="$2 $3"
 	set -- $(summary "$WORK/$mode.busy")
@@ -63,6 +78,7 @@ run() {
 }
 
 : >"$WORK/results"
+: >"$WORK/held"
 for mode in fifo qos; do run $mode; done
 echo "guest 4 KiB writes at QD8 through n1 while n4's groups are rebuilt ($EXTS extents of data, RF 3)"
 echo "(rebuild: the mean of the 1 s windows' means, the worst window's p99 and the median one's)"
@@ -70,4 +86,5 @@ printf "%-5s %14s %13s %14s %13s %13s %11s %12s\n" mode alone_mean_us alone_p99_
 	rebuild_p99_us median_p99_us rebuild_ms rebuild_MiB/s
 awk '{ printf "%-5s %14s %13s %14s %13s %13s %11s %12.0f\n", $1, $2, $3, $4, $5, $6, $7,
 	($7 > 0) ? $8 * 1000 / $7 : 0 }' "$WORK/results"
+cat "$WORK/held"
 exit 0

@@ -203,16 +203,24 @@ struct pgset {
 	unsigned idx[KURA_MAP_MAX_REPLICAS];
 };
 
-/* pace.c: rebuild pacing (the member's SYNC requests wait for slots) */
+/* pace.c: rebuild pacing (the member's SYNC requests wait for slots, and
+ * so do the reads a source does for another node's requests) */
 struct rslot;
 struct rpace {
-	struct vd_sched *sched;
+	struct vd_sched *sched;   /* this node's own catching up (the writes) */
+	struct vd_sched *src;     /* what it reads as a source for other nodes */
 	struct kura_timer timer;
 	int armed, in_take;
 	unsigned asking;          /* slots asked for, not granted yet */
 	struct rslot *granted;    /* granted, not taken */
+	struct rslot *src_wait;   /* a source's, asked for, not granted yet */
+	struct rslot *src_ready;  /* a source's, granted, to hand over */
+	struct kura_op src_op;    /* hands them over on a later turn */
+	int src_pending;
 	uint64_t seen_started, seen_done, seen_lat; /* the store's guest counts last seen */
 	uint64_t waits, bytes;    /* slots held back; bytes copied under slots */
+	uint64_t src_waits, src_late, src_bytes; /* a source's: held back, not
+	                          * granted in time, bytes sent under slots */
 };
 
 struct kura_rep {
@@ -383,6 +391,14 @@ void pace_release(struct kura_rep *r, struct rslot *s, uint64_t bytes);
 /* The extents s's request may have the source send (s NULL: a confirm,
  * which sends none: the protocol's default). */
 unsigned pace_budget(const struct rslot *s);
+/* A source's SYNC job asks for a slot for its reads: 0, and fn runs on a
+ * later turn of the loop with the slot, or with NULL when none came within
+ * PACE_SOURCE_WAIT_NS (the job then answers at once, having moved nothing,
+ * and the member asks again); 1: no pacing here, go on at once. fn also
+ * runs during a shutdown (r->destroying set). Release the slot with
+ * pace_release. */
+typedef void (*pace_fn)(void *arg, struct rslot *s);
+int pace_ask(struct kura_rep *r, pace_fn fn, void *arg);
 void pace_return_unused(struct kura_rep *r);
 void pace_shutdown(struct kura_rep *r);
 void pace_destroy(struct kura_rep *r);

@@ -144,6 +144,7 @@ struct sjob {
 	size_t nm, mi;
 	unsigned active, started, begun;
 	unsigned budget;      /* extents to send or free at most */
+	struct rslot *slot;   /* this node's pacing of its reads (pace.c), or NULL */
 	uint64_t deadline_ns;
 	int err, stopped;
 	uint64_t next_layer, next_ext;
@@ -605,6 +606,7 @@ static void job_finish(struct sjob *j)
 		j->out->next_ext = j->stopped ? j->next_ext : 0;
 	}
 	r->outstanding--;
+	pace_release(r, j->slot, j->err ? 0 : j->out->copied_bytes);
 	j->cb(j->arg, j->err);
 	free(j->ents);
 	free(j->mine);
@@ -656,6 +658,25 @@ static void job_pump(struct sjob *j)
 static int add_inflight(struct kura_rep *r, const struct kura_proto_sync *h, const char *node,
 			struct kura_proto_sync_ent **mine, size_t *n);
 
+static void job_walk(struct sjob *j)
+{
+	j->deadline_ns = kura_now_ns() + SYNC_JOB_NS;
+	job_pump(j);
+}
+
+/* This node's pacing granted the walk a slot, or none in time (s NULL:
+ * the job answers at once, having moved nothing; the member asks again). */
+static void job_paced(void *arg, struct rslot *s)
+{
+	struct sjob *j = arg;
+
+	j->slot = s;
+	j->budget = s ? KURA_MIN(j->budget, pace_budget(s)) : 0;
+	if (j->r->destroying)
+		j->err = -ESHUTDOWN;
+	job_walk(j);
+}
+
 /* Copies other nodes sent before the walk began (an old primary's, say)
  * are in the index now, even those that waited for journal room: the
  * walk sees them. */
@@ -668,8 +689,13 @@ static void job_flushed(void *arg, int err)
 	if (!err)
 		err = add_inflight(j->r, &j->range, j->node, &j->mine, &j->nm);
 	j->err = err;
-	j->deadline_ns = kura_now_ns() + SYNC_JOB_NS;
-	job_pump(j);
+	/* the walk reads only with a slot of this node's pacing (a confirm,
+	 * an empty range, reads nothing) */
+	if (!err && rep_key_cmp(j->range.from_layer, j->range.from_ext, j->range.to_layer,
+				j->range.to_ext) < 0 &&
+	    !pace_ask(j->r, job_paced, j))
+		return;
+	job_walk(j);
 }
 
 static int ent_cmp(const void *a, const void *b)

@@ -443,6 +443,28 @@ void vd_sched_drain(struct vd_sched *s)
 	}
 }
 
+bool vd_sched_cancel(struct vd_sched *s, struct vd_sreq *r)
+{
+	struct bgq *q;
+	struct vd_sreq **pp, *prev = NULL;
+
+	if (r->admitted || r->cls == KURA_IO_GUEST || r->cls >= KURA_IO_NCLASS)
+		return false;
+	q = &s->bg[r->cls];
+	for (pp = &q->head; *pp && *pp != r; pp = &(*pp)->next)
+		prev = *pp;
+	if (!*pp)
+		return false;
+	*pp = r->next;
+	if (q->tail == r)
+		q->tail = prev;
+	r->next = NULL;
+	q->n--;
+	s->bg_queued--;
+	r->c->queued--;
+	return true;
+}
+
 static struct vd_cstats *cstats(struct vd_client *c, enum kura_io_class cls)
 {
 	if (!c->st[cls])

@@ -130,6 +130,9 @@ void vd_sched_observe(struct vd_sched *s, uint64_t started, uint64_t done, uint6
  * whose size is known only once done): they count against the pacing
  * rate and in the controller's figures. */
 void vd_sched_charge(struct vd_sched *s, uint64_t bytes);
+/* Takes r, a background request still queued, off its queue: it will not
+ * be dispatched. False when r was not queued here (admitted already). */
+bool vd_sched_cancel(struct vd_sched *s, struct vd_sreq *r);
 /* Admits every queued request now, whatever the window (the owner is
  * stopping and its requests must end). */
 void vd_sched_drain(struct vd_sched *s);

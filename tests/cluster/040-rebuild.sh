@@ -36,13 +36,19 @@ wait_for 30 "the groups n4 held rebuilt on the others" rebuilt
 copied=0
 for i in 1 2 3; do copied=$((copied + $(served_fig $i extents_copied))); done
 [ "$copied" -ge 1 ] || fail "no extent was copied to rebuild n4's groups"
-# the copies came under rebuild pacing slots (replication/pace.c)
+# the copies came under rebuild pacing slots (replication/pace.c), at the
+# members that took them and at the sources that read them
 paced=0
+sent=0
 for i in 1 2 3; do
-	p=$(status_of $i | sed -n 's/.*"rebuild_pacing":{[^}]*"bytes_copied":\([0-9]*\).*/\1/p')
+	st=$(status_of $i)
+	p=$(echo "$st" | sed -n 's/.*"rebuild_pacing":{[^}]*"bytes_copied":\([0-9]*\).*/\1/p')
+	s=$(echo "$st" | sed -n 's/.*"rebuild_pacing":{[^}]*"bytes_sent":\([0-9]*\).*/\1/p')
 	paced=$((paced + ${p:-0}))
+	sent=$((sent + ${s:-0}))
 done
 [ "$paced" -ge $((copied * 4096)) ] || fail "rebuild copies not paced: $paced bytes under slots"
+[ "$sent" -ge $((copied * 4096)) ] || fail "rebuild reads not paced at the sources: $sent bytes under slots"
 echo "ok: n4 out; its groups rebuilt on the other three ($copied extents copied), 64 groups clean"
 for l in $LAYER; do
 	on 1 "$BUILD/kura-repcheck" replicas "$id" $l 8 3 10.99.0.1:7400 10.99.0.2:7400 \

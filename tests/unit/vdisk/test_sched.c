@@ -588,3 +588,29 @@ TEST(test_sched_observed_guests_in_flight_are_not_quiet)
 	CHECK_EQ(st.window, 64ull << 20);
 	vd_sched_free(s);
 }
+
+/* A queued background request can be taken back (a rebuild source whose
+ * slot did not come in time answers without it): it is never dispatched,
+ * and an admitted one cannot be. */
+TEST(test_sched_queued_background_can_be_cancelled)
+{
+	struct obg b[2];
+	struct vd_sched *s = obg_setup(b, 2);
+	struct vd_sched_state st;
+
+	CHECK(s);
+	obg_run(s, b, 0, 1 * SEC, 0, 0, NULL, NULL); /* guests run: window 1 MiB */
+	b[0].sr.bytes = b[1].sr.bytes = 1ull << 20;
+	vd_sched_submit(s, &b[0].sr, obg_now);
+	vd_sched_submit(s, &b[1].sr, obg_now); /* waits: the window is full */
+	CHECK_EQ(obg_dispatched, 1);
+	CHECK(!vd_sched_cancel(s, &b[0].sr));
+	CHECK(vd_sched_cancel(s, &b[1].sr));
+	CHECK(!vd_sched_cancel(s, &b[1].sr));
+	vd_sched_state(s, &st);
+	CHECK_EQ(st.bg_queued, 0);
+	obg_run(s, b, 2, 1 * SEC, 0, 0, NULL, NULL);
+	CHECK_EQ(obg_dispatched, 1);
+	CHECK(!b[1].inflight && !b[1].done_at);
+	vd_sched_free(s);
+}
