@@ -49,6 +49,14 @@ for i in 1 2 3; do
 done
 [ "$paced" -ge $((copied * 4096)) ] || fail "rebuild copies not paced: $paced bytes under slots"
 [ "$sent" -ge $((copied * 4096)) ] || fail "rebuild reads not paced at the sources: $sent bytes under slots"
+# ...and `vdisk cluster status` says how far guests held the copies back
+shown=
+for i in 1 2 3; do
+	l=$(vdn $i cluster status | grep "^rebuild pacing qos; guest latency [0-9]* us (idle [0-9]* us); copies taken: window .*; reads for others: window")
+	[ -n "$l" ] && shown="n$i: $l"
+done
+[ -n "$shown" ] || fail "vdisk cluster status does not show the rebuild pacing: $(vdn 1 cluster status)"
+echo "ok: $shown"
 echo "ok: n4 out; its groups rebuilt on the other three ($copied extents copied), 64 groups clean"
 for l in $LAYER; do
 	on 1 "$BUILD/kura-repcheck" replicas "$id" $l 8 3 10.99.0.1:7400 10.99.0.2:7400 \

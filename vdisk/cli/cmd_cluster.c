@@ -133,6 +133,38 @@ static void print_resync(const struct kura_json *me)
 		       (unsigned long long)cli_u64(sv, "extents_freed"));
 }
 
+/* One side of the rebuild pacing: "window 1 MiB, paced at 4 MiB/s, 57
+ * requests held back". */
+static void pace_side(const struct kura_json *rp, const char *window, const char *rate,
+		      const char *held, char *out, size_t len)
+{
+	char w[32], r[32];
+	uint64_t rt = cli_u64(rp, rate);
+
+	kura_fmt_size(cli_u64(rp, window), w, sizeof(w));
+	if (rt)
+		kura_fmt_size(rt, r, sizeof(r));
+	snprintf(out, len, "window %s, %s%s%s, %llu requests held back", w, rt ? "paced at " : "unpaced",
+		 rt ? r : "", rt ? "/s" : "", (unsigned long long)cli_u64(rp, held));
+}
+
+/* The rebuild pacing, once this node has copied or read for a copy under
+ * it: how far guest I/O holds the copies back (docs/qos.md). */
+static void print_pacing(const struct kura_json *me)
+{
+	const struct kura_json *rp = cli_get(me, "rebuild_pacing", KURA_JSON_OBJ);
+	char own[128], src[128];
+
+	if (!rp || !(cli_u64(rp, "bytes_copied") + cli_u64(rp, "bytes_sent")))
+		return;
+	pace_side(rp, "window", "rate", "requests_held", own, sizeof(own));
+	pace_side(rp, "source_window", "source_rate", "source_requests_held", src, sizeof(src));
+	cli_kv("rebuild pacing", "%s; guest latency %llu us (idle %llu us); copies taken: %s; "
+	       "reads for others: %s", cli_str(rp, "mode"),
+	       (unsigned long long)cli_u64(rp, "guest_latency_us"),
+	       (unsigned long long)cli_u64(rp, "guest_baseline_us"), own, src);
+}
+
 static int print_status(const struct kura_json *ans)
 {
 	static const char *const hdr[] = { "NODE", "STATE", "FOR", "ADDRESS", "DOMAIN",
@@ -165,6 +197,7 @@ static int print_status(const struct kura_json *ans)
 		       ? "recovering: may have missed writes, serves none until brought up to date"
 		       : "fenced: acknowledges no replicated write");
 	print_resync(me);
+	print_pacing(me);
 	cli_kv("groups", "%llu: %llu clean, %llu degraded, %llu with no replica up",
 	       (unsigned long long)cli_u64(pgs, "total"), (unsigned long long)cli_u64(pgs, "clean"),
 	       (unsigned long long)cli_u64(pgs, "degraded"),

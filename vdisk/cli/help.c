@@ -215,6 +215,10 @@ const struct cli_cmd cli_cmds[] = {
 	  "\"this node\" says whether the node may acknowledge replicated writes: it\n"
 	  "may not once it has failed to renew its etcd lease for 1.3 s, so that a node\n"
 	  "cut off from the cluster never acknowledges what the others cannot see.\n"
+	  "Once the node has copied data for a resync or rebuild, \"rebuild pacing\"\n"
+	  "shows how far its guests' I/O holds that back: their latency against\n"
+	  "its idle figure, and the window and rate of the copies it takes and of\n"
+	  "the reads it does for other nodes.\n"
 	  JSON_RULE,
 	  OPT_JSON, 0, 0, cli_cmd_cluster_status },
 	{ "cluster out", "NODE [--force] [--json]",

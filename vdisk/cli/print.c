@@ -283,7 +283,7 @@ void cli_kv(const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
-	printf("%-13s", key);
+	printf("%-12s ", key); /* a long key still gets its space */
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
