@@ -104,6 +104,8 @@ struct syncer {
 	uint64_t since;          /* the RECOVERING state's since_ms; 0: filling only */
 	struct sgroup *g;        /* map->pgs entries */
 	unsigned pgs, total, done, running, confirmed;
+	unsigned next_pg;        /* where the pump looks first: the group after
+	                          * the last one sent, so that groups take turns */
 	uint64_t reported_epoch; /* the map the last report was made in */
 	uint64_t epoch;          /* of the map the groups were counted in */
 	uint64_t gen;            /* which recovery or rebuild this is */

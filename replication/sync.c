@@ -1136,7 +1136,11 @@ void sync_pump(struct kura_rep *r)
 		}
 		sy->mine_built = 1;
 	}
-	for (uint32_t pg = 0; pg < sy->pgs && sy->running < SYNC_PARALLEL; pg++) {
+	/* Groups take turns: a request answered having moved nothing (its
+	 * source's pacing held it) must not have its group asked again ahead
+	 * of the others while slots are scarce. */
+	for (uint32_t k = 0, first = sy->next_pg; k < sy->pgs && sy->running < SYNC_PARALLEL; k++) {
+		uint32_t pg = (first + k) % sy->pgs;
 		struct sgroup *g = &sy->g[pg];
 		int src;
 		const struct kura_map_node *sn;
@@ -1175,6 +1179,7 @@ void sync_pump(struct kura_rep *r)
 			break;
 		}
 		sync_send(r, pg, p, 0, slot);
+		sy->next_pg = (pg + 1) % sy->pgs;
 	}
 	/* every group copied: before saying so, check each was copied under
 	 * a stream that still runs (one that began again, or a source that
