@@ -59,7 +59,6 @@ struct rslot {
 	pace_fn fn;             /* a source's job waiting for it */
 	void *arg;
 	uint64_t asked_ns;
-	int got;                /* granted */
 	struct rslot *next;
 };
 
@@ -166,7 +165,6 @@ static void granted(struct vd_sreq *sr)
 	struct rslot *s = (struct rslot *)sr;
 	struct kura_rep *r = s->r;
 
-	s->got = 1;
 	if (s->sched == r->pace.src) {
 		struct rslot **pp = &r->pace.src_wait;
 
@@ -261,7 +259,7 @@ int pace_ask(struct kura_rep *r, pace_fn fn, void *arg)
 	s->next = p->src_wait;
 	p->src_wait = s;
 	vd_sched_submit(p->src, &s->sr, s->asked_ns);
-	if (!s->got)
+	if (!s->sr.admitted)
 		p->src_waits++; /* held back */
 	return 0;
 }
